@@ -1,0 +1,138 @@
+import type { Actor, Colour, Escalation, HealthCheck, Phase, RoomAssignment, Sample } from '../domain/types';
+
+/**
+ * The contract between the case workflow and the outside world. The workflow imports this
+ * file as types only; src/activities/index.ts builds the implementation with
+ * createActivities(deps). Every activity is idempotent, keyed by workflow id + step.
+ */
+
+export interface ReserveRoomInput {
+  workflowId: string;
+  caseNo: string;
+  colour: Colour;
+  district: string;
+}
+
+export interface RoomRef {
+  workflowId: string;
+  caseNo: string;
+  roomId: string;
+}
+
+export interface DispatchInput {
+  workflowId: string;
+  caseNo: string;
+  /** Idempotency step, e.g. "intake" or "hospital". */
+  step: string;
+  purpose: 'intake' | 'hospital';
+  hotelId: string;
+  roomNo?: string;
+  /** PII: goes to the transport system only, never into logs. */
+  pickupAddress?: string;
+}
+
+export interface OrderSampleInput {
+  workflowId: string;
+  caseNo: string;
+  sampleId: string;
+  type: string;
+  reason: string;
+  hotelId?: string;
+}
+
+export interface InspectionRequestInput {
+  workflowId: string;
+  caseNo: string;
+  inspectionId: string;
+  district: string;
+  street: string;
+  /** PII: the home address to inspect; kept in address_inspections for the community. */
+  address: string;
+}
+
+export interface HandOverInput {
+  workflowId: string;
+  caseNo: string;
+  district: string;
+  street: string;
+  releasedAt: string;
+  certificateNo: string;
+}
+
+export interface NotifyInput {
+  workflowId: string;
+  caseNo: string;
+  hotelId?: string;
+  escalation: Escalation;
+}
+
+export interface CaseEventRecord {
+  seq: number;
+  actor: Actor;
+  kind: string;
+  payload: Record<string, unknown>;
+  at: string;
+}
+
+/** The read-model row of a case, as the workflow sees it. */
+export interface CaseRow {
+  caseNo: string;
+  workflowId: string;
+  requestId: string;
+  district: string;
+  street: string;
+  displayName: string;
+  phase: Phase;
+  colour?: Colour;
+  policyName: string;
+  hotelId?: string;
+  roomId?: string;
+  requestedAt: string;
+  arrivedAt?: string;
+  stayStart?: string;
+  releaseDue?: string;
+  nextCheckDue?: string;
+  pendingResults: number;
+  openEscalations: number;
+  openRedEscalations: number;
+  inspectionStatus: string;
+  endedAt?: string;
+  stateVersion: number;
+}
+
+export interface RecordCaseInput {
+  row: CaseRow;
+  events: CaseEventRecord[];
+  /** Only what changed since the last write. */
+  samples: Sample[];
+  checks: HealthCheck[];
+  escalations: Escalation[];
+  inspection?: { inspectionId: string; status: string; address?: string; requestedAt?: string; resultAt?: string; inspector?: string; note?: string };
+}
+
+export interface CaseActivities {
+  /** A room by policy and colour, or null when none is free (the workflow waits and retries). */
+  reserveRoom(input: ReserveRoomInput): Promise<RoomAssignment | null>;
+  /** Reserved room back to free (cancelled before check-in). */
+  releaseRoom(input: RoomRef): Promise<void>;
+  checkIn(input: RoomRef): Promise<void>;
+  /** Occupied → awaiting disinfection; terminal after a positive case. */
+  checkOut(input: RoomRef & { terminalDisinfection: boolean }): Promise<void>;
+  dispatchTransport(input: DispatchInput): Promise<{ dispatchId: string }>;
+  cancelTransport(input: { workflowId: string; caseNo: string; dispatchId: string }): Promise<void>;
+  orderSample(input: OrderSampleInput): Promise<{ labId: string; orderedAt: string }>;
+  requestInspection(input: InspectionRequestInput): Promise<void>;
+  handOverToCommunity(input: HandOverInput): Promise<void>;
+  notifyEscalation(input: NotifyInput): Promise<void>;
+  recordCase(input: RecordCaseInput): Promise<void>;
+}
+
+/** ApplicationFailure types raised by activities; permanent ones are nonRetryable. */
+export enum ErrorCode {
+  UnknownHotel = 'UnknownHotel',
+  UnknownRoom = 'UnknownRoom',
+  InvalidAddress = 'InvalidAddress',
+  RoomStateConflict = 'RoomStateConflict',
+  IntegrationRejected = 'IntegrationRejected',
+  IntegrationUnavailable = 'IntegrationUnavailable',
+}

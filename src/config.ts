@@ -1,0 +1,143 @@
+import path from 'node:path';
+import { z } from 'zod';
+
+import { defaultUserCacheDir } from './temporal/cli';
+
+/**
+ * The one place that reads the environment. Every other module receives a `Config`.
+ * Parsing fails fast and names the offending variable, so a typo in a deployment
+ * manifest stops the process at start rather than at 3 a.m.
+ */
+const port = z.coerce.number().int().min(0).max(65535);
+const optionalUrl = z.url().optional();
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+export const envSchema = z.object({
+  NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+  LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
+  PORT: port.default(3000),
+  API_HOST: z.string().min(1).default('0.0.0.0'),
+  DATA_DIR: z.string().min(1).default('./data'),
+  DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL')
+    .optional(),
+  /** When set, use that cluster and start no dev server. */
+  TEMPORAL_ADDRESS: z
+    .string()
+    .regex(/^[^\s:]+:\d+$/, 'must be host:port')
+    .optional(),
+  TEMPORAL_NAMESPACE: z.string().min(1).default('shaodian'),
+  TEMPORAL_TASK_QUEUE: z.string().min(1).default('quarantine-cases'),
+  TEMPORAL_CLI_PATH: z.string().min(1).optional(),
+  TEMPORAL_DEV_PORT: port.default(7233),
+  TEMPORAL_UI_PORT: port.default(8233),
+  TEMPORAL_DEV_HEADLESS: bool.default(false),
+  /** Base64 AES-256 key for the payload codec; a dev key is generated under DATA_DIR when unset. */
+  CODEC_KEY: z
+    .string()
+    .refine((v) => Buffer.from(v, 'base64').length === 32, 'must be 32 bytes, base64-encoded')
+    .optional(),
+  CODEC_KEY_ID: z.string().min(1).max(32).default('k1'),
+  /** Earlier codec keys still accepted for decoding during a key roll: `id:base64,id:base64`. */
+  CODEC_OLD_KEYS: z
+    .string()
+    .regex(/^([\w-]+:[A-Za-z0-9+/=]+)(,[\w-]+:[A-Za-z0-9+/=]+)*$/, 'must be id:base64[,id:base64...]')
+    .optional(),
+  DEFAULT_POLICY: z.string().min(1).default('standard'),
+  TIME_ZONE: z.string().min(1).default('Asia/Shanghai'),
+  DRILL_DAY_SECONDS: z.coerce.number().positive().default(10),
+  WORKER_MAX_CACHED_WORKFLOWS: z.coerce.number().int().positive().optional(),
+  WORKER_MAX_CONCURRENT_ACTIVITIES: z.coerce.number().int().positive().default(200),
+  WORKER_MAX_CONCURRENT_WORKFLOW_TASKS: z.coerce.number().int().positive().default(100),
+  /** Integrations: a URL selects the real HTTP client, unset selects the simulator. */
+  LAB_URL: optionalUrl,
+  LAB_KEY: z.string().optional(),
+  COMMUNITY_URL: optionalUrl,
+  COMMUNITY_KEY: z.string().optional(),
+  TRANSPORT_URL: optionalUrl,
+  TRANSPORT_KEY: z.string().optional(),
+  NOTIFY_WEBHOOK_URL: optionalUrl,
+  HTTP_TIMEOUT_MS: z.coerce.number().int().positive().default(5000),
+  /** Simulators call back through the public API at this base URL (defaults to this API). */
+  SIMULATOR_CALLBACK_URL: optionalUrl,
+  SIM_LAB_DELAY_MS: z.coerce.number().int().min(0).default(2000),
+  SIM_LAB_POSITIVE_RATE: z.coerce.number().min(0).max(1).default(0),
+  SIM_TRANSPORT_DELAY_MS: z.coerce.number().int().min(0).default(3000),
+  SIM_COMMUNITY_DELAY_MS: z.coerce.number().int().min(0).default(1000),
+  /** Addresses containing this marker fail the single-occupancy inspection in the simulator. */
+  SIM_COMMUNITY_FAIL_MARKER: z.string().default('shared'),
+  API_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().positive().default(6000),
+  API_BODY_LIMIT: z.string().default('2mb'),
+  /**
+   * Base64 secret (>= 32 bytes) keying the HMAC of transfer bodies kept in the workflow memo.
+   * Every API process must share it; unset → derived from CODEC_KEY, else a dev key in DATA_DIR.
+   */
+  API_HMAC_KEY: z
+    .string()
+    .refine((v) => Buffer.from(v, 'base64').length >= 32, 'must be at least 32 bytes, base64-encoded')
+    .optional(),
+  /** How long GET /cases/{caseNo} waits for a worker to answer the state query before using the read model. */
+  API_QUERY_TIMEOUT_MS: z.coerce.number().int().positive().default(2000),
+  /** How long a supervisor/nurse command waits for the workflow to accept or reject an update. */
+  API_UPDATE_TIMEOUT_MS: z.coerce.number().int().positive().default(10000),
+  /** API keys are cached this long; a cached key keeps working while the database is down. */
+  API_KEY_CACHE_SECONDS: z.coerce.number().int().min(0).default(30),
+  /** Signals sent in parallel for one lab batch. */
+  API_LAB_BATCH_CONCURRENCY: z.coerce.number().int().positive().max(256).default(32),
+});
+
+export type Env = z.infer<typeof envSchema>;
+
+export interface Config extends Env {
+  dataDir: string;
+  /** Per-user cache for the Temporal CLI, shared by every clone (~/.cache/shaodian/bin). */
+  cliCacheDir: string;
+  /** The process environment as seen at start, for child processes (PATH, HOME, GOPATH...). */
+  processEnv: Record<string, string | undefined>;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly issues: { variable: string; message: string }[]) {
+    super(
+      'Invalid configuration:\n' +
+        issues.map((i) => `  ${i.variable}: ${i.message}`).join('\n') +
+        '\nSee README.md "Configuration" for every variable.',
+    );
+    this.name = 'ConfigError';
+  }
+}
+
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  // Empty strings mean "unset" so that `FOO= npm start` behaves like not setting FOO.
+  const cleaned = Object.fromEntries(
+    Object.entries(env).filter(([k, v]) => k in envSchema.shape && v !== undefined && v !== ''),
+  );
+  const parsed = envSchema.safeParse(cleaned);
+  if (!parsed.success) {
+    throw new ConfigError(
+      parsed.error.issues.map((i) => ({ variable: String(i.path[0] ?? '?'), message: i.message })),
+    );
+  }
+  return {
+    ...parsed.data,
+    dataDir: path.resolve(parsed.data.DATA_DIR),
+    cliCacheDir: defaultUserCacheDir(env.XDG_CACHE_HOME),
+    processEnv: { ...env },
+  };
+}
+
+/** For entrypoints: parse or print the problem and exit non-zero. */
+export function loadConfigOrExit(): Config {
+  try {
+    return loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(err.message);
+      process.exit(78); // EX_CONFIG
+    }
+    throw err;
+  }
+}

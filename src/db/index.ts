@@ -1,0 +1,108 @@
+import fs from 'node:fs';
+import path from 'node:path';
+
+import { sql } from 'drizzle-orm';
+import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
+
+import * as schema from './schema';
+
+export { schema };
+export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
+
+export interface Database {
+  db: Db;
+  kind: 'postgres' | 'pglite';
+  /** A short description without credentials, for logs and the start banner. */
+  where: string;
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export const MIGRATIONS_FOLDER = path.resolve(__dirname, '..', '..', 'drizzle');
+
+export interface DatabaseOptions {
+  databaseUrl?: string;
+  dataDir: string;
+  /** postgres.js pool size */
+  max?: number;
+  migrate?: boolean;
+}
+
+/**
+ * DATABASE_URL → postgres.js against that server; unset → PGlite (embedded Postgres)
+ * persisted under DATA_DIR/pglite. Migrations in drizzle/ are applied by drizzle's
+ * migrator in both cases, under an advisory lock so that many workers can start at once.
+ */
+export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
+  const database = opts.databaseUrl ? await openPostgres(opts.databaseUrl, opts.max) : await openPglite(opts.dataDir);
+  if (opts.migrate !== false) {
+    try {
+      await database.migrate();
+    } catch (err) {
+      await database.close();
+      throw err;
+    }
+  }
+  return database;
+}
+
+type Opened = Database & { migrate(): Promise<void> };
+
+async function openPostgres(url: string, max = 20): Promise<Opened> {
+  const { default: postgres } = await import('postgres');
+  const { drizzle } = await import('drizzle-orm/postgres-js');
+  const { migrate } = await import('drizzle-orm/postgres-js/migrator');
+  const client = postgres(url, { max, onnotice: () => undefined, connect_timeout: 10 });
+  const db = drizzle(client, { schema });
+  const u = new URL(url);
+  return {
+    db: db as unknown as Db,
+    kind: 'postgres',
+    where: `postgres://${u.host}${u.pathname}`,
+    async ping() {
+      await client`select 1`;
+    },
+    async close() {
+      await client.end({ timeout: 5 });
+    },
+    async migrate() {
+      // A dedicated connection holds the advisory lock for the whole migration run.
+      const lockClient = postgres(url, { max: 1, onnotice: () => undefined });
+      try {
+        await lockClient`select pg_advisory_lock(727274)`;
+        await migrate(drizzle(lockClient), { migrationsFolder: MIGRATIONS_FOLDER });
+        await lockClient`select pg_advisory_unlock(727274)`;
+      } finally {
+        await lockClient.end({ timeout: 5 });
+      }
+    },
+  };
+}
+
+async function openPglite(dataDir: string): Promise<Opened> {
+  const { PGlite } = await import('@electric-sql/pglite');
+  const { drizzle } = await import('drizzle-orm/pglite');
+  const { migrate } = await import('drizzle-orm/pglite/migrator');
+  const dir = path.join(dataDir, 'pglite');
+  fs.mkdirSync(dir, { recursive: true });
+  const client = await PGlite.create(dir);
+  const db = drizzle(client, { schema });
+  return {
+    db: db as unknown as Db,
+    kind: 'pglite',
+    where: `pglite:${dir}`,
+    async ping() {
+      await client.query('select 1');
+    },
+    async close() {
+      await client.close();
+    },
+    async migrate() {
+      await migrate(db, { migrationsFolder: MIGRATIONS_FOLDER });
+    },
+  };
+}
+
+export async function pingDb(db: Db): Promise<void> {
+  await db.execute(sql`select 1`);
+}

@@ -1,0 +1,239 @@
+import { sql } from 'drizzle-orm';
+import {
+  bigserial,
+  boolean,
+  index,
+  integer,
+  jsonb,
+  numeric,
+  pgEnum,
+  pgTable,
+  primaryKey,
+  text,
+  timestamp,
+  uniqueIndex,
+} from 'drizzle-orm/pg-core';
+
+/**
+ * Postgres owns inventory (hotels, rooms), the read model supervisors list from, the
+ * append-only event log, and API keys. Temporal owns case state; the read model follows it.
+ * PII kept here is only what a user must see: a masked display name for the dashboard and
+ * the address under inspection for the community worker who inspects it.
+ */
+
+export const roomState = pgEnum('room_state', [
+  'free',
+  'reserved',
+  'occupied',
+  'awaiting_disinfection',
+  'out_of_service',
+]);
+
+export const hotels = pgTable('hotels', {
+  id: text('id').primaryKey(),
+  name: text('name').notNull(),
+  district: text('district').notNull(),
+  street: text('street'),
+  /** Floor of the medical station, when the hotel marks one: red cases go nearest to it. */
+  medicalStationFloor: integer('medical_station_floor'),
+  active: boolean('active').notNull().default(true),
+  createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+});
+
+export const rooms = pgTable(
+  'rooms',
+  {
+    id: text('id').primaryKey(),
+    hotelId: text('hotel_id')
+      .notNull()
+      .references(() => hotels.id),
+    roomNo: text('room_no').notNull(),
+    floor: integer('floor').notNull(),
+    accessible: boolean('accessible').notNull().default(false),
+    state: roomState('state').notNull().default('free'),
+    /** The case holding the room while reserved or occupied; cleared on check-out. */
+    caseNo: text('case_no'),
+    /** The case whose departure left the room awaiting disinfection. */
+    lastCaseNo: text('last_case_no'),
+    /** 'routine' or 'terminal' (after a positive case) while awaiting disinfection. */
+    disinfection: text('disinfection'),
+    outOfServiceReason: text('out_of_service_reason'),
+    updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [
+    uniqueIndex('rooms_hotel_room_no').on(t.hotelId, t.roomNo),
+    // One room per case, whatever the concurrency: the database refuses a second.
+    uniqueIndex('rooms_one_per_case').on(t.caseNo).where(sql`${t.caseNo} is not null`),
+    index('rooms_hotel_state').on(t.hotelId, t.state),
+  ],
+);
+
+export const cases = pgTable(
+  'cases',
+  {
+    caseNo: text('case_no').primaryKey(),
+    workflowId: text('workflow_id').notNull(),
+    requestId: text('request_id').notNull(),
+    district: text('district').notNull(),
+    street: text('street').notNull(),
+    /** Masked for the dashboard (e.g. 张*明); the full name lives only in encrypted history. */
+    displayName: text('display_name'),
+    phase: text('phase').notNull(),
+    colour: text('colour'),
+    policyName: text('policy_name').notNull(),
+    hotelId: text('hotel_id'),
+    roomId: text('room_id'),
+    requestedAt: timestamp('requested_at', { withTimezone: true }).notNull(),
+    arrivedAt: timestamp('arrived_at', { withTimezone: true }),
+    stayStart: timestamp('stay_start', { withTimezone: true }),
+    releaseDue: timestamp('release_due', { withTimezone: true }),
+    nextCheckDue: timestamp('next_check_due', { withTimezone: true }),
+    pendingResults: integer('pending_results').notNull().default(0),
+    openEscalations: integer('open_escalations').notNull().default(0),
+    openRedEscalations: integer('open_red_escalations').notNull().default(0),
+    inspectionStatus: text('inspection_status').notNull().default('none'),
+    endedAt: timestamp('ended_at', { withTimezone: true }),
+    /** The workflow's change counter: a late, retried write never overwrites a newer one. */
+    stateVersion: integer('state_version').notNull().default(0),
+    updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [
+    uniqueIndex('cases_request_id').on(t.requestId),
+    index('cases_phase_colour').on(t.phase, t.colour, t.caseNo),
+    index('cases_hotel').on(t.hotelId, t.caseNo),
+    index('cases_release_due').on(t.releaseDue, t.caseNo),
+    index('cases_open_escalations').on(t.openEscalations, t.caseNo),
+    index('cases_street').on(t.district, t.street, t.caseNo),
+  ],
+);
+
+export const caseEvents = pgTable(
+  'case_events',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    caseNo: text('case_no').notNull(),
+    /** Per-case sequence assigned by the workflow: a retried write is a no-op. */
+    seq: integer('seq').notNull(),
+    /** The actor's id (an API key id or "workflow"); role and name beside it, never PII. */
+    actor: text('actor').notNull(),
+    actorRole: text('actor_role'),
+    actorName: text('actor_name'),
+    kind: text('kind').notNull(),
+    payload: jsonb('payload').notNull().default({}),
+    at: timestamp('at', { withTimezone: true }).notNull(),
+    recordedAt: timestamp('recorded_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [uniqueIndex('case_events_case_seq').on(t.caseNo, t.seq)],
+);
+
+export const samples = pgTable(
+  'samples',
+  {
+    sampleId: text('sample_id').primaryKey(),
+    caseNo: text('case_no').notNull(),
+    type: text('type').notNull(),
+    reason: text('reason').notNull(),
+    labId: text('lab_id'),
+    dueAt: timestamp('due_at', { withTimezone: true }).notNull(),
+    orderedAt: timestamp('ordered_at', { withTimezone: true }),
+    result: text('result').notNull().default('pending'),
+    resultAt: timestamp('result_at', { withTimezone: true }),
+  },
+  (t) => [index('samples_case').on(t.caseNo), index('samples_lab').on(t.labId, t.sampleId)],
+);
+
+/** Every result a lab posted, including duplicates and results for unknown samples. */
+export const labResults = pgTable(
+  'lab_results',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    sampleId: text('sample_id').notNull(),
+    caseNo: text('case_no'),
+    labKeyId: text('lab_key_id'),
+    result: text('result').notNull(),
+    status: text('status').notNull(),
+    receivedAt: timestamp('received_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [index('lab_results_sample').on(t.sampleId)],
+);
+
+export const healthChecks = pgTable(
+  'health_checks',
+  {
+    id: text('id').primaryKey(),
+    caseNo: text('case_no').notNull(),
+    dueAt: timestamp('due_at', { withTimezone: true }),
+    takenAt: timestamp('taken_at', { withTimezone: true }).notNull(),
+    temperatureC: numeric('temperature_c', { precision: 4, scale: 1 }),
+    symptoms: jsonb('symptoms').notNull().default([]),
+    recordedBy: text('recorded_by').notNull(),
+  },
+  (t) => [index('health_checks_case').on(t.caseNo, t.takenAt)],
+);
+
+export const escalations = pgTable(
+  'escalations',
+  {
+    id: text('id').primaryKey(),
+    caseNo: text('case_no').notNull(),
+    hotelId: text('hotel_id'),
+    kind: text('kind').notNull(),
+    level: text('level').notNull(),
+    severity: text('severity').notNull(),
+    reason: text('reason').notNull(),
+    status: text('status').notNull().default('open'),
+    openedAt: timestamp('opened_at', { withTimezone: true }).notNull(),
+    ackedAt: timestamp('acked_at', { withTimezone: true }),
+    ackedBy: text('acked_by'),
+    closedAt: timestamp('closed_at', { withTimezone: true }),
+    notifiedAt: timestamp('notified_at', { withTimezone: true }),
+  },
+  (t) => [index('escalations_open').on(t.status, t.openedAt), index('escalations_case').on(t.caseNo)],
+);
+
+export const addressInspections = pgTable(
+  'address_inspections',
+  {
+    id: text('id').primaryKey(),
+    caseNo: text('case_no').notNull(),
+    street: text('street').notNull(),
+    address: text('address').notNull(),
+    status: text('status').notNull().default('requested'),
+    requestedAt: timestamp('requested_at', { withTimezone: true }).notNull(),
+    resultAt: timestamp('result_at', { withTimezone: true }),
+    inspector: text('inspector'),
+    note: text('note'),
+  },
+  (t) => [index('address_inspections_case').on(t.caseNo)],
+);
+
+export const apiKeys = pgTable(
+  'api_keys',
+  {
+    id: text('id').primaryKey(),
+    name: text('name').notNull(),
+    role: text('role').notNull(),
+    district: text('district'),
+    street: text('street'),
+    /** Labs and hotels: the lab or hotel the key speaks for. */
+    orgId: text('org_id'),
+    keyHash: text('key_hash').notNull(),
+    prefix: text('prefix').notNull(),
+    ratePerMinute: integer('rate_per_minute'),
+    createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+    revokedAt: timestamp('revoked_at', { withTimezone: true }),
+  },
+  (t) => [uniqueIndex('api_keys_hash').on(t.keyHash)],
+);
+
+/** Idempotency records of side effects already performed by activities (workflow id + step). */
+export const activityEffects = pgTable(
+  'activity_effects',
+  {
+    workflowId: text('workflow_id').notNull(),
+    step: text('step').notNull(),
+    result: jsonb('result').notNull().default({}),
+    at: timestamp('at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.workflowId, t.step] })],
+);

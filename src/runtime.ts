@@ -1,0 +1,245 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import type { Server } from 'node:http';
+import path from 'node:path';
+
+import type { Worker } from '@temporalio/worker';
+import { NativeConnection } from '@temporalio/worker';
+
+import { createApiKey } from './auth/keys';
+import { loadConfigOrExit, type Config } from './config';
+import { openDatabase, type Database } from './db';
+import { createLogger, type Logger } from './log';
+import { resolveTemporalCli } from './temporal/cli';
+import { createTemporalClient } from './temporal/client';
+import { loadCodec } from './temporal/codec';
+import { startDevServer, type DevServer } from './temporal/dev-server';
+
+export interface RuntimeParts {
+  worker: boolean;
+  api: boolean;
+  /** Start a dev server when TEMPORAL_ADDRESS is unset (the all-in-one only). */
+  devServer?: boolean;
+}
+
+export interface Runtime {
+  config: Config;
+  apiUrl?: string;
+  temporalAddress: string;
+  uiUrl?: string;
+  database: Database;
+  stop(): Promise<void>;
+}
+
+/**
+ * Brings up the parts of the system in dependency order: Temporal (an address, or a dev
+ * server we start), the database (migrated), the worker, the API. Stops in reverse order:
+ * stop accepting HTTP, drain the worker, close connections, stop the dev server.
+ */
+export async function startRuntime(config: Config, parts: RuntimeParts, log: Logger): Promise<Runtime> {
+  const stops: (() => Promise<void>)[] = [];
+  const stop = async () => {
+    for (const s of stops.reverse()) {
+      try {
+        await s();
+      } catch (err) {
+        log.warn('error while stopping', { err });
+      }
+    }
+  };
+  try {
+    fs.mkdirSync(config.dataDir, { recursive: true });
+    const { codec, source: keySource, file: keyFile } = loadCodec(config);
+    if (keySource === 'dev-file') log.warn('using a generated dev codec key; set CODEC_KEY in production', { file: keyFile });
+
+    let temporalAddress = config.TEMPORAL_ADDRESS;
+    let devServer: DevServer | undefined;
+    if (!temporalAddress && parts.devServer) {
+      const cli = await resolveTemporalCli({
+        explicitPath: config.TEMPORAL_CLI_PATH,
+        projectCacheDir: path.resolve(__dirname, '..', '.cache', 'bin'),
+        userCacheDir: config.cliCacheDir,
+        env: config.processEnv,
+        log: (m) => log.info(m),
+      });
+      if (cli.source === 'sdk-download') {
+        throw new Error('No Temporal CLI here; install Go or the Temporal CLI (see README), or set TEMPORAL_ADDRESS');
+      }
+      log.info('temporal cli', { path: cli.path, source: cli.source });
+      devServer = await startDevServer({
+        cliPath: cli.path,
+        dataDir: config.dataDir,
+        namespace: config.TEMPORAL_NAMESPACE,
+        port: config.TEMPORAL_DEV_PORT,
+        uiPort: config.TEMPORAL_UI_PORT,
+        headless: config.TEMPORAL_DEV_HEADLESS,
+        log,
+      });
+      stops.push(() => devServer!.stop());
+      temporalAddress = devServer.address;
+    }
+    temporalAddress ??= `127.0.0.1:${config.TEMPORAL_DEV_PORT}`;
+
+    const database = await openDatabase({ databaseUrl: config.DATABASE_URL, dataDir: config.dataDir });
+    stops.push(() => database.close());
+    log.info('database ready', { where: database.where });
+
+    const apiUrl = `http://${config.API_HOST === '0.0.0.0' ? '127.0.0.1' : config.API_HOST}:${config.PORT}`;
+
+    if (parts.worker) {
+      const { createWorker } = await import('./worker');
+      const { createActivities } = await import('./activities');
+      const { createIntegrations } = await import('./integrations');
+      // Simulators call back through the public API, each with a key of its own role.
+      const callback = parts.api
+        ? {
+            baseUrl: config.SIMULATOR_CALLBACK_URL ?? apiUrl,
+            keys: {
+              lab: (await createApiKey(database.db, { name: 'lab-simulator', role: 'lab', orgId: 'SIM-LAB' })).key,
+              transport: (await createApiKey(database.db, { name: 'transport-simulator', role: 'transport' })).key,
+              community: (await createApiKey(database.db, { name: 'community-simulator', role: 'community' })).key,
+            },
+          }
+        : undefined;
+      const integrations = createIntegrations(config, { db: database.db, log, callback });
+      const activities = createActivities({ db: database.db, integrations, log });
+      const worker = await startWorkerWhenReachable(
+        () => NativeConnection.connect({ address: temporalAddress! }),
+        (connection) => createWorker({ connection, config, codec, activities }),
+        log,
+      );
+      stops.push(() => worker.stop());
+    }
+
+    if (parts.api) {
+      const { createApp } = await import('./api/app');
+      const temporal = createTemporalClient({ address: temporalAddress, namespace: config.TEMPORAL_NAMESPACE, codec });
+      stops.push(() => temporal.connection.close());
+      const app = createApp({ config, db: database.db, temporal, log });
+      const server: Server = await new Promise((resolve, reject) => {
+        const s = app.listen(config.PORT, config.API_HOST, (err?: Error) => (err ? reject(err) : resolve(s)));
+        s.once('error', reject);
+      });
+      stops.push(
+        () =>
+          new Promise<void>((resolve) => {
+            server.close(() => resolve());
+            server.closeAllConnections?.();
+          }),
+      );
+      const runtimeFile = path.join(config.dataDir, 'runtime.json');
+      fs.writeFileSync(
+        runtimeFile,
+        JSON.stringify({ pid: process.pid, apiUrl, adminToken: crypto.randomBytes(24).toString('base64url') }),
+        { mode: 0o600 },
+      );
+      stops.push(async () => fs.rmSync(runtimeFile, { force: true }));
+    }
+
+    return {
+      config,
+      apiUrl: parts.api ? apiUrl : undefined,
+      temporalAddress,
+      uiUrl: devServer?.uiUrl,
+      database,
+      stop,
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+interface RunningWorker {
+  stop(): Promise<void>;
+}
+
+/**
+ * The worker connects in the background and keeps retrying while the cluster is away, so a
+ * process started before Temporal (or with a wrong address) stays up and says why on /readyz.
+ */
+async function startWorkerWhenReachable(
+  connect: () => Promise<NativeConnection>,
+  create: (c: NativeConnection) => Promise<Worker>,
+  log: Logger,
+): Promise<RunningWorker> {
+  let stopped = false;
+  let current: { worker: Worker; connection: NativeConnection; done: Promise<void> } | undefined;
+  const loop = (async () => {
+    let delay = 1000;
+    while (!stopped) {
+      try {
+        const connection = await connect();
+        const worker = await create(connection);
+        if (stopped) {
+          await connection.close();
+          return;
+        }
+        log.info('worker running', { taskQueue: worker.options.taskQueue });
+        const done = worker.run();
+        current = { worker, connection, done };
+        await done;
+        await connection.close();
+        current = undefined;
+        if (stopped) return;
+        log.warn('worker stopped unexpectedly; restarting');
+      } catch (err) {
+        if (stopped) return;
+        log.warn('worker cannot start yet; retrying', { err, retryInMs: delay });
+        await new Promise((r) => setTimeout(r, delay));
+        delay = Math.min(delay * 2, 30_000);
+      }
+    }
+  })();
+  return {
+    async stop() {
+      stopped = true;
+      if (current && current.worker.getState() === 'RUNNING') current.worker.shutdown();
+      await loop;
+    },
+  };
+}
+
+/** Entrypoint shared by `npm start`, `npm run worker` and `npm run api`. */
+export async function runMain(parts: RuntimeParts): Promise<void> {
+  const config = loadConfigOrExit();
+  const log = createLogger(config.LOG_LEVEL);
+  let runtime: Runtime;
+  try {
+    runtime = await startRuntime(config, parts, log);
+  } catch (err) {
+    log.error('failed to start', { err });
+    console.error(`\nShaodian failed to start: ${(err as Error).message}`);
+    process.exit(1);
+  }
+  printBanner(runtime, parts);
+  let stopping = false;
+  const shutdown = (signal: string) => {
+    if (stopping) {
+      log.warn('second signal: exiting now', { signal });
+      process.exit(130);
+    }
+    stopping = true;
+    log.info('shutting down', { signal });
+    void runtime.stop().then(() => process.exit(0));
+  };
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+}
+
+function printBanner(rt: Runtime, parts: RuntimeParts): void {
+  const lines = ['', 'Shaodian 哨点 is running'];
+  if (rt.apiUrl) {
+    lines.push(`  API            ${rt.apiUrl}/api/v1`);
+    lines.push(`  API docs       ${rt.apiUrl}/docs`);
+    lines.push(`  Dashboard      ${rt.apiUrl}/dashboard`);
+    lines.push(`  Health         ${rt.apiUrl}/readyz`);
+  }
+  lines.push(`  Temporal       ${rt.temporalAddress} (namespace ${rt.config.TEMPORAL_NAMESPACE})`);
+  if (rt.uiUrl) lines.push(`  Temporal UI    ${rt.uiUrl}`);
+  lines.push(`  Database       ${rt.database.where}`);
+  lines.push(`  Data dir       ${rt.config.dataDir}`);
+  lines.push(`  Worker         ${parts.worker ? `task queue ${rt.config.TEMPORAL_TASK_QUEUE}` : 'not in this process'}`);
+  lines.push('  Ctrl-C stops it; starting again resumes every case.', '');
+  console.log(lines.join('\n'));
+}

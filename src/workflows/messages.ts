@@ -1,0 +1,189 @@
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+
+import type { Policy } from '../domain/policy';
+import type {
+  Actor,
+  ChangeRecord,
+  Colour,
+  Escalation,
+  HealthCheck,
+  Inspection,
+  Phase,
+  RoomAssignment,
+  Sample,
+  TransferRequest,
+} from '../domain/types';
+
+/**
+ * The case workflow's messages, beside the workflow that handles them.
+ * Signals carry what must be accepted even while no worker runs; updates give a caller an
+ * answer (validators reject bad input before it touches history); the query gives the
+ * whole live state.
+ */
+
+export interface CaseInput {
+  request: TransferRequest;
+  policy: Policy;
+  /** Present only when the workflow continues as new: the state it carries. */
+  carried?: CaseState;
+  /** Test and drill knobs; production leaves them unset. */
+  options?: {
+    /** Continue as new once history reaches this many events (Temporal's own suggestion applies anyway). */
+    continueAsNewAtHistoryLength?: number;
+  };
+}
+
+/** What the workflow returns when the case ends. */
+export interface CaseOutcome {
+  caseNo: string;
+  phase: Phase;
+  endedAt: string;
+  reason?: string;
+  certificateNo?: string;
+}
+
+// ---- signals ----
+export interface ArrivalInput {
+  at: string;
+  by: Actor;
+  /** Rapid antigen result at the door, when one was taken. */
+  antigen?: 'negative' | 'positive';
+}
+export const arrivalSignal = defineSignal<[ArrivalInput]>('arrival');
+
+export interface LabResultInput {
+  sampleId: string;
+  result: 'negative' | 'positive';
+  labId: string;
+  reportedAt: string;
+  by: Actor;
+}
+export const labResultSignal = defineSignal<[LabResultInput]>('labResult');
+
+export interface DoorAlarmInput {
+  at: string;
+  sensorId?: string;
+  by: Actor;
+}
+export const doorAlarmSignal = defineSignal<[DoorAlarmInput]>('doorAlarm');
+
+export interface InspectionResultInput {
+  inspectionId: string;
+  singleOccupancy: boolean;
+  at: string;
+  inspector: string;
+  note?: string;
+  by: Actor;
+}
+export const inspectionResultSignal = defineSignal<[InspectionResultInput]>('inspectionResult');
+
+// ---- updates ----
+export interface HealthCheckInput {
+  /** The caller's id for this check: a retry with the same id is answered, not recorded twice. */
+  checkId: string;
+  takenAt: string;
+  temperatureC?: number;
+  symptoms: string[];
+  by: Actor;
+}
+export interface HealthCheckResult {
+  checkId: string;
+  duplicate: boolean;
+  fever: boolean;
+  escalationIds: string[];
+  extraSampleId?: string;
+  nextCheckDue?: string;
+}
+export const healthCheckUpdate = defineUpdate<HealthCheckResult, [HealthCheckInput]>('recordHealthCheck');
+
+export interface ChangeStayInput {
+  /** Days to add (positive) or remove (negative). */
+  days: number;
+  reason: string;
+  by: Actor;
+}
+export interface ChangeStayResult {
+  releaseDue: string;
+}
+export const changeStayUpdate = defineUpdate<ChangeStayResult, [ChangeStayInput]>('changeStay');
+
+export interface ChangeColourInput {
+  colour: Colour;
+  reason: string;
+  by: Actor;
+}
+export const changeColourUpdate = defineUpdate<{ colour: Colour }, [ChangeColourInput]>('changeColour');
+
+export interface SetAddressInput {
+  address: string;
+  reason: string;
+  by: Actor;
+}
+export const setAddressUpdate = defineUpdate<{ inspectionId: string }, [SetAddressInput]>('setAddress');
+
+export interface CancelInput {
+  reason: string;
+  by: Actor;
+}
+export const cancelUpdate = defineUpdate<{ phase: Phase }, [CancelInput]>('cancel');
+
+export interface AckEscalationInput {
+  escalationId: string;
+  note?: string;
+  by: Actor;
+}
+export const ackEscalationUpdate = defineUpdate<Escalation, [AckEscalationInput]>('ackEscalation');
+
+// ---- query ----
+export interface UnknownResult {
+  sampleId: string;
+  result: string;
+  labId: string;
+  at: string;
+}
+
+/** The whole live state of a case. Carried across continue-as-new. */
+export interface CaseState {
+  caseNo: string;
+  phase: Phase;
+  colour?: Colour;
+  colourReasons: string[];
+  policyName: string;
+  room?: RoomAssignment;
+  requestedAt: string;
+  dispatchId?: string;
+  dispatchedAt?: string;
+  arrivedAt?: string;
+  stayStart?: string;
+  releaseDue?: string;
+  stayAdjustDays: number;
+  nextCheckDue?: string;
+  samples: Sample[];
+  unknownResults: UnknownResult[];
+  checks: HealthCheck[];
+  escalations: Escalation[];
+  inspection: Inspection;
+  /** Release is waiting on these criteria (codes). */
+  releaseBlockers: string[];
+  endedAt?: string;
+  endReason?: string;
+  history: ChangeRecord[];
+  /** The health-check slot being watched (ISO), and the escalation chains of missed ones. */
+  currentSlot?: string;
+  missedChains: { escalationId: string; slotAt: string; step: number }[];
+  /** Set when a supervisor fixed the colour: intake no longer reclassifies. */
+  colourFixedBy?: Actor;
+  /** Set when an inspection must be (re)requested by the main loop. */
+  inspectionToRequest: boolean;
+  releaseBlockedEscalated: boolean;
+  hospital?: { reason: string; dispatchId?: string };
+  cancelled?: { reason: string; by: Actor; at: string };
+  duplicateResults: number;
+  /** Continue-as-new generations so far. */
+  generation: number;
+  /** Increments with every change; orders read-model writes. */
+  version: number;
+  /** Events not yet written to the event log (sequence continues across continue-as-new). */
+  eventSeq: number;
+}
+export const stateQuery = defineQuery<CaseState>('state');

@@ -1,0 +1,35 @@
+import crypto from 'node:crypto';
+
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection } from '@temporalio/worker';
+
+import { AesGcmCodec } from '../../src/temporal/codec';
+
+/** The suite's dev server (started by global-setup). */
+export const testTemporalAddress = (): string => {
+  const a = process.env.TEMPORAL_TEST_ADDRESS;
+  if (!a) throw new Error('TEMPORAL_TEST_ADDRESS not set: run through jest (global-setup starts the dev server)');
+  return a;
+};
+export const testNamespace = (): string => process.env.TEMPORAL_TEST_NAMESPACE ?? 'shaodian';
+
+export const testCodec = (): AesGcmCodec => new AesGcmCodec(new Map([['t', crypto.randomBytes(32)]]), 't');
+
+export async function connectTest(codec = testCodec()) {
+  const address = testTemporalAddress();
+  const connection = await Connection.connect({ address });
+  const nativeConnection = await NativeConnection.connect({ address });
+  const client = new Client({ connection, namespace: testNamespace(), dataConverter: { payloadCodecs: [codec] } });
+  return {
+    client,
+    connection,
+    nativeConnection,
+    codec,
+    async close() {
+      await connection.close();
+      await nativeConnection.close();
+    },
+  };
+}
+
+export const uniqueQueue = (label: string): string => `test-${label}-${crypto.randomBytes(4).toString('hex')}`;
