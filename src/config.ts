@@ -81,8 +81,8 @@ export const envSchema = z.object({
     .optional(),
   /** How long GET /cases/{caseNo} waits for a worker to answer the state query before using the read model. */
   API_QUERY_TIMEOUT_MS: z.coerce.number().int().positive().default(2000),
-  /** How long a supervisor/nurse command waits for the workflow to accept or reject an update. */
-  API_UPDATE_TIMEOUT_MS: z.coerce.number().int().positive().default(10000),
+  /** How long one call to Temporal (start, signal, update) may take before the API answers 503/504. */
+  API_TEMPORAL_TIMEOUT_MS: z.coerce.number().int().positive().default(10000),
   /** API keys are cached this long; a cached key keeps working while the database is down. */
   API_KEY_CACHE_SECONDS: z.coerce.number().int().min(0).default(30),
   /** Signals sent in parallel for one lab batch. */

@@ -1,6 +1,6 @@
 import crypto from 'node:crypto';
 
-import { eq } from 'drizzle-orm';
+import { asc, desc, eq } from 'drizzle-orm';
 
 import type { Db } from '../db';
 import { apiKeys } from '../db/schema';
@@ -47,7 +47,11 @@ export async function createApiKey(db: Db, input: NewKey): Promise<{ identity: K
 }
 
 export async function findKey(db: Db, key: string): Promise<KeyIdentity | undefined> {
-  const rows = await db.select().from(apiKeys).where(eq(apiKeys.keyHash, hashKey(key))).limit(1);
+  const rows = await db
+    .select()
+    .from(apiKeys)
+    .where(eq(apiKeys.keyHash, hashKey(key)))
+    .limit(1);
   const row = rows[0];
   if (!row || row.revokedAt) return undefined;
   return {
@@ -64,4 +68,27 @@ export async function findKey(db: Db, key: string): Promise<KeyIdentity | undefi
 export async function revokeKey(db: Db, id: string): Promise<boolean> {
   const rows = await db.update(apiKeys).set({ revokedAt: new Date() }).where(eq(apiKeys.id, id)).returning();
   return rows.length > 0;
+}
+
+export interface KeyRecord extends KeyIdentity {
+  prefix: string;
+  createdAt: Date;
+  revokedAt?: Date;
+}
+
+/** Every key without its hash, newest first: what `npm run keys -- list` shows. */
+export async function listKeys(db: Db): Promise<KeyRecord[]> {
+  const rows = await db.select().from(apiKeys).orderBy(desc(apiKeys.createdAt), asc(apiKeys.id));
+  return rows.map((row) => ({
+    id: row.id,
+    name: row.name,
+    role: row.role as Role,
+    district: row.district ?? undefined,
+    street: row.street ?? undefined,
+    orgId: row.orgId ?? undefined,
+    ratePerMinute: row.ratePerMinute ?? undefined,
+    prefix: row.prefix,
+    createdAt: row.createdAt,
+    revokedAt: row.revokedAt ?? undefined,
+  }));
 }

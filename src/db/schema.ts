@@ -63,7 +63,9 @@ export const rooms = pgTable(
   (t) => [
     uniqueIndex('rooms_hotel_room_no').on(t.hotelId, t.roomNo),
     // One room per case, whatever the concurrency: the database refuses a second.
-    uniqueIndex('rooms_one_per_case').on(t.caseNo).where(sql`${t.caseNo} is not null`),
+    uniqueIndex('rooms_one_per_case')
+      .on(t.caseNo)
+      .where(sql`${t.caseNo} is not null`),
     index('rooms_hotel_state').on(t.hotelId, t.state),
   ],
 );

@@ -16,7 +16,6 @@ import type { SearchAttributeUpdatePair } from '@temporalio/common';
 
 import type { CaseActivities, CaseEventRecord } from '../activities/types';
 import { classifyColour } from '../domain/colour';
-import type { Policy } from '../domain/policy';
 import { unmetReleaseCriteria } from '../domain/release';
 import { nextCheckSlot, releaseDueAt, samplingPlan } from '../domain/schedule';
 import {
@@ -557,13 +556,16 @@ export async function caseWorkflow(input: CaseInput): Promise<CaseOutcome> {
     }
   }
 
-  /** Waits until the deadline, a handler wakes the loop, or the case is cancelled. */
-  async function sleepUntil(deadline: number | undefined): Promise<void> {
+  /**
+   * Waits until the deadline, or until a handler has run since `seen` (read at the top of the
+   * caller's loop, before its awaits, so that a message arriving during an activity or a flush
+   * is never slept through), or the case is cancelled.
+   */
+  async function sleepUntil(deadline: number | undefined, seen: number): Promise<void> {
     if (dirty || notifyQueue.length) await flush();
-    const seen = wakeCounter;
-    const timeout = deadline === undefined ? undefined : Math.max(1, deadline - Date.now());
-    if (timeout === undefined) await condition(() => wakeCounter !== seen || !!s.cancelled);
-    else await condition(() => wakeCounter !== seen || !!s.cancelled, timeout);
+    const woken = () => wakeCounter !== seen || !!s.cancelled;
+    if (deadline === undefined) await condition(woken);
+    else await condition(woken, Math.max(1, deadline - Date.now()));
   }
 
   // ---- phases ----
@@ -571,6 +573,7 @@ export async function caseWorkflow(input: CaseInput): Promise<CaseOutcome> {
     let backoff = policy.roomRetry.initialMs;
     let noRoom: Escalation | undefined = s.escalations.find((e) => e.kind === 'no_room' && e.status !== 'closed');
     while (!s.room && !s.cancelled) {
+      const seen = wakeCounter;
       const room = await attempt('reserveRoom', () =>
         acts.reserveRoom({ workflowId, caseNo, colour: s.colour ?? 'green', district: request.district }),
       );
@@ -581,7 +584,7 @@ export async function caseWorkflow(input: CaseInput): Promise<CaseOutcome> {
         return;
       }
       noRoom ??= openEscalation('no_room', 'command_centre', `No free room for a ${s.colour ?? 'green'} case`);
-      await sleepUntil(Date.now() + backoff);
+      await sleepUntil(Date.now() + backoff, seen);
       backoff = Math.min(backoff * 2, policy.roomRetry.maxMs);
     }
   }
@@ -611,7 +614,8 @@ export async function caseWorkflow(input: CaseInput): Promise<CaseOutcome> {
     let deadline = from + policy.arrivalDeadlineMs;
     let late = s.escalations.find((e) => e.kind === 'late_arrival' && e.status !== 'closed');
     while (!s.arrivedAt && !s.cancelled) {
-      await sleepUntil(deadline);
+      await sleepUntil(deadline, wakeCounter);
+      // (the loop condition re-reads arrival itself, so no wake can be lost here)
       if (s.arrivedAt || s.cancelled) break;
       if (Date.now() >= deadline) {
         if (!late) late = openEscalation('late_arrival', 'point_leader', 'Person has not arrived by the deadline');
@@ -646,6 +650,7 @@ export async function caseWorkflow(input: CaseInput): Promise<CaseOutcome> {
   /** The observation loop: checks, samples, escalation steps, inspection and release. */
   async function observe(): Promise<'released' | 'hospital' | 'cancelled' | 'continue'> {
     for (;;) {
+      const seen = wakeCounter;
       if (s.cancelled) return 'cancelled';
       if (s.hospital) return 'hospital';
       const now = Date.now();
@@ -749,7 +754,7 @@ export async function caseWorkflow(input: CaseInput): Promise<CaseOutcome> {
       }
       if (!s.releaseBlockedEscalated) due.push(releaseDue + policy.releaseBlockedEscalateAfterMs);
       const future = due.filter((t) => t > now);
-      await sleepUntil(future.length ? Math.min(...future) : undefined);
+      await sleepUntil(future.length ? Math.min(...future) : undefined, seen);
     }
   }
 

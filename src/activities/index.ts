@@ -1,0 +1,375 @@
+import { sql, type SQL } from 'drizzle-orm';
+import type { PgColumn } from 'drizzle-orm/pg-core';
+
+import type { Db } from '../db';
+import { addressInspections, caseEvents, cases, escalations, healthChecks, samples } from '../db/schema';
+import type { Integrations } from '../integrations';
+import type { Logger } from '../log';
+import { once } from './effects';
+import type { CaseActivities, CaseRow, RecordCaseInput } from './types';
+
+export type { CaseActivities } from './types';
+export { ErrorCode } from './types';
+
+export interface ActivityDeps {
+  db: Db;
+  integrations: Pick<Integrations, 'hotel' | 'lab' | 'community' | 'transport' | 'notify'>;
+  log: Logger;
+}
+
+/** The remote system's Idempotency-Key: the same workflow step always sends the same key. */
+const idemKey = (workflowId: string, step: string) => `${workflowId}:${step}`;
+
+/**
+ * The case workflow's activities. Each is safe to run again: hotel transitions are
+ * idempotent by the room's own state, remote calls are recorded per workflow id + step in
+ * activity_effects (and carry an Idempotency-Key), and records upsert by natural keys.
+ * Logs carry ids and counts only.
+ */
+export function createActivities(deps: ActivityDeps): CaseActivities {
+  const { db, integrations: sys } = deps;
+  const log = deps.log.child({ component: 'activities' });
+
+  return {
+    async reserveRoom(input) {
+      const room = await sys.hotel.reserve(input);
+      log.info(room ? 'room reserved' : 'no room free', {
+        workflowId: input.workflowId,
+        caseNo: input.caseNo,
+        colour: input.colour,
+        hotelId: room?.hotelId,
+        roomId: room?.roomId,
+      });
+      return room;
+    },
+
+    async releaseRoom({ caseNo, roomId }) {
+      const t = await sys.hotel.release({ caseNo, roomId });
+      if (t.changed) log.info('room released', { caseNo, roomId });
+    },
+
+    async checkIn({ caseNo, roomId }) {
+      const t = await sys.hotel.checkIn({ caseNo, roomId });
+      if (t.changed) log.info('checked in', { caseNo, roomId });
+    },
+
+    async checkOut({ caseNo, roomId, terminalDisinfection }) {
+      const t = await sys.hotel.checkOut({ caseNo, roomId, terminalDisinfection });
+      if (t.changed) log.info('checked out', { caseNo, roomId, terminalDisinfection });
+    },
+
+    async dispatchTransport(input) {
+      const step = `transport:${input.step}`;
+      return once(db, input.workflowId, step, async () => {
+        const r = await sys.transport.dispatch({
+          idempotencyKey: idemKey(input.workflowId, step),
+          caseNo: input.caseNo,
+          purpose: input.purpose,
+          hotelId: input.hotelId,
+          roomNo: input.roomNo,
+          pickupAddress: input.pickupAddress,
+        });
+        log.info('transport dispatched', { caseNo: input.caseNo, purpose: input.purpose, dispatchId: r.dispatchId });
+        return { dispatchId: r.dispatchId };
+      });
+    },
+
+    async cancelTransport({ workflowId, caseNo, dispatchId }) {
+      const step = `transport-cancel:${dispatchId}`;
+      await once(db, workflowId, step, async () => {
+        await sys.transport.cancel({ idempotencyKey: idemKey(workflowId, step), caseNo, dispatchId });
+        log.info('transport cancelled', { caseNo, dispatchId });
+        return {};
+      });
+    },
+
+    async orderSample(input) {
+      // The sample row exists before the lab can possibly answer, so a result that arrives
+      // faster than the next read-model write still finds its case.
+      await db
+        .insert(samples)
+        .values({
+          sampleId: input.sampleId,
+          caseNo: input.caseNo,
+          type: input.type,
+          reason: input.reason,
+          dueAt: new Date(),
+        })
+        .onConflictDoNothing({ target: samples.sampleId });
+      const step = `sample:${input.sampleId}`;
+      const receipt = await once(db, input.workflowId, step, () =>
+        sys.lab.orderSample({
+          idempotencyKey: idemKey(input.workflowId, step),
+          sampleId: input.sampleId,
+          caseNo: input.caseNo,
+          type: input.type,
+          reason: input.reason,
+          hotelId: input.hotelId,
+        }),
+      );
+      await db
+        .update(samples)
+        .set({ labId: receipt.labId, orderedAt: new Date(receipt.orderedAt) })
+        .where(sql`${samples.sampleId} = ${input.sampleId} and ${samples.labId} is null`);
+      log.info('sample ordered', { caseNo: input.caseNo, sampleId: input.sampleId, labId: receipt.labId });
+      return receipt;
+    },
+
+    async requestInspection(input) {
+      // The community worker who inspects needs the address; it is kept here and nowhere else.
+      await db
+        .insert(addressInspections)
+        .values({
+          id: input.inspectionId,
+          caseNo: input.caseNo,
+          street: input.street,
+          address: input.address,
+          status: 'requested',
+          requestedAt: new Date(),
+        })
+        .onConflictDoNothing({ target: addressInspections.id });
+      const step = `inspection:${input.inspectionId}`;
+      await once(db, input.workflowId, step, async () => {
+        await sys.community.requestInspection({
+          idempotencyKey: idemKey(input.workflowId, step),
+          caseNo: input.caseNo,
+          inspectionId: input.inspectionId,
+          district: input.district,
+          street: input.street,
+          address: input.address,
+        });
+        log.info('inspection requested', { caseNo: input.caseNo, inspectionId: input.inspectionId });
+        return {};
+      });
+    },
+
+    async handOverToCommunity(input) {
+      const step = `handover:${input.certificateNo}`;
+      await once(db, input.workflowId, step, async () => {
+        await sys.community.handOver({
+          idempotencyKey: idemKey(input.workflowId, step),
+          caseNo: input.caseNo,
+          district: input.district,
+          street: input.street,
+          releasedAt: input.releasedAt,
+          certificateNo: input.certificateNo,
+        });
+        log.info('handed over to community', { caseNo: input.caseNo });
+        return {};
+      });
+    },
+
+    async notifyEscalation(input) {
+      // Each level of an escalation chain is a separate notice to a different person.
+      const step = `notify:${input.escalation.id}:${input.escalation.level}`;
+      await once(db, input.workflowId, step, () =>
+        sys.notify.notify({
+          idempotencyKey: idemKey(input.workflowId, step),
+          caseNo: input.caseNo,
+          hotelId: input.hotelId,
+          escalation: input.escalation,
+        }),
+      );
+    },
+
+    async recordCase(input) {
+      const fresh = await recordCase(db, input);
+      log.debug('case recorded', {
+        caseNo: input.row.caseNo,
+        version: input.row.stateVersion,
+        applied: fresh,
+        events: input.events.length,
+      });
+    },
+  };
+}
+
+/** `excluded.<column>`: the value the insert proposed, for ON CONFLICT DO UPDATE. */
+const excluded = (col: PgColumn): SQL => sql.raw(`excluded."${col.name}"`);
+const date = (iso: string | undefined): Date | null => (iso ? new Date(iso) : null);
+
+function caseValues(row: CaseRow) {
+  return {
+    caseNo: row.caseNo,
+    workflowId: row.workflowId,
+    requestId: row.requestId,
+    district: row.district,
+    street: row.street,
+    displayName: row.displayName,
+    phase: row.phase,
+    colour: row.colour ?? null,
+    policyName: row.policyName,
+    hotelId: row.hotelId ?? null,
+    roomId: row.roomId ?? null,
+    requestedAt: new Date(row.requestedAt),
+    arrivedAt: date(row.arrivedAt),
+    stayStart: date(row.stayStart),
+    releaseDue: date(row.releaseDue),
+    nextCheckDue: date(row.nextCheckDue),
+    pendingResults: row.pendingResults,
+    openEscalations: row.openEscalations,
+    openRedEscalations: row.openRedEscalations,
+    inspectionStatus: row.inspectionStatus,
+    endedAt: date(row.endedAt),
+    stateVersion: row.stateVersion,
+  };
+}
+
+/**
+ * Writes the read model and the event log in one transaction. The cases row moves only
+ * forward (a late retry of an older write changes nothing); events are de-duplicated by
+ * (case, seq); detail rows are overwritten only by the newest write and otherwise only
+ * filled in where missing. Returns whether this write was the newest.
+ */
+export async function recordCase(db: Db, input: RecordCaseInput): Promise<boolean> {
+  const { row } = input;
+  return db.transaction(async (tx) => {
+    const values = caseValues(row);
+    const set = Object.fromEntries(
+      Object.keys(values)
+        .filter((k) => k !== 'caseNo')
+        .map((k) => [k, excluded(cases[k as keyof typeof values])]),
+    );
+    // The row lock taken here also serialises concurrent writes for the same case.
+    const applied = await tx
+      .insert(cases)
+      .values(values)
+      .onConflictDoUpdate({
+        target: cases.caseNo,
+        set: { ...set, updatedAt: sql`now()` },
+        setWhere: sql`${cases.stateVersion} < ${excluded(cases.stateVersion)}`,
+      })
+      .returning({ v: cases.stateVersion });
+    const fresh = applied.length > 0;
+
+    if (input.events.length > 0) {
+      await tx
+        .insert(caseEvents)
+        .values(
+          input.events.map((e) => ({
+            caseNo: row.caseNo,
+            seq: e.seq,
+            actor: e.actor.id,
+            actorRole: e.actor.role,
+            actorName: e.actor.name ?? null,
+            kind: e.kind,
+            payload: e.payload,
+            at: new Date(e.at),
+          })),
+        )
+        .onConflictDoNothing({ target: [caseEvents.caseNo, caseEvents.seq] });
+    }
+
+    if (input.samples.length > 0) {
+      const q = tx.insert(samples).values(
+        input.samples.map((s) => ({
+          sampleId: s.sampleId,
+          caseNo: row.caseNo,
+          type: s.type,
+          reason: s.reason,
+          labId: s.labId ?? null,
+          dueAt: new Date(s.dueAt),
+          orderedAt: date(s.orderedAt),
+          result: s.result,
+          resultAt: date(s.resultAt),
+        })),
+      );
+      await (fresh
+        ? q.onConflictDoUpdate({
+            target: samples.sampleId,
+            set: {
+              type: excluded(samples.type),
+              reason: excluded(samples.reason),
+              // orderSample may have stored the lab's id before the workflow heard of it.
+              labId: sql`coalesce(${excluded(samples.labId)}, ${samples.labId})`,
+              dueAt: excluded(samples.dueAt),
+              orderedAt: sql`coalesce(${excluded(samples.orderedAt)}, ${samples.orderedAt})`,
+              result: excluded(samples.result),
+              resultAt: excluded(samples.resultAt),
+            },
+          })
+        : q.onConflictDoNothing());
+    }
+
+    if (input.checks.length > 0) {
+      // A health check never changes once taken: insert-if-missing is enough.
+      await tx
+        .insert(healthChecks)
+        .values(
+          input.checks.map((c) => ({
+            id: c.checkId,
+            caseNo: row.caseNo,
+            dueAt: date(c.dueAt),
+            takenAt: new Date(c.takenAt),
+            temperatureC: c.temperatureC === undefined ? null : c.temperatureC.toFixed(1),
+            symptoms: c.symptoms,
+            recordedBy: c.by.id,
+          })),
+        )
+        .onConflictDoNothing({ target: healthChecks.id });
+    }
+
+    if (input.escalations.length > 0) {
+      const q = tx.insert(escalations).values(
+        input.escalations.map((e) => ({
+          id: e.id,
+          caseNo: row.caseNo,
+          hotelId: row.hotelId ?? null,
+          kind: e.kind,
+          level: e.level,
+          severity: e.severity,
+          reason: e.reason,
+          status: e.status,
+          openedAt: new Date(e.openedAt),
+          ackedAt: date(e.ackedAt),
+          ackedBy: e.ackedBy?.id ?? null,
+          closedAt: date(e.closedAt),
+        })),
+      );
+      await (fresh
+        ? q.onConflictDoUpdate({
+            target: escalations.id,
+            set: {
+              level: excluded(escalations.level),
+              severity: excluded(escalations.severity),
+              reason: excluded(escalations.reason),
+              status: excluded(escalations.status),
+              ackedAt: excluded(escalations.ackedAt),
+              ackedBy: excluded(escalations.ackedBy),
+              closedAt: excluded(escalations.closedAt),
+              hotelId: sql`coalesce(${escalations.hotelId}, ${excluded(escalations.hotelId)})`,
+            },
+          })
+        : q.onConflictDoNothing());
+    }
+
+    const ins = input.inspection;
+    if (ins && ins.status !== 'none') {
+      const q = tx.insert(addressInspections).values({
+        id: ins.inspectionId,
+        caseNo: row.caseNo,
+        street: row.street,
+        // requestInspection stores the address; the workflow need not repeat PII here.
+        address: ins.address ?? '',
+        status: ins.status,
+        requestedAt: date(ins.requestedAt) ?? new Date(),
+        resultAt: date(ins.resultAt),
+        inspector: ins.inspector ?? null,
+        note: ins.note ?? null,
+      });
+      await (fresh
+        ? q.onConflictDoUpdate({
+            target: addressInspections.id,
+            set: {
+              status: excluded(addressInspections.status),
+              resultAt: excluded(addressInspections.resultAt),
+              inspector: excluded(addressInspections.inspector),
+              note: excluded(addressInspections.note),
+              address: sql`coalesce(nullif(${excluded(addressInspections.address)}, ''), ${addressInspections.address})`,
+            },
+          })
+        : q.onConflictDoNothing());
+    }
+    return fresh;
+  });
+}

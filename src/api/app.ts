@@ -1,0 +1,182 @@
+import { OpenAPIRegistry, OpenApiGeneratorV31 } from '@asteasolutions/zod-to-openapi';
+import type { Client, Connection } from '@temporalio/client';
+import express, { type NextFunction, type Request, type Response } from 'express';
+
+import type { Config } from '../config';
+import type { Db } from '../db';
+import type { Logger } from '../log';
+import { createKeyResolver, createRateLimiter } from './auth';
+import type { ApiContext } from './context';
+import { loadHmacKey } from './ids';
+import { createMetrics, type ApiMetrics } from './metrics';
+import { HttpProblem, sendProblem } from './problem';
+import { documentRoute, mountRoute, type AnyRoute } from './router';
+import { adminRoutes } from './routes/admin';
+import { caseCommandRoutes } from './routes/case-commands';
+import { escalationRoutes } from './routes/escalations';
+import { labRoutes } from './routes/lab';
+import { opsRoutes, publicDir } from './routes/ops';
+import { readRoutes } from './routes/reads';
+import { transferRoutes } from './routes/transfers';
+import { createCaseOps } from './temporal-ops';
+
+export interface AppDeps {
+  config: Config;
+  db: Db;
+  temporal: { client: Client; connection: Connection };
+  log: Logger;
+  now?: () => Date;
+  /** The runtime's secret (runtime.json): `X-Admin-Token` on /api/v1/admin/* stands for an admin key. */
+  adminToken?: string;
+  /** Keys the transfer-body hash in the memo; default loadHmacKey(config). */
+  hmacKey?: Buffer;
+  /** Share a metrics registry (e.g. with the worker's); default a registry of the app's own. */
+  metrics?: ApiMetrics;
+}
+
+export const API_VERSION = '1.0.0';
+
+/** The routes in the order Express tries them (also what the OpenAPI document lists). */
+export function apiRoutes(document: () => unknown): AnyRoute[] {
+  return [
+    ...opsRoutes(document),
+    ...transferRoutes,
+    ...caseCommandRoutes,
+    ...labRoutes,
+    ...escalationRoutes,
+    ...readRoutes,
+    ...adminRoutes,
+  ];
+}
+
+export function buildOpenApiDocument(routes: AnyRoute[]): object {
+  const registry = new OpenAPIRegistry();
+  registry.registerComponent('securitySchemes', 'bearer', {
+    type: 'http',
+    scheme: 'bearer',
+    description: 'An API key from `npm run keys -- create`: `Authorization: Bearer sd_…`',
+  });
+  registry.registerComponent('securitySchemes', 'adminToken', {
+    type: 'apiKey',
+    in: 'header',
+    name: 'X-Admin-Token',
+    description: "The running system's admin token (DATA_DIR/runtime.json), used by `npm run keys`",
+  });
+  for (const r of routes) documentRoute(registry, r);
+  return new OpenApiGeneratorV31(registry.definitions).generateDocument({
+    openapi: '3.1.0',
+    info: {
+      title: 'Shaodian API',
+      version: API_VERSION,
+      description:
+        'Quarantine cases on Temporal: transfers, arrivals, health checks, lab results, address inspections, ' +
+        'escalations and the supervisor views. Errors are application/problem+json. See docs/API.md.',
+    },
+    servers: [{ url: '/' }],
+    security: [{ bearer: [] }],
+  });
+}
+
+/**
+ * The API as an Express app, built from its dependencies: the runtime listens on it, tests
+ * drive it through supertest. Nothing here reads the environment or opens connections.
+ */
+export function createApp(deps: AppDeps): express.Express {
+  const metrics = deps.metrics ?? createMetrics();
+  const now = deps.now ?? (() => new Date());
+  const log = deps.log.child({ component: 'api' });
+  const ctx: ApiContext = {
+    config: deps.config,
+    db: deps.db,
+    log,
+    now,
+    temporal: deps.temporal,
+    ops: createCaseOps(deps.temporal.client, deps.temporal.connection, metrics, deps.config.API_TEMPORAL_TIMEOUT_MS),
+    metrics,
+    keys: createKeyResolver(deps.db, deps.config.API_KEY_CACHE_SECONDS * 1000, () => now().getTime()),
+    limiter: createRateLimiter(() => now().getTime()),
+    hmacKey: deps.hmacKey ?? loadHmacKey(deps.config),
+    adminToken: deps.adminToken,
+  };
+
+  let doc: object | undefined;
+  const routes = apiRoutes(() => (doc ??= buildOpenApiDocument(routes)));
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', false);
+
+  app.use((req, res, next) => {
+    const end = metrics.latency.startTimer();
+    res.setHeader('X-Content-Type-Options', 'nosniff');
+    res.setHeader('Referrer-Policy', 'no-referrer');
+    res.on('finish', () => {
+      // The route pattern, never the raw path: case numbers must not become label values.
+      const route = req.route?.path
+        ? String(req.route.path)
+        : req.path.startsWith('/assets/') && res.statusCode < 400
+          ? '/assets'
+          : 'unmatched';
+      const labels = { method: req.method, route, status: String(res.statusCode) };
+      metrics.requests.inc(labels);
+      end(labels);
+    });
+    next();
+  });
+
+  app.use((req, _res, next) => {
+    const hasBody = Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
+    if (hasBody && !['GET', 'HEAD'].includes(req.method) && !req.is(['application/json', 'application/*+json'])) {
+      next(new HttpProblem(415, 'Send the body as application/json'));
+      return;
+    }
+    next();
+  });
+  app.use(express.json({ limit: deps.config.API_BODY_LIMIT, type: ['application/json', 'application/*+json'] }));
+  app.use('/assets', express.static(publicDir(), { index: false, fallthrough: true, maxAge: '5m' }));
+
+  for (const r of routes) mountRoute(app, ctx, r);
+
+  app.use((req: Request, _res: Response, next: NextFunction) => {
+    next(new HttpProblem(404, `No route ${req.method} ${req.path}`));
+  });
+
+  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
+    const p = toProblem(err);
+    if (p.status >= 500) {
+      metrics.errors.inc({ kind: p.status === 500 ? 'internal' : 'unavailable' });
+      if (p.status === 500) log.error('unhandled error', { method: req.method, route: req.route?.path, err });
+    } else if (p.status === 400 || p.status === 413 || p.status === 415) {
+      metrics.errors.inc({ kind: 'invalid_request' });
+    }
+    if (res.headersSent) {
+      res.end();
+      return;
+    }
+    sendProblem(res, p.problem, p.headers);
+  });
+
+  return app;
+}
+
+/** Body-parser and unknown errors as problems: bad input is never a 500. */
+function toProblem(err: unknown): HttpProblem {
+  if (err instanceof HttpProblem) return err;
+  const e = err as { type?: string; status?: number; statusCode?: number; message?: string; limit?: number };
+  switch (e?.type) {
+    case 'entity.too.large':
+      return new HttpProblem(413, `Body larger than ${e.limit ?? 'the limit'} bytes`);
+    case 'entity.parse.failed':
+      return new HttpProblem(400, 'Body is not valid JSON', {
+        errors: [{ in: 'body', path: '', message: 'not valid JSON' }],
+      });
+    case 'encoding.unsupported':
+    case 'charset.unsupported':
+      return new HttpProblem(415, e.message ?? 'Unsupported encoding');
+    case 'request.aborted':
+      return new HttpProblem(400, 'Request aborted');
+  }
+  const status = e?.status ?? e?.statusCode;
+  if (typeof status === 'number' && status >= 400 && status < 500) return new HttpProblem(status, e.message);
+  return new HttpProblem(500, 'Internal error; it has been logged');
+}

@@ -1,0 +1,22 @@
+import type { Config } from '../config';
+import type { Db } from '../db';
+import type { Logger } from '../log';
+import type { KeyResolver, RateLimiter } from './auth';
+import type { ApiMetrics } from './metrics';
+import type { CaseOps } from './temporal-ops';
+import type { Client, Connection } from '@temporalio/client';
+
+/** Everything a route needs, built once per app by createApp. */
+export interface ApiContext {
+  config: Config;
+  db: Db;
+  log: Logger;
+  now: () => Date;
+  temporal: { client: Client; connection: Connection };
+  ops: CaseOps;
+  metrics: ApiMetrics;
+  keys: KeyResolver;
+  limiter: RateLimiter;
+  hmacKey: Buffer;
+  adminToken?: string;
+}

@@ -1,0 +1,518 @@
+// The command centre's dashboard: plain DOM, no framework, no CDN. Every value is set as
+// text (never as HTML), so nothing a caller stored can run here.
+(function () {
+  'use strict';
+
+  var KEY_STORE = 'shaodian.dashboard.key';
+  var LANG_STORE = 'shaodian.dashboard.lang';
+  var params = new URLSearchParams(location.search);
+  var REFRESH_MS = Math.max(1000, Number(params.get('refresh') || 5000));
+  var PHASES = [
+    'REQUESTED',
+    'ROOM_ASSIGNED',
+    'IN_TRANSIT',
+    'OBSERVATION',
+    'RELEASE_PENDING',
+    'RELEASED',
+    'HOSPITAL_TRANSFER',
+    'CANCELLED',
+  ];
+  var COLOURS = ['green', 'yellow', 'red', 'none'];
+
+  var I18N = {
+    zh: {
+      title: '哨点 · 指挥中心',
+      signIn: '进入',
+      signOut: '退出',
+      keyPrompt: '主管 API 密钥',
+      keyHint: '密钥只保存在本标签页（sessionStorage），关闭即清除。',
+      activeCases: '在管人员',
+      roomsFree: '空闲房间',
+      roomsOccupied: '已入住',
+      roomsDisinfection: '待消毒',
+      openEscalations: '未处理预警',
+      openEscalationsOldest: '未处理预警（最早在前）',
+      red: '红',
+      searchCase: '按编号查询',
+      search: '查询',
+      hotels: '隔离点空房',
+      hotel: '隔离点',
+      total: '房间',
+      free: '空闲',
+      reserved: '已预留',
+      occupied: '已入住',
+      awaitingDisinfection: '待消毒',
+      outOfService: '停用',
+      byPhaseColour: '按阶段与颜色',
+      phase: '阶段',
+      sum: '合计',
+      openedAt: '发起时间',
+      waiting: '已等待',
+      case: '编号',
+      kind: '类型',
+      level: '级别',
+      reason: '原因',
+      releasesDue: '即将解除',
+      today: '今天',
+      tomorrow: '明天',
+      due: '解除时间',
+      inspection: '居家核查',
+      pending: '待出结果',
+      name: '姓名',
+      room: '房间',
+      colour: '颜色',
+      none: '—',
+      noRows: '无',
+      live: '实时',
+      stale: '数据可能滞后',
+      down: '无法连接',
+      updated: '更新于',
+      source: '来源',
+      sourceWorkflow: '工作流（实时）',
+      sourceReadModel: '读模型（可能滞后）',
+      notFound: '未找到该编号',
+      forbidden: '无权查看',
+      badKey: '密钥无效或已吊销',
+      needSupervisor: '需要主管（supervisor）密钥',
+      releaseDue: '预计解除',
+      escalationsOpen: '未处理预警',
+      min: '分钟',
+      h: '小时',
+      d: '天',
+      ph_REQUESTED: '已申请',
+      ph_ROOM_ASSIGNED: '已分房',
+      ph_IN_TRANSIT: '转运中',
+      ph_OBSERVATION: '观察中',
+      ph_RELEASE_PENDING: '待解除',
+      ph_RELEASED: '已解除',
+      ph_HOSPITAL_TRANSFER: '转院',
+      ph_CANCELLED: '已取消',
+      c_green: '绿',
+      c_yellow: '黄',
+      c_red: '红',
+      c_none: '未定',
+      i_none: '未申请',
+      i_requested: '核查中',
+      i_passed: '通过',
+      i_failed: '未通过',
+    },
+    en: {
+      title: 'Shaodian · Command centre',
+      signIn: 'Open',
+      signOut: 'Sign out',
+      keyPrompt: 'Supervisor API key',
+      keyHint: 'The key stays in this tab only (sessionStorage) and is gone when you close it.',
+      activeCases: 'Active cases',
+      roomsFree: 'Rooms free',
+      roomsOccupied: 'Occupied',
+      roomsDisinfection: 'Awaiting disinfection',
+      openEscalations: 'Open escalations',
+      openEscalationsOldest: 'Open escalations (oldest first)',
+      red: 'red',
+      searchCase: 'Find case number',
+      search: 'Search',
+      hotels: 'Vacancy per hotel',
+      hotel: 'Hotel',
+      total: 'Rooms',
+      free: 'Free',
+      reserved: 'Reserved',
+      occupied: 'Occupied',
+      awaitingDisinfection: 'Disinfection',
+      outOfService: 'Out of service',
+      byPhaseColour: 'Cases by phase and colour',
+      phase: 'Phase',
+      sum: 'Total',
+      openedAt: 'Opened',
+      waiting: 'Waiting',
+      case: 'Case',
+      kind: 'Kind',
+      level: 'Level',
+      reason: 'Reason',
+      releasesDue: 'Releases due',
+      today: 'Today',
+      tomorrow: 'Tomorrow',
+      due: 'Due',
+      inspection: 'Home inspection',
+      pending: 'Results pending',
+      name: 'Name',
+      room: 'Room',
+      colour: 'Colour',
+      none: '—',
+      noRows: 'none',
+      live: 'live',
+      stale: 'may be stale',
+      down: 'unreachable',
+      updated: 'updated',
+      source: 'Source',
+      sourceWorkflow: 'workflow (live)',
+      sourceReadModel: 'read model (may lag)',
+      notFound: 'No such case',
+      forbidden: 'Not allowed',
+      badKey: 'Unknown or revoked key',
+      needSupervisor: 'A supervisor key is needed',
+      releaseDue: 'Release due',
+      escalationsOpen: 'Open escalations',
+      min: 'min',
+      h: 'h',
+      d: 'd',
+      ph_REQUESTED: 'Requested',
+      ph_ROOM_ASSIGNED: 'Room assigned',
+      ph_IN_TRANSIT: 'In transit',
+      ph_OBSERVATION: 'Observation',
+      ph_RELEASE_PENDING: 'Release pending',
+      ph_RELEASED: 'Released',
+      ph_HOSPITAL_TRANSFER: 'Hospital',
+      ph_CANCELLED: 'Cancelled',
+      c_green: 'green',
+      c_yellow: 'yellow',
+      c_red: 'red',
+      c_none: 'unset',
+      i_none: 'not requested',
+      i_requested: 'requested',
+      i_passed: 'passed',
+      i_failed: 'failed',
+    },
+  };
+
+  var lang = localStorage.getItem(LANG_STORE) || 'zh';
+  var timer = null;
+  var last = null;
+  // Times show in the command centre's zone (the one "today" is counted in), not the browser's.
+  var zone;
+
+  function t(k) {
+    var d = I18N[lang] || I18N.zh;
+    return d[k] != null ? d[k] : k;
+  }
+  function $(id) {
+    return document.getElementById(id);
+  }
+  function el(tag, attrs) {
+    var e = document.createElement(tag);
+    if (attrs) {
+      for (var k in attrs) {
+        if (k === 'text') e.textContent = attrs[k];
+        else if (k === 'cls') e.className = attrs[k];
+        else e.setAttribute(k, attrs[k]);
+      }
+    }
+    for (var i = 2; i < arguments.length; i++) {
+      var c = arguments[i];
+      if (c == null) continue;
+      e.appendChild(typeof c === 'string' || typeof c === 'number' ? document.createTextNode(String(c)) : c);
+    }
+    return e;
+  }
+  function clear(node) {
+    while (node.firstChild) node.removeChild(node.firstChild);
+  }
+  function fmtTime(iso) {
+    if (!iso) return t('none');
+    var d = new Date(iso);
+    var opts = { month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit' };
+    if (zone) opts.timeZone = zone;
+    return d.toLocaleString(lang === 'zh' ? 'zh-CN' : 'en-GB', opts);
+  }
+  function fmtAge(iso) {
+    var ms = Date.now() - new Date(iso).getTime();
+    var m = Math.max(0, Math.floor(ms / 60000));
+    if (m < 60) return m + ' ' + t('min');
+    if (m < 1440) return Math.floor(m / 60) + ' ' + t('h') + ' ' + (m % 60) + ' ' + t('min');
+    return Math.floor(m / 1440) + ' ' + t('d') + ' ' + Math.floor((m % 1440) / 60) + ' ' + t('h');
+  }
+  function chip(cls, text) {
+    return el('span', { cls: 'chip ' + cls, text: text });
+  }
+  function colourChip(c) {
+    return chip(c || 'none', t('c_' + (c || 'none')));
+  }
+  function inspChip(s) {
+    return chip('insp-' + s, t('i_' + s));
+  }
+
+  function applyLang() {
+    document.documentElement.lang = lang === 'zh' ? 'zh-CN' : 'en';
+    var nodes = document.querySelectorAll('[data-i18n]');
+    for (var i = 0; i < nodes.length; i++) nodes[i].textContent = t(nodes[i].getAttribute('data-i18n'));
+    $('lang').textContent = lang === 'zh' ? 'English' : '中文';
+    document.title = t('title');
+    if (last) render(last);
+  }
+
+  function key() {
+    return sessionStorage.getItem(KEY_STORE);
+  }
+
+  function api(path) {
+    return fetch(path, {
+      headers: { Authorization: 'Bearer ' + key(), Accept: 'application/json' },
+      cache: 'no-store',
+    }).then(function (r) {
+      return r.text().then(function (body) {
+        var json = null;
+        try {
+          json = body ? JSON.parse(body) : null;
+        } catch (e) {
+          json = null;
+        }
+        return { status: r.status, json: json };
+      });
+    });
+  }
+
+  function showLogin(message) {
+    $('login').hidden = false;
+    $('main').hidden = true;
+    $('signout').hidden = true;
+    $('login-error').textContent = message || '';
+    if (timer) clearTimeout(timer);
+    timer = null;
+  }
+
+  function showMain() {
+    $('login').hidden = true;
+    $('main').hidden = false;
+    $('signout').hidden = false;
+  }
+
+  function setStatus(kind) {
+    var s = $('status');
+    s.className = 'status ' + kind;
+    s.textContent = t(kind === 'ok' ? 'live' : kind);
+  }
+
+  function refresh() {
+    if (!key()) return showLogin();
+    Promise.all([api('/api/v1/summary'), api('/api/v1/hotels'), api('/api/v1/escalations?status=open&limit=50')])
+      .then(function (rs) {
+        for (var i = 0; i < rs.length; i++) {
+          if (rs[i].status === 401) {
+            sessionStorage.removeItem(KEY_STORE);
+            return showLogin(t('badKey'));
+          }
+          if (rs[i].status === 403) {
+            sessionStorage.removeItem(KEY_STORE);
+            return showLogin(t('needSupervisor'));
+          }
+        }
+        if (rs[0].status !== 200 || rs[1].status !== 200 || rs[2].status !== 200) {
+          setStatus('stale');
+        } else {
+          last = { summary: rs[0].json, hotels: rs[1].json.items, escalations: rs[2].json.items };
+          showMain();
+          render(last);
+          setStatus('ok');
+          $('updated').textContent =
+            t('updated') + ' ' + new Date().toLocaleTimeString(lang === 'zh' ? 'zh-CN' : 'en-GB');
+          document.body.setAttribute('data-loaded', String(Date.now()));
+        }
+      })
+      .catch(function () {
+        setStatus('down');
+      })
+      .then(function () {
+        if (key()) {
+          if (timer) clearTimeout(timer);
+          timer = setTimeout(refresh, REFRESH_MS);
+        }
+      });
+  }
+
+  function render(d) {
+    var s = d.summary;
+    zone = s.timeZone;
+    $('main').querySelector('[data-testid="total-active"]').textContent = s.activeCases;
+    $('main').querySelector('[data-testid="total-free"]').textContent = s.hotels.free;
+    $('main').querySelector('[data-testid="total-occupied"]').textContent = s.hotels.occupied;
+    $('main').querySelector('[data-testid="total-disinfection"]').textContent = s.hotels.awaitingDisinfection;
+    $('main').querySelector('[data-testid="total-escalations"]').textContent = s.openEscalations.total;
+    $('main').querySelector('[data-testid="total-red"]').textContent = s.openEscalations.red;
+
+    var hb = $('hotels-body');
+    clear(hb);
+    if (!d.hotels.length) hb.appendChild(el('tr', null, el('td', { colspan: '8', cls: 'muted', text: t('noRows') })));
+    d.hotels.forEach(function (h) {
+      var bar = el('div', { cls: 'bar', title: h.free + ' / ' + h.total });
+      [
+        ['free', h.free],
+        ['reserved', h.reserved],
+        ['occupied', h.occupied],
+        ['disinfection', h.awaitingDisinfection],
+      ].forEach(function (p) {
+        var seg = el('span', { cls: p[0] });
+        seg.style.width = (h.total ? (100 * p[1]) / h.total : 0) + '%';
+        bar.appendChild(seg);
+      });
+      hb.appendChild(
+        el(
+          'tr',
+          { 'data-testid': 'hotel-' + h.id },
+          el('td', { text: h.name }),
+          el('td', { cls: 'num', 'data-testid': 'hotel-total', text: h.total }),
+          el('td', { cls: 'num', 'data-testid': 'hotel-free', text: h.free }),
+          el('td', { cls: 'num', 'data-testid': 'hotel-reserved', text: h.reserved }),
+          el('td', { cls: 'num', 'data-testid': 'hotel-occupied', text: h.occupied }),
+          el('td', { cls: 'num', 'data-testid': 'hotel-disinfection', text: h.awaitingDisinfection }),
+          el('td', { cls: 'num', 'data-testid': 'hotel-oos', text: h.outOfService }),
+          el('td', null, bar),
+        ),
+      );
+    });
+
+    var head = $('phase-head');
+    clear(head);
+    head.appendChild(el('th', { text: t('phase') }));
+    COLOURS.forEach(function (c) {
+      head.appendChild(el('th', { cls: 'num' }, colourChip(c === 'none' ? null : c)));
+    });
+    head.appendChild(el('th', { cls: 'num', text: t('sum') }));
+    var pb = $('phases-body');
+    clear(pb);
+    PHASES.forEach(function (p) {
+      var row = s.byPhaseColour[p] || {};
+      var tr = el('tr', { 'data-testid': 'phase-' + p }, el('td', { text: t('ph_' + p) }));
+      COLOURS.forEach(function (c) {
+        tr.appendChild(el('td', { cls: 'num', 'data-testid': 'phase-' + p + '-' + c, text: row[c] || 0 }));
+      });
+      tr.appendChild(el('td', { cls: 'num', 'data-testid': 'phase-' + p + '-total', text: s.phases[p] || 0 }));
+      pb.appendChild(tr);
+    });
+
+    var eb = $('escalations-body');
+    clear(eb);
+    if (!d.escalations.length)
+      eb.appendChild(el('tr', null, el('td', { colspan: '7', cls: 'muted', text: t('noRows') })));
+    d.escalations.forEach(function (e) {
+      eb.appendChild(
+        el(
+          'tr',
+          { 'data-testid': 'escalation-row', 'data-id': e.id },
+          el('td', { text: fmtTime(e.openedAt) }),
+          el('td', { text: fmtAge(e.openedAt) }),
+          el('td', null, caseLink(e.caseNo), ' ', e.displayName || ''),
+          el('td', { text: e.hotelId || t('none') }),
+          el('td', null, chip('sev-' + e.severity, e.kind)),
+          el('td', { text: e.level }),
+          el('td', { text: e.reason }),
+        ),
+      );
+    });
+
+    renderDue('due-today', s.releasesDue.today);
+    renderDue('due-tomorrow', s.releasesDue.tomorrow);
+  }
+
+  function caseLink(caseNo) {
+    var a = el('a', { href: '#' + caseNo, text: caseNo });
+    a.addEventListener('click', function (ev) {
+      ev.preventDefault();
+      $('search').value = caseNo;
+      search(caseNo);
+    });
+    return a;
+  }
+
+  function renderDue(id, rows) {
+    var body = $(id + '-body');
+    clear(body);
+    document.querySelector('[data-testid="' + id + '-count"]').textContent = rows.length;
+    body.appendChild(
+      el(
+        'tr',
+        null,
+        el('th', { text: t('case') }),
+        el('th', { text: t('name') }),
+        el('th', { text: t('room') }),
+        el('th', { text: t('due') }),
+        el('th', { text: t('inspection') }),
+        el('th', { text: t('pending') }),
+      ),
+    );
+    if (!rows.length) body.appendChild(el('tr', null, el('td', { colspan: '6', cls: 'muted', text: t('noRows') })));
+    rows.forEach(function (r) {
+      body.appendChild(
+        el(
+          'tr',
+          { 'data-testid': 'due-row', 'data-case': r.caseNo },
+          el('td', null, caseLink(r.caseNo), ' ', colourChip(r.colour)),
+          el('td', { text: r.displayName || '' }),
+          el('td', { text: (r.hotelId || '') + (r.roomNo ? ' · ' + r.roomNo : '') }),
+          el('td', { text: fmtTime(r.releaseDue) }),
+          el('td', { 'data-testid': 'due-inspection' }, inspChip(r.inspectionStatus)),
+          el('td', { cls: 'num', text: r.pendingResults }),
+        ),
+      );
+    });
+  }
+
+  function search(caseNo) {
+    var out = $('search-result');
+    clear(out);
+    caseNo = (caseNo || '').trim();
+    if (!caseNo) return;
+    api('/api/v1/cases/' + encodeURIComponent(caseNo)).then(function (r) {
+      clear(out);
+      if (r.status === 404 || r.status === 400) return out.appendChild(el('p', { cls: 'error', text: t('notFound') }));
+      if (r.status === 403) return out.appendChild(el('p', { cls: 'error', text: t('forbidden') }));
+      if (r.status !== 200)
+        return out.appendChild(el('p', { cls: 'error', text: (r.json && r.json.detail) || String(r.status) }));
+      var c = r.json;
+      var sum = c.summary || {};
+      var st = c.state || {};
+      if (c.warning) out.appendChild(el('div', { cls: 'warning', 'data-testid': 'search-warning', text: c.warning }));
+      var dl = el('dl');
+      function row(k, v) {
+        dl.appendChild(el('dt', { text: t(k) }));
+        dl.appendChild(
+          typeof v === 'object' && v && v.nodeType ? el('dd', null, v) : el('dd', { text: v == null ? t('none') : v }),
+        );
+      }
+      row('case', c.caseNo);
+      row('source', c.source === 'workflow' ? t('sourceWorkflow') : t('sourceReadModel'));
+      row('name', sum.displayName);
+      row('phase', t('ph_' + (st.phase || sum.phase)));
+      row('colour', colourChip(st.colour || sum.colour));
+      row(
+        'room',
+        (sum.hotelId || (st.room && st.room.hotelId) || '') + ' ' + (sum.roomNo || (st.room && st.room.roomNo) || ''),
+      );
+      row('releaseDue', fmtTime(st.releaseDue || sum.releaseDue));
+      row('inspection', inspChip((st.inspection && st.inspection.status) || sum.inspectionStatus || 'none'));
+      row(
+        'escalationsOpen',
+        st.escalations
+          ? st.escalations.filter(function (e) {
+              return e.status === 'open';
+            }).length
+          : sum.openEscalations,
+      );
+      out.appendChild(dl);
+      out.setAttribute('data-source', c.source);
+    });
+  }
+
+  $('lang').addEventListener('click', function () {
+    lang = lang === 'zh' ? 'en' : 'zh';
+    localStorage.setItem(LANG_STORE, lang);
+    applyLang();
+  });
+  $('signout').addEventListener('click', function () {
+    sessionStorage.removeItem(KEY_STORE);
+    last = null;
+    showLogin();
+  });
+  $('login-form').addEventListener('submit', function (ev) {
+    ev.preventDefault();
+    sessionStorage.setItem(KEY_STORE, $('key').value.trim());
+    $('key').value = '';
+    refresh();
+  });
+  $('search-form').addEventListener('submit', function (ev) {
+    ev.preventDefault();
+    search($('search').value);
+  });
+
+  applyLang();
+  if (key()) refresh();
+  else showLogin();
+})();

@@ -1,0 +1,209 @@
+import type { OpenAPIRegistry, RouteConfig } from '@asteasolutions/zod-to-openapi';
+import type express from 'express';
+import type { NextFunction, Request, Response } from 'express';
+import { z } from 'zod';
+
+import type { Role } from '../domain/types';
+import { adminTokenMatches, type ApiKey, requireRole } from './auth';
+import type { ApiContext } from './context';
+import { HttpProblem, validationProblem, zodFieldErrors, type FieldError } from './problem';
+import { ProblemSchema } from './schemas';
+
+/**
+ * One definition per route, used twice: to mount it on Express (auth, rate limit, role,
+ * zod parsing, then the handler) and to describe it in the OpenAPI document, so the two
+ * cannot drift apart.
+ */
+export type Access =
+  | { kind: 'public' }
+  /** A bearer key with one of these roles. */
+  | { kind: 'key'; roles: readonly Role[] }
+  /** The runtime's X-Admin-Token, or a bearer key with role admin. */
+  | { kind: 'admin' };
+
+type AnyObject = z.ZodType<Record<string, unknown>>;
+
+export interface ResponseDoc {
+  description: string;
+  schema?: z.ZodType;
+  contentType?: string;
+  headers?: Record<string, string>;
+}
+
+export interface HandlerCtx<P, Q, B> {
+  req: Request;
+  res: Response;
+  app: ApiContext;
+  /** The caller's key; absent only on public routes and admin-token calls. */
+  key?: ApiKey;
+  params: P;
+  query: Q;
+  body: B;
+}
+
+export interface RouteDef<
+  P extends AnyObject | undefined,
+  Q extends AnyObject | undefined,
+  B extends z.ZodType | undefined,
+> {
+  method: 'get' | 'post' | 'delete';
+  /** Express syntax: /api/v1/cases/:caseNo/arrival */
+  path: string;
+  operationId: string;
+  summary: string;
+  description?: string;
+  tags: string[];
+  access: Access;
+  params?: P;
+  query?: Q;
+  body?: B;
+  /** Parses the body instead of `body` (which then only documents it). */
+  parseBody?: (raw: unknown) => { success: true; data: Infer<B> } | { success: false; errors: FieldError[] };
+  responses: Record<number, ResponseDoc>;
+  handler(ctx: HandlerCtx<Infer<P>, Infer<Q>, Infer<B>>): Promise<void> | void;
+}
+
+type Infer<T> = T extends z.ZodType ? z.output<T> : undefined;
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type AnyRoute = RouteDef<any, any, any>;
+
+export const defineRoute = <
+  P extends AnyObject | undefined,
+  Q extends AnyObject | undefined,
+  B extends z.ZodType | undefined,
+>(
+  def: RouteDef<P, Q, B>,
+): AnyRoute => def as AnyRoute;
+
+export const openApiPath = (expressPath: string): string => expressPath.replace(/:(\w+)/g, '{$1}');
+
+function parsePart(
+  where: FieldError['in'],
+  schema: z.ZodType | undefined,
+  value: unknown,
+  errors: FieldError[],
+): unknown {
+  if (!schema) return undefined;
+  const r = schema.safeParse(value);
+  if (r.success) return r.data;
+  errors.push(...zodFieldErrors(where, r.error));
+  return undefined;
+}
+
+export function mountRoute(app: express.Express, ctx: ApiContext, def: AnyRoute): void {
+  const handler = async (req: Request, res: Response, next: NextFunction) => {
+    try {
+      let key: ApiKey | undefined;
+      if (def.access.kind === 'key') {
+        key = await ctx.keys.authenticate(req.get('authorization'));
+        limit(ctx, key);
+        requireRole(key, def.access.roles);
+      } else if (def.access.kind === 'admin') {
+        if (!adminTokenMatches(ctx.adminToken, req.get('x-admin-token'))) {
+          key = await ctx.keys.authenticate(req.get('authorization'));
+          limit(ctx, key);
+          requireRole(key, ['admin']);
+        }
+      }
+      res.locals.key = key;
+      const errors: FieldError[] = [];
+      const params = parsePart('params', def.params, req.params, errors);
+      const query = parsePart('query', def.query, { ...req.query }, errors);
+      let body: unknown;
+      if (def.method !== 'get') {
+        if (def.parseBody) {
+          const r = def.parseBody(req.body);
+          if (r.success) body = r.data;
+          else errors.push(...r.errors);
+        } else if (def.body) {
+          body = parsePart('body', def.body, req.body, errors);
+        }
+      }
+      if (errors.length) throw validationProblem(errors);
+      await def.handler({ req, res, app: ctx, key, params, query, body });
+    } catch (err) {
+      next(err);
+    }
+  };
+  app[def.method](def.path, handler);
+}
+
+function limit(ctx: ApiContext, key: ApiKey): void {
+  const r = ctx.limiter.take(key.id, key.ratePerMinute ?? ctx.config.API_RATE_LIMIT_PER_MINUTE);
+  if (!r.ok) {
+    throw new HttpProblem(
+      429,
+      `Rate limit exceeded for this key; retry in ${r.retryAfterS} s`,
+      {},
+      {
+        'Retry-After': String(r.retryAfterS),
+      },
+    );
+  }
+}
+
+const problem = (description: string) => ({
+  description,
+  content: { 'application/problem+json': { schema: ProblemSchema } },
+});
+
+export function documentRoute(registry: OpenAPIRegistry, def: AnyRoute): void {
+  const responses: RouteConfig['responses'] = {};
+  for (const [status, r] of Object.entries(def.responses)) {
+    responses[status] = {
+      description: r.description,
+      ...(r.headers
+        ? {
+            headers: Object.fromEntries(
+              Object.entries(r.headers).map(([h, d]) => [h, { description: d, schema: { type: 'string' } }]),
+            ),
+          }
+        : {}),
+      ...(r.schema || r.contentType
+        ? { content: { [r.contentType ?? 'application/json']: { schema: r.schema ?? z.string() } } }
+        : {}),
+    };
+  }
+  const hasInput = def.params || def.query || def.body;
+  if (hasInput) responses['400'] ??= problem('Invalid input: every invalid field is named in `errors`');
+  if (def.access.kind !== 'public') {
+    responses['401'] ??= problem('Missing, unknown or revoked key');
+    responses['403'] ??= problem('The key may not make this call (role or jurisdiction)');
+    responses['429'] ??= problem('The key exceeded its rate; see Retry-After');
+  }
+  if (def.body) {
+    responses['413'] ??= problem('Body larger than the configured limit');
+    responses['415'] ??= problem('Body is not application/json');
+  }
+  if (def.access.kind !== 'public')
+    responses['503'] ??= problem('A dependency (Temporal or the database) is unavailable');
+
+  const security: Record<string, string[]>[] =
+    def.access.kind === 'public'
+      ? []
+      : def.access.kind === 'admin'
+        ? [{ adminToken: [] }, { bearer: [] }]
+        : [{ bearer: [] }];
+  const roles =
+    def.access.kind === 'key'
+      ? `\n\nRoles: ${def.access.roles.join(', ')}.`
+      : def.access.kind === 'admin'
+        ? '\n\nAdmin only.'
+        : '';
+  registry.registerPath({
+    method: def.method,
+    path: openApiPath(def.path),
+    operationId: def.operationId,
+    summary: def.summary,
+    description: (def.description ?? '') + roles,
+    tags: def.tags,
+    security,
+    request: {
+      ...(def.params ? { params: def.params as z.ZodObject } : {}),
+      ...(def.query ? { query: def.query as z.ZodObject } : {}),
+      ...(def.body ? { body: { required: true, content: { 'application/json': { schema: def.body } } } } : {}),
+    },
+    responses,
+  });
+}

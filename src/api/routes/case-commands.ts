@@ -1,0 +1,226 @@
+import crypto from 'node:crypto';
+
+import type { SignalDefinition, UpdateDefinition } from '@temporalio/common';
+
+import type { Role } from '../../domain/types';
+import {
+  arrivalSignal,
+  cancelUpdate,
+  changeColourUpdate,
+  changeStayUpdate,
+  doorAlarmSignal,
+  healthCheckUpdate,
+  inspectionResultSignal,
+  setAddressUpdate,
+} from '../../workflows/messages';
+import { actorOf, type ApiKey } from '../auth';
+import type { ApiContext } from '../context';
+import { defineRoute, type AnyRoute } from '../router';
+import {
+  AddressBody,
+  ArrivalBody,
+  CancelBody,
+  CaseNoParam,
+  ColourBody,
+  DoorAlarmBody,
+  ExtendBody,
+  HealthCheckBody,
+  InspectionBody,
+  SignalAccepted,
+  UpdateAnswer,
+} from '../schemas';
+import { authorizeCase } from '../scope';
+import { temporalProblem } from '../temporal-ops';
+
+async function sendSignal<T>(app: ApiContext, key: ApiKey, caseNo: string, def: SignalDefinition<[T]>, input: T) {
+  await authorizeCase(app, key, caseNo);
+  try {
+    await app.ops.signal(caseNo, def, input);
+  } catch (err) {
+    throw temporalProblem(err, caseNo) ?? err;
+  }
+}
+
+async function sendUpdate<R, T>(app: ApiContext, key: ApiKey, caseNo: string, def: UpdateDefinition<R, [T]>, input: T) {
+  await authorizeCase(app, key, caseNo);
+  try {
+    return await app.ops.update(caseNo, def, input);
+  } catch (err) {
+    throw temporalProblem(err, caseNo) ?? err;
+  }
+}
+
+const signalResponses = {
+  202: {
+    description: 'Recorded in the case history (the workflow acts on it even if no worker runs now)',
+    schema: SignalAccepted,
+  },
+  404: { description: 'No such case', contentType: 'application/problem+json' },
+  409: { description: 'The case is closed', contentType: 'application/problem+json' },
+};
+const updateResponses = {
+  200: { description: 'The workflow accepted the command; its answer', schema: UpdateAnswer },
+  404: { description: 'No such case', contentType: 'application/problem+json' },
+  409: { description: 'The workflow rejected the command; `detail` says why', contentType: 'application/problem+json' },
+  422: {
+    description: 'The workflow judged the input invalid; `detail` says why',
+    contentType: 'application/problem+json',
+  },
+  504: { description: 'No worker answered in time; nothing was changed', contentType: 'application/problem+json' },
+};
+
+const caseTag = ['case commands'];
+const supervisorTag = ['supervisor'];
+
+function signalRoute<B extends object, T>(opts: {
+  path: string;
+  operationId: string;
+  summary: string;
+  roles: Role[];
+  body: import('zod').ZodType<B>;
+  toInput(app: ApiContext, key: ApiKey, body: B): T;
+  signal: SignalDefinition<[T]>;
+}): AnyRoute {
+  return defineRoute({
+    method: 'post',
+    path: opts.path,
+    operationId: opts.operationId,
+    summary: opts.summary,
+    tags: caseTag,
+    access: { kind: 'key', roles: opts.roles },
+    params: CaseNoParam,
+    body: opts.body,
+    responses: signalResponses,
+    async handler({ app, key, params, body, res }) {
+      await sendSignal(app, key!, params.caseNo, opts.signal, opts.toInput(app, key!, body as B));
+      res.status(202).json({ caseNo: params.caseNo, accepted: true });
+    },
+  });
+}
+
+function updateRoute<B extends object, R, T>(opts: {
+  path: string;
+  operationId: string;
+  summary: string;
+  roles: Role[];
+  tags: string[];
+  body: import('zod').ZodType<B>;
+  toInput(app: ApiContext, key: ApiKey, body: B): T;
+  update: UpdateDefinition<R, [T]>;
+}): AnyRoute {
+  return defineRoute({
+    method: 'post',
+    path: opts.path,
+    operationId: opts.operationId,
+    summary: opts.summary,
+    tags: opts.tags,
+    access: { kind: 'key', roles: opts.roles },
+    params: CaseNoParam,
+    body: opts.body,
+    responses: updateResponses,
+    async handler({ app, key, params, body, res }) {
+      const result = await sendUpdate(app, key!, params.caseNo, opts.update, opts.toInput(app, key!, body as B));
+      res.status(200).json({ caseNo: params.caseNo, result: result ?? {} });
+    },
+  });
+}
+
+const at = (app: ApiContext, v?: string) => v ?? app.now().toISOString();
+
+export const caseCommandRoutes: AnyRoute[] = [
+  signalRoute({
+    path: '/api/v1/cases/:caseNo/arrival',
+    operationId: 'recordArrival',
+    summary: 'The person arrived at the hotel (optionally with a rapid antigen result)',
+    roles: ['hotel', 'transport', 'admin'],
+    body: ArrivalBody,
+    signal: arrivalSignal,
+    toInput: (app, key, b) => ({ at: at(app, b.at), ...(b.antigen ? { antigen: b.antigen } : {}), by: actorOf(key) }),
+  }),
+  signalRoute({
+    path: '/api/v1/cases/:caseNo/door-alarms',
+    operationId: 'recordDoorAlarm',
+    summary: "A door sensor fired for the case's room",
+    roles: ['hotel', 'admin'],
+    body: DoorAlarmBody,
+    signal: doorAlarmSignal,
+    toInput: (app, key, b) => ({
+      at: at(app, b.at),
+      ...(b.sensorId ? { sensorId: b.sensorId } : {}),
+      by: actorOf(key),
+    }),
+  }),
+  signalRoute({
+    path: '/api/v1/cases/:caseNo/address-inspections',
+    operationId: 'recordAddressInspection',
+    summary: 'The community inspected the home address: single occupancy or not',
+    roles: ['community', 'admin'],
+    body: InspectionBody,
+    signal: inspectionResultSignal,
+    toInput: (app, key, b) => ({
+      inspectionId: b.inspectionId,
+      singleOccupancy: b.singleOccupancy,
+      inspector: b.inspector,
+      at: at(app, b.at),
+      ...(b.note ? { note: b.note } : {}),
+      by: actorOf(key),
+    }),
+  }),
+  updateRoute({
+    path: '/api/v1/cases/:caseNo/health-checks',
+    operationId: 'recordHealthCheck',
+    summary: 'Record a health check (temperature, symptoms); answers fever, escalations, next due',
+    roles: ['medical', 'hotel', 'admin'],
+    tags: caseTag,
+    body: HealthCheckBody,
+    update: healthCheckUpdate,
+    toInput: (app, key, b) => ({
+      // Without the caller's id a retry cannot be recognised; a fresh id at least keeps one check one record.
+      checkId: b.checkId ?? `chk-${crypto.randomUUID()}`,
+      takenAt: at(app, b.takenAt),
+      ...(b.temperatureC !== undefined ? { temperatureC: b.temperatureC } : {}),
+      symptoms: b.symptoms ?? [],
+      by: actorOf(key),
+    }),
+  }),
+  updateRoute({
+    path: '/api/v1/cases/:caseNo/extend',
+    operationId: 'changeStay',
+    summary: 'Extend (or shorten, with negative days) the stay',
+    roles: ['supervisor', 'admin'],
+    tags: supervisorTag,
+    body: ExtendBody,
+    update: changeStayUpdate,
+    toInput: (_app, key, b) => ({ days: b.days, reason: b.reason, by: actorOf(key) }),
+  }),
+  updateRoute({
+    path: '/api/v1/cases/:caseNo/colour',
+    operationId: 'changeColour',
+    summary: "Change the case's colour",
+    roles: ['supervisor', 'admin'],
+    tags: supervisorTag,
+    body: ColourBody,
+    update: changeColourUpdate,
+    toInput: (_app, key, b) => ({ colour: b.colour, reason: b.reason, by: actorOf(key) }),
+  }),
+  updateRoute({
+    path: '/api/v1/cases/:caseNo/address',
+    operationId: 'setAddress',
+    summary: 'Set another release address (inspected again)',
+    roles: ['supervisor', 'admin'],
+    tags: supervisorTag,
+    body: AddressBody,
+    update: setAddressUpdate,
+    toInput: (_app, key, b) => ({ address: b.address, reason: b.reason, by: actorOf(key) }),
+  }),
+  updateRoute({
+    path: '/api/v1/cases/:caseNo/cancel',
+    operationId: 'cancelCase',
+    summary: 'Cancel the case (before or during the stay)',
+    roles: ['supervisor', 'admin'],
+    tags: supervisorTag,
+    body: CancelBody,
+    update: cancelUpdate,
+    toInput: (_app, key, b) => ({ reason: b.reason, by: actorOf(key) }),
+  }),
+];

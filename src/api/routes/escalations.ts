@@ -1,0 +1,112 @@
+import { and, asc, eq, type SQL } from 'drizzle-orm';
+
+import { cases, escalations } from '../../db/schema';
+import { ackEscalationUpdate } from '../../workflows/messages';
+import { actorOf } from '../auth';
+import { HttpProblem } from '../problem';
+import { defineRoute, type AnyRoute } from '../router';
+import { AckBody, EscalationIdParam, EscalationList, EscalationQuery, UpdateAnswer } from '../schemas';
+import { keyCovers } from '../scope';
+import { temporalProblem } from '../temporal-ops';
+import { dbProblem, iso } from './read-helpers';
+
+export const escalationRoutes: AnyRoute[] = [
+  defineRoute({
+    method: 'post',
+    path: '/api/v1/escalations/:id/ack',
+    operationId: 'ackEscalation',
+    summary: 'Acknowledge an escalation (medical staff at its hotel, supervisors in its district)',
+    tags: ['escalations'],
+    access: { kind: 'key', roles: ['medical', 'supervisor', 'admin'] },
+    params: EscalationIdParam,
+    body: AckBody,
+    responses: {
+      200: { description: 'Acknowledged; the escalation as the workflow now holds it', schema: UpdateAnswer },
+      404: { description: 'No such escalation', contentType: 'application/problem+json' },
+      409: { description: 'Already acknowledged or closed', contentType: 'application/problem+json' },
+    },
+    async handler({ app, key, params, body, res }) {
+      let row;
+      try {
+        [row] = await app.db
+          .select({
+            caseNo: escalations.caseNo,
+            hotelId: escalations.hotelId,
+            district: cases.district,
+            street: cases.street,
+          })
+          .from(escalations)
+          .leftJoin(cases, eq(cases.caseNo, escalations.caseNo))
+          .where(eq(escalations.id, params.id))
+          .limit(1);
+      } catch (err) {
+        throw dbProblem(app, err);
+      }
+      if (!row) throw new HttpProblem(404, `No escalation ${params.id}`);
+      const scope = { district: row.district ?? '', street: row.street ?? '', hotelId: row.hotelId ?? undefined };
+      if (!keyCovers(key!, scope)) {
+        throw new HttpProblem(403, `Escalation ${params.id} is outside this key's jurisdiction`, {
+          slug: 'jurisdiction',
+        });
+      }
+      try {
+        const result = await app.ops.update(row.caseNo, ackEscalationUpdate, {
+          escalationId: params.id,
+          ...(body.note ? { note: body.note } : {}),
+          by: actorOf(key!),
+        });
+        res.status(200).json({ caseNo: row.caseNo, result });
+      } catch (err) {
+        throw temporalProblem(err, row.caseNo) ?? err;
+      }
+    },
+  }),
+  defineRoute({
+    method: 'get',
+    path: '/api/v1/escalations',
+    operationId: 'listEscalations',
+    summary: 'Escalations, oldest first (open by default), within the key’s jurisdiction',
+    tags: ['escalations'],
+    access: { kind: 'key', roles: ['supervisor', 'medical', 'hotel', 'admin'] },
+    query: EscalationQuery,
+    responses: { 200: { description: 'Oldest first', schema: EscalationList } },
+    async handler({ app, key, query, res }) {
+      const where: SQL[] = [eq(escalations.status, query.status)];
+      if (key!.role !== 'admin') {
+        if (key!.district) where.push(eq(cases.district, key!.district));
+        if (key!.street) where.push(eq(cases.street, key!.street));
+        if ((key!.role === 'medical' || key!.role === 'hotel') && key!.orgId)
+          where.push(eq(escalations.hotelId, key!.orgId));
+      }
+      try {
+        const rows = await app.db
+          .select({
+            id: escalations.id,
+            caseNo: escalations.caseNo,
+            hotelId: escalations.hotelId,
+            district: cases.district,
+            street: cases.street,
+            displayName: cases.displayName,
+            kind: escalations.kind,
+            level: escalations.level,
+            severity: escalations.severity,
+            reason: escalations.reason,
+            status: escalations.status,
+            openedAt: escalations.openedAt,
+            ackedAt: escalations.ackedAt,
+            ackedBy: escalations.ackedBy,
+          })
+          .from(escalations)
+          .leftJoin(cases, eq(cases.caseNo, escalations.caseNo))
+          .where(and(...where))
+          .orderBy(asc(escalations.openedAt), asc(escalations.id))
+          .limit(query.limit);
+        res.json({
+          items: rows.map((r) => ({ ...r, openedAt: iso(r.openedAt)!, ackedAt: iso(r.ackedAt) })),
+        });
+      } catch (err) {
+        throw dbProblem(app, err);
+      }
+    },
+  }),
+];

@@ -1,0 +1,161 @@
+import path from 'node:path';
+import fs from 'node:fs';
+
+import { z } from 'zod';
+
+import { pingDb } from '../../db';
+import { checkTemporal } from '../../temporal/client';
+import { defineRoute, type AnyRoute } from '../router';
+import { ProblemSchema, Readiness } from '../schemas';
+
+/** The static pages live in src/api/public (also when running from dist/, where tsc copies nothing). */
+export function publicDir(): string {
+  const candidates = [
+    path.join(__dirname, '..', 'public'),
+    path.resolve(__dirname, '..', '..', '..', '..', 'src', 'api', 'public'),
+  ];
+  return candidates.find((d) => fs.existsSync(path.join(d, 'dashboard.html'))) ?? candidates[0]!;
+}
+
+const PAGE_CSP =
+  "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
+async function timed(fn: () => Promise<void>, timeoutMs: number): Promise<{ ok: boolean; error?: string; ms: number }> {
+  const t0 = Date.now();
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      fn(),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+      }),
+    ]);
+    return { ok: true, ms: Date.now() - t0 };
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    // Connection strings can carry credentials: keep only the first line, and no URLs.
+    return {
+      ok: false,
+      error: message
+        .split('\n')[0]!
+        .replace(/\w+:\/\/\S+/g, '<url>')
+        .slice(0, 300),
+      ms: Date.now() - t0,
+    };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export function opsRoutes(document: () => unknown): AnyRoute[] {
+  const page = (file: string) => (res: import('express').Response) => {
+    res.setHeader('Content-Security-Policy', PAGE_CSP);
+    res.setHeader('Cache-Control', 'no-cache');
+    res.sendFile(path.join(publicDir(), file));
+  };
+  return [
+    defineRoute({
+      method: 'get',
+      path: '/healthz',
+      operationId: 'healthz',
+      summary: 'Liveness: 200 while the process runs',
+      tags: ['operations'],
+      access: { kind: 'public' },
+      responses: { 200: { description: 'Alive', schema: z.object({ status: z.literal('ok') }) } },
+      handler({ res }) {
+        res.json({ status: 'ok' });
+      },
+    }),
+    defineRoute({
+      method: 'get',
+      path: '/readyz',
+      operationId: 'readyz',
+      summary: 'Readiness: Temporal and the database both answer',
+      tags: ['operations'],
+      access: { kind: 'public' },
+      responses: {
+        200: { description: 'Ready', schema: Readiness },
+        503: {
+          description: 'Not ready: `checks` names what is down and why',
+          schema: ProblemSchema,
+          contentType: 'application/problem+json',
+        },
+      },
+      async handler({ app, res }) {
+        const [temporal, database] = await Promise.all([
+          timed(() => checkTemporal(app.temporal.connection, app.config.TEMPORAL_NAMESPACE, 2000), 2500),
+          timed(() => pingDb(app.db), 2000),
+        ]);
+        const checks = { temporal, database };
+        if (temporal.ok && database.ok) {
+          res.json({ status: 'ready', checks });
+          return;
+        }
+        const down = Object.entries(checks)
+          .filter(([, c]) => !c.ok)
+          .map(([name, c]) => `${name}: ${c.error}`);
+        res
+          .status(503)
+          .type('application/problem+json')
+          .send(
+            JSON.stringify({
+              type: 'https://shaodian.invalid/problems/not-ready',
+              title: 'Service Unavailable',
+              status: 503,
+              detail: `Not ready: ${down.join('; ')}`,
+              checks,
+            }),
+          );
+      },
+    }),
+    defineRoute({
+      method: 'get',
+      path: '/metrics',
+      operationId: 'metrics',
+      summary: 'Prometheus metrics (route patterns and outcomes only: no case numbers or PII in labels)',
+      tags: ['operations'],
+      access: { kind: 'public' },
+      responses: { 200: { description: 'Prometheus text format', contentType: 'text/plain' } },
+      async handler({ app, res }) {
+        res.setHeader('Content-Type', app.metrics.registry.contentType);
+        res.send(await app.metrics.registry.metrics());
+      },
+    }),
+    defineRoute({
+      method: 'get',
+      path: '/openapi.json',
+      operationId: 'openapi',
+      summary: 'This document (OpenAPI 3.1, generated from the zod schemas the routes parse with)',
+      tags: ['operations'],
+      access: { kind: 'public' },
+      responses: { 200: { description: 'OpenAPI 3.1', schema: z.record(z.string(), z.unknown()) } },
+      handler({ res }) {
+        res.json(document());
+      },
+    }),
+    defineRoute({
+      method: 'get',
+      path: '/docs',
+      operationId: 'docs',
+      summary: 'Interactive API documentation (self-contained: renders /openapi.json, tries calls)',
+      tags: ['operations'],
+      access: { kind: 'public' },
+      responses: { 200: { description: 'HTML page', contentType: 'text/html' } },
+      handler({ res }) {
+        page('docs.html')(res);
+      },
+    }),
+    defineRoute({
+      method: 'get',
+      path: '/dashboard',
+      operationId: 'dashboard',
+      summary: "The command centre's dashboard (asks for a supervisor key; 中文 / English)",
+      tags: ['operations'],
+      access: { kind: 'public' },
+      responses: { 200: { description: 'HTML page', contentType: 'text/html' } },
+      handler({ res }) {
+        page('dashboard.html')(res);
+      },
+    }),
+  ];
+}

@@ -1,0 +1,285 @@
+import { WorkflowNotFoundError } from '@temporalio/client';
+import { and, asc, eq, gt, gte, lt, min, notInArray, sql, type SQL } from 'drizzle-orm';
+
+import { cases, escalations, hotels, rooms } from '../../db/schema';
+import type { ApiKey } from '../auth';
+import type { ApiContext } from '../context';
+import { HttpProblem } from '../problem';
+import { defineRoute, type AnyRoute } from '../router';
+import { CaseDetail, CaseListQuery, CaseNoParam, CasePage, HotelList, Summary } from '../schemas';
+import { authorizeCase } from '../scope';
+import { temporalProblem } from '../temporal-ops';
+import { dbProblem, iso, localDays, terminalPhases, toSummary } from './read-helpers';
+
+const readers = ['supervisor', 'community', 'admin'] as const;
+
+/** The key's jurisdiction as SQL over cases. */
+function caseJurisdiction(key: ApiKey): SQL[] {
+  if (key.role === 'admin') return [];
+  const w: SQL[] = [];
+  if (key.district) w.push(eq(cases.district, key.district));
+  if (key.street) w.push(eq(cases.street, key.street));
+  return w;
+}
+
+const encodeCursor = (caseNo: string) => Buffer.from(caseNo, 'utf8').toString('base64url');
+const decodeCursor = (c: string) => Buffer.from(c, 'base64url').toString('utf8');
+
+async function selectCases(app: ApiContext, where: SQL[], limit: number, order: 'caseNo' | 'releaseDue' = 'caseNo') {
+  const rows = await app.db
+    .select({ c: cases, roomNo: rooms.roomNo })
+    .from(cases)
+    .leftJoin(rooms, eq(rooms.id, cases.roomId))
+    .where(where.length ? and(...where) : undefined)
+    .orderBy(...(order === 'caseNo' ? [asc(cases.caseNo)] : [asc(cases.releaseDue), asc(cases.caseNo)]))
+    .limit(limit);
+  return rows.map((r) => toSummary({ ...r.c, roomNo: r.roomNo }));
+}
+
+async function hotelVacancy(app: ApiContext, key: ApiKey) {
+  const count = (state: string) =>
+    sql<number>`count(${rooms.id}) filter (where ${rooms.state} = ${state})`.mapWith(Number);
+  const where: SQL[] = [];
+  if (key.role !== 'admin' && key.district) where.push(eq(hotels.district, key.district));
+  return app.db
+    .select({
+      id: hotels.id,
+      name: hotels.name,
+      district: hotels.district,
+      street: hotels.street,
+      active: hotels.active,
+      total: sql<number>`count(${rooms.id})`.mapWith(Number),
+      free: count('free'),
+      reserved: count('reserved'),
+      occupied: count('occupied'),
+      awaitingDisinfection: count('awaiting_disinfection'),
+      outOfService: count('out_of_service'),
+    })
+    .from(hotels)
+    .leftJoin(rooms, eq(rooms.hotelId, hotels.id))
+    .where(where.length ? and(...where) : undefined)
+    .groupBy(hotels.id)
+    .orderBy(asc(hotels.name), asc(hotels.id));
+}
+
+export const readRoutes: AnyRoute[] = [
+  defineRoute({
+    method: 'get',
+    path: '/api/v1/cases',
+    operationId: 'listCases',
+    summary: 'Cases from the read model, filtered, by case number with a cursor',
+    description: 'Served from the read model (not by querying workflows). Community keys see only their street.',
+    tags: ['supervisor'],
+    access: { kind: 'key', roles: readers },
+    query: CaseListQuery,
+    responses: { 200: { description: 'A page of cases', schema: CasePage } },
+    async handler({ app, key, query, res }) {
+      const where = caseJurisdiction(key!);
+      if (query.phase) where.push(eq(cases.phase, query.phase));
+      if (query.colour) where.push(eq(cases.colour, query.colour));
+      if (query.hotelId) where.push(eq(cases.hotelId, query.hotelId));
+      if (query.street) where.push(eq(cases.street, query.street));
+      if (query.releaseDueBefore) where.push(lt(cases.releaseDue, new Date(query.releaseDueBefore)));
+      if (query.hasOpenEscalations === 'true') where.push(gt(cases.openEscalations, 0));
+      if (query.hasOpenEscalations === 'false') where.push(eq(cases.openEscalations, 0));
+      if (query.cursor) where.push(gt(cases.caseNo, decodeCursor(query.cursor)));
+      let items;
+      try {
+        items = await selectCases(app, where, query.limit + 1);
+      } catch (err) {
+        throw dbProblem(app, err);
+      }
+      const more = items.length > query.limit;
+      if (more) items = items.slice(0, query.limit);
+      res.json({ items, nextCursor: more ? encodeCursor(items[items.length - 1]!.caseNo) : null });
+    },
+  }),
+  defineRoute({
+    method: 'get',
+    path: '/api/v1/cases/:caseNo',
+    operationId: 'getCase',
+    summary: 'One case: live state from its workflow, or the read model when no worker answers',
+    description:
+      '`source: "workflow"` carries the live state; when no worker answers within the query timeout ' +
+      '(API_QUERY_TIMEOUT_MS, 2 s) the answer is the read model with `source: "read-model"` and a `warning`.',
+    tags: ['supervisor'],
+    access: { kind: 'key', roles: readers },
+    params: CaseNoParam,
+    responses: {
+      200: { description: 'The case', schema: CaseDetail },
+      404: { description: 'No such case', contentType: 'application/problem+json' },
+    },
+    async handler({ app, key, params, res }) {
+      const { caseNo } = params;
+      await authorizeCase(app, key!, caseNo);
+      let state;
+      let gone = false;
+      try {
+        state = await app.ops.query(caseNo, app.config.API_QUERY_TIMEOUT_MS);
+      } catch (err) {
+        // Past its retention a closed case is gone from Temporal; the read model still has it.
+        if (!(err instanceof WorkflowNotFoundError)) throw temporalProblem(err, caseNo) ?? err;
+        gone = true;
+      }
+      let summary = null;
+      try {
+        summary = (await selectCases(app, [eq(cases.caseNo, caseNo)], 1))[0] ?? null;
+      } catch (err) {
+        if (!state) throw dbProblem(app, err);
+      }
+      if (state) {
+        res.json({ caseNo, source: 'workflow', summary, state });
+        return;
+      }
+      if (!summary && gone) throw new HttpProblem(404, `No case ${caseNo}`);
+      if (!summary) {
+        throw new HttpProblem(
+          503,
+          'No worker answered and the read model has no row for this case yet',
+          {},
+          { 'Retry-After': '5' },
+        );
+      }
+      let escs: Record<string, unknown>[] = [];
+      try {
+        const rows = await app.db
+          .select()
+          .from(escalations)
+          .where(eq(escalations.caseNo, caseNo))
+          .orderBy(asc(escalations.openedAt));
+        escs = rows.map((e) => ({
+          ...e,
+          openedAt: iso(e.openedAt),
+          ackedAt: iso(e.ackedAt),
+          closedAt: iso(e.closedAt),
+          notifiedAt: iso(e.notifiedAt),
+        }));
+      } catch {
+        // the summary is still worth showing
+      }
+      res.json({
+        caseNo,
+        source: 'read-model',
+        warning: gone
+          ? `The workflow is no longer in Temporal (closed past retention); this is the read model as of ${summary.updatedAt}`
+          : `No worker answered within ${app.config.API_QUERY_TIMEOUT_MS} ms; this is the read model as of ${summary.updatedAt} and may lag the case`,
+        summary,
+        state: null,
+        escalations: escs,
+      });
+    },
+  }),
+  defineRoute({
+    method: 'get',
+    path: '/api/v1/hotels',
+    operationId: 'listHotels',
+    summary: 'Vacancy per hotel: rooms free, reserved, occupied, awaiting disinfection, out of service',
+    tags: ['supervisor'],
+    access: { kind: 'key', roles: ['supervisor', 'admin'] },
+    responses: { 200: { description: 'Hotels in the key’s district', schema: HotelList } },
+    async handler({ app, key, res }) {
+      try {
+        res.json({ items: await hotelVacancy(app, key!) });
+      } catch (err) {
+        throw dbProblem(app, err);
+      }
+    },
+  }),
+  defineRoute({
+    method: 'get',
+    path: '/api/v1/summary',
+    operationId: 'getSummary',
+    summary: "The command centre's overview: vacancy, cases by phase and colour, escalations, releases due",
+    description: 'What the dashboard shows. "Today" and "tomorrow" are local days in TIME_ZONE.',
+    tags: ['supervisor'],
+    access: { kind: 'key', roles: ['supervisor', 'admin'] },
+    responses: { 200: { description: 'Summary', schema: Summary } },
+    async handler({ app, key, res }) {
+      try {
+        res.json(await buildSummary(app, key!));
+      } catch (err) {
+        throw dbProblem(app, err);
+      }
+    },
+  }),
+];
+
+async function buildSummary(app: ApiContext, key: ApiKey) {
+  const now = app.now();
+  const juris = caseJurisdiction(key);
+  const [hotelRows, phaseRows, escRows] = await Promise.all([
+    hotelVacancy(app, key),
+    app.db
+      .select({ phase: cases.phase, colour: cases.colour, n: sql<number>`count(*)`.mapWith(Number) })
+      .from(cases)
+      .where(juris.length ? and(...juris) : undefined)
+      .groupBy(cases.phase, cases.colour),
+    app.db
+      .select({
+        total: sql<number>`count(*)`.mapWith(Number),
+        red: sql<number>`count(*) filter (where ${escalations.severity} = 'red')`.mapWith(Number),
+        oldest: min(escalations.openedAt),
+      })
+      .from(escalations)
+      .leftJoin(cases, eq(cases.caseNo, escalations.caseNo))
+      .where(and(eq(escalations.status, 'open'), ...juris)),
+  ]);
+  const days = localDays(app.config.TIME_ZONE, now.getTime());
+  const due = async (from: number, to: number) =>
+    (
+      await selectCases(
+        app,
+        [
+          ...juris,
+          gte(cases.releaseDue, new Date(from)),
+          lt(cases.releaseDue, new Date(to)),
+          notInArray(cases.phase, terminalPhases),
+        ],
+        500,
+        'releaseDue',
+      )
+    ).map((c) => ({
+      caseNo: c.caseNo,
+      displayName: c.displayName,
+      hotelId: c.hotelId,
+      roomNo: c.roomNo,
+      phase: c.phase,
+      colour: c.colour,
+      releaseDue: c.releaseDue!,
+      inspectionStatus: c.inspectionStatus,
+      pendingResults: c.pendingResults,
+      openRedEscalations: c.openRedEscalations,
+    }));
+  const [today, tomorrow] = await Promise.all([due(days.today, days.tomorrow), due(days.tomorrow, days.dayAfter)]);
+
+  const hotelsTotal = { total: 0, free: 0, reserved: 0, occupied: 0, awaitingDisinfection: 0, outOfService: 0 };
+  for (const h of hotelRows) {
+    for (const k of Object.keys(hotelsTotal) as (keyof typeof hotelsTotal)[]) hotelsTotal[k] += h[k];
+  }
+  const phases: Record<string, number> = {};
+  const colours: Record<string, number> = {};
+  const byPhaseColour: Record<string, Record<string, number>> = {};
+  let activeCases = 0;
+  for (const r of phaseRows) {
+    phases[r.phase] = (phases[r.phase] ?? 0) + r.n;
+    const colour = r.colour ?? 'none';
+    (byPhaseColour[r.phase] ??= {})[colour] = (byPhaseColour[r.phase]![colour] ?? 0) + r.n;
+    if (!terminalPhases.includes(r.phase)) {
+      activeCases += r.n;
+      colours[colour] = (colours[colour] ?? 0) + r.n;
+    }
+  }
+  const esc = escRows[0];
+  return {
+    generatedAt: now.toISOString(),
+    timeZone: app.config.TIME_ZONE,
+    district: key.role === 'admin' ? null : (key.district ?? null),
+    hotels: hotelsTotal,
+    phases,
+    colours,
+    byPhaseColour,
+    activeCases,
+    openEscalations: { total: esc?.total ?? 0, red: esc?.red ?? 0, oldestOpenedAt: iso(esc?.oldest) },
+    releasesDue: { today, tomorrow },
+  };
+}

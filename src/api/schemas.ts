@@ -1,0 +1,379 @@
+import { z } from 'zod';
+
+import { COLOURS, PHASES, ROLES, type Person, type TransferRequest } from '../domain/types';
+
+/**
+ * Every request body, query and response of the API as zod: the routes parse with these,
+ * the OpenAPI document is generated from them, and the inferred request types are checked
+ * against the domain types the workflow receives (bottom of this file). `.meta({ id })`
+ * names a component in the document.
+ */
+
+const isoDateTime = z.iso.datetime({ offset: true }).meta({ example: '2022-04-01T08:30:00+08:00' });
+const ident = (max = 64) =>
+  z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9._:-]*$/, 'letters, digits and . _ : - only')
+    .max(max);
+const text = (max: number) => z.string().trim().min(1, 'must not be empty').max(max);
+
+export const CaseNoParam = z.object({
+  caseNo: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,64}$/, 'not a case number')
+    .meta({ description: 'Case number, e.g. QCABCDE23456', example: 'QCABCDE23456' }),
+});
+export const EscalationIdParam = z.object({ id: ident(128).meta({ description: 'Escalation id' }) });
+export const KeyIdParam = z.object({ id: ident(64).meta({ description: 'API key id' }) });
+
+// ---- transfers ----
+export const PersonSchema = z
+  .strictObject({
+    name: text(100),
+    idNumber: z.string().regex(/^[A-Za-z0-9-]{4,32}$/, 'must be 4-32 letters, digits or -'),
+    phone: z.string().regex(/^\+?[0-9][0-9 -]{4,19}$/, 'must be a phone number'),
+    birthDate: z.iso
+      .date()
+      .refine((d) => d >= '1900-01-01' && d <= new Date().toISOString().slice(0, 10), 'must be a past date'),
+    sex: z.enum(['male', 'female', 'other']).optional(),
+    disabled: z.boolean().optional(),
+    pregnant: z.boolean().optional(),
+    chronicConditions: z
+      .array(text(64))
+      .max(20)
+      .optional()
+      .meta({ example: ['hypertension'] }),
+    keyAttention: z.boolean().optional(),
+  })
+  .meta({ id: 'Person', description: 'PII: encrypted in Temporal, never logged; masked in the read model.' });
+
+export const TransferBody = z
+  .strictObject({
+    requestId: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{5,127}$/, 'must be 6-128 letters, digits or . _ : - (use a UUID)')
+      .meta({ description: 'Idempotency key chosen by the caller; the case number is derived from it.' }),
+    district: text(64),
+    street: text(64),
+    person: PersonSchema,
+    homeAddress: text(500),
+    pickupAddress: text(500).optional(),
+    transport: z.enum(['vehicle', 'self_drive']),
+    reason: z.enum(['close_contact', 'secondary_contact', 'risk_area_return', 'other']),
+    expectedArrivalAt: isoDateTime.optional(),
+    policyName: z.string().min(1).max(64).optional().meta({ description: 'A configured policy; default when absent.' }),
+    note: text(1000).optional(),
+  })
+  .superRefine((b, ctx) => {
+    if (b.transport === 'vehicle' && !b.pickupAddress) {
+      ctx.addIssue({ code: 'custom', path: ['pickupAddress'], message: 'required when transport is vehicle' });
+    }
+  })
+  .meta({ id: 'TransferRequest' });
+export type TransferBody = z.infer<typeof TransferBody>;
+
+export const TransferAccepted = z
+  .object({
+    caseNo: z.string(),
+    workflowId: z.string(),
+    status: z.string().meta({ description: 'Workflow execution status, e.g. RUNNING' }),
+  })
+  .meta({ id: 'TransferAccepted' });
+
+// ---- case commands ----
+export const ArrivalBody = z
+  .strictObject({
+    at: isoDateTime.optional().meta({ description: 'Defaults to now' }),
+    antigen: z.enum(['negative', 'positive']).optional(),
+  })
+  .meta({ id: 'Arrival' });
+
+export const DoorAlarmBody = z
+  .strictObject({ at: isoDateTime.optional(), sensorId: ident(64).optional() })
+  .meta({ id: 'DoorAlarm' });
+
+export const HealthCheckBody = z
+  .strictObject({
+    checkId: ident(64)
+      .optional()
+      .meta({ description: 'Your id for this check; a retry with it is not recorded twice' }),
+    takenAt: isoDateTime.optional(),
+    temperatureC: z.number().min(30).max(45).optional(),
+    symptoms: z.array(text(64)).max(20).optional(),
+  })
+  .refine((b) => b.temperatureC !== undefined || b.symptoms !== undefined, {
+    message: 'a temperature or a list of symptoms (may be empty) is required',
+    path: ['temperatureC'],
+  })
+  .meta({ id: 'HealthCheck' });
+
+export const InspectionBody = z
+  .strictObject({
+    inspectionId: ident(128),
+    singleOccupancy: z.boolean(),
+    inspector: text(100),
+    at: isoDateTime.optional(),
+    note: text(1000).optional(),
+  })
+  .meta({ id: 'AddressInspectionResult' });
+
+export const LabResultItem = z
+  .strictObject({
+    sampleId: ident(128),
+    result: z.enum(['negative', 'positive']),
+    reportedAt: isoDateTime.optional(),
+  })
+  .meta({ id: 'LabResult' });
+export const LabBatch = z
+  .strictObject({ results: z.array(LabResultItem).min(1).max(1000) })
+  .meta({ id: 'LabResultBatch' });
+export const LabBody = z.union([LabResultItem, LabBatch]);
+
+export const LabAnswerStatus = z.enum(['applied', 'duplicate', 'unknown_sample', 'forbidden', 'unavailable']);
+export const LabAnswer = z
+  .object({
+    sampleId: z.string(),
+    status: LabAnswerStatus,
+    caseNo: z.string().optional(),
+    detail: z.string().optional(),
+  })
+  .meta({ id: 'LabResultAnswer' });
+export const LabBatchAnswer = z
+  .object({ results: z.array(LabAnswer), counts: z.record(z.string(), z.number().int()) })
+  .meta({ id: 'LabResultBatchAnswer' });
+
+export const AckBody = z.strictObject({ note: text(1000).optional() }).meta({ id: 'EscalationAck' });
+
+const reason = text(500);
+export const ExtendBody = z
+  .strictObject({
+    days: z
+      .number()
+      .int()
+      .min(-30)
+      .max(60)
+      .refine((d) => d !== 0, 'must not be 0')
+      .meta({ description: 'Days to add (negative to shorten)' }),
+    reason,
+  })
+  .meta({ id: 'ChangeStay' });
+export const ColourBody = z.strictObject({ colour: z.enum(COLOURS), reason }).meta({ id: 'ChangeColour' });
+export const AddressBody = z.strictObject({ address: text(500), reason }).meta({ id: 'SetAddress' });
+export const CancelBody = z.strictObject({ reason }).meta({ id: 'Cancel' });
+
+export const SignalAccepted = z
+  .object({ caseNo: z.string(), accepted: z.literal(true) })
+  .meta({ id: 'SignalAccepted', description: 'The message is durably recorded in the case history.' });
+export const UpdateAnswer = z
+  .object({ caseNo: z.string(), result: z.record(z.string(), z.unknown()) })
+  .meta({ id: 'UpdateAnswer', description: "The workflow's answer" });
+
+// ---- supervisor reads ----
+export const CaseListQuery = z.strictObject({
+  phase: z.enum(PHASES).optional(),
+  colour: z.enum(COLOURS).optional(),
+  hotelId: ident(64).optional(),
+  street: text(64).optional(),
+  releaseDueBefore: isoDateTime.optional(),
+  hasOpenEscalations: z.enum(['true', 'false']).optional(),
+  limit: z.coerce.number().int().min(1).max(200).default(50),
+  cursor: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,128}$/, 'not a cursor')
+    .optional()
+    .meta({ description: 'nextCursor of the previous page' }),
+});
+
+export const CaseSummary = z
+  .object({
+    caseNo: z.string(),
+    workflowId: z.string(),
+    district: z.string(),
+    street: z.string(),
+    displayName: z.string().nullable(),
+    phase: z.enum(PHASES),
+    colour: z.enum(COLOURS).nullable(),
+    policyName: z.string(),
+    hotelId: z.string().nullable(),
+    roomId: z.string().nullable(),
+    roomNo: z.string().nullable(),
+    requestedAt: z.string(),
+    arrivedAt: z.string().nullable(),
+    stayStart: z.string().nullable(),
+    releaseDue: z.string().nullable(),
+    nextCheckDue: z.string().nullable(),
+    pendingResults: z.number().int(),
+    openEscalations: z.number().int(),
+    openRedEscalations: z.number().int(),
+    inspectionStatus: z.string(),
+    endedAt: z.string().nullable(),
+    updatedAt: z.string(),
+  })
+  .meta({ id: 'CaseSummary' });
+export type CaseSummary = z.infer<typeof CaseSummary>;
+
+export const CasePage = z
+  .object({ items: z.array(CaseSummary), nextCursor: z.string().nullable() })
+  .meta({ id: 'CasePage' });
+
+export const CaseDetail = z
+  .object({
+    caseNo: z.string(),
+    source: z.enum(['workflow', 'read-model']),
+    warning: z.string().optional(),
+    summary: CaseSummary.nullable(),
+    state: z
+      .looseObject({ caseNo: z.string(), phase: z.enum(PHASES) })
+      .nullable()
+      .meta({ description: 'The live CaseState from the workflow query (source "workflow")' }),
+    escalations: z.array(z.looseObject({ id: z.string() })).optional(),
+  })
+  .meta({ id: 'CaseDetail' });
+
+export const HotelVacancy = z
+  .object({
+    id: z.string(),
+    name: z.string(),
+    district: z.string(),
+    street: z.string().nullable(),
+    active: z.boolean(),
+    total: z.number().int(),
+    free: z.number().int(),
+    reserved: z.number().int(),
+    occupied: z.number().int(),
+    awaitingDisinfection: z.number().int(),
+    outOfService: z.number().int(),
+  })
+  .meta({ id: 'HotelVacancy' });
+export const HotelList = z.object({ items: z.array(HotelVacancy) }).meta({ id: 'HotelList' });
+
+export const EscalationQuery = z.strictObject({
+  status: z.enum(['open', 'acked']).default('open'),
+  limit: z.coerce.number().int().min(1).max(500).default(100),
+});
+export const EscalationRow = z
+  .object({
+    id: z.string(),
+    caseNo: z.string(),
+    hotelId: z.string().nullable(),
+    district: z.string().nullable(),
+    street: z.string().nullable(),
+    displayName: z.string().nullable(),
+    kind: z.string(),
+    level: z.string(),
+    severity: z.string(),
+    reason: z.string(),
+    status: z.string(),
+    openedAt: z.string(),
+    ackedAt: z.string().nullable(),
+    ackedBy: z.string().nullable(),
+  })
+  .meta({ id: 'Escalation' });
+export const EscalationList = z.object({ items: z.array(EscalationRow) }).meta({ id: 'EscalationList' });
+
+export const ReleaseDue = z
+  .object({
+    caseNo: z.string(),
+    displayName: z.string().nullable(),
+    hotelId: z.string().nullable(),
+    roomNo: z.string().nullable(),
+    phase: z.enum(PHASES),
+    colour: z.enum(COLOURS).nullable(),
+    releaseDue: z.string(),
+    inspectionStatus: z.string(),
+    pendingResults: z.number().int(),
+    openRedEscalations: z.number().int(),
+  })
+  .meta({ id: 'ReleaseDue' });
+
+export const Summary = z
+  .object({
+    generatedAt: z.string(),
+    timeZone: z.string(),
+    district: z.string().nullable(),
+    hotels: z.object({
+      total: z.number().int(),
+      free: z.number().int(),
+      reserved: z.number().int(),
+      occupied: z.number().int(),
+      awaitingDisinfection: z.number().int(),
+      outOfService: z.number().int(),
+    }),
+    phases: z.record(z.string(), z.number().int()),
+    colours: z.record(z.string(), z.number().int()).meta({ description: 'Active (non-terminal) cases by colour' }),
+    byPhaseColour: z.record(z.string(), z.record(z.string(), z.number().int())),
+    activeCases: z.number().int(),
+    openEscalations: z.object({
+      total: z.number().int(),
+      red: z.number().int(),
+      oldestOpenedAt: z.string().nullable(),
+    }),
+    releasesDue: z.object({ today: z.array(ReleaseDue), tomorrow: z.array(ReleaseDue) }),
+  })
+  .meta({ id: 'Summary' });
+
+// ---- admin ----
+export const KeyRole = z.enum(ROLES.filter((r) => r !== 'system') as [string, ...string[]]);
+export const NewKeyBody = z
+  .strictObject({
+    name: text(100),
+    role: KeyRole,
+    district: text(64).optional(),
+    street: text(64).optional(),
+    orgId: ident(64).optional().meta({ description: 'Lab id for lab keys, hotel id for hotel and medical keys' }),
+    ratePerMinute: z.number().int().min(1).max(1_000_000).optional(),
+  })
+  .superRefine((b, ctx) => {
+    if (b.street && !b.district) ctx.addIssue({ code: 'custom', path: ['district'], message: 'required with street' });
+    if (b.role === 'community' && !b.street) {
+      ctx.addIssue({ code: 'custom', path: ['street'], message: 'community keys need a street (and district)' });
+    }
+  })
+  .meta({ id: 'NewApiKey' });
+export const KeyInfo = z
+  .object({
+    id: z.string(),
+    name: z.string(),
+    role: z.string(),
+    district: z.string().nullable(),
+    street: z.string().nullable(),
+    orgId: z.string().nullable(),
+    prefix: z.string(),
+    ratePerMinute: z.number().int().nullable(),
+    createdAt: z.string(),
+    revokedAt: z.string().nullable(),
+  })
+  .meta({ id: 'ApiKey' });
+export const CreatedKey = z
+  .object({ key: z.string().meta({ description: 'Shown once; only its hash is stored' }), identity: KeyInfo })
+  .meta({ id: 'CreatedApiKey' });
+export const KeyList = z.object({ items: z.array(KeyInfo) }).meta({ id: 'ApiKeyList' });
+
+// ---- ops ----
+export const ProblemSchema = z
+  .object({
+    type: z.string(),
+    title: z.string(),
+    status: z.number().int(),
+    detail: z.string().optional(),
+    errors: z
+      .array(z.object({ in: z.enum(['body', 'query', 'params', 'header']), path: z.string(), message: z.string() }))
+      .optional(),
+  })
+  .meta({ id: 'Problem' });
+export const Readiness = z
+  .object({
+    status: z.enum(['ready', 'unavailable']),
+    checks: z.record(z.string(), z.object({ ok: z.boolean(), error: z.string().optional(), ms: z.number() })),
+  })
+  .meta({ id: 'Readiness' });
+
+// ---- one contract, two sides: the bodies must produce the types the workflow receives ----
+type Assignable<A, B> = [A] extends [B] ? true : false;
+const personMatches: Assignable<z.infer<typeof PersonSchema>, Person> = true;
+const transferMatches: Assignable<
+  TransferBody & Pick<TransferRequest, 'caseNo' | 'requestedBy' | 'requestedAt'>,
+  TransferRequest
+> = true;
+void personMatches;
+void transferMatches;

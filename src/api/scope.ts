@@ -1,0 +1,94 @@
+import { eq } from 'drizzle-orm';
+
+import { cases } from '../db/schema';
+import type { ApiKey } from './auth';
+import type { ApiContext } from './context';
+import { HttpProblem } from './problem';
+import { temporalProblem } from './temporal-ops';
+
+/** Where a case belongs: what jurisdiction checks need. */
+export interface CaseScope {
+  caseNo: string;
+  district: string;
+  street: string;
+  hotelId?: string;
+  source: 'read-model' | 'workflow';
+}
+
+/**
+ * The read model answers first (cheap); the workflow's memo and search attributes answer when
+ * the row is missing (provisional insert lost, read model behind) or the database is down,
+ * so commands keep working through a database outage.
+ */
+export async function resolveCaseScope(app: ApiContext, caseNo: string): Promise<CaseScope> {
+  let dbDown = false;
+  try {
+    const rows = await app.db
+      .select({ district: cases.district, street: cases.street, hotelId: cases.hotelId })
+      .from(cases)
+      .where(eq(cases.caseNo, caseNo))
+      .limit(1);
+    const row = rows[0];
+    if (row)
+      return {
+        caseNo,
+        district: row.district,
+        street: row.street,
+        hotelId: row.hotelId ?? undefined,
+        source: 'read-model',
+      };
+  } catch (err) {
+    dbDown = true;
+    app.log.warn('read model unavailable for case scope', { err });
+  }
+  return scopeFromWorkflow(app, caseNo, dbDown);
+}
+
+async function scopeFromWorkflow(app: ApiContext, caseNo: string, dbDown: boolean): Promise<CaseScope> {
+  let d;
+  try {
+    d = await app.ops.describe(caseNo);
+  } catch (err) {
+    throw temporalProblem(err, caseNo) ?? err;
+  }
+  if (!d || !d.memo) {
+    if (!d && dbDown) throw new HttpProblem(503, 'Neither the read model nor Temporal could find the case right now');
+    throw new HttpProblem(404, `No case ${caseNo}`);
+  }
+  return { caseNo, district: d.memo.district, street: d.memo.street, hotelId: d.hotelId, source: 'workflow' };
+}
+
+/** Whether this key may act on (or read) a case where it is. */
+export function keyCovers(key: ApiKey, scope: Pick<CaseScope, 'district' | 'street' | 'hotelId'>): boolean {
+  if (key.role === 'admin') return true;
+  if (key.district && key.district !== scope.district) return false;
+  if (key.street && key.street !== scope.street) return false;
+  if ((key.role === 'hotel' || key.role === 'medical') && key.orgId) return scope.hotelId === key.orgId;
+  return true;
+}
+
+/**
+ * The case exists (else 404) and lies in the key's jurisdiction (else 403). Case numbers are
+ * hashes of request ids, so answering 404 before 403 reveals nothing guessable.
+ */
+export async function authorizeCase(app: ApiContext, key: ApiKey, caseNo: string): Promise<CaseScope> {
+  let scope = await resolveCaseScope(app, caseNo);
+  if (
+    !keyCovers(key, scope) &&
+    scope.source === 'read-model' &&
+    key.orgId &&
+    (key.role === 'hotel' || key.role === 'medical')
+  ) {
+    // The room may be newer than the read model: the workflow's HotelId attribute is fresher.
+    try {
+      const d = await app.ops.describe(caseNo);
+      if (d?.hotelId) scope = { ...scope, hotelId: d.hotelId, source: 'workflow' };
+    } catch {
+      // keep the read model's answer
+    }
+  }
+  if (!keyCovers(key, scope)) {
+    throw new HttpProblem(403, `Case ${caseNo} is outside this key's jurisdiction`, { slug: 'jurisdiction' });
+  }
+  return scope;
+}

@@ -1,0 +1,214 @@
+import { asc, eq } from 'drizzle-orm';
+
+import { createActivities } from '../../src/activities';
+import type { CaseActivities, CaseEventRecord, CaseRow, RecordCaseInput } from '../../src/activities/types';
+import { addressInspections, caseEvents, cases, escalations, healthChecks, samples } from '../../src/db/schema';
+import type { Actor, Escalation, Sample } from '../../src/domain/types';
+import { createIntegrations, type Integrations } from '../../src/integrations';
+import { createTestDatabase, type TestDatabase } from '../support/db';
+import { silentLog, testConfig } from '../integrations/helpers';
+
+let tdb: TestDatabase;
+let integ: Integrations;
+let acts: CaseActivities;
+
+beforeAll(async () => {
+  tdb = await createTestDatabase('recordcase');
+  integ = createIntegrations(testConfig(), { db: tdb.db, log: silentLog });
+  acts = createActivities({ db: tdb.db, integrations: integ, log: silentLog });
+});
+afterAll(async () => {
+  integ.close();
+  await tdb.drop();
+});
+
+const nurse = { id: 'key-nurse-1', role: 'medical' as const, name: 'Ward 3 nurses' };
+const system = { id: 'workflow', role: 'system' as const, name: 'Shaodian' };
+
+function row(caseNo: string, stateVersion: number, patch: Partial<CaseRow> = {}): CaseRow {
+  return {
+    caseNo,
+    workflowId: `case-${caseNo}`,
+    requestId: `req-${caseNo}`,
+    district: 'Xigu',
+    street: 'Fulilu',
+    displayName: '张*明',
+    phase: 'REQUESTED',
+    policyName: 'standard',
+    requestedAt: '2024-03-01T00:00:00.000Z',
+    pendingResults: 0,
+    openEscalations: 0,
+    openRedEscalations: 0,
+    inspectionStatus: 'none',
+    stateVersion,
+    ...patch,
+  };
+}
+const ev = (seq: number, kind: string, actor: Actor = system): CaseEventRecord => ({
+  seq,
+  actor,
+  kind,
+  payload: { n: seq },
+  at: new Date(Date.UTC(2024, 2, 1, 0, seq)).toISOString(),
+});
+const input = (r: CaseRow, events: CaseEventRecord[] = [], extra: Partial<RecordCaseInput> = {}): RecordCaseInput => ({
+  row: r,
+  events,
+  samples: [],
+  checks: [],
+  escalations: [],
+  ...extra,
+});
+const caseRow = async (caseNo: string) => (await tdb.db.select().from(cases).where(eq(cases.caseNo, caseNo)))[0];
+const eventsOf = (caseNo: string) =>
+  tdb.db.select().from(caseEvents).where(eq(caseEvents.caseNo, caseNo)).orderBy(asc(caseEvents.seq));
+
+it('the newer version wins, an older one is ignored, events are de-duplicated', async () => {
+  await acts.recordCase(input(row('R1', 1), [ev(1, 'requested')]));
+  await acts.recordCase(
+    input(row('R1', 3, { phase: 'OBSERVATION', colour: 'yellow', hotelId: 'h', roomId: 'h:101' }), [
+      ev(2, 'room_assigned'),
+      ev(3, 'arrived', nurse),
+    ]),
+  );
+  // A late retry of version 2 arrives after version 3.
+  await acts.recordCase(input(row('R1', 2, { phase: 'ROOM_ASSIGNED', hotelId: 'h' }), [ev(2, 'room_assigned')]));
+  // And version 3 retried.
+  await acts.recordCase(
+    input(row('R1', 3, { phase: 'OBSERVATION', colour: 'yellow', hotelId: 'h', roomId: 'h:101' }), [
+      ev(2, 'room_assigned'),
+      ev(3, 'arrived', nurse),
+    ]),
+  );
+
+  expect(await caseRow('R1')).toMatchObject({
+    phase: 'OBSERVATION',
+    colour: 'yellow',
+    hotelId: 'h',
+    roomId: 'h:101',
+    stateVersion: 3,
+  });
+  const events = await eventsOf('R1');
+  expect(events.map((e) => [e.seq, e.kind])).toEqual([
+    [1, 'requested'],
+    [2, 'room_assigned'],
+    [3, 'arrived'],
+  ]);
+  // Who did it: the key's id, role and name, never a person's PII.
+  expect(events[2]).toMatchObject({ actor: 'key-nurse-1', actorRole: 'medical', actorName: 'Ward 3 nurses' });
+  expect(events[2]!.payload).toEqual({ n: 3 });
+});
+
+it('a field the workflow clears is cleared, dates are stored as instants', async () => {
+  await acts.recordCase(input(row('R2', 1, { nextCheckDue: '2024-03-02T00:00:00.000Z', colour: 'red' })));
+  await acts.recordCase(
+    input(
+      row('R2', 2, { phase: 'RELEASED', endedAt: '2024-03-15T02:00:00.000Z', releaseDue: '2024-03-15T00:00:00.000Z' }),
+    ),
+  );
+  const r = await caseRow('R2');
+  expect(r).toMatchObject({ phase: 'RELEASED', nextCheckDue: null, colour: null });
+  expect(r!.endedAt?.toISOString()).toBe('2024-03-15T02:00:00.000Z');
+  expect(r!.releaseDue?.toISOString()).toBe('2024-03-15T00:00:00.000Z');
+});
+
+it('concurrent writes in any order leave the newest state and every event once', async () => {
+  const versions = Array.from({ length: 30 }, (_, i) => i + 1);
+  // Deterministic shuffle so a failure is reproducible.
+  const order = versions.map((v) => ({ v, k: (v * 7919) % 31 })).sort((a, b) => a.k - b.k);
+  await Promise.all(
+    order.flatMap(({ v }) => {
+      const write = input(row('R3', v, { pendingResults: v }), [ev(v, `change-${v}`)]);
+      return [acts.recordCase(write), acts.recordCase(write)];
+    }),
+  );
+  expect(await caseRow('R3')).toMatchObject({ stateVersion: 30, pendingResults: 30 });
+  expect((await eventsOf('R3')).map((e) => e.seq)).toEqual(versions);
+});
+
+it('detail rows: the newest write updates them, a stale one only fills in what is missing', async () => {
+  const s1: Sample = {
+    sampleId: 'R4-S1',
+    type: 'PCR',
+    reason: 'scheduled',
+    day: 1,
+    dueAt: '2024-03-01T01:00:00.000Z',
+    result: 'pending',
+  };
+  const e1: Escalation = {
+    id: 'R4-E1',
+    kind: 'fever',
+    level: 'doctor',
+    severity: 'red',
+    reason: 'temperature 38.1',
+    status: 'open',
+    openedAt: '2024-03-02T00:00:00.000Z',
+  };
+  // orderSample ran first and stored the lab's id.
+  await acts.orderSample({ workflowId: 'case-R4', caseNo: 'R4', sampleId: 'R4-S1', type: 'PCR', reason: 'scheduled' });
+  const [ordered] = await tdb.db.select().from(samples).where(eq(samples.sampleId, 'R4-S1'));
+
+  await acts.recordCase(
+    input(row('R4', 5, { hotelId: 'h' }), [], {
+      samples: [s1],
+      escalations: [e1],
+      checks: [
+        { checkId: 'R4-C1', takenAt: '2024-03-02T00:00:00.000Z', temperatureC: 38.1, symptoms: ['cough'], by: nurse },
+      ],
+      inspection: {
+        inspectionId: 'R4-I1',
+        status: 'requested',
+        address: 'Flat 5',
+        requestedAt: '2024-03-10T00:00:00.000Z',
+      },
+    }),
+  );
+  await acts.recordCase(
+    input(row('R4', 6, { hotelId: 'h' }), [], {
+      samples: [{ ...s1, result: 'negative', resultAt: '2024-03-01T09:00:00.000Z' }],
+      escalations: [{ ...e1, status: 'acked', ackedAt: '2024-03-02T00:10:00.000Z', ackedBy: nurse }],
+      // The workflow need not repeat the address.
+      inspection: { inspectionId: 'R4-I1', status: 'passed', resultAt: '2024-03-11T00:00:00.000Z', inspector: 'w-9' },
+    }),
+  );
+  // A stale write (version 4) must not undo the result or the ack, but adds a sample it has.
+  await acts.recordCase(
+    input(row('R4', 4), [], {
+      samples: [s1, { ...s1, sampleId: 'R4-S0' }],
+      escalations: [e1],
+      inspection: { inspectionId: 'R4-I1', status: 'requested', address: 'Flat 5' },
+    }),
+  );
+
+  const sampleRows = await tdb.db.select().from(samples).where(eq(samples.caseNo, 'R4')).orderBy(asc(samples.sampleId));
+  expect(sampleRows.map((s) => [s.sampleId, s.result])).toEqual([
+    ['R4-S0', 'pending'],
+    ['R4-S1', 'negative'],
+  ]);
+  expect(sampleRows[1]!.labId).toBe(ordered!.labId); // the workflow's row had no labId yet: kept
+  expect(sampleRows[1]!.resultAt?.toISOString()).toBe('2024-03-01T09:00:00.000Z');
+
+  const [esc] = await tdb.db.select().from(escalations).where(eq(escalations.id, 'R4-E1'));
+  expect(esc).toMatchObject({ status: 'acked', ackedBy: 'key-nurse-1', severity: 'red', hotelId: 'h' });
+
+  const [check] = await tdb.db.select().from(healthChecks).where(eq(healthChecks.id, 'R4-C1'));
+  expect(check).toMatchObject({ caseNo: 'R4', temperatureC: '38.1', symptoms: ['cough'], recordedBy: 'key-nurse-1' });
+
+  const [insp] = await tdb.db.select().from(addressInspections).where(eq(addressInspections.id, 'R4-I1'));
+  expect(insp).toMatchObject({ status: 'passed', address: 'Flat 5', inspector: 'w-9', street: 'Fulilu' });
+  expect((await caseRow('R4'))!.stateVersion).toBe(6);
+});
+
+it('a read model that follows a whole lifecycle ends matching the last state', async () => {
+  const steps: [number, Partial<CaseRow>][] = [
+    [1, { phase: 'REQUESTED' }],
+    [2, { phase: 'ROOM_ASSIGNED', hotelId: 'h', roomId: 'h:1' }],
+    [3, { phase: 'IN_TRANSIT', hotelId: 'h', roomId: 'h:1' }],
+    [4, { phase: 'OBSERVATION', hotelId: 'h', roomId: 'h:1', colour: 'green', arrivedAt: '2024-03-01T08:00:00.000Z' }],
+    [5, { phase: 'RELEASE_PENDING', hotelId: 'h', roomId: 'h:1', colour: 'green', inspectionStatus: 'requested' }],
+    [6, { phase: 'RELEASED', hotelId: 'h', roomId: 'h:1', colour: 'green', inspectionStatus: 'passed' }],
+  ];
+  for (const [v, patch] of steps) await acts.recordCase(input(row('R5', v, patch), [ev(v, String(patch.phase))]));
+  expect(await caseRow('R5')).toMatchObject({ phase: 'RELEASED', inspectionStatus: 'passed', stateVersion: 6 });
+  expect((await eventsOf('R5')).map((e) => e.kind)).toEqual(steps.map(([, p]) => p.phase));
+});

@@ -1,0 +1,167 @@
+import fs from 'node:fs';
+import type { Server } from 'node:http';
+import path from 'node:path';
+
+import { chromium, type Browser, type Page } from 'playwright-core';
+import request from 'supertest';
+
+import { freePort } from '../support/ports';
+import { createHarness, seedReadModel, type Harness } from './harness';
+
+/**
+ * The dashboard in a real browser (Debian chromium) against a running app with seeded
+ * read-model rows: the numbers on the page must be the API's numbers. Leaves a screenshot
+ * in test/artifacts/.
+ */
+// Code passed to page.evaluate runs in the browser; these are its globals (the project has no DOM lib).
+declare const document: { querySelector(s: string): { textContent: string | null } | null };
+declare const localStorage: { getItem(k: string): string | null } & Record<string, unknown>;
+
+const CHROMIUM = '/usr/bin/chromium';
+const ARTIFACTS = path.resolve(__dirname, '..', 'artifacts');
+
+let h: Harness;
+let server: Server;
+let base: string;
+let browser: Browser;
+let page: Page;
+
+const haveChromium = fs.existsSync(CHROMIUM);
+if (!haveChromium) console.warn(`dashboard browser test skipped: ${CHROMIUM} missing (apt-get install -y chromium)`);
+const maybe = haveChromium ? describe : describe.skip;
+
+maybe('/dashboard in chromium', () => {
+  beforeAll(async () => {
+    h = await createHarness({ label: 'dash' });
+    await seedReadModel(h.db);
+    const port = await freePort();
+    server = await new Promise((resolve) => {
+      const s = h.app.listen(port, '127.0.0.1', () => resolve(s));
+    });
+    base = `http://127.0.0.1:${port}`;
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: [
+        '--no-sandbox',
+        '--disable-background-networking',
+        '--disable-gpu',
+        '--disable-component-update',
+        '--disable-sync',
+        '--no-first-run',
+        '--headless',
+      ],
+    });
+    page = await browser.newPage({ viewport: { width: 1400, height: 1100 } });
+  }, 60_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await new Promise((r) => server?.close(r));
+    await h?.close();
+  });
+
+  const text = (testId: string) => page.locator(`[data-testid="${testId}"]`).first().innerText();
+
+  test('asks for a key, then shows the API’s numbers, refreshes, searches and switches language', async () => {
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    page.on('console', (m) => {
+      // Refused keys and unknown case numbers are expected HTTP answers, not page errors.
+      if (m.type() === 'error' && !/Failed to load resource/.test(m.text())) errors.push(m.text());
+    });
+
+    await page.goto(`${base}/dashboard?refresh=1000`);
+    await page.locator('[data-testid="key-input"]').waitFor({ state: 'visible' });
+
+    // A wrong role is refused with a message, and the key is not kept.
+    await page.fill('[data-testid="key-input"]', h.keys.lab);
+    await page.click('[data-testid="key-submit"]');
+    await page
+      .locator('#login-error')
+      .filter({ hasText: /supervisor/ })
+      .waitFor();
+
+    await page.fill('[data-testid="key-input"]', h.keys.supervisor);
+    await page.click('[data-testid="key-submit"]');
+    await page.waitForSelector('body[data-loaded]');
+
+    const summary = (await request(h.app).get('/api/v1/summary').set(h.auth('supervisor'))).body;
+    const hotels = (await request(h.app).get('/api/v1/hotels').set(h.auth('supervisor'))).body.items;
+    const escalations = (await request(h.app).get('/api/v1/escalations').set(h.auth('supervisor'))).body.items;
+
+    expect(await text('total-active')).toBe(String(summary.activeCases));
+    expect(await text('total-free')).toBe(String(summary.hotels.free));
+    expect(await text('total-occupied')).toBe(String(summary.hotels.occupied));
+    expect(await text('total-disinfection')).toBe(String(summary.hotels.awaitingDisinfection));
+    expect(await text('total-escalations')).toBe(String(summary.openEscalations.total));
+    expect(await text('total-red')).toBe(String(summary.openEscalations.red));
+
+    for (const hotel of hotels) {
+      const row = page.locator(`[data-testid="hotel-${hotel.id}"]`);
+      expect(await row.locator('[data-testid="hotel-free"]').innerText()).toBe(String(hotel.free));
+      expect(await row.locator('[data-testid="hotel-occupied"]').innerText()).toBe(String(hotel.occupied));
+      expect(await row.locator('[data-testid="hotel-disinfection"]').innerText()).toBe(
+        String(hotel.awaitingDisinfection),
+      );
+    }
+    expect(await page.locator('[data-testid^="hotel-H"]').count()).toBe(hotels.length);
+
+    for (const [phase, byColour] of Object.entries(summary.byPhaseColour as Record<string, Record<string, number>>)) {
+      for (const [colour, n] of Object.entries(byColour))
+        expect(await text(`phase-${phase}-${colour}`)).toBe(String(n));
+      expect(await text(`phase-${phase}-total`)).toBe(String(summary.phases[phase]));
+    }
+
+    const escIds = await page
+      .locator('[data-testid="escalation-row"]')
+      .evaluateAll((rows) => rows.map((r) => r.getAttribute('data-id')));
+    expect(escIds).toEqual(escalations.map((e: { id: string }) => e.id));
+
+    expect(await text('due-today-count')).toBe(String(summary.releasesDue.today.length));
+    expect(await text('due-tomorrow-count')).toBe(String(summary.releasesDue.tomorrow.length));
+    const dueCases = await page
+      .locator('[data-testid="due-row"]')
+      .evaluateAll((rows) => rows.map((r) => r.getAttribute('data-case')));
+    expect(dueCases).toEqual(
+      [...summary.releasesDue.today, ...summary.releasesDue.tomorrow].map((r: { caseNo: string }) => r.caseNo),
+    );
+
+    // It refreshes by itself: a room freed in the database shows up without a reload.
+    const before = Number(await text('total-free'));
+    await h.database.db.execute(`update rooms set state = 'free' where id = 'H1-103'` as never);
+    await page.waitForFunction(
+      (n) => document.querySelector('[data-testid="total-free"]')?.textContent === String(n),
+      before + 1,
+      {
+        timeout: 10_000,
+      },
+    );
+
+    // Search: the seeded case has no workflow, so the read model answers and says so.
+    await page.fill('[data-testid="search-input"]', 'QCSEED000002');
+    await page.click('[data-testid="search-submit"]');
+    await page.waitForSelector('[data-testid="search-result"][data-source]', { timeout: 10_000 });
+    expect(await text('search-result')).toContain('QCSEED000002');
+    await page.fill('[data-testid="search-input"]', 'QCNOSUCHCASE');
+    await page.click('[data-testid="search-submit"]');
+    await page.locator('[data-testid="search-result"] .error').waitFor();
+
+    // 中文 by default; one click for English.
+    expect(await page.locator('h1').innerText()).toContain('指挥中心');
+    await page.click('[data-testid="lang-toggle"]');
+    expect(await page.locator('h1').innerText()).toContain('Command centre');
+    expect(await page.locator('[data-testid="phase-OBSERVATION"] td').first().innerText()).toBe('Observation');
+    await page.click('[data-testid="lang-toggle"]');
+
+    fs.mkdirSync(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard.png'), fullPage: true });
+    await page.click('[data-testid="lang-toggle"]');
+    await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-en.png'), fullPage: true });
+
+    // The key lives in sessionStorage only.
+    expect(
+      await page.evaluate(() => Object.keys(localStorage).filter((k) => localStorage.getItem(k)?.startsWith('sd_'))),
+    ).toEqual([]);
+    expect(errors).toEqual([]);
+  }, 90_000);
+});

@@ -1,0 +1,226 @@
+import type { Worker } from '@temporalio/worker';
+import { and, eq } from 'drizzle-orm';
+import request from 'supertest';
+
+import { createActivities } from '../../src/activities';
+import { caseEvents, cases } from '../../src/db/schema';
+import { createIntegrations, type Integrations } from '../../src/integrations';
+import { createLogger } from '../../src/log';
+import type { CaseState } from '../../src/workflows/messages';
+import { createWorker } from '../../src/worker';
+import { createHarness, seedReadModel, validTransfer, type Harness } from './harness';
+
+/**
+ * One case through the API with a real worker, each step by the role that does it in the
+ * field: community files, transport/hotel report the arrival, nurses check, the lab reports,
+ * the community inspects the home, supervisors steer; then release. A day lasts 1 s.
+ */
+let h: Harness;
+let worker: Worker;
+let running: Promise<void>;
+let integrations: Integrations;
+
+beforeAll(async () => {
+  h = await createHarness({ label: 'e2e', env: { DRILL_DAY_SECONDS: '1' } });
+  await seedReadModel(h.db);
+  const log = createLogger('warn');
+  integrations = createIntegrations(h.config, { db: h.db, log });
+  worker = await createWorker({
+    connection: h.temporal.nativeConnection,
+    config: h.config,
+    codec: h.temporal.codec,
+    activities: createActivities({ db: h.db, integrations, log }),
+    taskQueue: h.config.TEMPORAL_TASK_QUEUE,
+  });
+  running = worker.run();
+});
+afterAll(async () => {
+  integrations?.close();
+  worker?.shutdown();
+  await running;
+  await h?.close();
+});
+
+async function newKey(body: Record<string, unknown>): Promise<{ Authorization: string }> {
+  const res = await request(h.app).post('/api/v1/admin/keys').set('X-Admin-Token', h.adminToken).send(body);
+  expect(res.status).toBe(201);
+  return { Authorization: `Bearer ${res.body.key}` };
+}
+
+async function live(caseNo: string): Promise<CaseState> {
+  const res = await request(h.app).get(`/api/v1/cases/${caseNo}`).set(h.auth('supervisor'));
+  expect(res.status).toBe(200);
+  expect(res.body.source).toBe('workflow');
+  return res.body.state as CaseState;
+}
+
+async function waitFor(caseNo: string, pred: (s: CaseState) => boolean, what: string, ms = 30_000): Promise<CaseState> {
+  const deadline = Date.now() + ms;
+  let s: CaseState | undefined;
+  while (Date.now() < deadline) {
+    s = await live(caseNo);
+    if (pred(s)) return s;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`timed out waiting for ${what}; phase ${s?.phase}`);
+}
+
+test('transfer → arrival → checks → results → inspection → release, each by its role', async () => {
+  const body = validTransfer({ policyName: 'drill' });
+  const filed = await request(h.app).post('/api/v1/transfers').set(h.auth('community')).send(body);
+  expect(filed.status).toBe(202);
+  const { caseNo } = filed.body as { caseNo: string };
+
+  const transit = await waitFor(caseNo, (s) => s.phase === 'IN_TRANSIT', 'transport dispatched');
+  expect(transit.colour).toBe('red'); // hypertension
+  const hotelId = transit.room!.hotelId;
+  const hotelKey = await newKey({ name: 'Front desk', role: 'hotel', district: 'D1', orgId: hotelId });
+  const nurseKey = await newKey({ name: 'Nurse Wang', role: 'medical', district: 'D1', orgId: hotelId });
+  // The city's lab service: samples are ordered from whichever lab the simulator names.
+  const labKey = await newKey({ name: 'City lab', role: 'lab' });
+
+  const arrived = await request(h.app)
+    .post(`/api/v1/cases/${caseNo}/arrival`)
+    .set(hotelKey)
+    .send({ antigen: 'negative' });
+  expect(arrived.status).toBe(202);
+  await waitFor(caseNo, (s) => s.phase === 'OBSERVATION', 'observation');
+
+  const check = await request(h.app)
+    .post(`/api/v1/cases/${caseNo}/health-checks`)
+    .set(nurseKey)
+    .send({ checkId: 'c-1', temperatureC: 36.6, symptoms: [] });
+  expect(check.status).toBe(200);
+  expect(check.body.result).toMatchObject({ checkId: 'c-1', fever: false, duplicate: false });
+  const retry = await request(h.app)
+    .post(`/api/v1/cases/${caseNo}/health-checks`)
+    .set(nurseKey)
+    .send({ checkId: 'c-1', temperatureC: 36.6, symptoms: [] });
+  expect(retry.body.result.duplicate).toBe(true);
+
+  const extended = await request(h.app)
+    .post(`/api/v1/cases/${caseNo}/extend`)
+    .set(h.auth('supervisor'))
+    .send({ days: 1, reason: 'household contact tested late' });
+  expect(extended.status).toBe(200);
+  expect(extended.body.result.releaseDue).toEqual(expect.any(String));
+  const recoloured = await request(h.app)
+    .post(`/api/v1/cases/${caseNo}/colour`)
+    .set(h.auth('supervisor'))
+    .send({ colour: 'yellow', reason: 'condition controlled' });
+  expect(recoloured.status).toBe(200);
+
+  // Answer every sample the workflow orders and the home inspection when it is requested.
+  const answered = new Set<string>();
+  let inspected = false;
+  const final = await waitFor(
+    caseNo,
+    (s) => {
+      for (const smp of s.samples) {
+        if (smp.result === 'pending' && smp.orderedAt && !answered.has(smp.sampleId)) {
+          answered.add(smp.sampleId);
+          void request(h.app)
+            .post('/api/v1/lab/results')
+            .set(labKey)
+            .send({ results: [{ sampleId: smp.sampleId, result: 'negative' }] })
+            .then((r) => {
+              expect(r.body.results[0].status).toMatch(/applied|unknown_sample/);
+              if (r.body.results[0].status === 'unknown_sample') answered.delete(smp.sampleId);
+            });
+        }
+      }
+      if (s.inspection.status === 'requested' && !inspected) {
+        inspected = true;
+        void request(h.app)
+          .post(`/api/v1/cases/${caseNo}/address-inspections`)
+          .set(h.auth('community'))
+          .send({ inspectionId: s.inspection.inspectionId, singleOccupancy: true, inspector: 'Street office Li' })
+          .then((r) => expect(r.status).toBe(202));
+      }
+      return s.phase === 'RELEASED';
+    },
+    'release',
+    60_000,
+  );
+  expect(final.releaseBlockers).toEqual([]);
+  expect(answered.size).toBeGreaterThanOrEqual(2);
+
+  // Every command is in the event log under the identity of the key that sent it.
+  const deadline = Date.now() + 10_000;
+  let actors: string[] = [];
+  while (Date.now() < deadline) {
+    const rows = await h.db.select({ actor: caseEvents.actor }).from(caseEvents).where(eq(caseEvents.caseNo, caseNo));
+    actors = rows.map((r) => r.actor);
+    if (actors.some((a) => a.includes(h.keyIds.supervisor)) && actors.some((a) => a.includes(h.keyIds.community)))
+      break;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  expect(actors.join('\n')).toContain(h.keyIds.supervisor);
+  expect(actors.join('\n')).toContain(h.keyIds.community);
+  const [row] = await h.db.select().from(cases).where(eq(cases.caseNo, caseNo));
+  expect(row).toMatchObject({ phase: 'RELEASED', inspectionStatus: 'passed' });
+
+  const closed = await request(h.app).post(`/api/v1/cases/${caseNo}/door-alarms`).set(hotelKey).send({});
+  expect([202, 409]).toContain(closed.status);
+}, 120_000);
+
+test('a fever escalates; the nurse at that hotel acknowledges it; a second ack is refused with the reason', async () => {
+  const filed = await request(h.app)
+    .post('/api/v1/transfers')
+    .set(h.auth('community'))
+    .send(validTransfer({ transport: 'self_drive', pickupAddress: undefined }));
+  const { caseNo } = filed.body as { caseNo: string };
+  const s = await waitFor(caseNo, (x) => x.phase === 'IN_TRANSIT' || x.phase === 'ROOM_ASSIGNED', 'room');
+  const hotelId = s.room!.hotelId;
+  const nurseKey = await newKey({ name: 'Nurse Zhao', role: 'medical', district: 'D1', orgId: hotelId });
+  const hotelKey = await newKey({ name: 'Desk', role: 'hotel', district: 'D1', orgId: hotelId });
+  expect((await request(h.app).post(`/api/v1/cases/${caseNo}/arrival`).set(hotelKey).send({})).status).toBe(202);
+  await waitFor(caseNo, (x) => x.phase === 'OBSERVATION', 'observation');
+
+  const fever = await request(h.app)
+    .post(`/api/v1/cases/${caseNo}/health-checks`)
+    .set(nurseKey)
+    .send({ temperatureC: 38.4, symptoms: ['cough'] });
+  expect(fever.status).toBe(200);
+  expect(fever.body.result.fever).toBe(true);
+  const escalationId = fever.body.result.escalationIds[0] as string;
+  expect(escalationId).toBeTruthy();
+
+  // The escalation reaches the read model through the workflow's records activity.
+  const deadline = Date.now() + 10_000;
+  let listed = false;
+  while (!listed && Date.now() < deadline) {
+    const res = await request(h.app).get('/api/v1/escalations').set(nurseKey);
+    listed = res.body.items.some((e: { id: string }) => e.id === escalationId);
+    if (!listed) await new Promise((r) => setTimeout(r, 200));
+  }
+  expect(listed).toBe(true);
+
+  const ack = await request(h.app)
+    .post(`/api/v1/escalations/${escalationId}/ack`)
+    .set(nurseKey)
+    .send({ note: 'Doctor on the way' });
+  expect(ack.status).toBe(200);
+  expect(ack.body.result).toMatchObject({ id: escalationId, status: 'acked' });
+  const again = await request(h.app).post(`/api/v1/escalations/${escalationId}/ack`).set(nurseKey).send({});
+  expect(again.status).toBe(409);
+  expect(again.body.detail).toMatch(/already acked/);
+
+  const cancelled = await request(h.app)
+    .post(`/api/v1/cases/${caseNo}/cancel`)
+    .set(h.auth('supervisor'))
+    .send({ reason: 'transferred to another district' });
+  expect(cancelled.status).toBe(200);
+  await waitFor(caseNo, (x) => x.phase === 'CANCELLED', 'cancelled');
+  const late = await request(h.app)
+    .post(`/api/v1/cases/${caseNo}/cancel`)
+    .set(h.auth('supervisor'))
+    .send({ reason: 'again' });
+  expect([404, 409]).toContain(late.status);
+
+  const rows = await h.db
+    .select()
+    .from(caseEvents)
+    .where(and(eq(caseEvents.caseNo, caseNo)));
+  expect(rows.map((r) => r.actor).join('\n')).toContain(h.keyIds.supervisor);
+}, 90_000);

@@ -1,0 +1,73 @@
+import { eq } from 'drizzle-orm';
+import request from 'supertest';
+
+import { labResults, samples } from '../../src/db/schema';
+import { createHarness, validTransfer, type Harness } from './harness';
+
+let h: Harness;
+let caseNo: string;
+let workflowId: string;
+
+beforeAll(async () => {
+  h = await createHarness({ label: 'lab' });
+  // A workerless case: signals are accepted into its history all the same.
+  const res = await request(h.app).post('/api/v1/transfers').set(h.auth('community')).send(validTransfer());
+  ({ caseNo, workflowId } = res.body);
+  const dueAt = new Date();
+  await h.db.insert(samples).values([
+    { sampleId: `${caseNo}-S1`, caseNo, type: 'PCR', reason: 'scheduled', labId: 'LAB1', dueAt },
+    { sampleId: `${caseNo}-S2`, caseNo, type: 'PCR', reason: 'scheduled', labId: 'LAB2', dueAt },
+    { sampleId: `${caseNo}-S3`, caseNo, type: 'PCR', reason: 'fever', labId: null, dueAt },
+  ]);
+});
+afterAll(async () => h?.close());
+
+const post = (body: unknown) =>
+  request(h.app)
+    .post('/api/v1/lab/results')
+    .set(h.auth('lab'))
+    .send(body as object);
+
+test('a batch is answered result by result, and only applied results reach the case', async () => {
+  const res = await post({
+    results: [
+      { sampleId: `${caseNo}-S1`, result: 'negative', reportedAt: '2022-04-02T09:00:00+08:00' },
+      { sampleId: `${caseNo}-S1`, result: 'negative' },
+      { sampleId: `${caseNo}-S2`, result: 'positive' },
+      { sampleId: `${caseNo}-S3`, result: 'negative' },
+      { sampleId: 'NOBODY-S9', result: 'positive' },
+    ],
+  });
+  expect(res.status).toBe(200);
+  expect(res.body.results.map((r: { status: string }) => r.status)).toEqual([
+    'applied',
+    'duplicate',
+    'forbidden',
+    'applied',
+    'unknown_sample',
+  ]);
+  expect(res.body.counts).toEqual({ applied: 2, duplicate: 1, forbidden: 1, unknown_sample: 1 });
+
+  const again = await post({ sampleId: `${caseNo}-S1`, result: 'negative' });
+  expect(again.body).toEqual({ sampleId: `${caseNo}-S1`, status: 'duplicate', caseNo });
+
+  const ledger = await h.db.select().from(labResults).where(eq(labResults.labKeyId, h.keyIds.lab));
+  expect(ledger).toHaveLength(6);
+  expect(ledger.filter((r) => r.status === 'unknown_sample')[0]).toMatchObject({ sampleId: 'NOBODY-S9', caseNo: null });
+
+  const history = await h.temporal.client.workflow.getHandle(workflowId).fetchHistory();
+  const signals = (history.events ?? []).filter(
+    (e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'labResult',
+  );
+  expect(signals).toHaveLength(2);
+});
+
+test('1,000 results in one batch, all answered', async () => {
+  const results = Array.from({ length: 1000 }, (_, i) => ({ sampleId: `BULK-${i}`, result: 'negative' }));
+  const t0 = Date.now();
+  const res = await post({ results });
+  expect(res.status).toBe(200);
+  expect(res.body.results).toHaveLength(1000);
+  expect(res.body.counts).toEqual({ unknown_sample: 1000 });
+  expect(Date.now() - t0).toBeLessThan(10_000);
+});

@@ -1,0 +1,212 @@
+import crypto from 'node:crypto';
+
+import { Client, Connection } from '@temporalio/client';
+import request from 'supertest';
+
+import { createApp } from '../../src/api/app';
+import { createApiKey } from '../../src/auth/keys';
+import { createLogger } from '../../src/log';
+import { createTestDatabase } from '../support/db';
+import { freePort } from '../support/ports';
+import { createHarness, seedReadModel, validTransfer, type Harness } from './harness';
+
+// 10:00 in Shanghai: the seeded release at +2 h is today, +26 h and +30 h tomorrow.
+const NOW = new Date('2022-04-10T02:00:00Z');
+
+let h: Harness;
+beforeAll(async () => {
+  h = await createHarness({ label: 'reads', deps: { now: () => NOW } });
+  await seedReadModel(h.db, NOW);
+});
+afterAll(async () => h?.close());
+
+const get = (path: string, key: Parameters<Harness['auth']>[0] = 'supervisor') =>
+  request(h.app).get(path).set(h.auth(key));
+
+describe('GET /api/v1/cases', () => {
+  test('filters', async () => {
+    const nos = async (q: string) =>
+      (await get(`/api/v1/cases?${q}`)).body.items.map((c: { caseNo: string }) => c.caseNo);
+    expect(await nos('phase=OBSERVATION')).toEqual(['QCSEED000001', 'QCSEED000002']);
+    expect(await nos('colour=red')).toEqual(['QCSEED000002']);
+    expect(await nos('hotelId=H2')).toEqual(['QCSEED000003', 'QCSEED000005']);
+    expect(await nos('hasOpenEscalations=true')).toEqual(['QCSEED000002', 'QCSEED000003']);
+    expect(
+      await nos(`releaseDueBefore=${encodeURIComponent(new Date(NOW.getTime() + 27 * 3_600_000).toISOString())}`),
+    ).toEqual(['QCSEED000001', 'QCSEED000002']);
+    expect(await nos('street=S2&phase=RELEASED')).toEqual(['QCSEED000005']);
+  });
+
+  test('cursor pagination walks every case once, in case-number order', async () => {
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    let pages = 0;
+    do {
+      const res = await get(`/api/v1/cases?limit=2${cursor ? `&cursor=${cursor}` : ''}`);
+      expect(res.status).toBe(200);
+      seen.push(...res.body.items.map((c: { caseNo: string }) => c.caseNo));
+      cursor = res.body.nextCursor;
+      pages++;
+    } while (cursor && pages < 10);
+    expect(seen).toEqual(['QCSEED000001', 'QCSEED000002', 'QCSEED000003', 'QCSEED000004', 'QCSEED000005']);
+    expect(pages).toBe(3);
+  });
+
+  test('rows carry the masked name and room number, nothing more personal', async () => {
+    const res = await get('/api/v1/cases?colour=green&phase=OBSERVATION');
+    expect(res.body.items[0]).toMatchObject({
+      caseNo: 'QCSEED000001',
+      displayName: '张*明',
+      roomNo: '103',
+      hotelId: 'H1',
+    });
+    expect(Object.keys(res.body.items[0])).not.toEqual(expect.arrayContaining(['idNumber', 'phone', 'homeAddress']));
+  });
+});
+
+describe('GET /api/v1/cases/{caseNo}', () => {
+  test('with no worker answering, the read model is served and says so', async () => {
+    const t0 = Date.now();
+    const res = await get('/api/v1/cases/QCSEED000002');
+    expect(res.status).toBe(200);
+    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(res.body).toMatchObject({ caseNo: 'QCSEED000002', source: 'read-model', state: null });
+    expect(res.body.warning).toMatch(/read model/);
+    // This seeded case has no workflow at all: the read model stands in for it.
+    expect(res.body.summary).toMatchObject({ phase: 'OBSERVATION', colour: 'red', openRedEscalations: 1 });
+    expect(res.body.escalations.map((e: { id: string }) => e.id)).toEqual(['QCSEED000002-E1']);
+  });
+});
+
+test('GET /api/v1/hotels: vacancy by SQL over rooms', async () => {
+  const res = await get('/api/v1/hotels');
+  expect(res.body.items).toEqual([
+    {
+      id: 'H1',
+      name: 'Hotel One',
+      district: 'D1',
+      street: 'S1',
+      active: true,
+      total: 8,
+      free: 3,
+      reserved: 1,
+      occupied: 2,
+      awaitingDisinfection: 1,
+      outOfService: 1,
+    },
+    {
+      id: 'H2',
+      name: 'Hotel Two',
+      district: 'D1',
+      street: 'S2',
+      active: true,
+      total: 4,
+      free: 1,
+      reserved: 0,
+      occupied: 3,
+      awaitingDisinfection: 0,
+      outOfService: 0,
+    },
+  ]);
+});
+
+test('GET /api/v1/escalations: open ones, oldest first', async () => {
+  const res = await get('/api/v1/escalations');
+  expect(res.body.items.map((e: { id: string }) => e.id)).toEqual(['QCSEED000002-E1', 'QCSEED000003-E1']);
+  expect(res.body.items[0]).toMatchObject({ severity: 'red', displayName: 'J***n', district: 'D1' });
+  const acked = await get('/api/v1/escalations?status=acked');
+  expect(acked.body.items.map((e: { id: string }) => e.id)).toEqual(['QCSEED000001-E1']);
+});
+
+test('GET /api/v1/summary: what the dashboard shows', async () => {
+  const res = await get('/api/v1/summary');
+  expect(res.status).toBe(200);
+  expect(res.body).toMatchObject({
+    timeZone: 'Asia/Shanghai',
+    district: 'D1',
+    hotels: { total: 12, free: 4, reserved: 1, occupied: 5, awaitingDisinfection: 1, outOfService: 1 },
+    phases: { OBSERVATION: 2, RELEASE_PENDING: 1, REQUESTED: 1, RELEASED: 1 },
+    colours: { green: 1, red: 1, yellow: 1, none: 1 },
+    activeCases: 4,
+    openEscalations: { total: 2, red: 1, oldestOpenedAt: new Date(NOW.getTime() - 3 * 3_600_000).toISOString() },
+  });
+  expect(res.body.byPhaseColour.OBSERVATION).toEqual({ green: 1, red: 1 });
+  expect(res.body.releasesDue.today.map((r: { caseNo: string }) => r.caseNo)).toEqual(['QCSEED000001']);
+  expect(res.body.releasesDue.tomorrow).toEqual([
+    expect.objectContaining({ caseNo: 'QCSEED000002', inspectionStatus: 'requested', openRedEscalations: 1 }),
+    expect.objectContaining({ caseNo: 'QCSEED000003', inspectionStatus: 'failed' }),
+  ]);
+});
+
+describe('outages', () => {
+  test('database down: a known key still files transfers; reads answer 503; /readyz names the database', async () => {
+    const database = await createTestDatabase('api_dbdown');
+    const { key } = await createApiKey(database.db, { name: 'c', role: 'community', district: 'D1', street: 'S1' });
+    const app = createApp({
+      config: h.config,
+      db: database.db,
+      temporal: { client: h.temporal.client, connection: h.temporal.connection },
+      log: createLogger('silent'),
+    });
+    const auth = { Authorization: `Bearer ${key}` };
+    expect((await request(app).get('/api/v1/cases').set(auth)).status).toBe(200);
+    await database.drop();
+
+    const body = validTransfer();
+    const res = await request(app).post('/api/v1/transfers').set(auth).send(body);
+    expect(res.status).toBe(202);
+    const again = await request(app).post('/api/v1/transfers').set(auth).send(body);
+    expect(again.body.caseNo).toBe(res.body.caseNo);
+
+    const list = await request(app).get('/api/v1/cases').set(auth);
+    expect(list.status).toBe(503);
+    expect(list.headers['content-type']).toMatch(/problem\+json/);
+    const ready = await request(app).get('/readyz');
+    expect(ready.status).toBe(503);
+    expect(ready.body.checks.database.ok).toBe(false);
+    expect(ready.body.checks.temporal.ok).toBe(true);
+    expect(ready.body.detail).toMatch(/database/);
+    // Unknown keys cannot be checked without the database.
+    const unknown = await request(app)
+      .get('/api/v1/cases')
+      .set({ Authorization: `Bearer sd_000000000000_${'A'.repeat(32)}` });
+    expect(unknown.status).toBe(503);
+  });
+
+  test('Temporal unreachable: /readyz names it; a transfer answers 503, not 500', async () => {
+    const connection = Connection.lazy({ address: `127.0.0.1:${await freePort()}`, connectTimeout: 500 });
+    const client = new Client({ connection, namespace: h.config.TEMPORAL_NAMESPACE });
+    const app = createApp({
+      config: { ...h.config, API_HMAC_KEY: crypto.randomBytes(32).toString('base64'), API_TEMPORAL_TIMEOUT_MS: 2000 },
+      db: h.db,
+      temporal: { client, connection },
+      log: createLogger('silent'),
+    });
+    const ready = await request(app).get('/readyz');
+    expect(ready.status).toBe(503);
+    expect(ready.body.checks.temporal.ok).toBe(false);
+    expect(ready.body.checks.database.ok).toBe(true);
+    const res = await request(app).post('/api/v1/transfers').set(h.auth('community')).send(validTransfer());
+    expect([503, 504]).toContain(res.status);
+    expect(res.headers['content-type']).toMatch(/problem\+json/);
+    await connection.close().catch(() => undefined);
+  }, 30_000);
+});
+
+// Last: it adds a case, which the counts above must not see.
+test('GET /api/v1/cases/{caseNo}: a running case with no worker polling falls back after the query timeout', async () => {
+  const filed = await request(h.app).post('/api/v1/transfers').set(h.auth('community')).send(validTransfer());
+  expect(filed.status).toBe(202);
+  const t0 = Date.now();
+  const res = await get(`/api/v1/cases/${filed.body.caseNo}`);
+  const took = Date.now() - t0;
+  expect(res.status).toBe(200);
+  expect(res.body).toMatchObject({
+    source: 'read-model',
+    state: null,
+    summary: { phase: 'REQUESTED', displayName: '张*明' },
+  });
+  expect(res.body.warning).toMatch(/No worker answered within 2000 ms/);
+  expect(took).toBeGreaterThanOrEqual(1900);
+  expect(took).toBeLessThan(4000);
+});

@@ -1,0 +1,234 @@
+import { ApplicationFailure } from '@temporalio/common';
+import { eq } from 'drizzle-orm';
+
+import { ErrorCode } from '../../src/activities/types';
+import { rooms } from '../../src/db/schema';
+import { createHotelService, type HotelService } from '../../src/integrations/hotel';
+import { createTestDatabase, type TestDatabase } from '../support/db';
+import { roomsFor } from './helpers';
+
+let tdb: TestDatabase;
+let hotel: HotelService;
+
+beforeAll(async () => {
+  tdb = await createTestDatabase('hotel');
+  hotel = createHotelService(tdb.db);
+});
+afterAll(async () => {
+  await tdb.drop();
+});
+
+async function expectFailure(p: Promise<unknown>, type: ErrorCode): Promise<void> {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(ApplicationFailure);
+  expect((err as ApplicationFailure).type).toBe(type);
+  expect((err as ApplicationFailure).nonRetryable).toBe(true);
+}
+
+const roomRow = async (id: string) => (await tdb.db.select().from(rooms).where(eq(rooms.id, id)))[0]!;
+
+describe('addHotel and vacancy', () => {
+  it('adds a hotel with its rooms in one call, idempotent on the hotel id', async () => {
+    const input = { id: 'add-1', name: 'Add Hotel', district: 'AddTown', street: 'S1', rooms: roomsFor(3, 10, 2) };
+    const first = await hotel.addHotel(input);
+    expect(first).toEqual({ hotelId: 'add-1', rooms: 30, added: 30 });
+    const again = await hotel.addHotel(input);
+    expect(again).toEqual({ hotelId: 'add-1', rooms: 30, added: 0 });
+    // Opening another floor later adds only the new rooms.
+    const more = await hotel.addHotel({ ...input, rooms: roomsFor(4, 10, 2) });
+    expect(more).toEqual({ hotelId: 'add-1', rooms: 40, added: 10 });
+    const [v] = await hotel.vacancy({ district: 'AddTown' });
+    expect(v).toMatchObject({ hotelId: 'add-1', name: 'Add Hotel', district: 'AddTown', free: 40, total: 40 });
+  });
+
+  it('keeps room states when a hotel is added again', async () => {
+    await hotel.addHotel({ id: 'add-2', name: 'Busy', district: 'AddTown2', rooms: roomsFor(1, 3) });
+    const r = await hotel.reserve({ workflowId: 'w', caseNo: 'ADD2-1', colour: 'green', district: 'AddTown2' });
+    await hotel.addHotel({ id: 'add-2', name: 'Busy', district: 'AddTown2', rooms: roomsFor(1, 3) });
+    expect((await roomRow(r!.roomId)).state).toBe('reserved');
+  });
+
+  it('rejects duplicate room numbers and ids with a colon', async () => {
+    await expect(
+      hotel.addHotel({ id: 'dup', name: 'Dup', district: 'X', rooms: [...roomsFor(1, 2), ...roomsFor(1, 1)] }),
+    ).rejects.toThrow(/unique/);
+    await expect(hotel.addHotel({ id: 'a:b', name: 'Bad', district: 'X', rooms: roomsFor(1, 1) })).rejects.toThrow();
+  });
+
+  it('counts every state per hotel', async () => {
+    await hotel.addHotel({ id: 'vac-1', name: 'Vac', district: 'VacTown', rooms: roomsFor(1, 5) });
+    const a = (await hotel.reserve({ workflowId: 'w', caseNo: 'VAC-A', colour: 'green', district: 'VacTown' }))!;
+    const b = (await hotel.reserve({ workflowId: 'w', caseNo: 'VAC-B', colour: 'green', district: 'VacTown' }))!;
+    const c = (await hotel.reserve({ workflowId: 'w', caseNo: 'VAC-C', colour: 'green', district: 'VacTown' }))!;
+    await hotel.checkIn({ roomId: b.roomId, caseNo: 'VAC-B' });
+    await hotel.checkIn({ roomId: c.roomId, caseNo: 'VAC-C' });
+    await hotel.checkOut({ roomId: c.roomId, caseNo: 'VAC-C' });
+    const free = (await hotel.listRooms('vac-1')).find((r) => r.state === 'free')!;
+    await hotel.putOutOfService(free.id, 'broken window');
+    expect(a.hotelId).toBe('vac-1');
+    expect(await hotel.vacancy({ district: 'VacTown' })).toEqual([
+      {
+        hotelId: 'vac-1',
+        name: 'Vac',
+        district: 'VacTown',
+        street: null,
+        active: true,
+        free: 1,
+        reserved: 1,
+        occupied: 1,
+        awaitingDisinfection: 1,
+        outOfService: 1,
+        total: 5,
+      },
+    ]);
+  });
+
+  it('lists rooms of a known hotel and refuses an unknown one', async () => {
+    expect(await hotel.listRooms('add-1')).toHaveLength(40);
+    await expectFailure(hotel.listRooms('nope'), ErrorCode.UnknownHotel);
+  });
+});
+
+describe('room policy', () => {
+  beforeAll(async () => {
+    // Big: most vacancy, no medical station, no accessible rooms, floors 1-5.
+    await hotel.addHotel({ id: 'pol-big', name: 'Big', district: 'Policy', rooms: roomsFor(5, 10) });
+    // Med: a medical station on floor 4, floors 1-6, a few accessible rooms on floor 1.
+    await hotel.addHotel({
+      id: 'pol-med',
+      name: 'Med',
+      district: 'Policy',
+      medicalStationFloor: 4,
+      rooms: roomsFor(6, 4, 2),
+    });
+    // Elsewhere: another district is never used for this district's cases.
+    await hotel.addHotel({ id: 'pol-other', name: 'Other', district: 'Elsewhere', rooms: roomsFor(20, 20) });
+  });
+
+  it('gives a green case a room in the hotel with most vacancy, away from accessible rooms', async () => {
+    const r = await hotel.reserve({ workflowId: 'w', caseNo: 'POL-G1', colour: 'green', district: 'Policy' });
+    expect(r?.hotelId).toBe('pol-big');
+    const row = await roomRow(r!.roomId);
+    expect(row.accessible).toBe(false);
+  });
+
+  it('gives a yellow case an accessible room first, then a low floor', async () => {
+    const first = await hotel.reserve({ workflowId: 'w', caseNo: 'POL-Y1', colour: 'yellow', district: 'Policy' });
+    const second = await hotel.reserve({ workflowId: 'w', caseNo: 'POL-Y2', colour: 'yellow', district: 'Policy' });
+    expect((await roomRow(first!.roomId)).accessible).toBe(true);
+    expect((await roomRow(second!.roomId)).accessible).toBe(true);
+    // Both accessible rooms are taken: the next yellow case still gets a low floor.
+    const third = await hotel.reserve({ workflowId: 'w', caseNo: 'POL-Y3', colour: 'yellow', district: 'Policy' });
+    expect((await roomRow(third!.roomId)).accessible).toBe(false);
+    expect(third!.floor).toBeLessThanOrEqual(2);
+  });
+
+  it('gives a red case the room nearest the medical station', async () => {
+    const reds = [];
+    for (let i = 0; i < 6; i++) {
+      reds.push(await hotel.reserve({ workflowId: 'w', caseNo: `POL-R${i}`, colour: 'red', district: 'Policy' }));
+    }
+    expect(reds.every((r) => r?.hotelId === 'pol-med')).toBe(true);
+    // 4 rooms on floor 4 first, then the floors one away (3 before 5).
+    expect(reds.map((r) => r!.floor)).toEqual([4, 4, 4, 4, 3, 3]);
+  });
+
+  it('returns null when the district has no free room', async () => {
+    expect(await hotel.reserve({ workflowId: 'w', caseNo: 'NONE-1', colour: 'green', district: 'Nowhere' })).toBeNull();
+  });
+
+  it('returns the same room to a retried reservation, whatever the colour', async () => {
+    const a = await hotel.reserve({ workflowId: 'w', caseNo: 'POL-RETRY', colour: 'green', district: 'Policy' });
+    const b = await hotel.reserve({ workflowId: 'w', caseNo: 'POL-RETRY', colour: 'red', district: 'Policy' });
+    expect(b).toEqual(a);
+  });
+});
+
+describe('room lifecycle', () => {
+  beforeAll(async () => {
+    await hotel.addHotel({ id: 'life', name: 'Life', district: 'Life', rooms: roomsFor(1, 6) });
+  });
+
+  it('reserved → occupied → awaiting disinfection → free, each step idempotent', async () => {
+    const r = (await hotel.reserve({ workflowId: 'w', caseNo: 'LIFE-1', colour: 'green', district: 'Life' }))!;
+    const ref = { roomId: r.roomId, caseNo: 'LIFE-1' };
+    expect(await hotel.checkIn(ref)).toEqual({ roomId: r.roomId, state: 'occupied', changed: true });
+    expect(await hotel.checkIn(ref)).toEqual({ roomId: r.roomId, state: 'occupied', changed: false });
+    expect(await hotel.checkOut({ ...ref, terminalDisinfection: true })).toMatchObject({
+      state: 'awaiting_disinfection',
+      changed: true,
+    });
+    expect(await hotel.checkOut(ref)).toMatchObject({ changed: false });
+    // A late retry of check-in after check-out is a no-op, not a conflict.
+    expect(await hotel.checkIn(ref)).toMatchObject({ changed: false });
+    let row = await roomRow(r.roomId);
+    expect(row).toMatchObject({
+      state: 'awaiting_disinfection',
+      caseNo: null,
+      lastCaseNo: 'LIFE-1',
+      disinfection: 'terminal',
+    });
+    // The case no longer holds a room: its next reservation gets a fresh one.
+    expect(await hotel.disinfectionDone(r.roomId)).toMatchObject({ state: 'free', changed: true });
+    expect(await hotel.disinfectionDone(r.roomId)).toMatchObject({ state: 'free', changed: false });
+    row = await roomRow(r.roomId);
+    expect(row).toMatchObject({ state: 'free', disinfection: null, lastCaseNo: 'LIFE-1' });
+  });
+
+  it('release frees a reserved room; repeating it changes nothing', async () => {
+    const r = (await hotel.reserve({ workflowId: 'w', caseNo: 'LIFE-2', colour: 'green', district: 'Life' }))!;
+    expect(await hotel.release({ roomId: r.roomId, caseNo: 'LIFE-2' })).toMatchObject({ state: 'free', changed: true });
+    expect(await hotel.release({ roomId: r.roomId, caseNo: 'LIFE-2' })).toMatchObject({ changed: false });
+    expect((await roomRow(r.roomId)).caseNo).toBeNull();
+  });
+
+  it('refuses impossible transitions as non-retryable conflicts', async () => {
+    const r = (await hotel.reserve({ workflowId: 'w', caseNo: 'LIFE-3', colour: 'green', district: 'Life' }))!;
+    // Another case cannot check into or out of it; the holder cannot check out before checking in.
+    await expectFailure(hotel.checkIn({ roomId: r.roomId, caseNo: 'LIFE-X' }), ErrorCode.RoomStateConflict);
+    await expectFailure(hotel.checkOut({ roomId: r.roomId, caseNo: 'LIFE-3' }), ErrorCode.RoomStateConflict);
+    await expectFailure(hotel.disinfectionDone(r.roomId), ErrorCode.RoomStateConflict);
+    await expectFailure(hotel.putOutOfService(r.roomId, 'leak'), ErrorCode.RoomStateConflict);
+    await hotel.checkIn({ roomId: r.roomId, caseNo: 'LIFE-3' });
+    await expectFailure(hotel.release({ roomId: r.roomId, caseNo: 'LIFE-3' }), ErrorCode.RoomStateConflict);
+    expect((await roomRow(r.roomId)).state).toBe('occupied');
+  });
+
+  it('unknown rooms are non-retryable', async () => {
+    await expectFailure(hotel.checkIn({ roomId: 'nope:1', caseNo: 'X' }), ErrorCode.UnknownRoom);
+    await expectFailure(hotel.disinfectionDone('nope:1'), ErrorCode.UnknownRoom);
+  });
+
+  it('out of service and back; a room that left before disinfection still needs it', async () => {
+    const free = (await hotel.listRooms('life')).find((r) => r.state === 'free')!;
+    expect(await hotel.putOutOfService(free.id, 'broken heater')).toMatchObject({ state: 'out_of_service' });
+    expect(await hotel.putOutOfService(free.id, 'broken heater')).toMatchObject({ changed: false });
+    expect((await roomRow(free.id)).outOfServiceReason).toBe('broken heater');
+    expect(await hotel.returnToService(free.id)).toMatchObject({ state: 'free', changed: true });
+    expect(await hotel.returnToService(free.id)).toMatchObject({ state: 'free', changed: false });
+
+    const r = (await hotel.reserve({ workflowId: 'w', caseNo: 'LIFE-4', colour: 'green', district: 'Life' }))!;
+    await hotel.checkIn({ roomId: r.roomId, caseNo: 'LIFE-4' });
+    await hotel.checkOut({ roomId: r.roomId, caseNo: 'LIFE-4' });
+    await hotel.putOutOfService(r.roomId, 'plumbing');
+    expect(await hotel.returnToService(r.roomId)).toMatchObject({ state: 'awaiting_disinfection' });
+  });
+
+  it('never reserves a room out of service or awaiting disinfection', async () => {
+    await hotel.addHotel({ id: 'tiny', name: 'Tiny', district: 'Tiny', rooms: roomsFor(1, 2) });
+    const [a, b] = await hotel.listRooms('tiny');
+    await hotel.putOutOfService(a!.id, 'repair');
+    const r = (await hotel.reserve({ workflowId: 'w', caseNo: 'TINY-1', colour: 'green', district: 'Tiny' }))!;
+    expect(r.roomId).toBe(b!.id);
+    await hotel.checkIn({ roomId: r.roomId, caseNo: 'TINY-1' });
+    await hotel.checkOut({ roomId: r.roomId, caseNo: 'TINY-1' });
+    expect(await hotel.reserve({ workflowId: 'w', caseNo: 'TINY-2', colour: 'green', district: 'Tiny' })).toBeNull();
+    await hotel.disinfectionDone(r.roomId);
+    expect(
+      (await hotel.reserve({ workflowId: 'w', caseNo: 'TINY-2', colour: 'green', district: 'Tiny' }))?.roomId,
+    ).toBe(b!.id);
+  });
+});
