@@ -69,6 +69,8 @@ export const envSchema = z.object({
   SIM_COMMUNITY_DELAY_MS: z.coerce.number().int().min(0).default(1000),
   /** Addresses containing this marker fail the single-occupancy inspection in the simulator. */
   SIM_COMMUNITY_FAIL_MARKER: z.string().default('shared'),
+  /** Demo hotels on an empty database: auto = only on the embedded database. */
+  SEED_DEMO: z.enum(['auto', 'always', 'never']).default('auto'),
   API_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().positive().default(6000),
   API_BODY_LIMIT: z.string().default('2mb'),
   /**
@@ -117,9 +119,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   );
   const parsed = envSchema.safeParse(cleaned);
   if (!parsed.success) {
-    throw new ConfigError(
-      parsed.error.issues.map((i) => ({ variable: String(i.path[0] ?? '?'), message: i.message })),
-    );
+    throw new ConfigError(parsed.error.issues.map((i) => ({ variable: String(i.path[0] ?? '?'), message: i.message })));
   }
   return {
     ...parsed.data,

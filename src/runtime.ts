@@ -6,7 +6,12 @@ import path from 'node:path';
 import type { Worker } from '@temporalio/worker';
 import { NativeConnection } from '@temporalio/worker';
 
+import { and, inArray, isNull } from 'drizzle-orm';
+
 import { createApiKey } from './auth/keys';
+import { seedDemoHotels } from './db/demo-hotels';
+import { apiKeys, hotels } from './db/schema';
+import { SIMULATED_LAB_ID } from './integrations/lab';
 import { loadConfigOrExit, type Config } from './config';
 import { openDatabase, type Database } from './db';
 import { createLogger, type Logger } from './log';
@@ -50,7 +55,8 @@ export async function startRuntime(config: Config, parts: RuntimeParts, log: Log
   try {
     fs.mkdirSync(config.dataDir, { recursive: true });
     const { codec, source: keySource, file: keyFile } = loadCodec(config);
-    if (keySource === 'dev-file') log.warn('using a generated dev codec key; set CODEC_KEY in production', { file: keyFile });
+    if (keySource === 'dev-file')
+      log.warn('using a generated dev codec key; set CODEC_KEY in production', { file: keyFile });
 
     let temporalAddress = config.TEMPORAL_ADDRESS;
     let devServer: DevServer | undefined;
@@ -83,6 +89,7 @@ export async function startRuntime(config: Config, parts: RuntimeParts, log: Log
     const database = await openDatabase({ databaseUrl: config.DATABASE_URL, dataDir: config.dataDir });
     stops.push(() => database.close());
     log.info('database ready', { where: database.where });
+    await seedDemoIfEmpty(config, database, log);
 
     const apiUrl = `http://${config.API_HOST === '0.0.0.0' ? '127.0.0.1' : config.API_HOST}:${config.PORT}`;
 
@@ -91,17 +98,12 @@ export async function startRuntime(config: Config, parts: RuntimeParts, log: Log
       const { createActivities } = await import('./activities');
       const { createIntegrations } = await import('./integrations');
       // Simulators call back through the public API, each with a key of its own role.
-      const callback = parts.api
-        ? {
-            baseUrl: config.SIMULATOR_CALLBACK_URL ?? apiUrl,
-            keys: {
-              lab: (await createApiKey(database.db, { name: 'lab-simulator', role: 'lab', orgId: 'SIM-LAB' })).key,
-              transport: (await createApiKey(database.db, { name: 'transport-simulator', role: 'transport' })).key,
-              community: (await createApiKey(database.db, { name: 'community-simulator', role: 'community' })).key,
-            },
-          }
-        : undefined;
+      const callback =
+        parts.api || config.SIMULATOR_CALLBACK_URL
+          ? { baseUrl: config.SIMULATOR_CALLBACK_URL ?? apiUrl, keys: await simulatorKeys(database) }
+          : undefined;
       const integrations = createIntegrations(config, { db: database.db, log, callback });
+      stops.push(async () => integrations.close());
       const activities = createActivities({ db: database.db, integrations, log });
       const worker = await startWorkerWhenReachable(
         () => NativeConnection.connect({ address: temporalAddress! }),
@@ -115,7 +117,8 @@ export async function startRuntime(config: Config, parts: RuntimeParts, log: Log
       const { createApp } = await import('./api/app');
       const temporal = createTemporalClient({ address: temporalAddress, namespace: config.TEMPORAL_NAMESPACE, codec });
       stops.push(() => temporal.connection.close());
-      const app = createApp({ config, db: database.db, temporal, log });
+      const adminToken = crypto.randomBytes(24).toString('base64url');
+      const app = createApp({ config, db: database.db, temporal, log, adminToken });
       const server: Server = await new Promise((resolve, reject) => {
         const s = app.listen(config.PORT, config.API_HOST, (err?: Error) => (err ? reject(err) : resolve(s)));
         s.once('error', reject);
@@ -128,11 +131,7 @@ export async function startRuntime(config: Config, parts: RuntimeParts, log: Log
           }),
       );
       const runtimeFile = path.join(config.dataDir, 'runtime.json');
-      fs.writeFileSync(
-        runtimeFile,
-        JSON.stringify({ pid: process.pid, apiUrl, adminToken: crypto.randomBytes(24).toString('base64url') }),
-        { mode: 0o600 },
-      );
+      fs.writeFileSync(runtimeFile, JSON.stringify({ pid: process.pid, apiUrl, adminToken }), { mode: 0o600 });
       stops.push(async () => fs.rmSync(runtimeFile, { force: true }));
     }
 
@@ -148,6 +147,31 @@ export async function startRuntime(config: Config, parts: RuntimeParts, log: Log
     await stop();
     throw err;
   }
+}
+
+/** A newcomer's first start has somewhere to put people: the demo district's 21 hotels. */
+async function seedDemoIfEmpty(config: Config, database: Database, log: Logger): Promise<void> {
+  if (config.SEED_DEMO === 'never' || (config.SEED_DEMO === 'auto' && database.kind !== 'pglite')) return;
+  const existing = await database.db.select({ id: hotels.id }).from(hotels).limit(1);
+  if (existing.length > 0) return;
+  const r = await seedDemoHotels(database.db);
+  log.info('seeded demo hotels into an empty database', { hotels: r.hotels, rooms: r.rooms });
+}
+
+/**
+ * Fresh keys for the simulators at each start; the previous start's are revoked so that
+ * keys do not pile up and a leaked one dies with its process.
+ */
+async function simulatorKeys(database: Database): Promise<{ lab: string; transport: string; community: string }> {
+  const names = ['lab-simulator', 'transport-simulator', 'community-simulator'];
+  await database.db
+    .update(apiKeys)
+    .set({ revokedAt: new Date() })
+    .where(and(inArray(apiKeys.name, names), isNull(apiKeys.revokedAt)));
+  const lab = await createApiKey(database.db, { name: names[0]!, role: 'lab', orgId: SIMULATED_LAB_ID });
+  const transport = await createApiKey(database.db, { name: names[1]!, role: 'transport' });
+  const community = await createApiKey(database.db, { name: names[2]!, role: 'community' });
+  return { lab: lab.key, transport: transport.key, community: community.key };
 }
 
 interface RunningWorker {
@@ -239,7 +263,9 @@ function printBanner(rt: Runtime, parts: RuntimeParts): void {
   if (rt.uiUrl) lines.push(`  Temporal UI    ${rt.uiUrl}`);
   lines.push(`  Database       ${rt.database.where}`);
   lines.push(`  Data dir       ${rt.config.dataDir}`);
-  lines.push(`  Worker         ${parts.worker ? `task queue ${rt.config.TEMPORAL_TASK_QUEUE}` : 'not in this process'}`);
+  lines.push(
+    `  Worker         ${parts.worker ? `task queue ${rt.config.TEMPORAL_TASK_QUEUE}` : 'not in this process'}`,
+  );
   lines.push('  Ctrl-C stops it; starting again resumes every case.', '');
   console.log(lines.join('\n'));
 }

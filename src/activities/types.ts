@@ -107,7 +107,15 @@ export interface RecordCaseInput {
   samples: Sample[];
   checks: HealthCheck[];
   escalations: Escalation[];
-  inspection?: { inspectionId: string; status: string; address?: string; requestedAt?: string; resultAt?: string; inspector?: string; note?: string };
+  inspection?: {
+    inspectionId: string;
+    status: string;
+    address?: string;
+    requestedAt?: string;
+    resultAt?: string;
+    inspector?: string;
+    note?: string;
+  };
 }
 
 export interface CaseActivities {

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import type { Logger } from '../log';
 import { rejected } from './errors';
 import { postJson, type HttpTarget } from './http';
-import { AnswerCache, stableId } from './ids';
+import { AnswerCache } from './ids';
 import type { CallbackPoster, CallbackTarget, SimulatorScheduler } from './simulator';
 
 export interface LabOrder {
@@ -61,6 +61,9 @@ export interface LabSimulatorOptions {
   random?: () => number;
 }
 
+/** The simulated lab's id: samples it takes carry it, and its API key speaks for it (orgId). */
+export const SIMULATED_LAB_ID = 'SIM-LAB';
+
 /** Answers every order and, with a callback, reports a result after `delayMs` like a lab would. */
 export class LabSimulator implements LabService {
   private readonly receipts = new AnswerCache<LabOrderReceipt>();
@@ -69,7 +72,7 @@ export class LabSimulator implements LabService {
   async orderSample(order: LabOrder): Promise<LabOrderReceipt> {
     const known = this.receipts.get(order.idempotencyKey);
     if (known) return known;
-    const receipt = { labId: stableId('simlab', order.idempotencyKey), orderedAt: new Date().toISOString() };
+    const receipt = { labId: SIMULATED_LAB_ID, orderedAt: new Date().toISOString() };
     this.receipts.set(order.idempotencyKey, receipt);
     const cb = this.opts.callback;
     if (cb) {

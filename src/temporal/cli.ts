@@ -107,7 +107,9 @@ export async function resolveTemporalCli(opts: ResolveOptions): Promise<Resolved
     if (go) {
       const target = opts.userCacheDir ?? opts.projectCacheDir;
       fs.mkdirSync(target, { recursive: true });
-      log(`Building the Temporal CLI ${TEMPORAL_CLI_VERSION} with Go into ${target} (first run only; a few minutes)...`);
+      log(
+        `Building the Temporal CLI ${TEMPORAL_CLI_VERSION} with Go into ${target} (first run only; a few minutes)...`,
+      );
       try {
         await run(go, ['install', `${TEMPORAL_CLI_MODULE}@${TEMPORAL_CLI_VERSION}`], {
           env: { ...env, CGO_ENABLED: '0', GOBIN: target, GOFLAGS: '-mod=mod' },
@@ -121,7 +123,9 @@ export async function resolveTemporalCli(opts: ResolveOptions): Promise<Resolved
         }
         tried.push(`go install into ${target} (built binary does not run)`);
       } catch (err) {
-        tried.push(`go install ${TEMPORAL_CLI_MODULE}@${TEMPORAL_CLI_VERSION} failed: ${(err as Error).message.split('\n')[0]}`);
+        tried.push(
+          `go install ${TEMPORAL_CLI_MODULE}@${TEMPORAL_CLI_VERSION} failed: ${(err as Error).message.split('\n')[0]}`,
+        );
       }
     } else {
       tried.push('go (not installed)');

@@ -428,7 +428,12 @@ export async function caseWorkflow(input: CaseInput): Promise<CaseOutcome> {
         s.releaseDue = iso(releaseDueAt(policy, ms(s.stayStart)!, s.stayAdjustDays));
         dropSamplesAfter(ms(s.releaseDue)!);
       }
-      record(c.days > 0 ? 'stay_extended' : 'stay_shortened', c.by, { days: c.days, releaseDue: s.releaseDue ?? null }, c.reason);
+      record(
+        c.days > 0 ? 'stay_extended' : 'stay_shortened',
+        c.by,
+        { days: c.days, releaseDue: s.releaseDue ?? null },
+        c.reason,
+      );
       wake();
       return { releaseDue: s.releaseDue ?? '' };
     },
@@ -639,7 +644,8 @@ export async function caseWorkflow(input: CaseInput): Promise<CaseOutcome> {
     s.stayStart = s.arrivedAt;
     const releaseDue = releaseDueAt(policy, arrivedAt, s.stayAdjustDays);
     s.releaseDue = iso(releaseDue);
-    for (const planned of samplingPlan(policy, arrivedAt, releaseDue)) addSample('scheduled', planned.dueAt, planned.day);
+    for (const planned of samplingPlan(policy, arrivedAt, releaseDue))
+      addSample('scheduled', planned.dueAt, planned.day);
     s.currentSlot = undefined;
     advanceSlot(arrivedAt - 1);
     // A slot whose window already opened at arrival is the arrival check's to satisfy, not a miss.
@@ -690,7 +696,8 @@ export async function caseWorkflow(input: CaseInput): Promise<CaseOutcome> {
         if (now >= ms(chain.slotAt)! + policy.checkWindowAfterMs + next.afterMs) {
           chain.step++;
           const esc = findEscalation(chain.escalationId);
-          if (esc && esc.status === 'open') raiseEscalation(esc, next.level, `Health check due ${chain.slotAt} still missing`);
+          if (esc && esc.status === 'open')
+            raiseEscalation(esc, next.level, `Health check due ${chain.slotAt} still missing`);
         }
       }
 
@@ -807,7 +814,8 @@ export async function caseWorkflow(input: CaseInput): Promise<CaseOutcome> {
     if (s.room) {
       const roomId = s.room.roomId;
       // Checked in: terminal disinfection after the person leaves. Reserved only: nobody was in it.
-      if (s.stayStart) await attempt('checkOut', () => acts.checkOut({ workflowId, caseNo, roomId, terminalDisinfection: true }));
+      if (s.stayStart)
+        await attempt('checkOut', () => acts.checkOut({ workflowId, caseNo, roomId, terminalDisinfection: true }));
       else await attempt('releaseRoom', () => acts.releaseRoom({ workflowId, caseNo, roomId }));
     }
     s.nextCheckDue = undefined;
@@ -835,7 +843,12 @@ export async function caseWorkflow(input: CaseInput): Promise<CaseOutcome> {
     return finish('CANCELLED', c.reason, undefined, c.by);
   }
 
-  async function finish(phase: Phase, reason: string, certificateNo?: string, by: Actor = SYSTEM_ACTOR): Promise<CaseOutcome> {
+  async function finish(
+    phase: Phase,
+    reason: string,
+    certificateNo?: string,
+    by: Actor = SYSTEM_ACTOR,
+  ): Promise<CaseOutcome> {
     s.endedAt = iso(Date.now());
     s.endReason = reason;
     s.releaseBlockers = [];

@@ -64,7 +64,9 @@ export interface Harness {
   connection: Awaited<ReturnType<typeof connectTest>>['connection'];
   hotel: ReturnType<typeof createHotelService>;
   codec: Awaited<ReturnType<typeof connectTest>>['codec'];
-  start(opts?: Partial<TransferRequest> & { policy?: Policy; options?: CaseInput['options'] }): Promise<WorkflowHandle<typeof caseWorkflow>>;
+  start(
+    opts?: Partial<TransferRequest> & { policy?: Policy; options?: CaseInput['options'] },
+  ): Promise<WorkflowHandle<typeof caseWorkflow>>;
   state(h: WorkflowHandle): Promise<CaseState>;
   waitFor(h: WorkflowHandle, pred: (s: CaseState) => boolean, what: string, timeoutMs?: number): Promise<CaseState>;
   room(roomId: string): Promise<typeof schema.rooms.$inferSelect>;
@@ -130,7 +132,9 @@ export async function createHarness(label: string): Promise<Harness> {
         if (pred(last)) return last;
         await new Promise((r) => setTimeout(r, 100));
       }
-      throw new Error(`timed out waiting for ${what}; last phase ${last?.phase}, state ${JSON.stringify(last).slice(0, 2000)}`);
+      throw new Error(
+        `timed out waiting for ${what}; last phase ${last?.phase}, state ${JSON.stringify(last).slice(0, 2000)}`,
+      );
     },
     async room(roomId) {
       const rows = await db.db.select().from(schema.rooms).where(eq(schema.rooms.id, roomId));

@@ -54,7 +54,13 @@ describe('payload codec', () => {
 
   test('old keys still decode after a key roll', async () => {
     const [enc] = await codec.encode([defaultPayloadConverter.toPayload('old')!]);
-    const rolled = new AesGcmCodec(new Map([['k1', key], ['k2', crypto.randomBytes(32)]]), 'k2');
+    const rolled = new AesGcmCodec(
+      new Map([
+        ['k1', key],
+        ['k2', crypto.randomBytes(32)],
+      ]),
+      'k2',
+    );
     const [dec] = await rolled.decode([enc!]);
     expect(defaultPayloadConverter.fromPayload(dec!)).toBe('old');
   });

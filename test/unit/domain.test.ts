@@ -1,7 +1,15 @@
 import { classifyColour } from '../../src/domain/colour';
 import { drillPolicy, standardPolicy } from '../../src/domain/policy';
 import { unmetReleaseCriteria } from '../../src/domain/release';
-import { ageOn, clockAt, dayStart, nextCheckSlot, releaseDueAt, samplingPlan, zoneOffsetMs } from '../../src/domain/schedule';
+import {
+  ageOn,
+  clockAt,
+  dayStart,
+  nextCheckSlot,
+  releaseDueAt,
+  samplingPlan,
+  zoneOffsetMs,
+} from '../../src/domain/schedule';
 import { maskName, type Escalation, type Sample } from '../../src/domain/types';
 
 const std = standardPolicy('Asia/Shanghai');
@@ -103,13 +111,18 @@ describe('release criteria', () => {
   test('each criterion, alone', () => {
     expect(unmetReleaseCriteria(std, { ...good, now: good.releaseDue - 1 })).toEqual(['end_date_not_reached']);
     expect(unmetReleaseCriteria(std, { ...good, inspection: 'failed' })).toEqual(['address_not_approved']);
-    expect(unmetReleaseCriteria(std, { ...good, samples: [...good.samples, sample(4, t0 + 13.5 * day, 'pending')] })).toEqual([
-      'result_pending',
-    ]);
     expect(
-      unmetReleaseCriteria(std, { ...good, samples: [sample(1, t0, 'negative'), sample(2, t0 + 0.5 * day, 'negative')] }),
+      unmetReleaseCriteria(std, { ...good, samples: [...good.samples, sample(4, t0 + 13.5 * day, 'pending')] }),
+    ).toEqual(['result_pending']);
+    expect(
+      unmetReleaseCriteria(std, {
+        ...good,
+        samples: [sample(1, t0, 'negative'), sample(2, t0 + 0.5 * day, 'negative')],
+      }),
     ).toEqual(['negatives_too_close']);
-    expect(unmetReleaseCriteria(std, { ...good, samples: [sample(1, t0, 'negative')] })).toEqual(['not_enough_negatives']);
+    expect(unmetReleaseCriteria(std, { ...good, samples: [sample(1, t0, 'negative')] })).toEqual([
+      'not_enough_negatives',
+    ]);
     const red: Escalation = {
       id: 'E1',
       kind: 'fever',
@@ -124,12 +137,22 @@ describe('release criteria', () => {
   });
 
   test('a positive anywhere blocks, and the last two must be negative', () => {
-    const samples = [sample(1, t0, 'negative'), sample(2, t0 + 7 * day, 'positive'), sample(3, t0 + 13 * day, 'negative')];
+    const samples = [
+      sample(1, t0, 'negative'),
+      sample(2, t0 + 7 * day, 'positive'),
+      sample(3, t0 + 13 * day, 'negative'),
+    ];
     expect(unmetReleaseCriteria(std, { ...good, samples })).toEqual(['positive_result', 'not_enough_negatives']);
   });
 
   test('planned samples not yet taken neither count nor block', () => {
-    const planned: Sample = { sampleId: 'P', type: 'PCR', reason: 'scheduled', dueAt: new Date(t0).toISOString(), result: 'pending' };
+    const planned: Sample = {
+      sampleId: 'P',
+      type: 'PCR',
+      reason: 'scheduled',
+      dueAt: new Date(t0).toISOString(),
+      result: 'pending',
+    };
     expect(unmetReleaseCriteria(std, { ...good, samples: [...good.samples, planned] })).toEqual([]);
   });
 });

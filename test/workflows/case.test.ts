@@ -13,7 +13,18 @@ import {
   setAddressUpdate,
   type CaseState,
 } from '../../src/workflows/messages';
-import { createHarness, hotelStaff, HOME, lab, nurse, PERSON, supervisor, community, testPolicy, type Harness } from '../support/case-harness';
+import {
+  createHarness,
+  hotelStaff,
+  HOME,
+  lab,
+  nurse,
+  PERSON,
+  supervisor,
+  community,
+  testPolicy,
+  type Harness,
+} from '../support/case-harness';
 
 let h: Harness;
 beforeAll(async () => {
@@ -37,7 +48,13 @@ async function arrive(handle: Handle, antigen?: 'negative' | 'positive') {
 async function answerOrdered(handle: Handle, result: 'negative' | 'positive', s?: CaseState) {
   const state = s ?? (await h.state(handle));
   for (const sample of state.samples.filter((x) => x.orderedAt && x.result === 'pending')) {
-    await handle.signal(labResultSignal, { sampleId: sample.sampleId, result, labId: 'LAB1', reportedAt: now(), by: lab });
+    await handle.signal(labResultSignal, {
+      sampleId: sample.sampleId,
+      result,
+      labId: 'LAB1',
+      reportedAt: now(),
+      by: lab,
+    });
   }
 }
 
@@ -233,11 +250,24 @@ describe('case workflow', () => {
       args: [{ address: '兰州市西固区 another flat', reason: 'relative has an empty flat', by: supervisor }],
     });
     expect(inspectionId).toBe(`${held.caseNo}-I2`);
-    const s2 = await h.waitFor(handle, (x) => x.inspection.inspectionId === inspectionId && x.inspection.status === 'requested', 're-inspection');
+    const s2 = await h.waitFor(
+      handle,
+      (x) => x.inspection.inspectionId === inspectionId && x.inspection.status === 'requested',
+      're-inspection',
+    );
     expect(s2.escalations.find((e) => e.kind === 'failed_inspection')!.status).toBe('closed');
-    await handle.signal(inspectionResultSignal, { inspectionId, singleOccupancy: true, at: now(), inspector: 'i2', by: community });
+    await handle.signal(inspectionResultSignal, {
+      inspectionId,
+      singleOccupancy: true,
+      at: now(),
+      inspector: 'i2',
+      by: community,
+    });
     expect((await handle.result()).phase).toBe('RELEASED');
-    const rows = await h.db.db.select().from(schema.addressInspections).where(eq(schema.addressInspections.caseNo, held.caseNo));
+    const rows = await h.db.db
+      .select()
+      .from(schema.addressInspections)
+      .where(eq(schema.addressInspections.caseNo, held.caseNo));
     expect(rows.map((r) => r.status).sort()).toEqual(['failed', 'passed']);
   });
 
@@ -245,7 +275,11 @@ describe('case workflow', () => {
     const handle = await h.start();
     await arrive(handle);
     await passInspection(handle);
-    const first = await h.waitFor(handle, (x) => x.samples.some((y) => y.orderedAt && y.result === 'pending'), 'first sample');
+    const first = await h.waitFor(
+      handle,
+      (x) => x.samples.some((y) => y.orderedAt && y.result === 'pending'),
+      'first sample',
+    );
     await answerOrdered(handle, 'negative', first);
     // The day-2 sample is ordered and left pending past the end date.
     const held = await h.waitFor(
@@ -331,7 +365,13 @@ describe('case workflow', () => {
     await arrive(handle);
     const s = await h.waitFor(handle, (x) => x.samples.some((y) => y.orderedAt), 'ordered');
     const sample = s.samples.find((y) => y.orderedAt)!;
-    const result = { sampleId: sample.sampleId, result: 'negative' as const, labId: 'LAB1', reportedAt: now(), by: lab };
+    const result = {
+      sampleId: sample.sampleId,
+      result: 'negative' as const,
+      labId: 'LAB1',
+      reportedAt: now(),
+      by: lab,
+    };
     await handle.signal(labResultSignal, result);
     await handle.signal(labResultSignal, { ...result, result: 'positive' });
     await handle.signal(labResultSignal, { ...result, sampleId: 'NO-SUCH-SAMPLE' });
@@ -347,13 +387,19 @@ describe('case workflow', () => {
 
   test('no room → command-centre escalation; when a room frees the case proceeds', async () => {
     await h.addHotel(1, 'HSMALL');
-    await h.hotel.putOutOfService((await h.db.db.select().from(schema.rooms).where(eq(schema.rooms.hotelId, 'HSMALL')))[0]!.id, 'repairs');
+    await h.hotel.putOutOfService(
+      (await h.db.db.select().from(schema.rooms).where(eq(schema.rooms.hotelId, 'HSMALL')))[0]!.id,
+      'repairs',
+    );
     // A district of its own: only HSMALL serves it.
     await h.db.db.update(schema.hotels).set({ district: 'Tiny' }).where(eq(schema.hotels.id, 'HSMALL'));
     const handle = await h.start({ district: 'Tiny' });
     const waiting = await h.waitFor(handle, (s) => s.escalations.some((e) => e.kind === 'no_room'), 'no room');
     expect(waiting.phase).toBe('REQUESTED');
-    expect(waiting.escalations.find((e) => e.kind === 'no_room')).toMatchObject({ level: 'command_centre', status: 'open' });
+    expect(waiting.escalations.find((e) => e.kind === 'no_room')).toMatchObject({
+      level: 'command_centre',
+      status: 'open',
+    });
     const roomId = (await h.db.db.select().from(schema.rooms).where(eq(schema.rooms.hotelId, 'HSMALL')))[0]!.id;
     await h.hotel.returnToService(roomId);
     const assigned = await h.waitFor(handle, (s) => s.phase === 'IN_TRANSIT', 'room after it freed', 15_000);
@@ -364,7 +410,10 @@ describe('case workflow', () => {
   });
 
   test('continue-as-new carries the whole state and the case still completes', async () => {
-    const handle = await h.start({ policy: testPolicy({ stayDays: 3 }), options: { continueAsNewAtHistoryLength: 30 } });
+    const handle = await h.start({
+      policy: testPolicy({ stayDays: 3 }),
+      options: { continueAsNewAtHistoryLength: 30 },
+    });
     const firstRun = (await handle.describe()).runId;
     await arrive(handle);
     for (let i = 0; i < 4; i++) {
@@ -381,7 +430,11 @@ describe('case workflow', () => {
     await passInspection(h.client.workflow.getHandle(handle.workflowId) as Handle);
     const latest = h.client.workflow.getHandle(handle.workflowId) as Handle;
     for (let i = 0; i < 3; i++) {
-      const s = await h.waitFor(latest, (x) => x.samples.some((y) => y.orderedAt && y.result === 'pending') || x.phase === 'RELEASED', 'sample');
+      const s = await h.waitFor(
+        latest,
+        (x) => x.samples.some((y) => y.orderedAt && y.result === 'pending') || x.phase === 'RELEASED',
+        'sample',
+      );
       if (s.phase === 'RELEASED') break;
       await answerOrdered(latest, 'negative', s);
     }
