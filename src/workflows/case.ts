@@ -683,7 +683,8 @@ export async function caseWorkflow(input: CaseInput): Promise<CaseOutcome> {
 
       // Missed checks: a slot whose window closed without a check opens a chain.
       let slot = ms(s.currentSlot);
-      while (slot !== undefined && now >= slot + policy.checkWindowAfterMs) {
+      const firstStepMs = policy.checkWindowAfterMs + (policy.missedCheckSteps[0]?.afterMs ?? 0);
+      while (slot !== undefined && now >= slot + firstStepMs) {
         const first = policy.missedCheckSteps[0];
         const esc = openEscalation('missed_check', first?.level ?? 'nurse', `Health check due ${iso(slot)} missed`);
         s.missedChains.push({ escalationId: esc.id, slotAt: iso(slot), step: 0 });
@@ -753,7 +754,7 @@ export async function caseWorkflow(input: CaseInput): Promise<CaseOutcome> {
 
       // Sleep until the next thing due, or until a message arrives.
       const due: number[] = [releaseDue, releaseDue - policy.inspectionLeadMs];
-      if (s.currentSlot) due.push(ms(s.currentSlot)! + policy.checkWindowAfterMs);
+      if (s.currentSlot) due.push(ms(s.currentSlot)! + firstStepMs);
       for (const x of s.samples) if (!x.orderedAt && x.result === 'pending') due.push(ms(x.dueAt)!);
       for (const chain of s.missedChains) {
         const next = policy.missedCheckSteps[chain.step + 1];

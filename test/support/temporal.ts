@@ -13,7 +13,12 @@ export const testTemporalAddress = (): string => {
 };
 export const testNamespace = (): string => process.env.TEMPORAL_TEST_NAMESPACE ?? 'shaodian';
 
-export const testCodec = (): AesGcmCodec => new AesGcmCodec(new Map([['t', crypto.randomBytes(32)]]), 't');
+/**
+ * A fixed key for tests: histories recorded under test/histories/ are encrypted with it and
+ * the replay test decodes them with it. Not a secret: it protects nothing but test data.
+ */
+export const TEST_CODEC_KEY = Buffer.from('c2hhb2RpYW4tdGVzdC1rZXktbm90LWEtc2VjcmV0ISE=', 'base64');
+export const testCodec = (): AesGcmCodec => new AesGcmCodec(new Map([['test', TEST_CODEC_KEY]]), 'test');
 
 export async function connectTest(codec = testCodec()) {
   const address = testTemporalAddress();

@@ -1,4 +1,8 @@
+import fs from 'node:fs';
+import path from 'node:path';
+
 import { WorkflowUpdateFailedError } from '@temporalio/client';
+import { temporal } from '@temporalio/proto';
 import { eq } from 'drizzle-orm';
 
 import { schema } from '../../src/db';
@@ -27,6 +31,20 @@ import {
 } from '../support/case-harness';
 
 let h: Harness;
+
+/**
+ * `npm run histories:record` sets RECORD_HISTORIES=1: the named tests save their histories to
+ * test/histories/, which test/replay replays on every CI run so that a non-deterministic
+ * change to the workflow fails the build. Record again only for a deliberate, patched change.
+ */
+async function maybeRecord(name: string, handle: Handle): Promise<void> {
+  if (process.env.RECORD_HISTORIES !== '1') return;
+  const history = await handle.fetchHistory();
+  fs.mkdirSync(HISTORIES, { recursive: true });
+  // Binary protobuf: exact, and free of JSON-mapping differences between SDK versions.
+  fs.writeFileSync(path.join(HISTORIES, `${name}.history.pb`), temporal.api.history.v1.History.encode(history).finish());
+}
+const HISTORIES = path.resolve(__dirname, '..', 'histories');
 beforeAll(async () => {
   h = await createHarness('wf');
   await h.addHotel(20, 'HMAIN');
@@ -93,6 +111,7 @@ describe('case workflow', () => {
     await passInspection(handle);
     await answerAllNegatives(handle);
     const outcome = await handle.result();
+    await maybeRecord('happy-path-released', handle);
     expect(outcome.phase).toBe('RELEASED');
     expect(outcome.certificateNo).toBe(`${obs.caseNo}-R`);
     const final = await h.state(handle);
@@ -154,6 +173,7 @@ describe('case workflow', () => {
     expect(levels.map((x) => x.kind)).toEqual(['escalation_opened', 'escalation_raised', 'escalation_closed']);
     await handle.executeUpdate(cancelUpdate, { args: [{ reason: 'test over', by: supervisor }] });
     await handle.result();
+    await maybeRecord('missed-check-chain-cancelled', handle);
   });
 
   test('fever opens a doctor escalation and orders an extra sample; duplicates are answered, not recorded twice', async () => {
@@ -183,6 +203,7 @@ describe('case workflow', () => {
     ).rejects.toBeInstanceOf(WorkflowUpdateFailedError);
     await handle.executeUpdate(cancelUpdate, { args: [{ reason: 'test over', by: supervisor }] });
     await handle.result();
+    await maybeRecord('fever-extra-sample-cancelled', handle);
   });
 
   test('a health check outside observation is rejected by the validator and changes nothing', async () => {
@@ -207,6 +228,7 @@ describe('case workflow', () => {
     const s = await h.waitFor(handle, (x) => x.samples.some((y) => y.orderedAt), 'sample ordered');
     await answerOrdered(handle, 'positive', s);
     const outcome = await handle.result();
+    await maybeRecord('positive-hospital-transfer', handle);
     expect(outcome.phase).toBe('HOSPITAL_TRANSFER');
     const room = await h.room(s.room!.roomId);
     expect(room.state).toBe('awaiting_disinfection');
@@ -264,6 +286,7 @@ describe('case workflow', () => {
       by: community,
     });
     expect((await handle.result()).phase).toBe('RELEASED');
+    await maybeRecord('failed-inspection-new-address-released', handle);
     const rows = await h.db.db
       .select()
       .from(schema.addressInspections)
@@ -407,6 +430,7 @@ describe('case workflow', () => {
     expect(assigned.escalations.find((e) => e.kind === 'no_room')!.status).toBe('closed');
     await handle.executeUpdate(cancelUpdate, { args: [{ reason: 'test over', by: supervisor }] });
     await handle.result();
+    await maybeRecord('no-room-then-room-cancelled', handle);
   });
 
   test('continue-as-new carries the whole state and the case still completes', async () => {
@@ -439,6 +463,7 @@ describe('case workflow', () => {
       await answerOrdered(latest, 'negative', s);
     }
     const outcome = await latest.result();
+    await maybeRecord('continued-as-new-released', latest);
     expect(outcome.phase).toBe('RELEASED');
     const final = await h.state(latest);
     expect(final.eventSeq).toBeGreaterThan(seqBefore);

@@ -1,0 +1,35 @@
+import fs from 'node:fs';
+import path from 'node:path';
+
+import { temporal } from '@temporalio/proto';
+import { Worker } from '@temporalio/worker';
+
+import { testCodec } from '../support/temporal';
+
+/**
+ * Replays every recorded history (test/histories/*.history.pb) against today's workflow code. A
+ * change that would break running cases (a non-deterministic change without `patched`) makes
+ * this fail. Histories are recorded by `npm run histories:record`.
+ */
+const dir = path.resolve(__dirname, '..', 'histories');
+const files = fs.readdirSync(dir).filter((f) => f.endsWith('.history.pb'));
+
+test('recorded histories exist', () => {
+  expect(files.length).toBeGreaterThanOrEqual(5);
+});
+
+test('every recorded history replays without non-determinism', async () => {
+  const histories = files.map((f) => ({
+    workflowId: path.basename(f, '.history.pb'),
+    history: temporal.api.history.v1.History.decode(fs.readFileSync(path.join(dir, f))),
+  }));
+  const results: { workflowId: string; error?: unknown }[] = [];
+  for await (const r of Worker.runReplayHistories(
+    { workflowsPath: require.resolve('../../src/workflows'), dataConverter: { payloadCodecs: [testCodec()] }, replayName: 'ci-replay' },
+    histories,
+  )) {
+    results.push({ workflowId: r.workflowId, error: r.error });
+  }
+  expect(results.map((r) => r.workflowId).sort()).toEqual(histories.map((h) => h.workflowId).sort());
+  expect(results.filter((r) => r.error).map((r) => `${r.workflowId}: ${String(r.error)}`)).toEqual([]);
+});
