@@ -25,7 +25,11 @@ test('every recorded history replays without non-determinism', async () => {
   }));
   const results: { workflowId: string; error?: unknown }[] = [];
   for await (const r of Worker.runReplayHistories(
-    { workflowsPath: require.resolve('../../src/workflows'), dataConverter: { payloadCodecs: [testCodec()] }, replayName: 'ci-replay' },
+    {
+      workflowsPath: require.resolve('../../src/workflows'),
+      dataConverter: { payloadCodecs: [testCodec()] },
+      replayName: 'ci-replay',
+    },
     histories,
   )) {
     results.push({ workflowId: r.workflowId, error: r.error });

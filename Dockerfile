@@ -1,0 +1,13 @@
+# One image for both roles: `npm run api` and `npm run worker` (see docker-compose.yml).
+FROM node:20-bookworm-slim
+WORKDIR /app
+ENV NODE_ENV=production
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev && npm cache clean --force
+COPY tsconfig.json ./
+COPY drizzle ./drizzle
+COPY src ./src
+USER node
+EXPOSE 3000
+# The worker bundles workflow code at start (a few seconds); the API starts at once.
+CMD ["node", "--import", "tsx", "src/api/server.ts"]
