@@ -425,8 +425,8 @@ export async function caseWorkflow(input: CaseInput): Promise<CaseOutcome> {
     (c) => {
       s.stayAdjustDays += c.days;
       if (s.stayStart) {
+        // Scheduled samples that now fall after release stay planned and are simply not taken.
         s.releaseDue = iso(releaseDueAt(policy, ms(s.stayStart)!, s.stayAdjustDays));
-        dropSamplesAfter(ms(s.releaseDue)!);
       }
       record(
         c.days > 0 ? 'stay_extended' : 'stay_shortened',
@@ -537,14 +537,6 @@ export async function caseWorkflow(input: CaseInput): Promise<CaseOutcome> {
     const next = nextCheckSlot(policy, ms(s.stayStart)!, after + 1, ms(s.releaseDue)!);
     s.currentSlot = next === undefined ? undefined : iso(next);
     s.nextCheckDue = s.currentSlot;
-  }
-
-  function dropSamplesAfter(releaseDue: number): void {
-    const keep = s.samples.filter((x) => x.reason !== 'scheduled' || x.orderedAt || ms(x.dueAt)! < releaseDue);
-    if (keep.length !== s.samples.length) {
-      record('samples_unplanned', SYSTEM_ACTOR, { count: s.samples.length - keep.length });
-      s.samples = keep;
-    }
   }
 
   /** Runs an activity; a permanent failure escalates to the command centre instead of failing the case. */
@@ -665,6 +657,7 @@ export async function caseWorkflow(input: CaseInput): Promise<CaseOutcome> {
       // Samples due: order them (oldest first).
       for (const sample of s.samples) {
         if (sample.orderedAt || sample.result !== 'pending' || ms(sample.dueAt)! > now) continue;
+        if (sample.reason === 'scheduled' && ms(sample.dueAt)! >= releaseDue) continue;
         const order = await attempt('orderSample', () =>
           acts.orderSample({
             workflowId,
@@ -755,7 +748,11 @@ export async function caseWorkflow(input: CaseInput): Promise<CaseOutcome> {
       // Sleep until the next thing due, or until a message arrives.
       const due: number[] = [releaseDue, releaseDue - policy.inspectionLeadMs];
       if (s.currentSlot) due.push(ms(s.currentSlot)! + firstStepMs);
-      for (const x of s.samples) if (!x.orderedAt && x.result === 'pending') due.push(ms(x.dueAt)!);
+      for (const x of s.samples) {
+        if (x.orderedAt || x.result !== 'pending') continue;
+        if (x.reason === 'scheduled' && ms(x.dueAt)! >= releaseDue) continue;
+        due.push(ms(x.dueAt)!);
+      }
       for (const chain of s.missedChains) {
         const next = policy.missedCheckSteps[chain.step + 1];
         if (next) due.push(ms(chain.slotAt)! + policy.checkWindowAfterMs + next.afterMs);

@@ -42,7 +42,10 @@ async function maybeRecord(name: string, handle: Handle): Promise<void> {
   const history = await handle.fetchHistory();
   fs.mkdirSync(HISTORIES, { recursive: true });
   // Binary protobuf: exact, and free of JSON-mapping differences between SDK versions.
-  fs.writeFileSync(path.join(HISTORIES, `${name}.history.pb`), temporal.api.history.v1.History.encode(history).finish());
+  fs.writeFileSync(
+    path.join(HISTORIES, `${name}.history.pb`),
+    temporal.api.history.v1.History.encode(history).finish(),
+  );
 }
 const HISTORIES = path.resolve(__dirname, '..', 'histories');
 beforeAll(async () => {
@@ -337,6 +340,24 @@ describe('case workflow', () => {
     await expect(
       handle.executeUpdate(changeStayUpdate, { args: [{ days: 1, reason: 'too late', by: supervisor }] }),
     ).rejects.toThrow();
+  });
+
+  test('shortening the stay releases earlier and leaves a sample planned after the new date untaken', async () => {
+    const policy = testPolicy({ stayDays: 3, sampling: { days: [1, 2, 3], type: 'PCR', time: '00:00' } });
+    const handle = await h.start({ policy });
+    const obs = await arrive(handle);
+    const { releaseDue } = await handle.executeUpdate(changeStayUpdate, {
+      args: [{ days: -1, reason: 'directive: shorter centralized period', by: supervisor }],
+    });
+    expect(Date.parse(releaseDue) - Date.parse(obs.releaseDue!)).toBe(-1500);
+    await passInspection(handle);
+    await answerAllNegatives(handle);
+    expect((await handle.result()).phase).toBe('RELEASED');
+    const s = await h.state(handle);
+    const day3 = s.samples.find((x) => x.day === 3)!;
+    expect(day3.orderedAt).toBeUndefined();
+    expect(s.samples.filter((x) => x.orderedAt)).toHaveLength(2);
+    expect(s.history.find((x) => x.kind === 'stay_shortened')?.reason).toBe('directive: shorter centralized period');
   });
 
   describe('cancellation frees whatever the case holds', () => {
