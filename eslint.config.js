@@ -23,9 +23,14 @@ module.exports = tseslint.config(
       'no-restricted-imports': [
         'error',
         {
-          paths: [...nodeBuiltins, ...nodeBuiltins.map((m) => `node:${m}`), 'zod', 'postgres', 'drizzle-orm', 'express'].map(
-            (name) => ({ name, message: 'Workflow code must stay deterministic: no Node built-ins, I/O or zod.' }),
-          ),
+          paths: [
+            ...nodeBuiltins,
+            ...nodeBuiltins.map((m) => `node:${m}`),
+            'zod',
+            'postgres',
+            'drizzle-orm',
+            'express',
+          ].map((name) => ({ name, message: 'Workflow code must stay deterministic: no Node built-ins, I/O or zod.' })),
           patterns: [{ group: ['node:*'], message: 'No Node built-ins in workflow code.' }],
         },
       ],
