@@ -16,7 +16,7 @@ import { openDatabase } from '../src/db';
 import type { Role } from '../src/domain/types';
 import { NewKeyBody } from '../src/api/schemas';
 
-interface RuntimeInfo {
+export interface RuntimeInfo {
   pid: number;
   apiUrl: string;
   adminToken: string;

@@ -4,6 +4,7 @@ import express, { type NextFunction, type Request, type Response } from 'express
 
 import type { Config } from '../config';
 import type { Db } from '../db';
+import { createHotelService } from '../integrations/hotel';
 import type { Logger } from '../log';
 import { createKeyResolver, createRateLimiter } from './auth';
 import type { ApiContext } from './context';
@@ -14,6 +15,7 @@ import { documentRoute, mountRoute, type AnyRoute } from './router';
 import { adminRoutes } from './routes/admin';
 import { caseCommandRoutes } from './routes/case-commands';
 import { escalationRoutes } from './routes/escalations';
+import { hotelRoutes } from './routes/hotels';
 import { labRoutes } from './routes/lab';
 import { opsRoutes, publicDir } from './routes/ops';
 import { readRoutes } from './routes/reads';
@@ -45,6 +47,7 @@ export function apiRoutes(document: () => unknown): AnyRoute[] {
     ...labRoutes,
     ...escalationRoutes,
     ...readRoutes,
+    ...hotelRoutes,
     ...adminRoutes,
   ];
 }
@@ -92,6 +95,7 @@ export function createApp(deps: AppDeps): express.Express {
     now,
     temporal: deps.temporal,
     ops: createCaseOps(deps.temporal.client, deps.temporal.connection, metrics, deps.config.API_TEMPORAL_TIMEOUT_MS),
+    hotels: createHotelService(deps.db),
     metrics,
     keys: createKeyResolver(deps.db, deps.config.API_KEY_CACHE_SECONDS * 1000, () => now().getTime()),
     limiter: createRateLimiter(() => now().getTime()),

@@ -1,5 +1,6 @@
 import type { Config } from '../config';
 import type { Db } from '../db';
+import type { HotelService } from '../integrations/hotel';
 import type { Logger } from '../log';
 import type { KeyResolver, RateLimiter } from './auth';
 import type { ApiMetrics } from './metrics';
@@ -14,6 +15,8 @@ export interface ApiContext {
   now: () => Date;
   temporal: { client: Client; connection: Connection };
   ops: CaseOps;
+  /** Hotels and rooms (inventory in our own database). */
+  hotels: HotelService;
   metrics: ApiMetrics;
   keys: KeyResolver;
   limiter: RateLimiter;

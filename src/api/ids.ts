@@ -80,21 +80,3 @@ export function loadHmacKey(config: Pick<Config, 'API_HMAC_KEY' | 'CODEC_KEY' | 
     return Buffer.from(fs.readFileSync(file, 'utf8').trim(), 'base64');
   }
 }
-
-const CJK = /[\u3400-\u9fff\uf900-\ufaff]/;
-
-/**
- * The dashboard's display name: enough for a nurse to match a face to a room, not enough to
- * identify a stranger. 张小明 → 张*明, 张三 → 张*, John → J***n.
- */
-export function maskName(name: string): string {
-  const chars = [...name.trim()];
-  if (chars.length === 0) return '*';
-  if (chars.length === 1) return '*';
-  if (CJK.test(name)) {
-    if (chars.length === 2) return `${chars[0]}*`;
-    return `${chars[0]}${'*'.repeat(chars.length - 2)}${chars[chars.length - 1]}`;
-  }
-  const letters = chars.filter((c) => c.trim() !== '');
-  return `${letters[0]}***${letters[letters.length - 1]}`;
-}

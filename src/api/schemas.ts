@@ -312,6 +312,68 @@ export const Summary = z
   })
   .meta({ id: 'Summary' });
 
+// ---- hotels and rooms ----
+export const HotelIdParam = z.object({ hotelId: ident(64).meta({ description: 'Hotel id', example: 'xigu-01' }) });
+export const RoomIdParam = z.object({
+  roomId: ident(160).meta({ description: 'Room id: `<hotelId>:<roomNo>`', example: 'xigu-01:305' }),
+});
+
+/** A command with nothing to say beyond its path: send `{}`. */
+export const EmptyBody = z.strictObject({}).meta({ id: 'EmptyCommand' });
+export const OutOfServiceBody = z
+  .strictObject({ reason: text(500).meta({ example: 'water leak, plumber booked' }) })
+  .meta({ id: 'OutOfService' });
+
+export const AddedHotel = z
+  .object({
+    hotelId: z.string(),
+    created: z.boolean().meta({ description: 'true: the hotel is new (201); false: it existed (200)' }),
+    rooms: z.number().int().meta({ description: 'Rooms the hotel has now' }),
+    added: z.number().int().meta({ description: 'Rooms this call created' }),
+  })
+  .meta({ id: 'AddedHotel' });
+
+export const RoomStateEnum = z.enum(['free', 'reserved', 'occupied', 'awaiting_disinfection', 'out_of_service']);
+export const RoomRow = z
+  .object({
+    id: z.string(),
+    roomNo: z.string(),
+    floor: z.number().int(),
+    accessible: z.boolean(),
+    state: RoomStateEnum,
+    caseNo: z.string().nullable().meta({ description: 'The case holding the room (reserved or occupied)' }),
+    disinfection: z
+      .enum(['routine', 'terminal'])
+      .nullable()
+      .meta({ description: 'While awaiting disinfection: terminal after a positive case' }),
+    outOfServiceReason: z.string().nullable(),
+    updatedAt: z.string(),
+  })
+  .meta({ id: 'Room' });
+export const HotelRooms = z
+  .object({
+    hotelId: z.string(),
+    name: z.string(),
+    district: z.string(),
+    street: z.string().nullable(),
+    active: z.boolean(),
+    counts: z.record(RoomStateEnum, z.number().int()).meta({ description: 'Rooms by state' }),
+    items: z.array(RoomRow),
+  })
+  .meta({ id: 'HotelRooms' });
+export const RoomTransitionAnswer = z
+  .object({
+    roomId: z.string(),
+    hotelId: z.string(),
+    state: RoomStateEnum,
+    changed: z.boolean().meta({ description: 'false: the room was already in that state (a retry)' }),
+  })
+  .meta({ id: 'RoomTransition' });
+
+export const SeededDemo = z
+  .object({ district: z.string(), hotels: z.number().int(), rooms: z.number().int(), added: z.number().int() })
+  .meta({ id: 'SeededDemo' });
+
 // ---- admin ----
 export const KeyRole = z.enum(ROLES.filter((r) => r !== 'system') as [string, ...string[]]);
 export const NewKeyBody = z

@@ -10,6 +10,14 @@ import { createHarness, KEY_SPECS, seedReadModel, validTransfer, type Harness, t
  */
 type Call = { method: 'get' | 'post' | 'delete'; path: string; body?: () => unknown };
 
+const newHotel = (id: string, district: string, street = 'S1') => ({
+  id,
+  name: `Hotel ${id}`,
+  district,
+  street,
+  rooms: [{ roomNo: '101', floor: 1 }],
+});
+
 const ROUTES: { pattern: string; call: Call; roles: string[] }[] = [
   {
     pattern: 'POST /api/v1/transfers',
@@ -99,6 +107,36 @@ const ROUTES: { pattern: string; call: Call; roles: string[] }[] = [
   },
   { pattern: 'GET /api/v1/hotels', call: { method: 'get', path: '/api/v1/hotels' }, roles: ['supervisor', 'admin'] },
   { pattern: 'GET /api/v1/summary', call: { method: 'get', path: '/api/v1/summary' }, roles: ['supervisor', 'admin'] },
+  {
+    pattern: 'POST /api/v1/hotels',
+    call: { method: 'post', path: '/api/v1/hotels', body: () => newHotel('H-AUTH', 'D1') },
+    roles: ['supervisor', 'admin'],
+  },
+  {
+    pattern: 'GET /api/v1/hotels/:hotelId/rooms',
+    call: { method: 'get', path: '/api/v1/hotels/H1/rooms' },
+    roles: ['supervisor', 'hotel', 'admin'],
+  },
+  {
+    pattern: 'POST /api/v1/rooms/:roomId/disinfected',
+    call: { method: 'post', path: '/api/v1/rooms/H1-105/disinfected', body: () => ({}) },
+    roles: ['hotel', 'supervisor', 'admin'],
+  },
+  {
+    pattern: 'POST /api/v1/rooms/:roomId/out-of-service',
+    call: { method: 'post', path: '/api/v1/rooms/H1-100/out-of-service', body: () => ({ reason: 'broken heater' }) },
+    roles: ['hotel', 'supervisor', 'admin'],
+  },
+  {
+    pattern: 'POST /api/v1/rooms/:roomId/return-to-service',
+    call: { method: 'post', path: '/api/v1/rooms/H1-107/return-to-service', body: () => ({}) },
+    roles: ['hotel', 'supervisor', 'admin'],
+  },
+  {
+    pattern: 'POST /api/v1/admin/seed-demo',
+    call: { method: 'post', path: '/api/v1/admin/seed-demo', body: () => ({}) },
+    roles: ['admin'],
+  },
   { pattern: 'GET /api/v1/admin/keys', call: { method: 'get', path: '/api/v1/admin/keys' }, roles: ['admin'] },
   {
     pattern: 'POST /api/v1/admin/keys',
@@ -261,6 +299,38 @@ describe('jurisdiction: right role, wrong place → 403', () => {
       'supervisor acks another district’s escalation',
       'supervisorOther',
       { method: 'post', path: '/api/v1/escalations/QCSEED000002-E1/ack', body: () => ({}) },
+    ],
+    ['hotel staff read another hotel’s rooms', 'hotelOther', { method: 'get', path: '/api/v1/hotels/H1/rooms' }],
+    [
+      'hotel staff mark a room at another hotel disinfected',
+      'hotelOther',
+      { method: 'post', path: '/api/v1/rooms/H1-105/disinfected', body: () => ({}) },
+    ],
+    [
+      'hotel staff take a room at another hotel out of service',
+      'hotelOther',
+      { method: 'post', path: '/api/v1/rooms/H1-101/out-of-service', body: () => ({ reason: 'x' }) },
+    ],
+    [
+      'hotel staff return a room at another hotel to service',
+      'hotelOther',
+      { method: 'post', path: '/api/v1/rooms/H1-107/return-to-service', body: () => ({}) },
+    ],
+    ['supervisor reads another district’s rooms', 'supervisor', { method: 'get', path: '/api/v1/hotels/H9/rooms' }],
+    [
+      'supervisor marks another district’s room disinfected',
+      'supervisorOther',
+      { method: 'post', path: '/api/v1/rooms/H1-105/disinfected', body: () => ({}) },
+    ],
+    [
+      'supervisor adds a hotel in another district',
+      'supervisorOther',
+      { method: 'post', path: '/api/v1/hotels', body: () => newHotel('H-D1-BY-D2', 'D1') },
+    ],
+    [
+      'supervisor takes over another district’s hotel by its id',
+      'supervisor',
+      { method: 'post', path: '/api/v1/hotels', body: () => newHotel('H9', 'D1') },
     ],
   ];
   test.each(cases)('%s', async (_what, key, call) => {

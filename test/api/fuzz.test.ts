@@ -39,7 +39,22 @@ const VALID: Record<string, () => unknown> = {
   '/api/v1/lab/results': () => ({ results: [{ sampleId: 'QCSEED000001-S1', result: 'negative' }] }),
   '/api/v1/escalations/:id/ack': () => ({ note: 'seen' }),
   '/api/v1/admin/keys': () => ({ name: 'fuzz', role: 'lab' }),
+  '/api/v1/admin/seed-demo': () => ({}),
+  '/api/v1/hotels': () => ({
+    id: 'H-FUZZ',
+    name: 'Fuzz Hotel',
+    district: 'D1',
+    street: 'S1',
+    medicalStationFloor: 2,
+    rooms: [{ roomNo: '101', floor: 1, accessible: true }],
+  }),
+  '/api/v1/rooms/:roomId/disinfected': () => ({}),
+  '/api/v1/rooms/:roomId/out-of-service': () => ({ reason: 'broken heater' }),
+  '/api/v1/rooms/:roomId/return-to-service': () => ({}),
 };
+
+const targetOf = (path: string) =>
+  path.replace(':caseNo', caseNo).replace(':id', 'QCSEED000002-E1').replace(':roomId', 'H1-105');
 
 const postRoutes = apiRoutes(() => ({})).filter((r) => r.method === 'post');
 
@@ -108,7 +123,7 @@ test('every POST route is covered by a valid example', () => {
 
 describe.each(postRoutes.map((r) => [r.path, r] as const))('%s', (path, route) => {
   test('random bodies give only 4xx (valid ones may succeed); 400s never reach a workflow', async () => {
-    const url = path.replace(':caseNo', caseNo).replace(':id', 'QCSEED000002-E1');
+    const url = targetOf(path);
     const historyBefore = await signalsInHistory();
     let invalidSeen = 0;
     await fc.assert(
@@ -141,7 +156,7 @@ describe.each(postRoutes.map((r) => [r.path, r] as const))('%s', (path, route) =
   });
 
   test('garbage that is not JSON is a 400, never a 500', async () => {
-    const url = path.replace(':caseNo', caseNo).replace(':id', 'QCSEED000002-E1');
+    const url = targetOf(path);
     await fc.assert(
       fc.asyncProperty(fc.string({ maxLength: 200 }), async (raw) => {
         const res = await request(h.app)

@@ -1,8 +1,10 @@
 import { createApiKey, listKeys, revokeKey, type KeyRecord } from '../../auth/keys';
+import { DEMO_DISTRICT, seedDemoHotels } from '../../db/demo-hotels';
 import type { Role } from '../../domain/types';
+import { recordCommand } from '../command-log';
 import { HttpProblem } from '../problem';
 import { defineRoute, type AnyRoute } from '../router';
-import { CreatedKey, KeyIdParam, KeyInfo, KeyList, NewKeyBody } from '../schemas';
+import { CreatedKey, EmptyBody, KeyIdParam, KeyInfo, KeyList, NewKeyBody, SeededDemo } from '../schemas';
 import { dbProblem } from './read-helpers';
 
 const keyInfo = (k: KeyRecord) => ({
@@ -80,6 +82,34 @@ export const adminRoutes: AnyRoute[] = [
       if (!found) throw new HttpProblem(404, `No key ${params.id}`);
       app.keys.forget(params.id);
       res.json({ id: params.id, revokedAt: app.now().toISOString() });
+    },
+  }),
+  defineRoute({
+    method: 'post',
+    path: '/api/v1/admin/seed-demo',
+    operationId: 'seedDemoHotels',
+    summary: "Add the demo district's 21 hotels and 1,583 rooms (what `npm run seed` calls while the system runs)",
+    description:
+      'Safe to repeat: hotels are added by id, a second call adds no rooms and leaves rooms in use alone. ' +
+      'Send `{}`.',
+    tags: ['admin'],
+    access: { kind: 'admin' },
+    body: EmptyBody,
+    responses: { 200: { description: 'Seeded', schema: SeededDemo } },
+    async handler({ app, key, res }) {
+      let r;
+      try {
+        r = await seedDemoHotels(app.db);
+      } catch (err) {
+        throw dbProblem(app, err);
+      }
+      recordCommand(app, key, 'seedDemo', {
+        district: DEMO_DISTRICT,
+        hotels: r.hotels,
+        rooms: r.rooms,
+        added: r.added,
+      });
+      res.json({ district: DEMO_DISTRICT, ...r });
     },
   }),
 ];

@@ -1,9 +1,9 @@
 import { cases } from '../../db/schema';
 import { resolvePolicy, policyCatalog } from '../../domain/policy';
-import type { TransferRequest } from '../../domain/types';
+import { maskName, type TransferRequest } from '../../domain/types';
 import { actorOf } from '../auth';
 import type { ApiContext } from '../context';
-import { bodyHash, caseNoFor, maskName, workflowIdFor } from '../ids';
+import { bodyHash, caseNoFor, workflowIdFor } from '../ids';
 import { HttpProblem, validationProblem } from '../problem';
 import { defineRoute, type AnyRoute } from '../router';
 import { TransferAccepted, TransferBody } from '../schemas';
