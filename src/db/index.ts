@@ -85,7 +85,14 @@ async function openPglite(dataDir: string): Promise<Opened> {
   const { migrate } = await import('drizzle-orm/pglite/migrator');
   const dir = path.join(dataDir, 'pglite');
   fs.mkdirSync(dir, { recursive: true });
-  const client = await PGlite.create(dir);
+  const releaseLock = lockPglite(dir);
+  let client: Awaited<ReturnType<typeof PGlite.create>>;
+  try {
+    client = await PGlite.create(dir);
+  } catch (err) {
+    releaseLock();
+    throw err;
+  }
   const db = drizzle(client, { schema });
   return {
     db: db as unknown as Db,
@@ -96,11 +103,52 @@ async function openPglite(dataDir: string): Promise<Opened> {
     },
     async close() {
       await client.close();
+      releaseLock();
     },
     async migrate() {
       await migrate(db, { migrationsFolder: MIGRATIONS_FOLDER });
     },
   };
+}
+
+/**
+ * PGlite has exactly one owner: a second process opening the same directory would corrupt it.
+ * A lock file with our pid refuses a second opener while the first lives (a stale lock left
+ * by a killed process is taken over).
+ */
+function lockPglite(dir: string): () => void {
+  const lock = path.join(dir, '..', 'pglite.lock');
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      fs.writeFileSync(lock, String(process.pid), { flag: 'wx' });
+      return () => {
+        try {
+          if (fs.readFileSync(lock, 'utf8') === String(process.pid)) fs.rmSync(lock);
+        } catch {
+          // already gone
+        }
+      };
+    } catch {
+      const holder = Number(fs.readFileSync(lock, 'utf8'));
+      if (holder && holder !== process.pid && alive(holder)) {
+        throw new Error(
+          `The embedded database ${dir} is in use by process ${holder}. Only one process may own it: ` +
+            'stop that process, go through its API (npm run keys / npm run seed do), or set DATABASE_URL.',
+        );
+      }
+      fs.rmSync(lock, { force: true }); // stale: its owner is gone
+    }
+  }
+  throw new Error(`could not lock ${dir}`);
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 export async function pingDb(db: Db): Promise<void> {
