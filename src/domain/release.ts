@@ -33,18 +33,27 @@ export function unmetReleaseCriteria(policy: Policy, input: ReleaseInput): Unmet
   if (taken.some((s) => s.result === 'positive')) unmet.push('positive_result');
 
   const n = policy.release.requiredNegatives;
-  const typed = taken
-    .filter((s) => s.type === policy.sampling.type && s.result !== 'pending')
-    .sort((a, b) => sampleTime(a) - sampleTime(b));
-  const lastN = typed.slice(-n);
   if (n > 0) {
-    if (lastN.length < n || lastN.some((s) => s.result !== 'negative')) unmet.push('not_enough_negatives');
+    const typed = taken
+      .filter((s) => s.type === policy.sampling.type && s.result !== 'pending')
+      .sort((a, b) => sampleTime(a) - sampleTime(b));
+    const latest = typed[typed.length - 1];
+    if (!latest || latest.result !== 'negative') unmet.push('not_enough_negatives');
     else {
-      for (let i = 1; i < lastN.length; i++) {
-        if (sampleTime(lastN[i]!) - sampleTime(lastN[i - 1]!) < policy.release.minApartMs) {
-          unmet.push('negatives_too_close');
-          break;
-        }
+      // The latest negative and, going back, each earlier negative at least minApart before
+      // the one after it: an extra sample taken a few hours after a scheduled one does not
+      // spoil a pair that was already far enough apart.
+      const chain = [latest];
+      for (let i = typed.length - 2; i >= 0 && chain.length < n; i--) {
+        const candidate = typed[i]!;
+        if (candidate.result !== 'negative') break;
+        if (sampleTime(chain[chain.length - 1]!) - sampleTime(candidate) >= policy.release.minApartMs)
+          chain.push(candidate);
+      }
+      if (chain.length < n) {
+        const lastPositive = typed.map((s) => s.result).lastIndexOf('positive');
+        const negatives = typed.slice(lastPositive + 1).length;
+        unmet.push(negatives >= n ? 'negatives_too_close' : 'not_enough_negatives');
       }
     }
   }

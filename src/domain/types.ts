@@ -71,7 +71,7 @@ export interface TransferRequest {
 }
 
 export type SampleResult = 'pending' | 'negative' | 'positive';
-export type SampleReason = 'scheduled' | 'fever' | 'symptom' | 'antigen' | 'supervisor';
+export type SampleReason = 'scheduled' | 'fever' | 'symptom' | 'antigen' | 'supervisor' | 'release_check';
 
 export interface Sample {
   sampleId: string;

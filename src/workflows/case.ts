@@ -16,6 +16,7 @@ import type { SearchAttributeUpdatePair } from '@temporalio/common';
 
 import type { CaseActivities, CaseEventRecord } from '../activities/types';
 import { classifyColour } from '../domain/colour';
+import { policyDayMs } from '../domain/policy';
 import { unmetReleaseCriteria } from '../domain/release';
 import { nextCheckSlot, releaseDueAt, samplingPlan } from '../domain/schedule';
 import {
@@ -62,6 +63,17 @@ const acts = proxyActivities<CaseActivities>({
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute' },
 });
 
+/**
+ * Orders and inspection requests give up after a while (the loop escalates and tries again
+ * later) so that an outage of the lab or the street office never freezes the case's loop:
+ * cancellations, hospital transfers and missed-check escalations keep working meanwhile.
+ */
+const bounded = proxyActivities<Pick<CaseActivities, 'orderSample' | 'requestInspection'>>({
+  startToCloseTimeout: '1 minute',
+  scheduleToCloseTimeout: '5 minutes',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute' },
+});
+
 const records = proxyActivities<Pick<CaseActivities, 'recordCase' | 'notifyEscalation'>>({
   startToCloseTimeout: '30 seconds',
   retry: { initialInterval: '500 milliseconds', backoffCoefficient: 2, maximumInterval: '30 seconds' },
@@ -71,6 +83,8 @@ const iso = (t: number): string => new Date(t).toISOString();
 const ms = (s: string | undefined): number | undefined => (s === undefined ? undefined : Date.parse(s));
 const isTerminal = (p: Phase): boolean => TERMINAL_PHASES.includes(p);
 const ACTIVE_OBSERVATION: Phase[] = ['OBSERVATION', 'RELEASE_PENDING'];
+const HISTORY_KEPT = 400;
+const MAX_STAY_CHANGE_DAYS = 60;
 
 /**
  * One person's quarantine, from transfer request to release (DESIGN.md "The case workflow").
@@ -125,6 +139,9 @@ export async function caseWorkflow(input: CaseInput): Promise<CaseOutcome> {
     s.eventSeq++;
     pendingEvents.push({ seq: s.eventSeq, actor: by, kind, payload: reason ? { ...payload, reason } : payload, at });
     s.history.push({ at, by, kind, reason, detail: Object.keys(payload).length ? payload : undefined });
+    // The event log in Postgres keeps everything; the live state keeps the recent past only,
+    // so that a noisy case cannot grow its carried state without bound.
+    if (s.history.length > HISTORY_KEPT) s.history.splice(0, s.history.length - HISTORY_KEPT);
     dirty = true;
   }
 
@@ -210,7 +227,7 @@ export async function caseWorkflow(input: CaseInput): Promise<CaseOutcome> {
         const sendInspection = inspectionDirty;
         inspectionDirty = false;
         updateSearchAttributes();
-        await records.recordCase({
+        await writeRecords({
           row: readModelRow(),
           events,
           samples,
@@ -230,11 +247,31 @@ export async function caseWorkflow(input: CaseInput): Promise<CaseOutcome> {
         });
         while (notifyQueue.length) {
           const esc = findEscalation(notifyQueue.shift());
-          if (esc) await records.notifyEscalation({ workflowId, caseNo, hotelId: s.room?.hotelId, escalation: esc });
+          if (!esc) continue;
+          try {
+            await CancellationScope.nonCancellable(() =>
+              records.notifyEscalation({ workflowId, caseNo, hotelId: s.room?.hotelId, escalation: esc }),
+            );
+          } catch (err) {
+            // A webhook that refuses (4xx) must not fail the case: the escalation is on the list anyway.
+            if (!(err instanceof ActivityFailure)) throw err;
+            log.warn('escalation notification refused', { caseNo, escalationId: esc.id });
+          }
         }
       }
     } finally {
       flushing = false;
+    }
+  }
+
+  async function writeRecords(input: Parameters<CaseActivities['recordCase']>[0]): Promise<void> {
+    try {
+      await CancellationScope.nonCancellable(() => records.recordCase(input));
+    } catch (err) {
+      // Only a permanent failure gets here (transient ones retry forever). The next write
+      // carries the whole row again; this batch's events are missing from the log, and we say so.
+      if (!(err instanceof ActivityFailure)) throw err;
+      log.warn('read model write refused', { caseNo, events: input.events.length });
     }
   }
 
@@ -286,15 +323,16 @@ export async function caseWorkflow(input: CaseInput): Promise<CaseOutcome> {
   setHandler(arrivalSignal, (a) => {
     if (s.arrivedAt || isTerminal(s.phase)) {
       record('arrival_ignored', a.by, { phase: s.phase });
+      wake();
       return;
     }
-    s.arrivedAt = a.at;
+    s.arrivedAt = Number.isNaN(Date.parse(a.at)) ? iso(Date.now()) : a.at;
     record('arrived', a.by, { antigen: a.antigen ?? null });
     if (a.antigen === 'positive') {
-      const sample = addSample('antigen', ms(a.at)!, undefined, 'antigen');
-      sample.orderedAt = a.at;
+      const sample = addSample('antigen', ms(s.arrivedAt)!, undefined, 'antigen');
+      sample.orderedAt = s.arrivedAt;
       sample.result = 'positive';
-      sample.resultAt = a.at;
+      sample.resultAt = s.arrivedAt;
       openEscalation('antigen_positive', 'doctor', 'Rapid antigen positive at intake');
       s.hospital ??= { reason: 'antigen_positive' };
     }
@@ -307,6 +345,7 @@ export async function caseWorkflow(input: CaseInput): Promise<CaseOutcome> {
       s.unknownResults.push({ sampleId: r.sampleId, result: r.result, labId: r.labId, at: r.reportedAt });
       record('unknown_sample_result', r.by, { sampleId: r.sampleId, labId: r.labId, flagged: true });
       openEscalation('unknown_sample', 'command_centre', `Result for unknown sample ${r.sampleId}`);
+      wake();
       return;
     }
     if (sample.result !== 'pending') {
@@ -328,16 +367,21 @@ export async function caseWorkflow(input: CaseInput): Promise<CaseOutcome> {
   setHandler(doorAlarmSignal, (d) => {
     if (!ACTIVE_OBSERVATION.includes(s.phase)) {
       record('door_alarm_ignored', d.by, { phase: s.phase, sensorId: d.sensorId ?? null });
+      wake();
       return;
     }
     record('door_alarm', d.by, { sensorId: d.sensorId ?? null });
-    openEscalation('door_alarm', 'nurse', 'Door sensor alarm');
+    // One open alarm escalation at a time: a door opened again and again is one problem.
+    if (!s.escalations.some((e) => e.kind === 'door_alarm' && e.status === 'open')) {
+      openEscalation('door_alarm', 'nurse', 'Door sensor alarm');
+    }
     wake();
   });
 
   setHandler(inspectionResultSignal, (r) => {
     if (r.inspectionId !== s.inspection.inspectionId || s.inspection.status !== 'requested') {
       record('inspection_result_ignored', r.by, { inspectionId: r.inspectionId, current: s.inspection.inspectionId });
+      wake();
       return;
     }
     s.inspection.status = r.singleOccupancy ? 'passed' : 'failed';
@@ -363,7 +407,13 @@ export async function caseWorkflow(input: CaseInput): Promise<CaseOutcome> {
       const previous = checkResults.get(c.checkId) ?? findCheckResult(c.checkId);
       if (previous) return { ...previous, duplicate: true };
       const takenAt = ms(c.takenAt)!;
-      const check: HealthCheck = { ...c, symptoms: c.symptoms ?? [] };
+      const check: HealthCheck = {
+        checkId: c.checkId,
+        takenAt: c.takenAt,
+        temperatureC: c.temperatureC,
+        symptoms: (c.symptoms ?? []).map(String),
+        by: c.by,
+      };
       const slot = ms(s.currentSlot);
       if (slot !== undefined && takenAt >= slot - policy.checkWindowBeforeMs) {
         check.dueAt = s.currentSlot;
@@ -399,10 +449,19 @@ export async function caseWorkflow(input: CaseInput): Promise<CaseOutcome> {
     },
     {
       validator: (c) => {
-        if (!ACTIVE_OBSERVATION.includes(s.phase)) throw new Error(`case is ${s.phase}, not in observation`);
+        if (!ACTIVE_OBSERVATION.includes(s.phase) || s.closing)
+          throw new Error(`case is ${s.closing ?? s.phase}, not in observation`);
         if (!c.checkId) throw new Error('checkId is required');
+        if (!c.by?.id) throw new Error('by is required');
+        if (c.symptoms !== undefined && !Array.isArray(c.symptoms)) throw new Error('symptoms must be a list');
         if (Number.isNaN(Date.parse(c.takenAt))) throw new Error('takenAt is not a date');
-        if (c.temperatureC !== undefined && (c.temperatureC < 30 || c.temperatureC > 45))
+        if (
+          c.temperatureC !== undefined &&
+          (typeof c.temperatureC !== 'number' ||
+            !Number.isFinite(c.temperatureC) ||
+            c.temperatureC < 30 ||
+            c.temperatureC > 45)
+        )
           throw new Error('temperatureC out of range 30–45');
       },
     },
@@ -424,9 +483,22 @@ export async function caseWorkflow(input: CaseInput): Promise<CaseOutcome> {
     changeStayUpdate,
     (c) => {
       s.stayAdjustDays += c.days;
+      s.releaseBlockedEscalated = false;
       if (s.stayStart) {
         // Scheduled samples that now fall after release stay planned and are simply not taken.
         s.releaseDue = iso(releaseDueAt(policy, ms(s.stayStart)!, s.stayAdjustDays));
+        const now = Date.now();
+        if (s.phase === 'RELEASE_PENDING' && now < ms(s.releaseDue)! - policy.inspectionLeadMs) {
+          // Moved well into the future: back to observation; a failed home is inspected again
+          // at the new lead time, a passed one stays passed.
+          setPhase('OBSERVATION', c.by, 'stay extended');
+          if (s.inspection.status === 'failed' || s.inspection.status === 'requested') {
+            const round = s.inspection.round + 1;
+            s.inspection = { inspectionId: `${caseNo}-I${round}`, round, status: 'none' };
+            inspectionDirty = true;
+          }
+        }
+        if (!s.currentSlot && ACTIVE_OBSERVATION.includes(s.phase)) advanceSlot(now - 1);
       }
       record(
         c.days > 0 ? 'stay_extended' : 'stay_shortened',
@@ -439,8 +511,11 @@ export async function caseWorkflow(input: CaseInput): Promise<CaseOutcome> {
     },
     {
       validator: (c) => {
-        if (isTerminal(s.phase)) throw new Error(`case is ${s.phase}`);
-        if (!Number.isInteger(c.days) || c.days === 0) throw new Error('days must be a non-zero integer');
+        if (isTerminal(s.phase) || s.closing) throw new Error(`case is ${s.closing ?? s.phase}`);
+        if (!Number.isInteger(c.days) || c.days === 0 || Math.abs(c.days) > MAX_STAY_CHANGE_DAYS)
+          throw new Error(
+            `days must be a non-zero integer between -${MAX_STAY_CHANGE_DAYS} and ${MAX_STAY_CHANGE_DAYS}`,
+          );
         if (policy.stayDays + s.stayAdjustDays + c.days < 1) throw new Error('stay cannot be shorter than one day');
         if (!c.reason?.trim()) throw new Error('reason is required');
       },
@@ -455,11 +530,12 @@ export async function caseWorkflow(input: CaseInput): Promise<CaseOutcome> {
       s.colourReasons = [`set_by:${c.by.role}`];
       s.colourFixedBy = c.by;
       record('colour_changed', c.by, { from: from ?? null, to: c.colour }, c.reason);
+      wake();
       return { colour: c.colour };
     },
     {
       validator: (c) => {
-        if (isTerminal(s.phase)) throw new Error(`case is ${s.phase}`);
+        if (isTerminal(s.phase) || s.closing) throw new Error(`case is ${s.closing ?? s.phase}`);
         if (!['green', 'yellow', 'red'].includes(c.colour)) throw new Error('colour must be green, yellow or red');
         if (!c.reason?.trim()) throw new Error('reason is required');
       },
@@ -484,8 +560,8 @@ export async function caseWorkflow(input: CaseInput): Promise<CaseOutcome> {
     },
     {
       validator: (c) => {
-        if (isTerminal(s.phase)) throw new Error(`case is ${s.phase}`);
-        if (!c.address?.trim()) throw new Error('address is required');
+        if (isTerminal(s.phase) || s.closing) throw new Error(`case is ${s.closing ?? s.phase}`);
+        if (typeof c.address !== 'string' || !c.address.trim()) throw new Error('address is required');
         if (!c.reason?.trim()) throw new Error('reason is required');
       },
     },
@@ -502,6 +578,7 @@ export async function caseWorkflow(input: CaseInput): Promise<CaseOutcome> {
     {
       validator: (c) => {
         if (isTerminal(s.phase)) throw new Error(`case is already ${s.phase}`);
+        if (s.closing) throw new Error(`case is already closing (${s.closing})`);
         if (s.cancelled) throw new Error('case is already being cancelled');
         if (s.hospital) throw new Error('case is being transferred to hospital');
         if (!c.reason?.trim()) throw new Error('reason is required');
@@ -534,7 +611,9 @@ export async function caseWorkflow(input: CaseInput): Promise<CaseOutcome> {
 
   // ---- schedule helpers ----
   function advanceSlot(after: number): void {
-    const next = nextCheckSlot(policy, ms(s.stayStart)!, after + 1, ms(s.releaseDue)!);
+    // Checks continue past the due date while release is held (failed home, pending result).
+    const until = Math.max(ms(s.releaseDue)!, Date.now() + policyDayMs(policy));
+    const next = nextCheckSlot(policy, ms(s.stayStart)!, after + 1, until);
     s.currentSlot = next === undefined ? undefined : iso(next);
     s.nextCheckDue = s.currentSlot;
   }
@@ -545,7 +624,8 @@ export async function caseWorkflow(input: CaseInput): Promise<CaseOutcome> {
       return await fn();
     } catch (err) {
       if (err instanceof ActivityFailure && !isCancellation(err)) {
-        const cause = err.cause instanceof ApplicationFailure ? `${err.cause.type}: ${err.cause.message}` : err.message;
+        // The type only: a remote system's message may echo an address back.
+        const cause = err.cause instanceof ApplicationFailure ? (err.cause.type ?? 'ApplicationFailure') : 'timeout';
         openEscalation('integration_failure', 'command_centre', `${what} failed: ${cause}`);
         return undefined;
       }
@@ -569,10 +649,13 @@ export async function caseWorkflow(input: CaseInput): Promise<CaseOutcome> {
   async function reserveRoom(): Promise<void> {
     let backoff = policy.roomRetry.initialMs;
     let noRoom: Escalation | undefined = s.escalations.find((e) => e.kind === 'no_room' && e.status !== 'closed');
-    while (!s.room && !s.cancelled) {
+    while (!s.room && !s.cancelled && !s.hospital) {
       const seen = wakeCounter;
+      // Not cancellable mid-call: a room taken by the database must be known, to be given back.
       const room = await attempt('reserveRoom', () =>
-        acts.reserveRoom({ workflowId, caseNo, colour: s.colour ?? 'green', district: request.district }),
+        CancellationScope.nonCancellable(() =>
+          acts.reserveRoom({ workflowId, caseNo, colour: s.colour ?? 'green', district: request.district }),
+        ),
       );
       if (room) {
         s.room = room;
@@ -591,15 +674,17 @@ export async function caseWorkflow(input: CaseInput): Promise<CaseOutcome> {
       // Someone who drove straight to the site may arrive before a room was even assigned.
       if (request.transport === 'vehicle' && !s.arrivedAt) {
         const d = await attempt('dispatchTransport', () =>
-          acts.dispatchTransport({
-            workflowId,
-            caseNo,
-            step: 'intake',
-            purpose: 'intake',
-            hotelId: s.room!.hotelId,
-            roomNo: s.room!.roomNo,
-            pickupAddress: request.pickupAddress,
-          }),
+          CancellationScope.nonCancellable(() =>
+            acts.dispatchTransport({
+              workflowId,
+              caseNo,
+              step: 'intake',
+              purpose: 'intake',
+              hotelId: s.room!.hotelId,
+              roomNo: s.room!.roomNo,
+              pickupAddress: request.pickupAddress,
+            }),
+          ),
         );
         s.dispatchId = d?.dispatchId;
       }
@@ -616,7 +701,8 @@ export async function caseWorkflow(input: CaseInput): Promise<CaseOutcome> {
       if (s.arrivedAt || s.cancelled) break;
       if (Date.now() >= deadline) {
         if (!late) late = openEscalation('late_arrival', 'point_leader', 'Person has not arrived by the deadline');
-        else if (late.status === 'open') raiseEscalation(late, 'command_centre', 'Person still has not arrived');
+        else if (late.status === 'open' && late.level !== 'command_centre')
+          raiseEscalation(late, 'command_centre', 'Person still has not arrived');
         deadline = Date.now() + policy.lateArrivalRepeatMs;
       }
     }
@@ -639,7 +725,9 @@ export async function caseWorkflow(input: CaseInput): Promise<CaseOutcome> {
     for (const planned of samplingPlan(policy, arrivedAt, releaseDue))
       addSample('scheduled', planned.dueAt, planned.day);
     s.currentSlot = undefined;
-    advanceSlot(arrivedAt - 1);
+    // Slots start when the person is in the room: someone who waited at the door for a room
+    // is not charged with the checks they could not have had.
+    advanceSlot(Math.max(arrivedAt, Date.now()) - 1);
     // A slot whose window already opened at arrival is the arrival check's to satisfy, not a miss.
     record('checked_in', SYSTEM_ACTOR, { roomId: s.room!.roomId, releaseDue: s.releaseDue });
     setPhase('OBSERVATION');
@@ -659,7 +747,7 @@ export async function caseWorkflow(input: CaseInput): Promise<CaseOutcome> {
         if (sample.orderedAt || sample.result !== 'pending' || ms(sample.dueAt)! > now) continue;
         if (sample.reason === 'scheduled' && ms(sample.dueAt)! >= releaseDue) continue;
         const order = await attempt('orderSample', () =>
-          acts.orderSample({
+          bounded.orderSample({
             workflowId,
             caseNo,
             sampleId: sample.sampleId,
@@ -668,9 +756,15 @@ export async function caseWorkflow(input: CaseInput): Promise<CaseOutcome> {
             hotelId: s.room?.hotelId,
           }),
         );
-        sample.orderedAt = order?.orderedAt ?? iso(now);
-        sample.labId ??= order?.labId;
         dirtySamples.add(sample.sampleId);
+        if (!order) {
+          // The lab refused or is away: the escalation is open; try this sample again later.
+          sample.dueAt = iso(Date.now() + policy.roomRetry.maxMs);
+          record('sample_order_failed', SYSTEM_ACTOR, { sampleId: sample.sampleId, retryAt: sample.dueAt });
+          continue;
+        }
+        sample.orderedAt = order.orderedAt;
+        sample.labId ??= order.labId;
         record('sample_ordered', SYSTEM_ACTOR, { sampleId: sample.sampleId, labId: sample.labId ?? null });
       }
 
@@ -685,9 +779,10 @@ export async function caseWorkflow(input: CaseInput): Promise<CaseOutcome> {
         slot = ms(s.currentSlot);
       }
       for (const chain of s.missedChains) {
-        const next = policy.missedCheckSteps[chain.step + 1];
-        if (!next) continue;
-        if (now >= ms(chain.slotAt)! + policy.checkWindowAfterMs + next.afterMs) {
+        // A while: after downtime every step already due is taken, none waits for the next slot.
+        for (;;) {
+          const next = policy.missedCheckSteps[chain.step + 1];
+          if (!next || now < ms(chain.slotAt)! + policy.checkWindowAfterMs + next.afterMs) break;
           chain.step++;
           const esc = findEscalation(chain.escalationId);
           if (esc && esc.status === 'open')
@@ -707,7 +802,7 @@ export async function caseWorkflow(input: CaseInput): Promise<CaseOutcome> {
         inspectionDirty = true;
         record('inspection_requested', SYSTEM_ACTOR, { inspectionId: s.inspection.inspectionId });
         await attempt('requestInspection', () =>
-          acts.requestInspection({
+          bounded.requestInspection({
             workflowId,
             caseNo,
             inspectionId: s.inspection.inspectionId,
@@ -732,6 +827,7 @@ export async function caseWorkflow(input: CaseInput): Promise<CaseOutcome> {
           record('release_blockers', SYSTEM_ACTOR, { unmet });
         }
         if (unmet.length === 0) return 'released';
+        planReleaseCheckSample(unmet, now);
         if (
           !s.releaseBlockedEscalated &&
           now >= releaseDue + policy.releaseBlockedEscalateAfterMs &&
@@ -763,12 +859,30 @@ export async function caseWorkflow(input: CaseInput): Promise<CaseOutcome> {
     }
   }
 
+  /**
+   * Release held only for want of negatives, with nothing taken or planned that could supply
+   * them: plan one more sample, far enough after the last for the pair rule.
+   */
+  function planReleaseCheckSample(unmet: string[], now: number): void {
+    if (!unmet.includes('not_enough_negatives') && !unmet.includes('negatives_too_close')) return;
+    if (unmet.includes('result_pending') || unmet.includes('positive_result')) return;
+    const releaseDue = ms(s.releaseDue)!;
+    const waiting = s.samples.some(
+      (x) => !x.orderedAt && x.result === 'pending' && (x.reason !== 'scheduled' || ms(x.dueAt)! < releaseDue),
+    );
+    if (waiting) return;
+    const last = Math.max(0, ...s.samples.filter((x) => x.orderedAt).map((x) => ms(x.orderedAt)!));
+    addSample('release_check', Math.max(now, last + policy.release.minApartMs));
+    wake();
+  }
+
   function shouldContinueAsNew(): boolean {
     const limit = input.options?.continueAsNewAtHistoryLength;
     return workflowInfo().continueAsNewSuggested || (limit !== undefined && workflowInfo().historyLength >= limit);
   }
 
   async function release(): Promise<CaseOutcome> {
+    s.closing = 'RELEASED';
     await attempt('checkOut', () =>
       acts.checkOut({ workflowId, caseNo, roomId: s.room!.roomId, terminalDisinfection: false }),
     );
@@ -793,6 +907,7 @@ export async function caseWorkflow(input: CaseInput): Promise<CaseOutcome> {
 
   async function hospitalTransfer(): Promise<CaseOutcome> {
     const reason = s.hospital!.reason;
+    s.closing = 'HOSPITAL_TRANSFER';
     record('hospital_transfer_started', SYSTEM_ACTOR, { reason });
     if (s.dispatchId && !s.arrivedAt) {
       const dispatchId = s.dispatchId;
@@ -824,6 +939,7 @@ export async function caseWorkflow(input: CaseInput): Promise<CaseOutcome> {
   async function cancelCase(): Promise<CaseOutcome> {
     const c = s.cancelled ?? { reason: 'workflow cancelled', by: SYSTEM_ACTOR, at: iso(Date.now()) };
     s.cancelled = c;
+    s.closing = 'CANCELLED';
     if (s.dispatchId && !s.arrivedAt) {
       const dispatchId = s.dispatchId;
       await attempt('cancelTransport', () => acts.cancelTransport({ workflowId, caseNo, dispatchId }));
@@ -831,7 +947,9 @@ export async function caseWorkflow(input: CaseInput): Promise<CaseOutcome> {
     if (s.room) {
       const roomId = s.room.roomId;
       if (s.stayStart)
-        await attempt('checkOut', () => acts.checkOut({ workflowId, caseNo, roomId, terminalDisinfection: false }));
+        await attempt('checkOut', () =>
+          acts.checkOut({ workflowId, caseNo, roomId, terminalDisinfection: !!s.hospital }),
+        );
       else await attempt('releaseRoom', () => acts.releaseRoom({ workflowId, caseNo, roomId }));
     }
     for (const e of openEscalations()) closeEscalation(e, 'case_cancelled', c.by);
@@ -850,6 +968,9 @@ export async function caseWorkflow(input: CaseInput): Promise<CaseOutcome> {
     s.endedAt = iso(Date.now());
     s.endReason = reason;
     s.releaseBlockers = [];
+    // Nobody can acknowledge anything on a closed case: close what is still open, with why.
+    for (const e of s.escalations) if (e.status !== 'closed') closeEscalation(e, `case_${phase.toLowerCase()}`, by);
+    s.missedChains = [];
     setPhase(phase, by, reason);
     await condition(allHandlersFinished);
     await flush();
@@ -877,6 +998,7 @@ export async function caseWorkflow(input: CaseInput): Promise<CaseOutcome> {
     if (s.phase === 'REQUESTED') {
       await reserveRoom();
       if (s.cancelled) return await CancellationScope.nonCancellable(cancelCase);
+      if (s.hospital) return await hospitalTransfer(); // antigen positive at the door before a room
       setPhase('ROOM_ASSIGNED');
       await flush();
     }

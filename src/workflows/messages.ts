@@ -181,6 +181,8 @@ export interface CaseState {
   duplicateResults: number;
   /** Continue-as-new generations so far. */
   generation: number;
+  /** Set once release, hospital transfer or cancellation has begun: later commands are refused. */
+  closing?: Phase;
   /** Increments with every change; orders read-model writes. */
   version: number;
   /** Events not yet written to the event log (sequence continues across continue-as-new). */

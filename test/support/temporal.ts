@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 
 import { Client, Connection } from '@temporalio/client';
-import { NativeConnection } from '@temporalio/worker';
+import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 
 import { AesGcmCodec } from '../../src/temporal/codec';
 
@@ -20,7 +20,17 @@ export const testNamespace = (): string => process.env.TEMPORAL_TEST_NAMESPACE ?
 export const TEST_CODEC_KEY = Buffer.from('c2hhb2RpYW4tdGVzdC1rZXktbm90LWEtc2VjcmV0ISE=', 'base64');
 export const testCodec = (): AesGcmCodec => new AesGcmCodec(new Map([['test', TEST_CODEC_KEY]]), 'test');
 
+/** The SDK's INFO logs (bundle sizes, worker states) drown test output: warnings only. */
+function quietSdk(): void {
+  try {
+    Runtime.install({ logger: new DefaultLogger('WARN') });
+  } catch {
+    // already installed in this process
+  }
+}
+
 export async function connectTest(codec = testCodec()) {
+  quietSdk();
   const address = testTemporalAddress();
   const connection = await Connection.connect({ address });
   const nativeConnection = await NativeConnection.connect({ address });

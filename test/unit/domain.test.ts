@@ -145,6 +145,16 @@ describe('release criteria', () => {
     expect(unmetReleaseCriteria(std, { ...good, samples })).toEqual(['positive_result', 'not_enough_negatives']);
   });
 
+  test('an extra negative a few hours after the last scheduled one does not spoil the pair', () => {
+    const samples = [...good.samples, { ...sample(4, t0 + 13.3 * day, 'negative'), reason: 'fever' as const }];
+    expect(unmetReleaseCriteria(std, { ...good, now: t0 + 14 * day, samples })).toEqual([]);
+  });
+
+  test('two negatives too close with nothing earlier: too close, not too few', () => {
+    const samples = [sample(1, t0, 'negative'), sample(2, t0 + 0.2 * day, 'negative')];
+    expect(unmetReleaseCriteria(std, { ...good, samples })).toEqual(['negatives_too_close']);
+  });
+
   test('planned samples not yet taken neither count nor block', () => {
     const planned: Sample = {
       sampleId: 'P',

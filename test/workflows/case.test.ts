@@ -139,7 +139,7 @@ describe('case workflow', () => {
   test('missed checks escalate reminder → nurse and stop when the check arrives', async () => {
     const policy = testPolicy({
       stayDays: 30,
-      checkTimes: ['00:00'],
+      checkTimes: ['00:30'], // 1.25 s after arrival with a 60 s day
       checkWindowBeforeMs: 100,
       checkWindowAfterMs: 300,
       missedCheckSteps: [
@@ -151,7 +151,7 @@ describe('case workflow', () => {
     });
     const handle = await h.start({ policy });
     await arrive(handle);
-    // The first slot is at arrival (00:00 of day 1); nobody records a check.
+    // The first slot is 00:30 of day 1; nobody records a check.
     const reminded = await h.waitFor(handle, (s) => s.escalations.some((e) => e.kind === 'missed_check'), 'reminder');
     const esc = reminded.escalations.find((e) => e.kind === 'missed_check')!;
     expect(esc.level).toBe('reminder');
@@ -358,6 +358,61 @@ describe('case workflow', () => {
     expect(day3.orderedAt).toBeUndefined();
     expect(s.samples.filter((x) => x.orderedAt)).toHaveLength(2);
     expect(s.history.find((x) => x.kind === 'stay_shortened')?.reason).toBe('directive: shorter centralized period');
+  });
+
+  test('antigen positive at the door before any room was free → hospital, nothing held', async () => {
+    const handle = await h.start({ district: 'Full', transport: 'self_drive' });
+    await h.waitFor(handle, (s) => s.escalations.some((e) => e.kind === 'no_room'), 'no room');
+    await handle.signal(arrivalSignal, { at: now(), by: hotelStaff, antigen: 'positive' });
+    const outcome = await handle.result();
+    expect(outcome.phase).toBe('HOSPITAL_TRANSFER');
+    const s = await h.state(handle);
+    expect(s.room).toBeUndefined();
+    expect(s.hospital?.dispatchId).toBeDefined();
+    expect(s.escalations.every((e) => e.status === 'closed')).toBe(true);
+  });
+
+  test('an extension after a failed inspection goes back to observation and inspects the home again', async () => {
+    const handle = await h.start();
+    await arrive(handle);
+    const s1 = await h.waitFor(handle, (x) => x.inspection.status === 'requested', 'inspection requested');
+    await handle.signal(inspectionResultSignal, {
+      inspectionId: s1.inspection.inspectionId,
+      singleOccupancy: false,
+      at: now(),
+      inspector: 'inspector-1',
+      by: community,
+    });
+    await h.waitFor(handle, (x) => x.inspection.status === 'failed', 'failed');
+    await handle.executeUpdate(changeStayUpdate, { args: [{ days: 2, reason: 'no home yet', by: supervisor }] });
+    const back = await h.state(handle);
+    expect(back.phase).toBe('OBSERVATION');
+    expect(back.inspection).toMatchObject({ round: 2, status: 'none' });
+    const again = await h.waitFor(
+      handle,
+      (x) => x.inspection.round === 2 && x.inspection.status === 'requested',
+      'second inspection',
+    );
+    expect(again.phase).toBe('RELEASE_PENDING');
+    await handle.signal(inspectionResultSignal, {
+      inspectionId: again.inspection.inspectionId,
+      singleOccupancy: true,
+      at: now(),
+      inspector: 'inspector-2',
+      by: community,
+    });
+    for (let i = 0; i < 4; i++) {
+      const x = await h.waitFor(
+        handle,
+        (y) => y.samples.some((z) => z.orderedAt && z.result === 'pending') || y.phase === 'RELEASED',
+        'sample or release',
+      );
+      if (x.phase === 'RELEASED') break;
+      await answerOrdered(handle, 'negative', x);
+    }
+    const outcome = await handle.result();
+    expect(outcome.phase).toBe('RELEASED');
+    expect(Date.parse(outcome.endedAt)).toBeGreaterThanOrEqual(Date.parse(again.releaseDue!));
   });
 
   describe('cancellation frees whatever the case holds', () => {
