@@ -116,13 +116,15 @@ export function createCaseOps(client: Client, connection: Connection, metrics: A
             workflowId: workflowIdFor(caseNo),
             taskQueue,
             args: [input],
-            // A retry while the case runs finds it; a retry after it ended must not open a second one.
-            workflowIdConflictPolicy: 'USE_EXISTING',
+            // A second start for the id fails (running or closed) and is judged by the memo
+            // below; a new case is ours as sent, so it needs no read-back (one RPC saved).
+            workflowIdConflictPolicy: 'FAIL',
             workflowIdReusePolicy: 'REJECT_DUPLICATE',
             typedSearchAttributes: [{ key: CasePhaseKey, value: 'REQUESTED' }],
             memo: { ...memo },
           }),
         );
+        return { memo, status: 'RUNNING' };
       } catch (err) {
         if (!(err instanceof WorkflowExecutionAlreadyStartedError)) {
           metrics.workflowStarts.inc({ outcome: 'error' });

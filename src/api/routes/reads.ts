@@ -36,6 +36,49 @@ async function selectCases(app: ApiContext, where: SQL[], limit: number, order: 
   return rows.map((r) => toSummary({ ...r.c, roomNo: r.roomNo }));
 }
 
+/**
+ * The supervisor list as prepared statements, one per combination of filters (a handful in
+ * practice): building the query and planning it once, instead of on every page, halves the
+ * time of a page (bench "supervisor list", docs/PERFORMANCE.md).
+ */
+function buildListStatement(db: ApiContext['db'], shape: string[], name: string) {
+  const p = (n: string) => sql.placeholder(n);
+  const where: SQL[] = [];
+  for (const f of shape) {
+    if (f === 'keyDistrict') where.push(eq(cases.district, p('keyDistrict')));
+    else if (f === 'keyStreet') where.push(eq(cases.street, p('keyStreet')));
+    else if (f === 'phase') where.push(eq(cases.phase, p('phase')));
+    else if (f === 'colour') where.push(eq(cases.colour, p('colour')));
+    else if (f === 'hotelId') where.push(eq(cases.hotelId, p('hotelId')));
+    else if (f === 'street') where.push(eq(cases.street, p('street')));
+    else if (f === 'releaseDueBefore') where.push(lt(cases.releaseDue, p('releaseDueBefore')));
+    else if (f === 'open:true') where.push(gt(cases.openEscalations, 0));
+    else if (f === 'open:false') where.push(eq(cases.openEscalations, 0));
+    else if (f === 'cursor') where.push(gt(cases.caseNo, p('cursor')));
+  }
+  return db
+    .select({ c: cases, roomNo: rooms.roomNo })
+    .from(cases)
+    .leftJoin(rooms, eq(rooms.id, cases.roomId))
+    .where(where.length ? and(...where) : undefined)
+    .orderBy(asc(cases.caseNo))
+    .limit(p('limit'))
+    .prepare(name);
+}
+
+const listStatements = new WeakMap<ApiContext['db'], Map<string, ReturnType<typeof buildListStatement>>>();
+function listStatement(app: ApiContext, shape: string[]) {
+  let byShape = listStatements.get(app.db);
+  if (!byShape) listStatements.set(app.db, (byShape = new Map()));
+  const key = shape.join(',');
+  let stmt = byShape.get(key);
+  if (!stmt) {
+    stmt = buildListStatement(app.db, shape, `list_cases_${byShape.size}`);
+    byShape.set(key, stmt);
+  }
+  return stmt;
+}
+
 async function hotelVacancy(app: ApiContext, key: ApiKey) {
   const count = (state: string) =>
     sql<number>`count(${rooms.id}) filter (where ${rooms.state} = ${state})`.mapWith(Number);
@@ -74,18 +117,28 @@ export const readRoutes: AnyRoute[] = [
     query: CaseListQuery,
     responses: { 200: { description: 'A page of cases', schema: CasePage } },
     async handler({ app, key, query, res }) {
-      const where = caseJurisdiction(key!);
-      if (query.phase) where.push(eq(cases.phase, query.phase));
-      if (query.colour) where.push(eq(cases.colour, query.colour));
-      if (query.hotelId) where.push(eq(cases.hotelId, query.hotelId));
-      if (query.street) where.push(eq(cases.street, query.street));
-      if (query.releaseDueBefore) where.push(lt(cases.releaseDue, new Date(query.releaseDueBefore)));
-      if (query.hasOpenEscalations === 'true') where.push(gt(cases.openEscalations, 0));
-      if (query.hasOpenEscalations === 'false') where.push(eq(cases.openEscalations, 0));
-      if (query.cursor) where.push(gt(cases.caseNo, decodeCursor(query.cursor)));
+      // The filters present pick a prepared statement; their values are its parameters.
+      const params: Record<string, unknown> = { limit: query.limit + 1 };
+      const shape: string[] = [];
+      const use = (name: string, value: unknown) => {
+        shape.push(name);
+        params[name] = value;
+      };
+      if (key!.role !== 'admin') {
+        if (key!.district) use('keyDistrict', key!.district);
+        if (key!.street) use('keyStreet', key!.street);
+      }
+      if (query.phase) use('phase', query.phase);
+      if (query.colour) use('colour', query.colour);
+      if (query.hotelId) use('hotelId', query.hotelId);
+      if (query.street) use('street', query.street);
+      if (query.releaseDueBefore) use('releaseDueBefore', new Date(query.releaseDueBefore).toISOString());
+      if (query.hasOpenEscalations) shape.push(`open:${query.hasOpenEscalations}`);
+      if (query.cursor) use('cursor', decodeCursor(query.cursor));
       let items;
       try {
-        items = await selectCases(app, where, query.limit + 1);
+        const rows = await listStatement(app, shape).execute(params);
+        items = rows.map((r) => toSummary({ ...r.c, roomNo: r.roomNo }));
       } catch (err) {
         throw dbProblem(app, err);
       }

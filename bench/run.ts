@@ -1,0 +1,848 @@
+/**
+ * `npm run bench`: Shaodian against bare Temporal on the same server, in the same run.
+ *
+ * Starts its own system (bench/system.ts: dev server, Postgres database shaodian_bench,
+ * worker, API, i.e. what `npm start` runs) and a bare baseline worker (bench/baseline-worker.ts,
+ * own task queue, no codec, no activities), then runs each scenario twice, ours and bare:
+ *   1. intake burst        N × POST /api/v1/transfers          vs N × client.workflow.start (empty workflow)
+ *   2. lab-result burst    N results in POST /api/v1/lab/results batches vs N bare signals
+ *   3. health-check morning N × POST /cases/{caseNo}/health-checks vs N bare updates
+ *   4. supervisor list     GET /api/v1/cases pages over M rows vs bare indexed SQL (and Temporal's list)
+ *   5. worker memory       RSS and heap per open case with K open cases (and per bare open workflow)
+ * Prints a table and writes bench/results.json.
+ *
+ * Flags: --n 2000 --m 100000 --k 3000 --concurrency 32 --lab-batch 1000 --lab-parallel 1
+ *        --list-pages 20 --list-repeats 5 --only intake,lab,health,list,memory --keep-db
+ *        --database-url URL (default postgres://postgres@127.0.0.1:5432/shaodian_bench)
+ * Against a running system instead: --api-url URL --temporal-address host:port --database-url URL
+ * (or BENCH_API_URL, BENCH_TEMPORAL_ADDRESS, DATABASE_URL); --policy names its policy (default
+ * "drill" for our own system, which runs it with a 24 h day so that nothing falls due mid-run).
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+import { Client, Connection } from '@temporalio/client';
+import postgres from 'postgres';
+
+import { openDatabase, type Database } from '../src/db';
+import { benchEmpty, benchTarget, bumpSignal, checkUpdate, countsQuery } from './baseline-workflows';
+import { benchTransfer, createBenchKeys, insertSyntheticCases, seedBenchHotels, type BenchKeys } from './fixtures';
+import {
+  ApiClient,
+  forkTs,
+  freePort,
+  mapLimit,
+  MiB,
+  round,
+  sleep,
+  summarize,
+  timedPool,
+  waitUntil,
+  type Child,
+  type Summary,
+} from './lib';
+
+// ---------------------------------------------------------------- options
+interface Options {
+  n: number;
+  m: number;
+  k: number;
+  concurrency: number;
+  labBatch: number;
+  labParallel: number;
+  listPages: number;
+  listRepeats: number;
+  only: Set<string>;
+  keepDb: boolean;
+  databaseUrl: string;
+  apiUrl?: string;
+  temporalAddress?: string;
+  namespace: string;
+  policy: string;
+  out: string;
+  labConcurrency: number;
+}
+
+const SCENARIOS = ['intake', 'lab', 'health', 'list', 'memory'];
+
+function parseOptions(argv: string[]): Options {
+  const flags = new Map<string, string>();
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (!a.startsWith('--')) throw new Error(`unexpected argument ${a}`);
+    const [k, inline] = a.slice(2).split('=', 2) as [string, string | undefined];
+    if (inline !== undefined) flags.set(k, inline);
+    else if (argv[i + 1] && !argv[i + 1]!.startsWith('--')) flags.set(k, argv[++i]!);
+    else flags.set(k, 'true');
+  }
+  const num = (k: string, d: number) => {
+    const v = flags.get(k);
+    if (v === undefined) return d;
+    const x = Number(v);
+    if (!Number.isFinite(x) || x < 0) throw new Error(`--${k} must be a number`);
+    return Math.floor(x);
+  };
+  // The bench is a tool outside src/: its own flags first, the environment as a fallback.
+  const env = process.env;
+  const apiUrl = flags.get('api-url') ?? env.BENCH_API_URL;
+  const o: Options = {
+    n: num('n', 2000),
+    m: num('m', 100_000),
+    k: num('k', 3000),
+    concurrency: num('concurrency', 32),
+    labBatch: Math.min(1000, num('lab-batch', 1000)),
+    labParallel: num('lab-parallel', 1),
+    listPages: num('list-pages', 20),
+    listRepeats: num('list-repeats', 5),
+    only: new Set((flags.get('only') ?? SCENARIOS.join(',')).split(',').map((s) => s.trim())),
+    keepDb: flags.get('keep-db') === 'true',
+    databaseUrl:
+      flags.get('database-url') ??
+      (apiUrl ? env.DATABASE_URL : undefined) ??
+      'postgres://postgres@127.0.0.1:5432/shaodian_bench',
+    apiUrl,
+    temporalAddress: flags.get('temporal-address') ?? env.BENCH_TEMPORAL_ADDRESS,
+    namespace: flags.get('namespace') ?? 'shaodian',
+    policy: flags.get('policy') ?? (apiUrl ? 'standard' : 'drill'),
+    out: flags.get('out') ?? path.join(__dirname, 'results.json'),
+    // What the API uses per lab batch (API_LAB_BATCH_CONCURRENCY): the bare signals get as many in flight.
+    labConcurrency: num('lab-concurrency', 32),
+  };
+  if (o.apiUrl && !o.temporalAddress) throw new Error('--api-url needs --temporal-address (or BENCH_TEMPORAL_ADDRESS)');
+  for (const s of o.only) if (!SCENARIOS.includes(s)) throw new Error(`--only: unknown scenario ${s}`);
+  if (o.k < o.n && o.only.has('memory')) o.k = o.n;
+  return o;
+}
+
+// ---------------------------------------------------------------- results
+interface ScenarioResult {
+  name: string;
+  unit: string;
+  ours: number;
+  baseline: number;
+  /** Higher is better: ours/baseline for throughput, baseline/ours for latency. */
+  ratio: number;
+  target: number;
+  met: boolean;
+  detail: Record<string, unknown>;
+}
+
+const results: ScenarioResult[] = [];
+const log = (msg: string) => console.log(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}`);
+
+function throughputResult(name: string, ours: Summary, baseline: Summary, detail: Record<string, unknown>) {
+  const ratio = round(ours.throughput / baseline.throughput, 3);
+  results.push({
+    name,
+    unit: 'per second',
+    ours: ours.throughput,
+    baseline: baseline.throughput,
+    ratio,
+    target: 0.8,
+    met: ratio >= 0.8,
+    detail: { ours, baseline, ...detail },
+  });
+}
+
+// ---------------------------------------------------------------- the system
+interface System {
+  apiUrl: string;
+  temporalAddress: string;
+  memory(): Promise<{ rss: number; heapUsed: number; gc: boolean } | undefined>;
+  stop(): Promise<void>;
+  dataDir?: string;
+}
+
+async function resetBenchDatabase(url: string): Promise<void> {
+  const u = new URL(url);
+  const name = u.pathname.replace(/^\//, '');
+  if (!/^shaodian_bench\w*$/.test(name)) {
+    throw new Error(`refusing to reset database "${name}": the bench only recreates databases named shaodian_bench*`);
+  }
+  u.pathname = '/postgres';
+  const admin = postgres(u.toString(), { max: 1, onnotice: () => undefined });
+  try {
+    await admin.unsafe(`drop database if exists "${name}" with (force)`);
+    await admin.unsafe(`create database "${name}"`);
+  } finally {
+    await admin.end();
+  }
+}
+
+async function dropBenchDatabase(url: string): Promise<void> {
+  const u = new URL(url);
+  const name = u.pathname.replace(/^\//, '');
+  if (!/^shaodian_bench\w*$/.test(name)) return;
+  u.pathname = '/postgres';
+  const admin = postgres(u.toString(), { max: 1, onnotice: () => undefined });
+  try {
+    await admin.unsafe(`drop database if exists "${name}" with (force)`);
+  } finally {
+    await admin.end();
+  }
+}
+
+async function startOwnSystem(o: Options): Promise<System> {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'shaodian-bench-'));
+  const [port, devPort, uiPort] = [await freePort(), await freePort(), await freePort()];
+  const logFile = fs.openSync(path.join(dataDir, 'system.log'), 'a');
+  const child = forkTs(path.join(__dirname, 'system.ts'), {
+    gc: true,
+    logFile,
+    env: {
+      ...process.env,
+      NODE_ENV: 'production',
+      PORT: String(port),
+      API_HOST: '127.0.0.1',
+      DATA_DIR: dataDir,
+      DATABASE_URL: o.databaseUrl,
+      TEMPORAL_ADDRESS: '',
+      TEMPORAL_NAMESPACE: o.namespace,
+      TEMPORAL_DEV_PORT: String(devPort),
+      TEMPORAL_UI_PORT: String(uiPort),
+      TEMPORAL_DEV_HEADLESS: 'true',
+      SEED_DEMO: 'never',
+      LOG_LEVEL: 'warn',
+      // Compressed days of a real day's length: nothing falls due during the run.
+      DEFAULT_POLICY: 'drill',
+      DRILL_DAY_SECONDS: '86400',
+      // Simulators stay quiet: the bench plays lab, hotel desk and nurse itself.
+      SIM_LAB_DELAY_MS: '86400000',
+      SIM_COMMUNITY_DELAY_MS: '86400000',
+      SIM_TRANSPORT_DELAY_MS: '86400000',
+      API_RATE_LIMIT_PER_MINUTE: '100000000',
+      // Every open case stays in the worker's cache, so memory per case is the worst case.
+      WORKER_MAX_CACHED_WORKFLOWS: String(o.k + o.n + 1000),
+    },
+  });
+  const ready = await child.ready;
+  const apiUrl = String(ready.apiUrl);
+  if (!(await waitUntil(async () => (await fetch(`${apiUrl}/healthz`).catch(() => undefined))?.ok === true, 60_000))) {
+    throw new Error('the API did not answer /healthz');
+  }
+  return {
+    apiUrl,
+    temporalAddress: String(ready.temporalAddress),
+    dataDir,
+    memory: () => child.ask<{ rss: number; heapUsed: number; gc: boolean }>('memory'),
+    async stop() {
+      await child.stop();
+      fs.closeSync(logFile);
+    },
+  };
+}
+
+/** An external system: memory from its Prometheus metrics (the API process; the worker too under `npm start`). */
+function externalSystem(o: Options): System {
+  return {
+    apiUrl: o.apiUrl!.replace(/\/+$/, ''),
+    temporalAddress: o.temporalAddress!,
+    async memory() {
+      const text = await (await fetch(`${o.apiUrl}/metrics`)).text();
+      const pick = (name: string) => Number(new RegExp(`^${name}\\s+(\\S+)`, 'm').exec(text)?.[1] ?? NaN);
+      return {
+        rss: pick('shaodian_api_process_resident_memory_bytes'),
+        heapUsed: pick('shaodian_api_nodejs_heap_size_used_bytes'),
+        gc: false,
+      };
+    },
+    async stop() {},
+  };
+}
+
+// ---------------------------------------------------------------- context
+interface Ctx {
+  o: Options;
+  runId: string;
+  sys: System;
+  db: Database;
+  sql: postgres.Sql;
+  keys: BenchKeys;
+  api: { community: ApiClient; transport: ApiClient; medical: ApiClient; lab: ApiClient; supervisor: ApiClient };
+  client: Client;
+  connection: Connection;
+  baseline: Child;
+  baselineQueue: string;
+  /** Our open cases (case numbers), in OBSERVATION after the arrivals. */
+  cases: string[];
+  /** Bare open workflows (benchTarget ids). */
+  targets: string[];
+  hotels: string[];
+  memoryBefore?: { rss: number; heapUsed: number };
+  baselineMemoryBefore?: { rss: number; heapUsed: number };
+}
+
+async function phaseCounts(ctx: Ctx, caseNos: string[]): Promise<Record<string, number>> {
+  const rows = await ctx.sql<{ phase: string; n: number }[]>`
+    select phase, count(*)::int as n from cases where case_no = any(${caseNos}) group by phase`;
+  return Object.fromEntries(rows.map((r) => [r.phase, r.n]));
+}
+
+async function waitForPhase(ctx: Ctx, caseNos: string[], phase: string, timeoutMs: number): Promise<void> {
+  let last: Record<string, number> = {};
+  const ok = await waitUntil(
+    async () => {
+      last = await phaseCounts(ctx, caseNos);
+      return (last[phase] ?? 0) >= caseNos.length;
+    },
+    timeoutMs,
+    500,
+  );
+  if (!ok) throw new Error(`cases did not all reach ${phase} in ${timeoutMs / 1000} s: ${JSON.stringify(last)}`);
+}
+
+/** Files transfers through the API; returns the case numbers and the timing. */
+async function fileTransfers(ctx: Ctx, from: number, count: number) {
+  const caseNos = new Array<string>(count);
+  const items = Array.from({ length: count }, (_, i) => from + i);
+  const timed = await timedPool(items, ctx.o.concurrency, async (i, idx) => {
+    const r = await ctx.api.community.post<{ caseNo: string }>(
+      '/api/v1/transfers',
+      benchTransfer(ctx.runId, i, ctx.o.policy),
+    );
+    caseNos[idx] = r.caseNo;
+  });
+  return { caseNos: caseNos.filter(Boolean), timed };
+}
+
+async function postArrivals(ctx: Ctx, caseNos: string[]) {
+  return timedPool(caseNos, ctx.o.concurrency, async (caseNo) => {
+    await ctx.api.transport.post(`/api/v1/cases/${caseNo}/arrival`, {});
+  });
+}
+
+async function bareRunning(ctx: Ctx, type: string): Promise<number> {
+  const r = await ctx.client.workflow.count(`WorkflowType = '${type}' AND ExecutionStatus = 'Running'`);
+  return r.count;
+}
+
+let targetSeq = 0;
+async function startTargets(ctx: Ctx, count: number): Promise<void> {
+  const ids = Array.from({ length: count }, () => `bench-target-${ctx.runId}-${++targetSeq}`);
+  await mapLimit(ids, ctx.o.concurrency, (id) =>
+    ctx.client.workflow.start(benchTarget, { taskQueue: ctx.baselineQueue, workflowId: id }),
+  );
+  ctx.targets.push(...ids);
+  // Each has run its first workflow task (and sits in the worker's cache) before anything is measured.
+  await mapLimit(ids, ctx.o.concurrency, (id) => ctx.client.workflow.getHandle(id).query(countsQuery));
+}
+
+// ---------------------------------------------------------------- scenarios
+async function warmUp(ctx: Ctx): Promise<void> {
+  log('warm-up: 50 transfers and arrivals, 50 bare starts, signals and updates');
+  const { caseNos } = await fileTransfers(ctx, 1_000_000, 50);
+  await waitForPhase(ctx, caseNos, 'IN_TRANSIT', 120_000);
+  await postArrivals(ctx, caseNos);
+  await waitForPhase(ctx, caseNos, 'OBSERVATION', 120_000);
+  await timedPool(caseNos, 8, (c, i) =>
+    ctx.api.medical.post(`/api/v1/cases/${c}/health-checks`, { checkId: `warm-${ctx.runId}-${i}`, temperatureC: 36.6 }),
+  );
+  await ctx.api.supervisor.get('/api/v1/cases?limit=50');
+  await mapLimit(
+    Array.from({ length: 50 }, (_, i) => i),
+    8,
+    (i) =>
+      ctx.client.workflow.start(benchEmpty, {
+        taskQueue: ctx.baselineQueue,
+        workflowId: `bench-warm-${ctx.runId}-${i}`,
+      }),
+  );
+  await startTargets(ctx, 50);
+  await mapLimit(ctx.targets, 8, (id) => ctx.client.workflow.getHandle(id).signal(bumpSignal, { id }));
+  await mapLimit(ctx.targets, 8, (id) =>
+    ctx.client.workflow.getHandle(id).executeUpdate(checkUpdate, { args: [{ id, temperatureC: 36.6 }] }),
+  );
+  ctx.targets = [];
+  await sleep(2000);
+}
+
+async function intake(ctx: Ctx): Promise<void> {
+  const { o } = ctx;
+  log(`intake burst: ${o.n} transfers through the API, ${o.concurrency} in flight`);
+  const ours = await fileTransfers(ctx, 0, o.n);
+  ctx.cases = ours.caseNos;
+  const oursS = summarize(ours.timed);
+  log(`  ours: ${oursS.throughput}/s p50 ${oursS.p50} ms p99 ${oursS.p99} ms errors ${oursS.errors}`);
+  const settleStart = Date.now();
+  await waitForPhase(ctx, ctx.cases, 'IN_TRANSIT', 600_000);
+  const settleS = (Date.now() - settleStart) / 1000;
+  log(`  every case holds a room and waits for arrival ${round(settleS, 1)} s after the last 202`);
+
+  log(`  bare: ${o.n} × client.workflow.start(benchEmpty)`);
+  const ids = Array.from({ length: o.n }, (_, i) => `bench-empty-${ctx.runId}-${i}`);
+  const bare = await timedPool(ids, o.concurrency, async (id) => {
+    await ctx.client.workflow.start(benchEmpty, { taskQueue: ctx.baselineQueue, workflowId: id });
+  });
+  const bareS = summarize(bare);
+  log(`  bare: ${bareS.throughput}/s p50 ${bareS.p50} ms p99 ${bareS.p99} ms`);
+  await waitUntil(async () => (await bareRunning(ctx, 'benchEmpty')) === 0, 120_000, 500);
+  throughputResult('intake burst', oursS, bareS, {
+    concurrency: o.concurrency,
+    oursSettleSeconds: round(settleS, 1),
+    errorSamples: [...ours.timed.errorSamples, ...bare.errorSamples],
+  });
+
+  log(`  arrivals for the ${ctx.cases.length} cases (not scored)`);
+  const arr = summarize(await postArrivals(ctx, ctx.cases));
+  await waitForPhase(ctx, ctx.cases, 'OBSERVATION', 600_000);
+  log(`  arrivals: ${arr.throughput}/s p50 ${arr.p50} ms; all in OBSERVATION`);
+}
+
+async function ensureOpenCases(ctx: Ctx, count: number): Promise<void> {
+  if (ctx.cases.length >= count) return;
+  const more = count - ctx.cases.length;
+  log(`  opening ${more} more cases (transfers and arrivals)`);
+  const r = await fileTransfers(ctx, ctx.cases.length, more);
+  await waitForPhase(ctx, r.caseNos, 'IN_TRANSIT', 900_000);
+  await postArrivals(ctx, r.caseNos);
+  await waitForPhase(ctx, r.caseNos, 'OBSERVATION', 900_000);
+  ctx.cases.push(...r.caseNos);
+}
+
+async function ensureTargets(ctx: Ctx, count: number): Promise<void> {
+  if (ctx.targets.length >= count) return;
+  log(`  starting ${count - ctx.targets.length} bare open workflows`);
+  await startTargets(ctx, count - ctx.targets.length);
+}
+
+async function labBurst(ctx: Ctx): Promise<void> {
+  const { o } = ctx;
+  await ensureOpenCases(ctx, o.n);
+  await ensureTargets(ctx, o.n);
+  const caseNos = ctx.cases.slice(0, o.n);
+  // Each case's first scheduled PCR sample, planned at intake (due later; a result may beat its order).
+  const sampleIds = caseNos.map((c) => `${c}-S1`);
+  const present = await ctx.sql<{ n: number }[]>`
+    select count(*)::int as n from samples where sample_id = any(${sampleIds}) and result = 'pending'`;
+  if (present[0]!.n !== sampleIds.length)
+    throw new Error(`only ${present[0]!.n} of ${sampleIds.length} samples are pending`);
+
+  const batches: string[][] = [];
+  for (let i = 0; i < sampleIds.length; i += o.labBatch) batches.push(sampleIds.slice(i, i + o.labBatch));
+  log(
+    `lab-result burst: ${sampleIds.length} results in ${batches.length} batches of ≤ ${o.labBatch}, ${o.labParallel} at a time`,
+  );
+  const counts: Record<string, number> = {};
+  const t = await timedPool(batches, o.labParallel, async (batch) => {
+    const r = await ctx.api.lab.post<{ counts: Record<string, number> }>('/api/v1/lab/results', {
+      results: batch.map((sampleId) => ({ sampleId, result: 'negative' })),
+    });
+    for (const [k, v] of Object.entries(r.counts)) counts[k] = (counts[k] ?? 0) + v;
+  });
+  const oursThroughput = (counts.applied ?? 0) / t.seconds;
+  const t0 = Date.now();
+  let inReadModel = 0;
+  await waitUntil(
+    async () => {
+      const r = await ctx.sql<{ n: number }[]>`
+        select count(*)::int as n from samples where sample_id = any(${sampleIds}) and result = 'negative'`;
+      inReadModel = r[0]!.n;
+      return inReadModel === sampleIds.length;
+    },
+    300_000,
+    250,
+  );
+  const readModelLagS = (Date.now() - t0) / 1000;
+  log(
+    `  ours: ${round(oursThroughput, 1)}/s applied ${counts.applied ?? 0}/${sampleIds.length} ` +
+      `(${JSON.stringify(counts)}); in the read model: ${inReadModel} after +${round(readModelLagS, 1)} s`,
+  );
+
+  log(`  bare: ${o.n} signals to ${o.n} open workflows, ${o.labConcurrency * o.labParallel} in flight`);
+  const targets = ctx.targets.slice(0, o.n);
+  const bare = await timedPool(targets, o.labConcurrency * o.labParallel, async (id) => {
+    await ctx.client.workflow.getHandle(id).signal(bumpSignal, { id });
+  });
+  const bareS = summarize(bare);
+  const received = await countBare(ctx, targets, 'signals');
+  log(`  bare: ${bareS.throughput}/s p50 ${bareS.p50} ms; signals received ${received}/${targets.length}`);
+  const oursS = { ...summarize(t, counts.applied ?? 0) };
+  throughputResult('lab-result burst', oursS, bareS, {
+    batchSize: o.labBatch,
+    batchesInParallel: o.labParallel,
+    resultsApplied: counts.applied ?? 0,
+    resultsAnswered: counts,
+    resultsInReadModel: inReadModel,
+    readModelLagSeconds: round(readModelLagS, 1),
+    bareSignalsReceived: received,
+    allApplied:
+      (counts.applied ?? 0) === sampleIds.length && inReadModel === sampleIds.length && received >= targets.length,
+    note: 'ours.p50/p95/p99 are per batch request; throughput is results per second',
+  });
+}
+
+async function countBare(ctx: Ctx, ids: string[], what: 'signals' | 'updates'): Promise<number> {
+  const counts = await mapLimit(
+    ids,
+    ctx.o.concurrency,
+    async (id) => (await ctx.client.workflow.getHandle(id).query(countsQuery))[what],
+  );
+  return counts.reduce((a, b) => a + b, 0);
+}
+
+async function healthMorning(ctx: Ctx): Promise<void> {
+  const { o } = ctx;
+  await ensureOpenCases(ctx, o.n);
+  await ensureTargets(ctx, o.n);
+  const caseNos = ctx.cases.slice(0, o.n);
+  log(`health-check morning: ${caseNos.length} checks through the API (updates), ${o.concurrency} in flight`);
+  let duplicates = 0;
+  const t = await timedPool(caseNos, o.concurrency, async (caseNo, i) => {
+    const r = await ctx.api.medical.post<{ result: { duplicate: boolean } }>(`/api/v1/cases/${caseNo}/health-checks`, {
+      checkId: `hc-${ctx.runId}-${i}`,
+      temperatureC: 36.4 + (i % 5) / 10,
+      symptoms: [],
+    });
+    if (r.result.duplicate) duplicates++;
+  });
+  const oursS = summarize(t);
+  log(`  ours: ${oursS.throughput}/s p50 ${oursS.p50} ms p99 ${oursS.p99} ms errors ${oursS.errors}`);
+  const checkIds = caseNos.map((_, i) => `hc-${ctx.runId}-${i}`);
+  let recorded = 0;
+  await waitUntil(
+    async () => {
+      const r = await ctx.sql<
+        { n: number }[]
+      >`select count(*)::int as n from health_checks where id = any(${checkIds})`;
+      recorded = r[0]!.n;
+      return recorded === checkIds.length;
+    },
+    300_000,
+    250,
+  );
+  const targets = ctx.targets.slice(0, o.n);
+  log(`  bare: ${targets.length} updates, ${o.concurrency} in flight`);
+  const bare = await timedPool(targets, o.concurrency, async (id, i) => {
+    await ctx.client.workflow
+      .getHandle(id)
+      .executeUpdate(checkUpdate, { args: [{ id, temperatureC: 36.4 + (i % 5) / 10 }] });
+  });
+  const bareS = summarize(bare);
+  log(`  bare: ${bareS.throughput}/s p50 ${bareS.p50} ms p99 ${bareS.p99} ms`);
+  throughputResult('health-check morning', oursS, bareS, {
+    concurrency: o.concurrency,
+    checksRecordedInReadModel: recorded,
+    duplicates,
+    errorSamples: [...t.errorSamples, ...bare.errorSamples],
+  });
+}
+
+async function supervisorList(ctx: Ctx): Promise<void> {
+  const { o } = ctx;
+  log(`supervisor list: inserting ${o.m} read-model rows`);
+  const t0 = Date.now();
+  await insertSyntheticCases(ctx.db.db, o.m, ctx.hotels);
+  const total = await ctx.sql<{ n: number }[]>`select count(*)::int as n from cases`;
+  log(`  ${total[0]!.n} rows in cases (${round((Date.now() - t0) / 1000, 1)} s)`);
+
+  // Two filters a command centre uses at peak: red cases in observation; one hotel's open cases in observation.
+  const filters = [
+    { label: 'phase+colour', qs: 'phase=OBSERVATION&colour=red', where: { phase: 'OBSERVATION', colour: 'red' } },
+    {
+      label: 'hotel+phase',
+      qs: `phase=OBSERVATION&hotelId=${ctx.hotels[0]}`,
+      where: { phase: 'OBSERVATION', hotelId: ctx.hotels[0]! },
+    },
+  ];
+  const apiLat: number[] = [];
+  const sqlLat: number[] = [];
+  let mismatches = 0;
+  let pages = 0;
+  for (let rep = 0; rep < o.listRepeats; rep++) {
+    for (const f of filters) {
+      let cursor: string | null = null;
+      let after = '';
+      for (let p = 0; p < o.listPages; p++) {
+        let t = performance.now();
+        const page: { items: { caseNo: string }[]; nextCursor: string | null } = await ctx.api.supervisor.get(
+          `/api/v1/cases?${f.qs}&limit=50${cursor ? `&cursor=${cursor}` : ''}`,
+        );
+        apiLat.push(performance.now() - t);
+        t = performance.now();
+        const rows = await ctx.sql<{ case_no: string }[]>`
+          select c.*, r.room_no from cases c left join rooms r on r.id = c.room_id
+          where c.district = ${'Bench'} and c.phase = ${f.where.phase}
+            ${f.where.colour ? ctx.sql`and c.colour = ${f.where.colour}` : ctx.sql``}
+            ${f.where.hotelId ? ctx.sql`and c.hotel_id = ${f.where.hotelId}` : ctx.sql``}
+            and c.case_no > ${after}
+          order by c.case_no limit 51`;
+        sqlLat.push(performance.now() - t);
+        pages++;
+        const apiIds = page.items.map((i) => i.caseNo).join();
+        if (
+          apiIds !==
+          rows
+            .slice(0, 50)
+            .map((r) => r.case_no)
+            .join()
+        )
+          mismatches++;
+        if (!page.nextCursor) break;
+        cursor = page.nextCursor;
+        after = page.items[page.items.length - 1]!.caseNo;
+      }
+    }
+  }
+
+  // Temporal's own list by search attributes, over the workflows it has (the real cases only).
+  const tLat: number[] = [];
+  let temporalRows = 0;
+  for (let rep = 0; rep < o.listRepeats; rep++) {
+    let token: Uint8Array | undefined;
+    for (let p = 0; p < o.listPages; p++) {
+      const t = performance.now();
+      const r = await ctx.connection.workflowService.listWorkflowExecutions({
+        namespace: o.namespace,
+        pageSize: 50,
+        nextPageToken: token,
+        query: `CasePhase = "OBSERVATION" AND CaseColour = "red"`,
+      });
+      tLat.push(performance.now() - t);
+      if (rep === 0) temporalRows += r.executions?.length ?? 0;
+      if (!r.nextPageToken || r.nextPageToken.length === 0) break;
+      token = r.nextPageToken;
+    }
+  }
+  const stat = (xs: number[]) => {
+    const s = [...xs].sort((a, b) => a - b);
+    const pick = (p: number) => round(s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!, 2);
+    return { n: s.length, p50: pick(50), p95: pick(95), p99: pick(99) };
+  };
+  const api = stat(apiLat);
+  const bare = stat(sqlLat);
+  const temporal = stat(tLat);
+  log(
+    `  API p50 ${api.p50} ms p99 ${api.p99}; bare SQL p50 ${bare.p50} ms p99 ${bare.p99}; Temporal list p50 ${temporal.p50} ms`,
+  );
+  const ratio = round(bare.p50 / api.p50, 3);
+  results.push({
+    name: 'supervisor list',
+    unit: 'ms per page (p50)',
+    ours: api.p50,
+    baseline: bare.p50,
+    ratio,
+    target: 0.5,
+    met: ratio >= 0.5,
+    detail: {
+      rows: total[0]!.n,
+      pagesWalked: pages,
+      pageSize: 50,
+      filters: filters.map((f) => f.qs),
+      ours: api,
+      baseline: bare,
+      temporalList: {
+        ...temporal,
+        rowsInFirstWalk: temporalRows,
+        note: 'over the real workflows only; the M synthetic rows exist only in the read model',
+      },
+      p99Ratio: round(bare.p99 / api.p99, 3),
+      pageMismatches: mismatches,
+    },
+  });
+}
+
+async function memory(ctx: Ctx): Promise<void> {
+  const { o } = ctx;
+  log(`worker memory: ${o.k} open cases`);
+  await ensureOpenCases(ctx, o.k);
+  await ensureTargets(ctx, o.k);
+  await sleep(3000);
+  const after = await ctx.sys.memory();
+  const bareAfter = await ctx.baseline.ask<{ rss: number; heapUsed: number }>('memory');
+  const before = ctx.memoryBefore!;
+  const bareBefore = ctx.baselineMemoryBefore!;
+  const open = ctx.cases.length;
+  const perCase = (after!.rss - before.rss) / open / MiB;
+  const heapPerCase = (after!.heapUsed - before.heapUsed) / open / MiB;
+  const bareOpen = ctx.targets.length;
+  const barePerWf = (bareAfter.rss - bareBefore.rss) / bareOpen / MiB;
+  const bareHeapPerWf = (bareAfter.heapUsed - bareBefore.heapUsed) / bareOpen / MiB;
+  log(
+    `  ours: RSS ${round(after!.rss / MiB, 0)} MiB (+${round(perCase * 1024, 1)} KiB/case), heap ${round(after!.heapUsed / MiB, 0)} MiB ` +
+      `(+${round(heapPerCase * 1024, 1)} KiB/case) with ${open} open; bare: +${round(barePerWf * 1024, 1)} KiB/workflow RSS`,
+  );
+  const limit = 1; // MiB per open case
+  results.push({
+    name: 'worker memory',
+    unit: 'MiB RSS per open case',
+    ours: round(perCase, 4),
+    baseline: round(barePerWf, 4),
+    ratio: round(limit / Math.max(perCase, 1e-6), 3),
+    target: 1,
+    met: perCase < limit,
+    detail: {
+      note: 'ratio = 1 MiB / ours (the bar is an absolute 1 MiB per open case; ≥ 1 meets it); baseline is the bare worker per open workflow, for reference',
+      openCases: open,
+      oursRssBeforeMiB: round(before.rss / MiB, 1),
+      oursRssAfterMiB: round(after!.rss / MiB, 1),
+      oursHeapBeforeMiB: round(before.heapUsed / MiB, 1),
+      oursHeapAfterMiB: round(after!.heapUsed / MiB, 1),
+      oursHeapPerCaseKiB: round(heapPerCase * 1024, 1),
+      bareOpenWorkflows: bareOpen,
+      bareRssBeforeMiB: round(bareBefore.rss / MiB, 1),
+      bareRssAfterMiB: round(bareAfter.rss / MiB, 1),
+      bareHeapPerWorkflowKiB: round(bareHeapPerWf * 1024, 1),
+      measuredAfterGc: !!after?.gc,
+      processIncludes: 'worker and API (npm start without the dev server)',
+    },
+  });
+}
+
+// ---------------------------------------------------------------- report
+function machine(sqlVersion: string) {
+  const cpus = os.cpus();
+  return {
+    host: os.hostname().replace(/[^\w.-]/g, ''),
+    cpus: cpus.length,
+    cpuModel: cpus[0]?.model ?? 'unknown',
+    memoryGiB: round(os.totalmem() / 1024 ** 3, 1),
+    platform: `${os.platform()} ${os.release()}`,
+    node: process.version,
+    postgres: sqlVersion,
+    temporal: 'temporal server start-dev (SQLite, WAL)',
+  };
+}
+
+function printTable(): void {
+  const rows = results.map((r) => [
+    r.name,
+    `${r.ours} ${r.unit.startsWith('per') ? '/s' : r.unit.startsWith('ms') ? 'ms' : 'MiB'}`,
+    `${r.baseline}`,
+    `${r.ratio}`,
+    `${r.target}`,
+    r.met ? 'yes' : 'NO',
+  ]);
+  const head = ['scenario', 'ours', 'baseline', 'ratio', 'target', 'met'];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ');
+  console.log('\n' + line(head));
+  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
+  for (const r of rows) console.log(line(r));
+  console.log('\nLatency (ms) p50 / p95 / p99:');
+  for (const r of results) {
+    const d = r.detail as { ours?: Partial<Summary>; baseline?: Partial<Summary> };
+    if (d.ours?.p50 !== undefined && d.baseline?.p50 !== undefined) {
+      console.log(
+        `  ${r.name.padEnd(22)} ours ${d.ours.p50} / ${d.ours.p95} / ${d.ours.p99}   baseline ${d.baseline.p50} / ${d.baseline.p95} / ${d.baseline.p99}`,
+      );
+    }
+  }
+}
+
+// ---------------------------------------------------------------- main
+async function main(): Promise<void> {
+  const o = parseOptions(process.argv.slice(2));
+  const runId = crypto.randomBytes(3).toString('hex');
+  const started = Date.now();
+  log(`run ${runId}: N=${o.n} M=${o.m} K=${o.k} concurrency=${o.concurrency} scenarios=${[...o.only].join(',')}`);
+
+  const own = !o.apiUrl;
+  if (own) await resetBenchDatabase(o.databaseUrl);
+  const db = await openDatabase({ databaseUrl: o.databaseUrl, dataDir: os.tmpdir(), max: 10 });
+  const sql = postgres(o.databaseUrl, { max: 4, onnotice: () => undefined });
+  const cleanups: (() => Promise<void>)[] = [async () => void (await sql.end({ timeout: 5 })), () => db.close()];
+  let sys: System | undefined;
+  const cleanup = async () => {
+    for (const c of cleanups.reverse()) await c().catch((err: unknown) => log(`cleanup: ${(err as Error).message}`));
+    cleanups.length = 0;
+  };
+  process.once('SIGINT', () => void cleanup().then(() => process.exit(130)));
+
+  try {
+    const rooms = Math.max(o.n, o.only.has('memory') ? o.k : 0) + 200;
+    const seeded = await seedBenchHotels(db.db, rooms);
+    const keys = await createBenchKeys(db.db, runId);
+    log(`seeded ${seeded.hotels.length} bench hotels, ${seeded.rooms} rooms`);
+
+    log(own ? 'starting the system (dev server, worker, API)' : `using the system at ${o.apiUrl}`);
+    sys = own ? await startOwnSystem(o) : externalSystem(o);
+    cleanups.push(() => sys!.stop());
+    if (own && sys.dataDir) {
+      const dir = sys.dataDir;
+      cleanups.unshift(async () => fs.rmSync(dir, { recursive: true, force: true }));
+    }
+    const connection = await Connection.connect({ address: sys.temporalAddress });
+    cleanups.push(() => connection.close());
+    const client = new Client({ connection, namespace: o.namespace });
+    const baselineQueue = `bench-baseline-${runId}`;
+    const baseline = forkTs(path.join(__dirname, 'baseline-worker.ts'), {
+      gc: true,
+      args: [
+        JSON.stringify({
+          address: sys.temporalAddress,
+          namespace: o.namespace,
+          taskQueue: baselineQueue,
+          maxCachedWorkflows: o.k + o.n + 1000,
+          maxConcurrentWorkflowTasks: 100,
+        }),
+      ],
+      env: { ...process.env },
+    });
+    cleanups.push(() => baseline.stop());
+    await baseline.ready;
+
+    const api = {
+      community: new ApiClient(sys.apiUrl, keys.community),
+      transport: new ApiClient(sys.apiUrl, keys.transport),
+      medical: new ApiClient(sys.apiUrl, keys.medical),
+      lab: new ApiClient(sys.apiUrl, keys.lab),
+      supervisor: new ApiClient(sys.apiUrl, keys.supervisor),
+    };
+    const ctx: Ctx = {
+      o,
+      runId,
+      sys,
+      db,
+      sql,
+      keys,
+      api,
+      client,
+      connection,
+      baseline,
+      baselineQueue,
+      cases: [],
+      targets: [],
+      hotels: seeded.hotels,
+    };
+    await warmUp(ctx);
+    const m0 = await sys.memory();
+    ctx.memoryBefore = m0 ? { rss: m0.rss, heapUsed: m0.heapUsed } : undefined;
+    const b0 = await baseline.ask<{ rss: number; heapUsed: number }>('memory');
+    ctx.baselineMemoryBefore = b0;
+
+    if (o.only.has('intake')) await intake(ctx);
+    if (o.only.has('lab')) await labBurst(ctx);
+    if (o.only.has('health')) await healthMorning(ctx);
+    if (o.only.has('list')) await supervisorList(ctx);
+    if (o.only.has('memory')) await memory(ctx);
+
+    const version = (await sql<{ v: string }[]>`show server_version`)[0]!.v;
+    const out = {
+      machine: machine(version),
+      runAt: new Date().toISOString(),
+      runSeconds: round((Date.now() - started) / 1000, 0),
+      parameters: {
+        n: o.n,
+        m: o.m,
+        k: o.k,
+        concurrency: o.concurrency,
+        labBatch: o.labBatch,
+        labParallel: o.labParallel,
+      },
+      scenarios: results,
+    };
+    fs.writeFileSync(o.out, JSON.stringify(out, null, 2) + '\n');
+    printTable();
+    console.log(`\nWrote ${path.relative(process.cwd(), o.out)} (${out.runSeconds} s)`);
+  } finally {
+    await cleanup();
+    if (own && !o.keepDb) await dropBenchDatabase(o.databaseUrl).catch(() => undefined);
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(`bench failed: ${(err as Error).stack ?? String(err)}`);
+  process.exit(1);
+});

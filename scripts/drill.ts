@@ -1,0 +1,796 @@
+/**
+ * `npm run drill`: a time-compressed rehearsal of a quarantine wave.
+ *
+ * Brings up the whole system in this process (Temporal dev server unless --temporal-address,
+ * Postgres database shaodian_drill unless --database-url, worker, API) with the drill
+ * policy (a day of --day-seconds) and the simulators calling back (transport, lab with a
+ * positive rate, community with failing homes), seeds the 21 demo hotels, and then plays
+ * every human role through the public API:
+ *   community   files --people transfers over --arrival-days (vehicle or self-drive; some
+ *               homes are shared flats that fail the single-occupancy inspection);
+ *   hotel desk  reports self-drive arrivals (a few with a positive antigen test) and marks
+ *               rooms disinfected some time after the guest left;
+ *   nurse       records each health check when due, skipping --miss-rate of them, with the
+ *               odd fever;
+ *   supervisor  handles failed inspections (another address, or extend the stay and then
+ *               another address) and acknowledges fever escalations.
+ * It runs until every case has ended (or the deadline), prints released, hospital transfers,
+ * extended, escalations by kind and peak occupancy, then checks the invariants: no room held
+ * by two cases; nobody released before the end date, without the required negatives or
+ * without an approved address; every case terminal or legitimately running; the read model
+ * equal to the workflow state (stateQuery). Exit code 1 when an invariant fails.
+ *
+ * The drill reads the read model directly to see what is due (what the dashboard shows);
+ * every action goes through the API.
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+import type { Client } from '@temporalio/client';
+import { DefaultLogger, Runtime as SdkRuntime } from '@temporalio/worker';
+import { sql, type SQL } from 'drizzle-orm';
+import postgres from 'postgres';
+
+import { ApiClient, freePort, HttpError, mapLimit, sleep } from '../bench/lib';
+import { createApiKey } from '../src/auth/keys';
+import { loadConfig } from '../src/config';
+import type { Db } from '../src/db';
+import { DEMO_DISTRICT } from '../src/db/demo-hotels';
+import { drillPolicy, type Policy } from '../src/domain/policy';
+import { TERMINAL_PHASES, type Phase } from '../src/domain/types';
+import { createLogger, type Logger } from '../src/log';
+import { startRuntime, type Runtime } from '../src/runtime';
+import { createTemporalClient } from '../src/temporal/client';
+import { loadCodec } from '../src/temporal/codec';
+import { stateQuery, type CaseState } from '../src/workflows/messages';
+
+// ---------------------------------------------------------------- options
+export interface DrillOptions {
+  people: number;
+  /** Length of a policy day, seconds (DRILL_DAY_SECONDS). */
+  daySeconds: number;
+  /** People arrive spread over this many days. */
+  arrivalDays: number;
+  /** Chance that a lab result is positive (SIM_LAB_POSITIVE_RATE), per sample. */
+  positiveRate: number;
+  /** Share of homes that are shared flats and fail the inspection. */
+  failShare: number;
+  /** Share of health checks the nurse does not record. */
+  missRate: number;
+  /** Share of recorded checks with a fever. */
+  feverRate: number;
+  /** Share of people who drive themselves (the hotel desk reports their arrival). */
+  selfDriveShare: number;
+  /** Share of self-drive arrivals with a positive antigen test at the door. */
+  antigenPositiveRate: number;
+  /** Give up waiting this many days after the last arrival's planned release. */
+  graceDays: number;
+  /** Parallel API calls per actor tick. */
+  concurrency: number;
+  seed: number;
+}
+
+export const defaultDrillOptions: DrillOptions = {
+  people: 2000,
+  daySeconds: 20,
+  arrivalDays: 1,
+  positiveRate: 0.005,
+  failShare: 0.04,
+  missRate: 0.03,
+  feverRate: 0.002,
+  selfDriveShare: 0.2,
+  antigenPositiveRate: 0.02,
+  graceDays: 20,
+  concurrency: 32,
+  seed: 20200125,
+};
+
+/** The runtime configuration a drill runs under (simulator delays scale with the day). */
+export function drillEnv(o: DrillOptions): Record<string, string> {
+  const dayMs = o.daySeconds * 1000;
+  return {
+    DEFAULT_POLICY: 'drill',
+    DRILL_DAY_SECONDS: String(o.daySeconds),
+    SIM_LAB_POSITIVE_RATE: String(o.positiveRate),
+    SIM_LAB_DELAY_MS: String(Math.round(dayMs / 6)),
+    SIM_TRANSPORT_DELAY_MS: String(Math.round(dayMs / 12)),
+    SIM_COMMUNITY_DELAY_MS: String(Math.round(dayMs / 6)),
+    SIM_COMMUNITY_FAIL_MARKER: 'shared flat',
+    API_RATE_LIMIT_PER_MINUTE: '100000000',
+    SEED_DEMO: 'always',
+  };
+}
+
+// ---------------------------------------------------------------- report
+export interface DrillReport {
+  people: number;
+  filed: number;
+  released: number;
+  hospitalTransfers: number;
+  hospitalByReason: Record<string, number>;
+  cancelled: number;
+  stillRunning: number;
+  /** Still running at the end, by phase and what holds them. */
+  held: Record<string, number>;
+  extended: number;
+  addressChanged: number;
+  escalationsByKind: Record<string, number>;
+  peakOccupancy: { rooms: number; activeCases: number; totalRooms: number };
+  checks: { recorded: number; skipped: number; failedToRecord: number; fevers: number };
+  arrivalsReported: number;
+  roomsDisinfected: number;
+  wallSeconds: number;
+  violations: string[];
+}
+
+// ---------------------------------------------------------------- randomness
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+/** A stable per-key dice in [0, 1): the same slot is always skipped or always recorded. */
+const dice = (key: string): number => crypto.createHash('sha256').update(key).digest().readUInt32BE(0) / 4294967296;
+
+// ---------------------------------------------------------------- the system
+export interface DrillSystem {
+  apiUrl: string;
+  db: Db;
+  client: Client;
+  namespace: string;
+  runtime: Runtime;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts the whole system in this process with the drill's configuration; `env` adds or
+ * overrides variables (the test suite points it at its own dev server and database).
+ */
+export async function startDrillSystem(
+  o: DrillOptions,
+  env: Record<string, string | undefined>,
+  log: Logger,
+): Promise<DrillSystem> {
+  const port = await freePort();
+  const config = loadConfig({
+    ...env,
+    ...drillEnv(o),
+    PORT: String(port),
+    API_HOST: '127.0.0.1',
+    ...(env.TEMPORAL_ADDRESS
+      ? {}
+      : { TEMPORAL_DEV_PORT: String(await freePort()), TEMPORAL_UI_PORT: String(await freePort()) }),
+    TEMPORAL_DEV_HEADLESS: 'true',
+  });
+  const runtime = await startRuntime(config, { worker: true, api: true, devServer: true }, log);
+  const { client, connection } = createTemporalClient({
+    address: runtime.temporalAddress,
+    namespace: config.TEMPORAL_NAMESPACE,
+    codec: loadCodec(config).codec,
+  });
+  return {
+    apiUrl: runtime.apiUrl!,
+    db: runtime.database.db,
+    client,
+    namespace: config.TEMPORAL_NAMESPACE,
+    runtime,
+    async stop() {
+      await connection.close();
+      await runtime.stop();
+    },
+  };
+}
+
+// ---------------------------------------------------------------- the drill
+interface Person {
+  i: number;
+  caseNo?: string;
+  selfDrive: boolean;
+  sharedHome: boolean;
+  antigenPositive: boolean;
+  fileAt: number;
+}
+
+/** How long two active read-model rows may name the same room before it counts (one flush of lag). */
+const ROOM_CLAIM_GRACE_MS = 5000;
+/** The drill ends early when no case changed phase for this many days and the rest are held. */
+const STALL_DAYS = 3;
+const STREETS = ['Fulilu', 'Chenping', 'Xiguchengjie'];
+
+export async function runDrill(sys: DrillSystem, o: DrillOptions, log: (m: string) => void): Promise<DrillReport> {
+  const started = Date.now();
+  const dayMs = o.daySeconds * 1000;
+  const policy: Policy = drillPolicy(dayMs);
+  const runId = crypto.randomBytes(3).toString('hex');
+  const db = sys.db;
+  const rows = async <T>(q: SQL): Promise<T[]> => {
+    const r = await db.execute(q);
+    return (Array.isArray(r) ? r : ((r as { rows?: T[] }).rows ?? [])) as T[];
+  };
+
+  // Keys for each role, in the demo district.
+  const key = async (role: 'community' | 'transport' | 'medical' | 'supervisor', extra: object = {}) =>
+    new ApiClient(
+      sys.apiUrl,
+      (await createApiKey(db, { name: `drill-${role}-${runId}`, role, district: DEMO_DISTRICT, ...extra })).key,
+    );
+  const community = await Promise.all(STREETS.map((street) => key('community', { street })));
+  const desk = await key('transport');
+  const nurse = await key('medical');
+  const supervisor = await key('supervisor');
+
+  const random = rng(o.seed);
+  const arrivalSpan = o.arrivalDays * dayMs;
+  const people: Person[] = Array.from({ length: o.people }, (_, i) => {
+    const selfDrive = random() < o.selfDriveShare;
+    return {
+      i,
+      selfDrive,
+      sharedHome: random() < o.failShare,
+      antigenPositive: selfDrive && random() < o.antigenPositiveRate,
+      fileAt: started + Math.round((i / Math.max(1, o.people)) * arrivalSpan),
+    };
+  });
+  const byCase = new Map<string, Person>();
+
+  const report: DrillReport = {
+    people: o.people,
+    filed: 0,
+    released: 0,
+    hospitalTransfers: 0,
+    hospitalByReason: {},
+    cancelled: 0,
+    stillRunning: 0,
+    held: {},
+    extended: 0,
+    addressChanged: 0,
+    escalationsByKind: {},
+    peakOccupancy: { rooms: 0, activeCases: 0, totalRooms: 0 },
+    checks: { recorded: 0, skipped: 0, failedToRecord: 0, fevers: 0 },
+    arrivalsReported: 0,
+    roomsDisinfected: 0,
+    wallSeconds: 0,
+    violations: [],
+  };
+  const violations = new Set<string>();
+  const violate = (v: string) => {
+    if (!violations.has(v)) log(`VIOLATION ${v}`);
+    violations.add(v);
+  };
+  const apiError = (what: string, err: unknown) => {
+    // 409s are expected races (a case ended between looking and acting); others are worth a line.
+    if (err instanceof HttpError && err.status === 409) return;
+    log(`${what}: ${(err as Error).message.slice(0, 200)}`);
+  };
+
+  let stop = false;
+  const actors: Promise<void>[] = [];
+  const every = (ms: number, tick: () => Promise<void>) =>
+    actors.push(
+      (async () => {
+        while (!stop) {
+          const t = Date.now();
+          try {
+            await tick();
+          } catch (err) {
+            log(`actor tick failed: ${(err as Error).message.slice(0, 200)}`);
+          }
+          await sleep(Math.max(10, ms - (Date.now() - t)));
+        }
+      })(),
+    );
+
+  // ---- community: file the transfers on their schedule
+  const filing = (async () => {
+    let next = 0;
+    while (next < people.length && !stop) {
+      const due: Person[] = [];
+      while (next < people.length && people[next]!.fileAt <= Date.now()) due.push(people[next++]!);
+      await mapLimit(due, o.concurrency, async (p) => {
+        const street = STREETS[p.i % STREETS.length]!;
+        const body: Record<string, unknown> = {
+          requestId: `drill-${runId}-${p.i}`,
+          district: DEMO_DISTRICT,
+          street,
+          person: {
+            name: `Drill Person ${p.i}`,
+            idNumber: `DRILL-${runId}-${p.i}`,
+            phone: '10000000000',
+            birthDate: p.i % 9 === 0 ? '1948-03-01' : p.i % 13 === 0 ? '2014-03-01' : '1983-03-01',
+            ...(p.i % 11 === 0 ? { chronicConditions: ['hypertension'] } : {}),
+          },
+          homeAddress: p.sharedHome ? `${p.i} Drill Lane, shared flat` : `${p.i} Drill Lane`,
+          transport: p.selfDrive ? 'self_drive' : 'vehicle',
+          reason: p.i % 3 === 0 ? 'secondary_contact' : 'close_contact',
+          ...(p.selfDrive ? {} : { pickupAddress: `${p.i} Pickup Road` }),
+        };
+        for (let attempt = 1; ; attempt++) {
+          try {
+            const r = await community[p.i % STREETS.length]!.post<{ caseNo: string }>('/api/v1/transfers', body);
+            p.caseNo = r.caseNo;
+            byCase.set(r.caseNo, p);
+            report.filed++;
+            return;
+          } catch (err) {
+            if (attempt >= 5) return apiError(`transfer ${p.i}`, err);
+            await sleep(500 * attempt);
+          }
+        }
+      });
+      await sleep(Math.max(10, Math.min(dayMs / 50, 200)));
+    }
+  })();
+
+  // ---- hotel desk: self-drive people arrive a little after filing
+  const arrivalsDone = new Set<string>();
+  every(Math.max(50, dayMs / 40), async () => {
+    const due = people.filter(
+      (p) => p.selfDrive && p.caseNo && !arrivalsDone.has(p.caseNo) && Date.now() >= p.fileAt + dayMs / 12,
+    );
+    await mapLimit(due, o.concurrency, async (p) => {
+      arrivalsDone.add(p.caseNo!);
+      try {
+        await desk.post(`/api/v1/cases/${p.caseNo}/arrival`, p.antigenPositive ? { antigen: 'positive' } : {});
+        report.arrivalsReported++;
+      } catch (err) {
+        apiError(`arrival ${p.caseNo}`, err);
+      }
+    });
+  });
+
+  // ---- nurse: record each check when its slot is due
+  const scheduled = new Set<string>();
+  const windowBefore = policy.checkWindowBeforeMs;
+  every(Math.max(20, Math.min(windowBefore / 2, dayMs / 48)), async () => {
+    const horizon = new Date(Date.now() + windowBefore * 2);
+    const due = await rows<{ case_no: string; next_check_due: Date | string }>(sql`
+      select case_no, next_check_due from cases
+      where phase in ('OBSERVATION', 'RELEASE_PENDING') and next_check_due is not null
+        and next_check_due <= ${horizon.toISOString()} and case_no like 'QC%'`);
+    for (const d of due) {
+      const dueAt = new Date(d.next_check_due).getTime();
+      const slotKey = `${d.case_no}@${dueAt}`;
+      if (scheduled.has(slotKey) || !byCase.has(d.case_no)) continue;
+      scheduled.add(slotKey);
+      if (dice(`miss:${slotKey}:${o.seed}`) < o.missRate) {
+        report.checks.skipped++;
+        continue;
+      }
+      const fever = dice(`fever:${slotKey}:${o.seed}`) < o.feverRate;
+      // Taken once the slot's window is open (half the window early), recorded at once.
+      const takeAt = dueAt - windowBefore / 2;
+      setTimeout(
+        () =>
+          void nurse
+            .post(`/api/v1/cases/${d.case_no}/health-checks`, {
+              checkId: `c-${d.case_no}-${dueAt}`,
+              takenAt: new Date(Math.max(takeAt, Date.now() - windowBefore / 2)).toISOString(),
+              temperatureC: fever ? 38.1 : 36.5,
+              symptoms: [],
+            })
+            .then(
+              () => {
+                report.checks.recorded++;
+                if (fever) report.checks.fevers++;
+              },
+              (err: unknown) => {
+                report.checks.failedToRecord++;
+                apiError(`check ${d.case_no}`, err);
+              },
+            ),
+        Math.max(0, takeAt - Date.now()),
+      );
+    }
+  });
+
+  // ---- supervisor: failed inspections, fever escalations
+  const handled = new Set<string>();
+  every(Math.max(100, dayMs / 10), async () => {
+    const open = await rows<{ id: string; case_no: string; kind: string; opened_at: Date | string }>(sql`
+      select id, case_no, kind, opened_at from escalations
+      where status = 'open' and kind in ('failed_inspection', 'fever', 'symptom') and case_no like 'QC%'`);
+    const todo = open.filter((e) => !handled.has(e.id));
+    await mapLimit(todo, o.concurrency, async (e) => {
+      const p = byCase.get(e.case_no);
+      if (!p) return;
+      if (e.kind === 'failed_inspection') {
+        handled.add(e.id);
+        try {
+          // Every other case stays longer in the hotel before moving to the new address.
+          if (p.i % 2 === 1) {
+            await supervisor.post(`/api/v1/cases/${e.case_no}/extend`, {
+              days: 2,
+              reason: 'home not single-occupancy',
+            });
+            report.extended++;
+          }
+          await supervisor.post(`/api/v1/cases/${e.case_no}/address`, {
+            address: `${p.i} Drill Lane, single flat`,
+            reason: 'family arranged a single-occupancy flat',
+          });
+          report.addressChanged++;
+        } catch (err) {
+          apiError(`failed inspection ${e.case_no}`, err);
+        }
+      } else if (Date.now() - new Date(e.opened_at).getTime() > dayMs / 4) {
+        // The doctor has seen the person: acknowledged (the extra sample decides what happens next).
+        handled.add(e.id);
+        await supervisor
+          .post(`/api/v1/escalations/${e.id}/ack`, { note: 'seen by the doctor' })
+          .catch((err: unknown) => apiError(`ack ${e.id}`, err));
+      }
+    });
+  });
+
+  // ---- hotel: disinfect rooms a while after the guest left
+  every(Math.max(100, dayMs / 8), async () => {
+    const waiting = await rows<{ id: string }>(sql`
+      select r.id from rooms r left join cases c on c.case_no = r.last_case_no
+      where r.state = 'awaiting_disinfection' and r.updated_at < ${new Date(Date.now() - dayMs / 4).toISOString()}
+        and (c.case_no is null or c.phase in ('RELEASED', 'HOSPITAL_TRANSFER', 'CANCELLED'))`);
+    await mapLimit(waiting, o.concurrency, async (r) => {
+      try {
+        await supervisor.post(`/api/v1/rooms/${encodeURIComponent(r.id)}/disinfected`, {});
+        report.roomsDisinfected++;
+      } catch (err) {
+        apiError(`disinfect ${r.id}`, err);
+      }
+    });
+  });
+
+  // ---- sampler: occupancy, and no room claimed by two active cases
+  const totalRooms = Number((await rows<{ n: number }>(sql`select count(*)::int as n from rooms`))[0]?.n ?? 0);
+  report.peakOccupancy.totalRooms = totalRooms;
+  const doubledSince = new Map<string, number>();
+  const sample = async () => {
+    const [occ] = await rows<{ rooms: number }>(sql`
+      select count(*)::int as rooms from rooms where state in ('reserved', 'occupied')`);
+    const [act] = await rows<{ n: number }>(sql`
+      select count(*)::int as n from cases where phase in ('ROOM_ASSIGNED', 'IN_TRANSIT', 'OBSERVATION', 'RELEASE_PENDING')`);
+    report.peakOccupancy.rooms = Math.max(report.peakOccupancy.rooms, Number(occ?.rooms ?? 0));
+    report.peakOccupancy.activeCases = Math.max(report.peakOccupancy.activeCases, Number(act?.n ?? 0));
+    const doubled = await rows<{ room_id: string; n: number }>(sql`
+      select room_id, count(*)::int as n from cases
+      where phase in ('ROOM_ASSIGNED', 'IN_TRANSIT', 'OBSERVATION', 'RELEASE_PENDING') and room_id is not null
+      group by room_id having count(*) > 1`);
+    // The read model trails the workflows by a flush: a claim must persist to count.
+    const now = Date.now();
+    const seen = new Set(doubled.map((d) => d.room_id));
+    for (const id of doubledSince.keys()) if (!seen.has(id)) doubledSince.delete(id);
+    for (const d of doubled) {
+      const since = doubledSince.get(d.room_id) ?? now;
+      doubledSince.set(d.room_id, since);
+      if (now - since > ROOM_CLAIM_GRACE_MS) violate(`room ${d.room_id} held by ${d.n} active cases at once`);
+    }
+    const mismatched = await rows<{ id: string }>(sql`
+      select r.id from rooms r join cases c on c.case_no = r.case_no
+      where r.state in ('reserved', 'occupied') and c.phase in ('RELEASED', 'HOSPITAL_TRANSFER', 'CANCELLED')
+        and c.updated_at < now() - interval '5 seconds'`);
+    for (const m of mismatched) violate(`room ${m.id} still held by an ended case`);
+  };
+  every(Math.max(100, dayMs / 8), sample);
+
+  // ---- progress and the end
+  const stayMs = policy.stayDays * dayMs;
+  const deadline = started + arrivalSpan + stayMs + o.graceDays * dayMs;
+  let lastLog = 0;
+  let lastChange = Date.now();
+  let lastCounts = '';
+  await filing;
+  for (;;) {
+    const counts = await rows<{ phase: string; n: number }>(sql`
+      select phase, count(*)::int as n from cases where case_no like 'QC%' group by phase`);
+    const byPhase = Object.fromEntries(counts.map((c) => [c.phase, Number(c.n)]));
+    const signature = JSON.stringify(byPhase);
+    if (signature !== lastCounts) {
+      lastCounts = signature;
+      lastChange = Date.now();
+    }
+    const open = counts.filter((c) => !TERMINAL_PHASES.includes(c.phase as Phase)).reduce((a, c) => a + Number(c.n), 0);
+    if (Date.now() - lastLog > Math.max(5000, dayMs)) {
+      lastLog = Date.now();
+      log(`day ${((Date.now() - started) / dayMs).toFixed(1)}: ${JSON.stringify(byPhase)}`);
+    }
+    if (open === 0 && report.filed > 0) break;
+    if (Date.now() > deadline) {
+      log(`deadline reached with ${open} cases still open`);
+      break;
+    }
+    // Nothing has moved for a while and every open case is past its end date: they are held.
+    if (Date.now() - lastChange > STALL_DAYS * dayMs) {
+      const [held] = await rows<{ n: number }>(sql`
+        select count(*)::int as n from cases where case_no like 'QC%'
+          and phase not in ('RELEASED', 'HOSPITAL_TRANSFER', 'CANCELLED')
+          and (release_due is null or release_due > now())`);
+      if (Number(held?.n ?? 1) === 0) {
+        log(`nothing moved for ${STALL_DAYS} days; ${open} cases are held past their end date`);
+        break;
+      }
+    }
+    await sleep(Math.max(200, dayMs / 4));
+  }
+  await sample();
+  stop = true;
+  await Promise.all(actors);
+  // Let the last flushes land before reading the read model against the workflows.
+  await sleep(Math.max(1000, dayMs / 2));
+
+  await checkInvariants(sys, policy, [...byCase.keys()], report, violate, log);
+
+  const esc = await rows<{ kind: string; n: number }>(sql`
+    select kind, count(*)::int as n from escalations where case_no like 'QC%' group by kind order by kind`);
+  report.escalationsByKind = Object.fromEntries(esc.map((e) => [e.kind, Number(e.n)]));
+  report.violations = [...violations];
+  report.wallSeconds = Math.round((Date.now() - started) / 1000);
+  return report;
+}
+
+// ---------------------------------------------------------------- invariants
+interface Tally {
+  phase?: Phase;
+  reason?: string;
+  running?: string;
+}
+
+const same = (a: string | null | undefined | Date, b: string | null | undefined | Date): boolean => {
+  const t = (x: typeof a) => (x == null ? null : new Date(x).getTime());
+  return t(a) === t(b);
+};
+
+async function checkInvariants(
+  sys: DrillSystem,
+  policy: Policy,
+  caseNos: string[],
+  report: DrillReport,
+  violate: (v: string) => void,
+  log: (m: string) => void,
+): Promise<void> {
+  log(`checking invariants over ${caseNos.length} cases (workflow state by query, read model)`);
+  const readModel = new Map<string, Record<string, unknown>>();
+  const r = await sys.db.execute(sql`
+    select case_no, phase, colour, hotel_id, room_id, release_due, ended_at, inspection_status,
+      open_escalations, pending_results, state_version from cases where case_no like 'QC%'`);
+  for (const row of (Array.isArray(r) ? r : ((r as { rows?: unknown[] }).rows ?? [])) as Record<string, unknown>[]) {
+    readModel.set(String(row.case_no), row);
+  }
+  // A case still finishing (last flush in flight) is read again before a difference counts.
+  const rereadModel = async (caseNo: string) => {
+    const rr = await sys.db.execute(sql`
+      select case_no, phase, colour, hotel_id, room_id, release_due, ended_at, inspection_status,
+        open_escalations, pending_results, state_version from cases where case_no = ${caseNo}`);
+    const row = ((Array.isArray(rr) ? rr : ((rr as { rows?: unknown[] }).rows ?? [])) as Record<string, unknown>[])[0];
+    if (row) readModel.set(caseNo, row);
+  };
+  await mapLimit(caseNos, 16, async (caseNo) => {
+    for (let attempt = 1; ; attempt++) {
+      const problems: string[] = [];
+      const tally: Tally = {};
+      await checkCase(caseNo, (v) => problems.push(v), tally);
+      if (problems.length === 0 || attempt >= 6) {
+        for (const p of problems) violate(p);
+        if (tally.phase === 'RELEASED') report.released++;
+        if (tally.phase === 'CANCELLED') report.cancelled++;
+        if (tally.phase === 'HOSPITAL_TRANSFER') {
+          report.hospitalTransfers++;
+          const why = tally.reason ?? 'unknown';
+          report.hospitalByReason[why] = (report.hospitalByReason[why] ?? 0) + 1;
+        }
+        if (tally.running) {
+          report.stillRunning++;
+          report.held[tally.running] = (report.held[tally.running] ?? 0) + 1;
+        }
+        return;
+      }
+      await sleep(2000);
+      await rereadModel(caseNo);
+    }
+  });
+
+  async function checkCase(caseNo: string, violate: (v: string) => void, tally: Tally): Promise<void> {
+    const handle = sys.client.workflow.getHandle(`case-${caseNo}`);
+    let status: string;
+    let s: CaseState;
+    try {
+      status = (await handle.describe()).status.name;
+      s = await handle.query(stateQuery);
+    } catch (err) {
+      violate(`case ${caseNo}: workflow cannot be read (${(err as Error).message.slice(0, 120)})`);
+      return;
+    }
+    const terminal = TERMINAL_PHASES.includes(s.phase);
+    // Every case terminal, or legitimately running.
+    if (status === 'COMPLETED' && !terminal) violate(`case ${caseNo}: workflow completed in phase ${s.phase}`);
+    if (status === 'RUNNING' && terminal) violate(`case ${caseNo}: phase ${s.phase} but the workflow still runs`);
+    if (!['COMPLETED', 'RUNNING', 'CONTINUED_AS_NEW'].includes(status)) violate(`case ${caseNo}: workflow ${status}`);
+    tally.phase = s.phase;
+    tally.reason = s.endReason;
+    // Legitimately running: not ended, and the workflow says what it waits for.
+    if (status === 'RUNNING')
+      tally.running = `${s.phase}: ${s.releaseBlockers.join(', ') || (s.room ? 'in stay' : 'no room yet')}`;
+
+    // Nobody released early, without the negatives, or without an approved address.
+    if (s.phase === 'RELEASED') {
+      if (!s.endedAt || !s.releaseDue || Date.parse(s.endedAt) < Date.parse(s.releaseDue))
+        violate(`case ${caseNo}: released ${s.endedAt} before the end date ${s.releaseDue}`);
+      if (s.inspection.status !== 'passed') violate(`case ${caseNo}: released with inspection ${s.inspection.status}`);
+      const taken = s.samples.filter((x) => x.orderedAt || x.result !== 'pending');
+      if (taken.some((x) => x.result === 'pending')) violate(`case ${caseNo}: released with a result pending`);
+      const pcr = taken
+        .filter((x) => x.type === policy.sampling.type && x.result !== 'pending')
+        .sort((a, b) => Date.parse(a.orderedAt ?? a.dueAt) - Date.parse(b.orderedAt ?? b.dueAt));
+      // The latest result negative, and going back over negatives (a positive ends the run),
+      // required-1 earlier ones each at least minApart before the one after it.
+      const t = (x: (typeof pcr)[number]) => Date.parse(x.orderedAt ?? x.dueAt);
+      const chain: typeof pcr = [];
+      for (let i = pcr.length - 1; i >= 0 && chain.length < policy.release.requiredNegatives; i--) {
+        const x = pcr[i]!;
+        if (x.result !== 'negative') break;
+        if (chain.length === 0 || t(chain[chain.length - 1]!) - t(x) >= policy.release.minApartMs) chain.push(x);
+      }
+      if (chain.length < policy.release.requiredNegatives)
+        violate(
+          `case ${caseNo}: released without ${policy.release.requiredNegatives} negatives ${policy.release.minApartMs} ms apart ` +
+            `(${pcr.map((x) => `${x.sampleId} ${x.reason} ${x.orderedAt ?? x.dueAt} ${x.result}`).join('; ')})`,
+        );
+    }
+
+    // The read model equals the workflow state.
+    const row = readModel.get(caseNo);
+    if (!row) {
+      violate(`case ${caseNo}: no read-model row`);
+      return;
+    }
+    const open = s.escalations.filter((e) => e.status === 'open').length;
+    const pending = s.samples.filter((x) => x.orderedAt && x.result === 'pending').length;
+    const diffs: string[] = [];
+    if (row.phase !== s.phase) diffs.push(`phase ${String(row.phase)} vs ${s.phase}`);
+    if ((row.colour ?? null) !== (s.colour ?? null)) diffs.push(`colour ${String(row.colour)} vs ${s.colour}`);
+    if ((row.hotel_id ?? null) !== (s.room?.hotelId ?? null)) diffs.push('hotel');
+    if ((row.room_id ?? null) !== (s.room?.roomId ?? null)) diffs.push('room');
+    if (!same(row.release_due as string, s.releaseDue)) diffs.push('releaseDue');
+    if (!same(row.ended_at as string, s.endedAt)) diffs.push('endedAt');
+    if (row.inspection_status !== s.inspection.status)
+      diffs.push(`inspection ${String(row.inspection_status)} vs ${s.inspection.status}`);
+    if (Number(row.open_escalations) !== open) diffs.push(`openEscalations ${String(row.open_escalations)} vs ${open}`);
+    if (Number(row.pending_results) !== pending)
+      diffs.push(`pendingResults ${String(row.pending_results)} vs ${pending}`);
+    if (Number(row.state_version) !== s.version) diffs.push(`version ${String(row.state_version)} vs ${s.version}`);
+    if (diffs.length) violate(`case ${caseNo}: read model differs from the workflow: ${diffs.join('; ')}`);
+  }
+}
+
+// ---------------------------------------------------------------- command line
+function parseFlags(argv: string[]): {
+  o: DrillOptions;
+  databaseUrl?: string;
+  temporalAddress?: string;
+  keepDb: boolean;
+  pglite: boolean;
+} {
+  const o = { ...defaultDrillOptions };
+  let databaseUrl: string | undefined;
+  let temporalAddress: string | undefined;
+  let keepDb = false;
+  let pglite = false;
+  const numeric: Record<string, keyof DrillOptions> = {
+    people: 'people',
+    'day-seconds': 'daySeconds',
+    'arrival-days': 'arrivalDays',
+    'positive-rate': 'positiveRate',
+    'fail-share': 'failShare',
+    'miss-rate': 'missRate',
+    'fever-rate': 'feverRate',
+    'self-drive-share': 'selfDriveShare',
+    'antigen-positive-rate': 'antigenPositiveRate',
+    'grace-days': 'graceDays',
+    concurrency: 'concurrency',
+    seed: 'seed',
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const [flag, inline] = argv[i]!.replace(/^--/, '').split('=', 2) as [string, string | undefined];
+    const value = () => inline ?? argv[++i] ?? '';
+    if (flag in numeric) {
+      const v = Number(value());
+      if (!Number.isFinite(v) || v < 0) throw new Error(`--${flag} must be a non-negative number`);
+      (o as unknown as Record<string, number>)[numeric[flag]!] = v;
+    } else if (flag === 'database-url') databaseUrl = value();
+    else if (flag === 'temporal-address') temporalAddress = value();
+    else if (flag === 'keep-db') keepDb = true;
+    else if (flag === 'pglite') pglite = true;
+    else throw new Error(`unknown flag --${flag}`);
+  }
+  return { o, databaseUrl, temporalAddress, keepDb, pglite };
+}
+
+async function recreate(url: string, drop = false): Promise<void> {
+  const u = new URL(url);
+  const name = u.pathname.replace(/^\//, '');
+  if (!/^shaodian_drill\w*$/.test(name)) return; // someone else's database: used as it is
+  u.pathname = '/postgres';
+  const admin = postgres(u.toString(), { max: 1, onnotice: () => undefined });
+  try {
+    await admin.unsafe(`drop database if exists "${name}" with (force)`);
+    if (!drop) await admin.unsafe(`create database "${name}"`);
+  } finally {
+    await admin.end();
+  }
+}
+
+export function printReport(r: DrillReport): void {
+  const lines = [
+    '',
+    `Drill: ${r.people} people, ${r.filed} filed, ${r.wallSeconds} s`,
+    `  released              ${r.released}`,
+    `  hospital transfers    ${r.hospitalTransfers} ${JSON.stringify(r.hospitalByReason)}`,
+    `  cancelled             ${r.cancelled}`,
+    `  still running         ${r.stillRunning} ${Object.keys(r.held).length ? JSON.stringify(r.held) : ''}`,
+    `  extended              ${r.extended} (address changed ${r.addressChanged})`,
+    `  peak occupancy        ${r.peakOccupancy.rooms} of ${r.peakOccupancy.totalRooms} rooms, ${r.peakOccupancy.activeCases} active cases`,
+    `  health checks         ${r.checks.recorded} recorded, ${r.checks.skipped} skipped on purpose, ${r.checks.failedToRecord} refused, ${r.checks.fevers} fevers`,
+    `  arrivals at the desk  ${r.arrivalsReported}; rooms disinfected ${r.roomsDisinfected}`,
+    `  escalations by kind   ${Object.entries(r.escalationsByKind)
+      .map(([k, n]) => `${k} ${n}`)
+      .join(', ')}`,
+    r.violations.length === 0
+      ? '  invariants            all hold'
+      : `  INVARIANTS VIOLATED   ${r.violations.length}:\n${r.violations
+          .slice(0, 50)
+          .map((v) => `    - ${v}`)
+          .join('\n')}`,
+    '',
+  ];
+  console.log(lines.join('\n'));
+}
+
+async function main(): Promise<void> {
+  const flags = parseFlags(process.argv.slice(2));
+  const { o } = flags;
+  const databaseUrl = flags.pglite
+    ? undefined
+    : (flags.databaseUrl ?? 'postgres://postgres@127.0.0.1:5432/shaodian_drill');
+  if (databaseUrl) await recreate(databaseUrl);
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'shaodian-drill-'));
+  // The SDK's own log (workflow phase lines) at warn: the drill prints its own progress.
+  SdkRuntime.install({ logger: new DefaultLogger('WARN') });
+  const log = createLogger('warn');
+  const say = (m: string) => console.log(`[drill ${new Date().toISOString().slice(11, 19)}] ${m}`);
+  say(
+    `${o.people} people over ${o.arrivalDays} day(s) of ${o.daySeconds} s; positive rate ${o.positiveRate}/sample, ` +
+      `${o.failShare * 100}% shared homes, ${o.missRate * 100}% checks missed`,
+  );
+  const sys = await startDrillSystem(
+    o,
+    {
+      ...process.env,
+      DATA_DIR: dataDir,
+      DATABASE_URL: databaseUrl ?? '',
+      TEMPORAL_ADDRESS: flags.temporalAddress ?? '',
+      LOG_LEVEL: 'warn',
+    },
+    log,
+  );
+  let report: DrillReport | undefined;
+  try {
+    report = await runDrill(sys, o, say);
+  } finally {
+    await sys.stop();
+    fs.rmSync(dataDir, { recursive: true, force: true });
+    if (databaseUrl && !flags.keepDb) await recreate(databaseUrl, true).catch(() => undefined);
+  }
+  printReport(report);
+  process.exit(report.violations.length === 0 && report.filed === o.people ? 0 : 1);
+}
+
+if (require.main === module) {
+  main().catch((err: unknown) => {
+    console.error(`drill failed: ${(err as Error).stack ?? String(err)}`);
+    process.exit(1);
+  });
+}
