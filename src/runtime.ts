@@ -4,7 +4,7 @@ import type { Server } from 'node:http';
 import path from 'node:path';
 
 import type { Worker } from '@temporalio/worker';
-import { NativeConnection } from '@temporalio/worker';
+import { DefaultLogger, NativeConnection, Runtime as SdkRuntime } from '@temporalio/worker';
 
 import { and, inArray, isNull } from 'drizzle-orm';
 
@@ -228,6 +228,7 @@ async function startWorkerWhenReachable(
 export async function runMain(parts: RuntimeParts): Promise<void> {
   const config = loadConfigOrExit();
   const log = createLogger(config.LOG_LEVEL);
+  installSdkLogger(config.LOG_LEVEL);
   let runtime: Runtime;
   try {
     runtime = await startRuntime(config, parts, log);
@@ -249,6 +250,12 @@ export async function runMain(parts: RuntimeParts): Promise<void> {
   };
   process.on('SIGINT', () => shutdown('SIGINT'));
   process.on('SIGTERM', () => shutdown('SIGTERM'));
+}
+
+/** The Temporal SDK (worker, workflow `log`) logs at our level too. */
+function installSdkLogger(level: Config['LOG_LEVEL']): void {
+  const sdkLevel = ({ debug: 'DEBUG', info: 'INFO', warn: 'WARN', error: 'ERROR', silent: 'ERROR' } as const)[level];
+  SdkRuntime.install({ logger: new DefaultLogger(sdkLevel) });
 }
 
 function printBanner(rt: Runtime, parts: RuntimeParts): void {
