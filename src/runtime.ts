@@ -18,7 +18,7 @@ import { createLogger, type Logger } from './log';
 import { resolveTemporalCli } from './temporal/cli';
 import { createTemporalClient } from './temporal/client';
 import { loadCodec } from './temporal/codec';
-import { startDevServer, type DevServer } from './temporal/dev-server';
+import { startDevServer, startSdkDevServer, type DevServer } from './temporal/dev-server';
 
 export interface RuntimeParts {
   worker: boolean;
@@ -68,19 +68,19 @@ export async function startRuntime(config: Config, parts: RuntimeParts, log: Log
         env: config.processEnv,
         log: (m) => log.info(m),
       });
-      if (cli.source === 'sdk-download') {
-        throw new Error('No Temporal CLI here; install Go or the Temporal CLI (see README), or set TEMPORAL_ADDRESS');
-      }
-      log.info('temporal cli', { path: cli.path, source: cli.source });
-      devServer = await startDevServer({
-        cliPath: cli.path,
+      log.info('temporal cli', { path: cli.path || '(SDK download)', source: cli.source });
+      const serverOptions = {
         dataDir: config.dataDir,
         namespace: config.TEMPORAL_NAMESPACE,
         port: config.TEMPORAL_DEV_PORT,
         uiPort: config.TEMPORAL_UI_PORT,
         headless: config.TEMPORAL_DEV_HEADLESS,
         log,
-      });
+      };
+      devServer =
+        cli.source === 'sdk-download'
+          ? await startSdkDevServer(serverOptions)
+          : await startDevServer({ ...serverOptions, cliPath: cli.path });
       stops.push(() => devServer!.stop());
       temporalAddress = devServer.address;
     }

@@ -100,6 +100,43 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServer>
   };
 }
 
+/**
+ * The fallback for a machine with internet and no CLI: the SDK downloads (and caches) its own
+ * CLI and runs the dev server itself, with the same database file, namespace, ports and
+ * search attributes. `executable` is the SDK's option; tests pass an existing path.
+ */
+export async function startSdkDevServer(
+  opts: Omit<DevServerOptions, 'cliPath'> & {
+    executable?: { type: 'cached-download' } | { type: 'existing-path'; path: string };
+  },
+): Promise<DevServer> {
+  const { TestWorkflowEnvironment } = await import('@temporalio/testing');
+  fs.mkdirSync(opts.dataDir, { recursive: true });
+  const ip = opts.ip ?? '127.0.0.1';
+  const dbFile = path.join(opts.dataDir, 'temporal.sqlite');
+  const env = await TestWorkflowEnvironment.createLocal({
+    server: {
+      executable: opts.executable ?? { type: 'cached-download' },
+      dbFilename: dbFile,
+      namespace: opts.namespace,
+      ip,
+      port: opts.port,
+      ui: !opts.headless,
+      ...(opts.headless ? {} : { uiPort: opts.uiPort }),
+      searchAttributes: searchAttributeKeys,
+      extraArgs: ['--sqlite-pragma', 'journal_mode=wal'],
+    },
+  });
+  const address = `${ip}:${opts.port}`;
+  opts.log.info('temporal dev server ready (run by the SDK)', { address, db: dbFile });
+  return {
+    address,
+    uiUrl: opts.headless ? undefined : `http://${ip === '0.0.0.0' ? '127.0.0.1' : ip}:${opts.uiPort}`,
+    dbFile,
+    stop: () => env.teardown(),
+  };
+}
+
 async function waitReady(address: string, namespace: string, exited: () => number | null, timeoutMs: number) {
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
