@@ -53,6 +53,7 @@ export async function startRuntime(config: Config, parts: RuntimeParts, log: Log
     }
   };
   try {
+    installSdkRuntime(config.LOG_LEVEL);
     fs.mkdirSync(config.dataDir, { recursive: true });
     const { codec, source: keySource, file: keyFile } = loadCodec(config);
     if (keySource === 'dev-file')
@@ -228,7 +229,6 @@ async function startWorkerWhenReachable(
 export async function runMain(parts: RuntimeParts): Promise<void> {
   const config = loadConfigOrExit();
   const log = createLogger(config.LOG_LEVEL);
-  installSdkLogger(config.LOG_LEVEL);
   let runtime: Runtime;
   try {
     runtime = await startRuntime(config, parts, log);
@@ -252,10 +252,18 @@ export async function runMain(parts: RuntimeParts): Promise<void> {
   process.on('SIGTERM', () => shutdown('SIGTERM'));
 }
 
-/** The Temporal SDK (worker, workflow `log`) logs at our level too. */
-function installSdkLogger(level: Config['LOG_LEVEL']): void {
+/**
+ * The Temporal SDK logs at our level, and does not shut workers down on signals by itself:
+ * our shutdown does it in order (HTTP first, then drain the worker), and a worker stopped
+ * behind our back would look like a crash to the restart loop.
+ */
+function installSdkRuntime(level: Config['LOG_LEVEL']): void {
   const sdkLevel = ({ debug: 'DEBUG', info: 'INFO', warn: 'WARN', error: 'ERROR', silent: 'ERROR' } as const)[level];
-  SdkRuntime.install({ logger: new DefaultLogger(sdkLevel) });
+  try {
+    SdkRuntime.install({ logger: new DefaultLogger(sdkLevel), shutdownSignals: [] });
+  } catch {
+    // already installed in this process (tests, or a second runtime)
+  }
 }
 
 function printBanner(rt: Runtime, parts: RuntimeParts): void {
