@@ -10,9 +10,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 
-import { createApiKey, listKeys, revokeKey, type KeyRecord } from '../src/auth/keys';
+import { createApiKey, keyView, listKeys, revokeKey, type KeyView } from '../src/auth/keys';
 import { loadConfigOrExit, type Config } from '../src/config';
 import { openDatabase } from '../src/db';
+import { pidAlive } from '../src/process-alive';
 import type { Role } from '../src/domain/types';
 import { NewKeyBody } from '../src/api/schemas';
 
@@ -20,19 +21,6 @@ export interface RuntimeInfo {
   pid: number;
   apiUrl: string;
   adminToken: string;
-}
-
-interface KeyView {
-  id: string;
-  name: string;
-  role: string;
-  district: string | null;
-  street: string | null;
-  orgId: string | null;
-  prefix?: string;
-  ratePerMinute: number | null;
-  createdAt?: string;
-  revokedAt: string | null;
 }
 
 /** How keys are reached: through the running system, or the database directly. */
@@ -52,15 +40,6 @@ const USAGE = `usage:
 
 class UsageError extends Error {}
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 export function readRuntime(dataDir: string): RuntimeInfo | undefined {
   const file = path.join(dataDir, 'runtime.json');
   let info: RuntimeInfo;
@@ -72,19 +51,6 @@ export function readRuntime(dataDir: string): RuntimeInfo | undefined {
   if (!info?.pid || !info.apiUrl || !info.adminToken) return undefined;
   return pidAlive(info.pid) ? info : undefined;
 }
-
-const view = (k: KeyRecord): KeyView => ({
-  id: k.id,
-  name: k.name,
-  role: k.role,
-  district: k.district ?? null,
-  street: k.street ?? null,
-  orgId: k.orgId ?? null,
-  prefix: k.prefix,
-  ratePerMinute: k.ratePerMinute ?? null,
-  createdAt: k.createdAt.toISOString(),
-  revokedAt: k.revokedAt ? k.revokedAt.toISOString() : null,
-});
 
 function httpStore(rt: RuntimeInfo): KeyStore {
   const call = async (method: string, p: string, body?: unknown) => {
@@ -151,10 +117,10 @@ async function dbStore(config: Config): Promise<KeyStore> {
         throw new UsageError(parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`).join('\n'));
       }
       const { identity, key } = await createApiKey(database.db, { ...parsed.data, role: parsed.data.role as Role });
-      return { key, identity: view({ ...identity, prefix: key.slice(0, 10), createdAt: new Date() }) };
+      return { key, identity: keyView({ ...identity, prefix: key.slice(0, 10), createdAt: new Date() }) };
     },
     async list() {
-      return (await listKeys(database.db)).map(view);
+      return (await listKeys(database.db)).map(keyView);
     },
     revoke: (id) => revokeKey(database.db, id),
     close: () => database.close(),

@@ -15,6 +15,7 @@ import path from 'node:path';
 import { loadConfigOrExit, type Config } from '../src/config';
 import { openDatabase } from '../src/db';
 import { DEMO_DISTRICT, seedDemoHotels } from '../src/db/demo-hotels';
+import { pidAlive } from '../src/process-alive';
 import { readRuntime, type RuntimeInfo } from './keys';
 
 export { DEMO_DISTRICT, DEMO_HOTEL_COUNT, DEMO_ROOM_COUNT, demoHotels, seedDemoHotels } from '../src/db/demo-hotels';
@@ -40,11 +41,7 @@ function assertEmbeddedDatabaseFree(config: Config): void {
     return;
   }
   if (!pid || pid === process.pid) return;
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return; // stale file from a process that is gone
-  }
+  if (!pidAlive(pid)) return; // stale file from a process that is gone
   throw new Error(
     `The embedded database ${path.join(config.dataDir, 'pglite')} is in use by the running system (pid ${pid}), ` +
       'which left no API to ask. Stop it (Ctrl-C) and run `npm run seed` again, or set DATABASE_URL to seed a Postgres server.',

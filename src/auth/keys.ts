@@ -76,6 +76,21 @@ export interface KeyRecord extends KeyIdentity {
   revokedAt?: Date;
 }
 
+/** A key as the API and `npm run keys` show it: JSON-ready, nulls for what is unset. */
+export const keyView = (k: KeyRecord) => ({
+  id: k.id,
+  name: k.name,
+  role: k.role,
+  district: k.district ?? null,
+  street: k.street ?? null,
+  orgId: k.orgId ?? null,
+  prefix: k.prefix,
+  ratePerMinute: k.ratePerMinute ?? null,
+  createdAt: k.createdAt.toISOString(),
+  revokedAt: k.revokedAt ? k.revokedAt.toISOString() : null,
+});
+export type KeyView = ReturnType<typeof keyView>;
+
 /** Every key without its hash, newest first: what `npm run keys -- list` shows. */
 export async function listKeys(db: Db): Promise<KeyRecord[]> {
   const rows = await db.select().from(apiKeys).orderBy(desc(apiKeys.createdAt), asc(apiKeys.id));

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { sql } from 'drizzle-orm';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
 
+import { pidAlive } from '../process-alive';
 import * as schema from './schema';
 
 export { schema };
@@ -130,7 +131,7 @@ function lockPglite(dir: string): () => void {
       };
     } catch {
       const holder = Number(fs.readFileSync(lock, 'utf8'));
-      if (holder && holder !== process.pid && alive(holder)) {
+      if (holder && holder !== process.pid && pidAlive(holder)) {
         throw new Error(
           `The embedded database ${dir} is in use by process ${holder}. Only one process may own it: ` +
             'stop that process, go through its API (npm run keys / npm run seed do), or set DATABASE_URL.',
@@ -140,15 +141,6 @@ function lockPglite(dir: string): () => void {
     }
   }
   throw new Error(`could not lock ${dir}`);
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 export async function pingDb(db: Db): Promise<void> {

@@ -4,6 +4,7 @@ import path from 'node:path';
 
 import { Connection } from '@temporalio/client';
 
+import { pidAlive } from '../process-alive';
 import type { Logger } from '../log';
 import { devServerSearchAttributeArgs, searchAttributeKeys } from './search-attributes';
 
@@ -169,25 +170,16 @@ async function stopOrphan(pidFile: string, log: Logger): Promise<void> {
   } catch {
     return;
   }
-  if (!Number.isInteger(pid) || pid <= 0 || !alive(pid) || !isTemporal(pid)) {
+  if (!Number.isInteger(pid) || pid <= 0 || !pidAlive(pid) || !isTemporal(pid)) {
     fs.rmSync(pidFile, { force: true });
     return;
   }
   log.warn('stopping a Temporal dev server left by an earlier run', { pid });
   process.kill(pid, 'SIGTERM');
-  for (let i = 0; i < 100 && alive(pid); i++) await new Promise((r) => setTimeout(r, 100));
-  if (alive(pid)) process.kill(pid, 'SIGKILL');
-  for (let i = 0; i < 50 && alive(pid); i++) await new Promise((r) => setTimeout(r, 100));
+  for (let i = 0; i < 100 && pidAlive(pid); i++) await new Promise((r) => setTimeout(r, 100));
+  if (pidAlive(pid)) process.kill(pid, 'SIGKILL');
+  for (let i = 0; i < 50 && pidAlive(pid); i++) await new Promise((r) => setTimeout(r, 100));
   fs.rmSync(pidFile, { force: true });
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 function isTemporal(pid: number): boolean {

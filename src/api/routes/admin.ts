@@ -1,4 +1,4 @@
-import { createApiKey, listKeys, revokeKey, type KeyRecord } from '../../auth/keys';
+import { createApiKey, keyView, listKeys, revokeKey, type KeyRecord } from '../../auth/keys';
 import { DEMO_DISTRICT, seedDemoHotels } from '../../db/demo-hotels';
 import type { Role } from '../../domain/types';
 import { recordCommand } from '../command-log';
@@ -6,19 +6,6 @@ import { HttpProblem } from '../problem';
 import { defineRoute, type AnyRoute } from '../router';
 import { CreatedKey, EmptyBody, KeyIdParam, KeyInfo, KeyList, NewKeyBody, SeededDemo } from '../schemas';
 import { dbProblem } from './read-helpers';
-
-const keyInfo = (k: KeyRecord) => ({
-  id: k.id,
-  name: k.name,
-  role: k.role,
-  district: k.district ?? null,
-  street: k.street ?? null,
-  orgId: k.orgId ?? null,
-  prefix: k.prefix,
-  ratePerMinute: k.ratePerMinute ?? null,
-  createdAt: k.createdAt.toISOString(),
-  revokedAt: k.revokedAt ? k.revokedAt.toISOString() : null,
-});
 
 /**
  * Key management through the running system: while `npm start` owns the embedded database,
@@ -38,7 +25,7 @@ export const adminRoutes: AnyRoute[] = [
       try {
         const { identity, key } = await createApiKey(app.db, { ...body, role: body.role as Role });
         const record: KeyRecord = { ...identity, prefix: key.slice(0, 10), createdAt: app.now() };
-        res.status(201).json({ key, identity: keyInfo(record) });
+        res.status(201).json({ key, identity: keyView(record) });
       } catch (err) {
         throw dbProblem(app, err);
       }
@@ -54,7 +41,7 @@ export const adminRoutes: AnyRoute[] = [
     responses: { 200: { description: 'Keys, newest first', schema: KeyList } },
     async handler({ app, res }) {
       try {
-        res.json({ items: (await listKeys(app.db)).map(keyInfo) });
+        res.json({ items: (await listKeys(app.db)).map(keyView) });
       } catch (err) {
         throw dbProblem(app, err);
       }
