@@ -51,6 +51,20 @@ export interface Policy {
   roomRetry: { initialMs: number; maxMs: number };
   /** How long release waits on missing criteria before escalating to the command centre. */
   releaseBlockedEscalateAfterMs: number;
+  /**
+   * Added with the v2 case workflow; optional so that policies recorded on running cases stay
+   * valid. `withCaseDefaults` fills them in (scaled to the policy's day).
+   */
+  /** A failed activity (order, inspection request, dispatch, check-out…) is retried with backoff between these. */
+  taskRetry?: { initialMs: number; maxMs: number };
+  /** How far back an arrival time may be reported (late-night intake, formalities later). */
+  arrivalBackdateMaxMs?: number;
+  /** How far ahead of the case's clock a reported time may be (device clocks drift). */
+  clockSkewMs?: number;
+  /** After the hospital vehicle is dispatched, how long until a missing departure escalates. */
+  departureDeadlineMs?: number;
+  /** How long an ended case keeps listening for late lab results and corrections. */
+  lateResultWindowMs?: number;
 }
 
 const HOUR = 3_600_000;
@@ -70,6 +84,10 @@ const severity: Record<EscalationKind, Severity> = {
   failed_inspection: 'amber',
   release_blocked: 'amber',
   integration_failure: 'amber',
+  late_departure: 'amber',
+  result_corrected: 'red',
+  late_result: 'red',
+  unexpected_result: 'info',
 };
 
 export function standardPolicy(timeZone = 'Asia/Shanghai'): Policy {
@@ -104,6 +122,11 @@ export function standardPolicy(timeZone = 'Asia/Shanghai'): Policy {
     lateArrivalRepeatMs: 2 * HOUR,
     roomRetry: { initialMs: 1 * MIN, maxMs: 30 * MIN },
     releaseBlockedEscalateAfterMs: 4 * HOUR,
+    taskRetry: { initialMs: 1 * MIN, maxMs: 30 * MIN },
+    arrivalBackdateMaxMs: 24 * HOUR,
+    clockSkewMs: 5 * MIN,
+    departureDeadlineMs: 2 * HOUR,
+    lateResultWindowMs: 7 * DAY,
   };
 }
 
@@ -127,6 +150,34 @@ export function drillPolicy(dayMs = 10_000): Policy {
     lateArrivalRepeatMs: scale(base.lateArrivalRepeatMs),
     roomRetry: { initialMs: scale(base.roomRetry.initialMs), maxMs: scale(base.roomRetry.maxMs) },
     releaseBlockedEscalateAfterMs: scale(base.releaseBlockedEscalateAfterMs),
+    taskRetry: { initialMs: scale(base.taskRetry!.initialMs), maxMs: scale(base.taskRetry!.maxMs) },
+    arrivalBackdateMaxMs: scale(base.arrivalBackdateMaxMs!),
+    // Device clocks drift in real time, whatever the policy's day.
+    clockSkewMs: base.clockSkewMs,
+    departureDeadlineMs: scale(base.departureDeadlineMs!),
+    lateResultWindowMs: scale(base.lateResultWindowMs!),
+  };
+}
+
+export type CasePolicy = Policy &
+  Required<
+    Pick<Policy, 'taskRetry' | 'arrivalBackdateMaxMs' | 'clockSkewMs' | 'departureDeadlineMs' | 'lateResultWindowMs'>
+  >;
+
+/**
+ * A policy with the v2 fields filled in: a policy recorded before they existed gets the
+ * standard values, scaled to its own day, and severities for escalation kinds it never knew.
+ */
+export function withCaseDefaults(p: Policy): CasePolicy {
+  const scale = (ms: number) => Math.max(1, Math.round((ms * policyDayMs(p)) / DAY));
+  return {
+    ...p,
+    severity: { ...severity, ...p.severity },
+    taskRetry: p.taskRetry ?? { initialMs: scale(1 * MIN), maxMs: scale(30 * MIN) },
+    arrivalBackdateMaxMs: p.arrivalBackdateMaxMs ?? scale(24 * HOUR),
+    clockSkewMs: p.clockSkewMs ?? 5 * MIN,
+    departureDeadlineMs: p.departureDeadlineMs ?? scale(2 * HOUR),
+    lateResultWindowMs: p.lateResultWindowMs ?? scale(7 * DAY),
   };
 }
 

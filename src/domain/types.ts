@@ -98,7 +98,15 @@ export type EscalationKind =
   | 'unknown_sample'
   | 'failed_inspection'
   | 'release_blocked'
-  | 'integration_failure';
+  | 'integration_failure'
+  /** Hospital transfer: nobody reported the person leaving the room. */
+  | 'late_departure'
+  /** A lab changed a result it had already given. */
+  | 'result_corrected'
+  /** A positive result after the case ended (released, cancelled): the person is no longer here. */
+  | 'late_result'
+  /** A result the case could not take (sample never ordered, or ordered from another lab). */
+  | 'unexpected_result';
 
 export type EscalationLevel = 'reminder' | 'nurse' | 'point_leader' | 'doctor' | 'command_centre';
 export type Severity = 'info' | 'amber' | 'red';

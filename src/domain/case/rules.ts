@@ -1,0 +1,110 @@
+/**
+ * Pure rules of the v2 case: what counts towards release, and which samples a stay plans.
+ */
+import type { CasePolicy } from '../policy';
+import { clockAt, dayStart } from '../schedule';
+import type { CaseEscalation, CaseSample, InspectionStatus } from './model';
+
+export type UnmetCriterion =
+  | 'end_date_not_reached'
+  | 'result_pending'
+  | 'sample_not_taken'
+  | 'positive_result'
+  | 'not_enough_negatives'
+  | 'negatives_too_close'
+  | 'open_blocking_escalation'
+  | 'address_not_approved';
+
+export interface ReleaseFacts {
+  now: number;
+  releaseDue: number;
+  samples: readonly CaseSample[];
+  escalations: readonly CaseEscalation[];
+  inspection: InspectionStatus;
+}
+
+/** A sample with a result counts, timed by when it was taken (its order), never by its plan. */
+export const hasResult = (s: CaseSample): boolean => s.status === 'resulted' || s.status === 'corrected';
+export const takenAt = (s: CaseSample): number => Date.parse(s.order!.takenAt);
+
+/**
+ * The release criteria (DOMAIN.md 8–9): end date reached; no ordered sample waiting for its
+ * result and no planned one not yet taken; no positive; the latest resulted sample of the
+ * policy's type negative, with N negatives chained back at least minApart apart; no open
+ * escalation of a blocking severity; the current address inspected and passed. Returns every
+ * unmet criterion, so a supervisor sees all of what holds a release.
+ */
+export function unmetCriteria(policy: CasePolicy, f: ReleaseFacts): UnmetCriterion[] {
+  const unmet: UnmetCriterion[] = [];
+  if (f.now < f.releaseDue) unmet.push('end_date_not_reached');
+  if (f.samples.some((s) => s.status === 'ordered')) unmet.push('result_pending');
+  if (f.samples.some((s) => s.status === 'planned')) unmet.push('sample_not_taken');
+  const resulted = f.samples.filter(hasResult);
+  if (resulted.some((s) => s.result === 'positive')) unmet.push('positive_result');
+  const shortfall = negativesShortfall(policy, resulted);
+  if (shortfall) unmet.push(shortfall);
+  if (f.escalations.some((e) => e.status === 'open' && policy.release.blockingSeverities.includes(e.severity)))
+    unmet.push('open_blocking_escalation');
+  if (f.inspection !== 'passed') unmet.push('address_not_approved');
+  return unmet;
+}
+
+/**
+ * The negatives rule over resulted samples only: the latest of the policy's type must be
+ * negative, and going back, each earlier negative at least minApart before the one after it
+ * joins the chain until it holds N. An extra sample a few hours after a scheduled one does
+ * not spoil a pair that was already far enough apart; any positive breaks the chain.
+ */
+export function negativesShortfall(
+  policy: CasePolicy,
+  resulted: readonly CaseSample[],
+): 'not_enough_negatives' | 'negatives_too_close' | undefined {
+  const n = policy.release.requiredNegatives;
+  if (n <= 0) return undefined;
+  const typed = resulted.filter((s) => s.type === policy.sampling.type).sort((a, b) => takenAt(a) - takenAt(b));
+  const latest = typed[typed.length - 1];
+  if (!latest || latest.result !== 'negative') return 'not_enough_negatives';
+  const chain = [latest];
+  for (let i = typed.length - 2; i >= 0 && chain.length < n; i--) {
+    const candidate = typed[i]!;
+    if (candidate.result !== 'negative') break;
+    if (takenAt(chain[chain.length - 1]!) - takenAt(candidate) >= policy.release.minApartMs) chain.push(candidate);
+  }
+  if (chain.length >= n) return undefined;
+  const lastPositive = typed.map((s) => s.result).lastIndexOf('positive');
+  return typed.length - (lastPositive + 1) >= n ? 'negatives_too_close' : 'not_enough_negatives';
+}
+
+export interface PlannedSlot {
+  /** "start:4" or "end:13": which day of the policy's plan it fills. */
+  slot: string;
+  anchor: 'start' | 'end';
+  day: number;
+  dueAt: number;
+}
+
+/**
+ * The policy's sampling days for a stay. The last `requiredNegatives` days are counted from the
+ * end of the stay (they are the release pair: day 13 of 14 is "the day before release"), so an
+ * extension moves them with the release date; the others are counted from arrival. A day
+ * already past at arrival is taken at arrival; a day at or after release is not planned.
+ */
+export function samplingSlots(
+  policy: CasePolicy,
+  stayStart: number,
+  releaseDue: number,
+  adjustDays: number,
+): PlannedSlot[] {
+  const days = [...new Set(policy.sampling.days)].sort((a, b) => a - b);
+  const endAnchored = new Set(days.slice(Math.max(0, days.length - policy.release.requiredNegatives)));
+  const out: PlannedSlot[] = [];
+  for (const d of days) {
+    const anchor = endAnchored.has(d) ? 'end' : 'start';
+    const day = anchor === 'end' ? d + adjustDays : d;
+    if (day < 1) continue;
+    const dueAt = Math.max(stayStart, clockAt(policy, dayStart(policy, stayStart, day), policy.sampling.time));
+    if (dueAt >= releaseDue) continue;
+    out.push({ slot: `${anchor}:${d}`, anchor, day, dueAt });
+  }
+  return out;
+}
