@@ -36,7 +36,8 @@ import type {
   TaskResult,
   Touched,
 } from './model';
-import { samplingSlots, unmetCriteria } from './rules';
+import { releaseViolations } from './invariants';
+import { CLOSE_REASONS, samplingSlots, unmetCriteria } from './rules';
 
 const iso = (t: number): string => new Date(t).toISOString();
 const ms = (s: string): number => Date.parse(s);
@@ -48,26 +49,6 @@ const KEYS_KEPT = 500;
 const REFUSED_KEPT = 100;
 const NOTIFY_ATTEMPTS = 20;
 const TEMPERATURE = { min: 30, max: 45 };
-
-/** Why each kind of escalation may close on its own (besides `resolved` by a person with a note). */
-export const CLOSE_REASONS: Record<EscalationKind, readonly CloseReason[]> = {
-  no_room: ['room_assigned', 'case_ended'],
-  late_arrival: ['arrived', 'case_ended'],
-  late_departure: ['departed'],
-  missed_check: ['check_received', 'case_ended'],
-  door_alarm: ['case_ended'],
-  failed_inspection: ['inspection_passed', 'new_address', 'case_ended'],
-  release_blocked: ['released', 'case_ended'],
-  integration_failure: ['retry_succeeded', 'not_needed'],
-  fever: [],
-  symptom: [],
-  positive_result: ['transferred_to_hospital'],
-  antigen_positive: ['transferred_to_hospital'],
-  result_corrected: [],
-  late_result: [],
-  unknown_sample: [],
-  unexpected_result: [],
-};
 
 /** Kinds whose subject ends with the case: they close with `case_ended` when it ends. */
 const ENDS_WITH_CASE: readonly EscalationKind[] = [
@@ -105,11 +86,14 @@ class Draft {
   changed = false;
   readonly policy: CasePolicy;
 
+  readonly s: CaseState;
+
   constructor(
-    readonly s: CaseState,
+    readonly original: CaseState,
     readonly ctx: CaseContext,
     readonly now: number,
   ) {
+    this.s = clone(original);
     this.policy = withCaseDefaults(ctx.policy);
   }
 
@@ -290,7 +274,8 @@ class Draft {
   finish(reply?: Reply, duplicate = false): Decision {
     if (this.changed) this.s.version++;
     return {
-      state: this.s,
+      // Nothing changed: the state given, untouched (cheap for the many ticks that change nothing).
+      state: this.changed ? this.s : this.original,
       reply,
       duplicate,
       commands: this.commands,
@@ -391,12 +376,12 @@ export function decide(state: CaseState, event: CaseEvent, ctx: CaseContext, now
       };
     }
   }
-  const d = new Draft(clone(state), ctx, now);
+  const d = new Draft(state, ctx, now);
   let reply: Reply | undefined;
   let duplicate = false;
   if (isMessage(event)) {
     const refusal = validate(state, event, ctx, now);
-    if (refusal) return { ...d.finish(refusal), state };
+    if (refusal) return d.finish(refusal);
     const r = applyMessage(d, event);
     reply = r.reply;
     duplicate = r.duplicate;
@@ -410,6 +395,7 @@ export function decide(state: CaseState, event: CaseEvent, ctx: CaseContext, now
 
 function keep(d: Draft, key: string, fp: string, reply: Reply): void {
   d.s.keys[key] = { fingerprint: fp, reply };
+  d.changed = true;
   d.s.keyOrder.push(key);
   while (d.s.keyOrder.length > KEYS_KEPT) delete d.s.keys[d.s.keyOrder.shift()!];
 }
@@ -835,6 +821,7 @@ function applyInternal(d: Draft, e: Exclude<CaseEvent, MessageEvent>): void {
   if (e.type === 'taskStarted') {
     if (task.status !== 'pending') return;
     task.status = 'running';
+    task.startedAt = iso(d.now);
     task.attempts++;
     d.changed = true;
     return;
@@ -848,9 +835,31 @@ function backoff(d: Draft, attempts: number, bounds = d.policy.taskRetry): numbe
   return Math.min(bounds.maxMs, bounds.initialMs * 2 ** Math.max(0, attempts - 1));
 }
 
+/** Whether the case still needs what a task does (a case that began closing needs no room, no orders…). */
+function stillWanted(s: CaseState, task: Task): boolean {
+  switch (task.kind) {
+    case 'reserveRoom':
+      return !s.closing && !s.hospital && !s.room;
+    case 'dispatchTransport':
+    case 'checkIn':
+      return !s.closing;
+    case 'orderSample':
+      return !s.closing && s.samples.some((x) => x.sampleId === task.subject && x.status === 'planned');
+    case 'requestInspection':
+      return !s.closing && task.subject === s.inspection.inspectionId && s.inspection.status === 'requesting';
+    default:
+      return true;
+  }
+}
+
 function onTaskFailed(d: Draft, task: Task, error: string): void {
   task.lastError = error;
   d.changed = true;
+  if (!stillWanted(d.s, task)) {
+    task.status = 'dropped';
+    d.closeEscalation(task.escalationId, 'not_needed', SYSTEM_ACTOR);
+    return;
+  }
   if (task.kind === 'notify') {
     // The escalation is on the list whatever the webhook does; a notice is retried, never escalated.
     if (task.attempts >= NOTIFY_ATTEMPTS) task.status = 'failed';
@@ -882,6 +891,7 @@ function onTaskSucceeded(d: Draft, task: Task, result: TaskResult): void {
   switch (task.kind) {
     case 'reserveRoom': {
       const room = result.kind === 'room' ? result.room : null;
+      if (!room && (s.closing || s.hospital)) break; // no longer wanted, and nothing to give back
       if (!room) {
         // No room free: not a failure. Escalate once, retry with backoff until one frees.
         d.closeEscalation(task.escalationId, 'retry_succeeded', SYSTEM_ACTOR);
@@ -930,10 +940,14 @@ function onTaskSucceeded(d: Draft, task: Task, result: TaskResult): void {
           result.kind === 'order' ? result : { labId: 'unknown', orderedAt: iso(d.now) };
         sample.status = 'ordered';
         sample.cancelReason = undefined;
+        // The lab's own time, bounded by when the order was placed and when its answer arrived.
+        const placed = task.startedAt ? ms(task.startedAt) : d.now;
+        const claimed = ms(order.orderedAt);
+        const taken = Number.isNaN(claimed) ? d.now : Math.min(d.now, Math.max(placed, claimed));
         sample.order = {
           labId: order.labId,
           ...(order.orderId ? { orderId: order.orderId } : {}),
-          takenAt: order.orderedAt,
+          takenAt: iso(taken),
         };
         d.touchSample(sample.sampleId);
         d.record('sample_ordered', SYSTEM_ACTOR, { sampleId: sample.sampleId, labId: order.labId });
@@ -1062,8 +1076,8 @@ function maybeEnd(d: Draft): void {
   if (!s.closing || s.endedAt) return;
   if (s.closing.awaitingDeparture) return;
   if (s.tasks.some((t) => t.closing && (t.status === 'pending' || t.status === 'running'))) return;
-  // A reservation still on its way may yet bring a room back that must be released.
-  if (s.tasks.some((t) => t.kind === 'reserveRoom' && t.status === 'running')) return;
+  // Anything still on its way (a reservation, a vehicle booking…) may yet bring back something to undo.
+  if (s.tasks.some((t) => t.status === 'running' && t.kind !== 'notify' && t.kind !== 'alertCommunity')) return;
   s.endedAt = iso(d.now);
   if (s.closing.target === 'HOSPITAL_TRANSFER') {
     for (const x of s.escalations.filter((x) => x.kind === 'positive_result' || x.kind === 'antigen_positive'))
@@ -1118,6 +1132,10 @@ function evaluate(d: Draft): void {
     d.record('release_blockers', SYSTEM_ACTOR, { unmet });
   }
   if (unmet.length === 0) {
+    // A second, independent check of the release criteria: if the two ever disagree, the case
+    // is not released (the workflow task fails and retries, visibly) rather than released wrongly.
+    const violations = releaseViolations(policy, s, d.now);
+    if (violations.length) throw new Error(`release refused by the invariant check: ${violations.join('; ')}`);
     startClosing(d, 'RELEASED', 'criteria met', SYSTEM_ACTOR);
     maybeEnd(d);
     return;
@@ -1298,8 +1316,8 @@ export function dueTasks(s: CaseState, now: number): Task[] {
   });
 }
 
-/** The next instant at which time alone changes something; undefined when only a message can. */
-export function nextWakeAt(s: CaseState, ctx: CaseContext): number | undefined {
+/** The next instant after `now` at which time alone changes something; undefined when only a message can. */
+export function nextWakeAt(s: CaseState, ctx: CaseContext, now: number): number | undefined {
   const policy = withCaseDefaults(ctx.policy);
   const due: number[] = [];
   for (const t of s.tasks) if (t.status === 'pending') due.push(ms(t.dueAt));
@@ -1321,7 +1339,8 @@ export function nextWakeAt(s: CaseState, ctx: CaseContext): number | undefined {
       }
     }
   }
-  const finite = due.filter((t) => Number.isFinite(t));
+  // Thresholds already passed were dealt with when they passed (evaluate is idempotent).
+  const finite = due.filter((t) => Number.isFinite(t) && t > now);
   return finite.length ? Math.min(...finite) : undefined;
 }
 

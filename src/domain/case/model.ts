@@ -134,6 +134,8 @@ export interface Task {
   terminal?: boolean;
   status: TaskStatus;
   dueAt: string;
+  /** When the running attempt began: bounds the times its outcome may claim. */
+  startedAt?: string;
   attempts: number;
   lastError?: string;
   /** The open integration_failure escalation about this task, if any. */

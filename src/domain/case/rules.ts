@@ -3,7 +3,28 @@
  */
 import type { CasePolicy } from '../policy';
 import { clockAt, dayStart } from '../schedule';
-import type { CaseEscalation, CaseSample, InspectionStatus } from './model';
+import type { EscalationKind } from '../types';
+import type { CaseEscalation, CaseSample, CloseReason, InspectionStatus } from './model';
+
+/** Why each kind of escalation may close on its own (besides `resolved` by a person with a note). */
+export const CLOSE_REASONS: Record<EscalationKind, readonly CloseReason[]> = {
+  no_room: ['room_assigned', 'case_ended'],
+  late_arrival: ['arrived', 'case_ended'],
+  late_departure: ['departed'],
+  missed_check: ['check_received', 'case_ended'],
+  door_alarm: ['case_ended'],
+  failed_inspection: ['inspection_passed', 'new_address', 'case_ended'],
+  release_blocked: ['released', 'case_ended'],
+  integration_failure: ['retry_succeeded', 'not_needed'],
+  fever: [],
+  symptom: [],
+  positive_result: ['transferred_to_hospital'],
+  antigen_positive: ['transferred_to_hospital'],
+  result_corrected: [],
+  late_result: [],
+  unknown_sample: [],
+  unexpected_result: [],
+};
 
 export type UnmetCriterion =
   | 'end_date_not_reached'

@@ -1,0 +1,397 @@
+/**
+ * A world around the pure decider: the clock, the people who send messages and the systems
+ * that run tasks, all driven by plain "intents" so that fast-check can generate and shrink
+ * them. Every intent is interpreted against the current state (pick the n-th sample, the n-th
+ * task…), so any sequence is meaningful and a failing one shrinks to a short story.
+ */
+import { decide, dueTasks, initialState, nextWakeAt } from '../../src/domain/case/decide';
+import { invariantViolations } from '../../src/domain/case/invariants';
+import type { CaseContext, CaseEvent, CaseState, Decision, Reply, TaskResult } from '../../src/domain/case/model';
+import { drillPolicy, type Policy } from '../../src/domain/policy';
+import type { Actor, TransferRequest } from '../../src/domain/types';
+
+export const nurse: Actor = { id: 'k-med', role: 'medical', name: 'nurse' };
+export const hotel: Actor = { id: 'k-hotel', role: 'hotel', name: 'hotel' };
+export const driver: Actor = { id: 'k-drv', role: 'transport', name: 'driver' };
+export const supervisor: Actor = { id: 'k-sup', role: 'supervisor', name: 'supervisor' };
+export const community: Actor = { id: 'k-com', role: 'community', name: 'community' };
+export const labActor = (labId: string): Actor => ({ id: `k-${labId}`, role: 'lab', name: labId });
+
+export const T0 = Date.parse('2026-03-01T00:00:00.000Z');
+export const DAY = 10_000;
+
+/** A short stay for generated runs: 4 days of 10 s, two checks a day, samples on days 1–3. */
+export function shortPolicy(overrides: Partial<Policy> = {}): Policy {
+  const base = drillPolicy(DAY);
+  return {
+    ...base,
+    name: 'prop',
+    stayDays: 4,
+    checkTimes: ['08:00', '16:00'],
+    sampling: { days: [1, 2, 3], type: 'PCR', time: '09:00' },
+    release: { ...base.release, minApartMs: DAY / 2 },
+    inspectionLeadMs: DAY,
+    ...overrides,
+  };
+}
+
+export function request(overrides: Partial<TransferRequest> = {}): TransferRequest {
+  return {
+    requestId: 'req-1',
+    caseNo: 'C1',
+    district: 'Xigu',
+    street: 'Fuli',
+    requestedBy: community,
+    requestedAt: new Date(T0).toISOString(),
+    person: { name: '张三', idNumber: '620102198001011234', phone: '13800138000', birthDate: '1980-01-01' },
+    homeAddress: 'home 1',
+    transport: 'vehicle',
+    reason: 'close_contact',
+    ...overrides,
+  };
+}
+
+export type Intent =
+  | { k: 'wait'; ms: number }
+  | { k: 'drive' }
+  | { k: 'start'; pick: number }
+  | { k: 'succeed'; pick: number; variant: number }
+  | { k: 'fail'; pick: number }
+  | { k: 'arrival'; offsetMs: number; antigen?: 'negative' | 'positive'; by: 'hotel' | 'driver' | 'nurse' }
+  | { k: 'departure' }
+  | { k: 'lab'; pick: number; result: 'negative' | 'positive'; wrongLab: boolean; typo: boolean }
+  | { k: 'answerAll'; result: 'negative' | 'positive' }
+  | { k: 'correct'; pick: number }
+  | { k: 'door' }
+  | { k: 'inspection'; pass: boolean; stale: boolean }
+  | { k: 'check'; temperatureC?: number; symptoms: boolean; offsetMs: number; reuse: boolean }
+  | { k: 'stay'; days: number }
+  | { k: 'colour' }
+  | { k: 'address' }
+  | { k: 'cancel' }
+  | { k: 'ack'; pick: number }
+  | { k: 'resolve'; pick: number }
+  | { k: 'repeat' };
+
+export interface Step {
+  intent: Intent;
+  event?: CaseEvent;
+  reply?: Reply;
+  duplicate?: boolean;
+  violations: string[];
+  phase: string;
+}
+
+const pickOf = <T>(xs: readonly T[], pick: number): T | undefined =>
+  xs.length ? xs[Math.min(xs.length - 1, Math.floor(pick * xs.length))] : undefined;
+
+export class World {
+  now = T0;
+  state: CaseState;
+  readonly ctx: CaseContext;
+  readonly steps: Step[] = [];
+  readonly seen = new Set<string>();
+  private lastMessage?: CaseEvent;
+  private seq = 0;
+
+  constructor(
+    readonly policy: Policy = shortPolicy(),
+    req: TransferRequest = request(),
+  ) {
+    this.ctx = { policy, request: req };
+    const d = initialState(this.ctx, req.homeAddress, req.requestedBy, this.now);
+    this.state = d.state;
+    this.check(undefined, d);
+  }
+
+  /** Applies one event, checks every invariant on the step, and remembers what happened. */
+  send(event: CaseEvent, intent: Intent = { k: 'drive' }): Decision {
+    const prev = this.state;
+    const d = decide(prev, event, this.ctx, this.now);
+    this.state = d.state;
+    const step: Step = { intent, event, reply: d.reply, duplicate: d.duplicate, violations: [], phase: d.state.phase };
+    this.steps.push(step);
+    step.violations = this.check(prev, d);
+    if ('by' in event) this.lastMessage = event;
+    this.seen.add(`phase:${d.state.phase}`);
+    for (const r of d.records) this.seen.add(r.kind);
+    return d;
+  }
+
+  private check(prev: CaseState | undefined, d: Decision): string[] {
+    const v = invariantViolations(this.policy, prev, d.state, this.now);
+    // A decision that changed nothing must say so, and never touch the state it was given.
+    if (prev && !d.changed && d.state !== prev && JSON.stringify(d.state) !== JSON.stringify(prev))
+      v.push('unchanged decision returned a different state');
+    if (v.length) throw new InvariantError(v, this.steps);
+    return v;
+  }
+
+  private key(): string {
+    return `key-${++this.seq}`;
+  }
+
+  /** Runs what is due now: starts every due task and answers it as a healthy system would. */
+  runDueTasks(variant = 0.5): void {
+    for (const t of dueTasks(this.state, this.now)) {
+      this.send({ type: 'taskStarted', taskId: t.id });
+      this.send({ type: 'taskSucceeded', taskId: t.id, result: this.resultFor(t.kind, t.id, variant) });
+    }
+  }
+
+  resultFor(kind: string, taskId: string, variant: number): TaskResult {
+    switch (kind) {
+      case 'reserveRoom':
+        return variant < 0.15
+          ? { kind: 'room', room: null }
+          : { kind: 'room', room: { hotelId: 'H1', roomId: 'H1-101', roomNo: '101', floor: 1 } };
+      case 'dispatchTransport':
+      case 'dispatchHospital':
+        return { kind: 'dispatch', dispatchId: `D-${taskId}` };
+      case 'orderSample':
+        // Sometimes the lab claims a time far from the truth; the case bounds it.
+        return {
+          kind: 'order',
+          labId: variant < 0.8 ? 'LAB1' : 'LAB2',
+          orderId: `O-${taskId}`,
+          orderedAt: new Date(this.now + (variant < 0.1 ? -50 * DAY : variant > 0.95 ? 50 * DAY : 0)).toISOString(),
+        };
+      default:
+        return { kind: 'none' };
+    }
+  }
+
+  /** Moves the clock to the next moment time alone matters (bounded), then runs what is due. */
+  drive(): void {
+    const next = nextWakeAt(this.state, this.ctx, this.now);
+    const target = next === undefined ? this.now + DAY / 4 : Math.min(Math.max(next, this.now), this.now + 2 * DAY);
+    this.now = Math.max(this.now, target);
+    this.send({ type: 'tick' });
+    this.runDueTasks();
+  }
+
+  /** A calm spell: time passes, systems answer, labs report negatives, the street inspects, people respond. */
+  settle(): void {
+    this.drive();
+    const s = this.state;
+    if (s.samples.some((x) => x.status === 'ordered')) this.apply({ k: 'answerAll', result: 'negative' });
+    if (s.inspection.status === 'requested' || s.inspection.status === 'requesting')
+      this.apply({ k: 'inspection', pass: true, stale: false });
+    if (s.closing?.awaitingDeparture) this.apply({ k: 'departure' });
+    const red = this.state.escalations.findIndex((e) => e.status === 'open' && e.severity === 'red');
+    if (red >= 0) this.apply({ k: 'resolve', pick: red / this.state.escalations.length });
+    if (this.state.room && !this.state.arrivedAt && !this.state.closing)
+      this.apply({ k: 'arrival', offsetMs: 0, by: 'hotel' });
+  }
+
+  apply(intent: Intent): void {
+    const s = this.state;
+    const running = s.tasks.filter((t) => t.status === 'running');
+    switch (intent.k) {
+      case 'wait':
+        this.now += intent.ms;
+        this.send({ type: 'tick' }, intent);
+        return;
+      case 'drive':
+        this.drive();
+        return;
+      case 'start': {
+        const t = pickOf(dueTasks(s, this.now), intent.pick);
+        if (t) this.send({ type: 'taskStarted', taskId: t.id }, intent);
+        return;
+      }
+      case 'succeed':
+      case 'fail': {
+        // A running task answers; with none running, a due one is started and answers at once.
+        let t = pickOf(running, intent.pick);
+        if (!t) {
+          t = pickOf(dueTasks(s, this.now), intent.pick);
+          if (!t) return;
+          this.send({ type: 'taskStarted', taskId: t.id }, intent);
+        }
+        if (intent.k === 'fail') this.send({ type: 'taskFailed', taskId: t.id, error: 'IntegrationRejected' }, intent);
+        else
+          this.send(
+            { type: 'taskSucceeded', taskId: t.id, result: this.resultFor(t.kind, t.id, intent.variant) },
+            intent,
+          );
+        return;
+      }
+      case 'arrival': {
+        const by = intent.by === 'hotel' ? hotel : intent.by === 'driver' ? driver : nurse;
+        const ev: CaseEvent = {
+          type: 'arrival',
+          at: new Date(this.now + intent.offsetMs).toISOString(),
+          by,
+          key: this.key(),
+        };
+        if (intent.antigen) Object.assign(ev, { antigen: intent.antigen });
+        this.send(ev, intent);
+        return;
+      }
+      case 'departure':
+        this.send({ type: 'departure', at: new Date(this.now).toISOString(), by: hotel, key: this.key() }, intent);
+        return;
+      case 'lab': {
+        const x = pickOf(s.samples, intent.pick);
+        const labId = x?.order?.labId ?? 'LAB1';
+        const useLab = intent.wrongLab ? (labId === 'LAB1' ? 'LAB2' : 'LAB1') : labId;
+        this.send(
+          {
+            type: 'labResult',
+            sampleId: intent.typo || !x ? `${s.caseNo}-S${s.counters.samples + 1}` : x.sampleId,
+            result: intent.result,
+            labId: useLab,
+            reportedAt: new Date(this.now - 3 * DAY).toISOString(),
+            by: labActor(useLab),
+            key: this.key(),
+          },
+          intent,
+        );
+        return;
+      }
+      case 'answerAll':
+        for (const x of s.samples.filter((x) => x.status === 'ordered')) {
+          this.send(
+            {
+              type: 'labResult',
+              sampleId: x.sampleId,
+              result: intent.result,
+              labId: x.order!.labId,
+              reportedAt: new Date(this.now).toISOString(),
+              by: labActor(x.order!.labId),
+            },
+            intent,
+          );
+        }
+        return;
+      case 'correct': {
+        // The lab changes its mind about a result it gave.
+        const x = pickOf(
+          s.samples.filter((x) => x.result && x.order?.labId !== 'point-of-care'),
+          intent.pick,
+        );
+        if (!x) return;
+        this.send(
+          {
+            type: 'labResult',
+            sampleId: x.sampleId,
+            result: x.result === 'negative' ? 'positive' : 'negative',
+            labId: x.order!.labId,
+            reportedAt: new Date(this.now).toISOString(),
+            by: labActor(x.order!.labId),
+            key: this.key(),
+          },
+          intent,
+        );
+        return;
+      }
+      case 'door':
+        this.send({ type: 'doorAlarm', at: new Date(this.now).toISOString(), by: hotel, key: this.key() }, intent);
+        return;
+      case 'inspection': {
+        const id = intent.stale ? `${s.caseNo}-I${Math.max(1, s.inspection.round - 1)}` : s.inspection.inspectionId;
+        this.send(
+          {
+            type: 'inspectionResult',
+            inspectionId: id,
+            singleOccupancy: intent.pass,
+            at: new Date(this.now).toISOString(),
+            inspector: 'Li',
+            by: community,
+            key: this.key(),
+          },
+          intent,
+        );
+        return;
+      }
+      case 'check': {
+        const reuse = intent.reuse ? s.checks[s.checks.length - 1]?.checkId : undefined;
+        this.send(
+          {
+            type: 'healthCheck',
+            checkId: reuse ?? `chk-${++this.seq}`,
+            takenAt: new Date(this.now + intent.offsetMs).toISOString(),
+            ...(intent.temperatureC !== undefined ? { temperatureC: intent.temperatureC } : {}),
+            symptoms: intent.symptoms ? ['cough'] : [],
+            by: nurse,
+            key: this.key(),
+          },
+          intent,
+        );
+        return;
+      }
+      case 'stay':
+        this.send(
+          { type: 'changeStay', days: intent.days, reason: 'directive', by: supervisor, key: this.key() },
+          intent,
+        );
+        return;
+      case 'colour':
+        this.send(
+          { type: 'changeColour', colour: 'red', reason: 'key attention', by: supervisor, key: this.key() },
+          intent,
+        );
+        return;
+      case 'address':
+        this.send(
+          { type: 'setAddress', address: `home ${++this.seq}`, reason: 'new home', by: supervisor, key: this.key() },
+          intent,
+        );
+        return;
+      case 'cancel':
+        this.send({ type: 'cancel', reason: 'sent home by directive', by: supervisor, key: this.key() }, intent);
+        return;
+      case 'ack': {
+        const e = pickOf(s.escalations, intent.pick);
+        if (e) this.send({ type: 'ackEscalation', escalationId: e.id, by: nurse, key: this.key() }, intent);
+        return;
+      }
+      case 'resolve': {
+        const e = pickOf(s.escalations, intent.pick);
+        if (e)
+          this.send(
+            {
+              type: 'resolveEscalation',
+              escalationId: e.id,
+              note: 'dealt with by phone',
+              by: supervisor,
+              key: this.key(),
+            },
+            intent,
+          );
+        return;
+      }
+      case 'repeat': {
+        // A client retrying after a timeout: the same message with the same key.
+        if (!this.lastMessage) return;
+        const before = this.state;
+        const d = this.send(this.lastMessage, intent);
+        const key = 'key' in this.lastMessage ? this.lastMessage.key : undefined;
+        if (key && before.keys[key] && d.changed)
+          throw new InvariantError(['a repeated message (same key) changed the case again'], this.steps);
+        if (d.changed === false && d.state !== before && JSON.stringify(d.state) !== JSON.stringify(before))
+          throw new InvariantError(['a repeat changed the state without saying so'], this.steps);
+        return;
+      }
+    }
+  }
+}
+
+export class InvariantError extends Error {
+  constructor(
+    readonly violations: string[],
+    readonly steps: Step[],
+  ) {
+    super(
+      `invariant broken: ${violations.join('; ')}\n` +
+        steps
+          .slice(-12)
+          .map(
+            (s) =>
+              `  ${JSON.stringify(s.intent)} → ${JSON.stringify(s.event)} → ${s.phase} ${s.reply && !s.reply.ok ? s.reply.message : ''}`,
+          )
+          .join('\n'),
+    );
+  }
+}
