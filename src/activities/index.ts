@@ -109,7 +109,12 @@ export function createActivities(deps: ActivityDeps): CaseActivities {
       );
       await db
         .update(samples)
-        .set({ labId: receipt.labId, orderedAt: new Date(receipt.orderedAt) })
+        .set({
+          labId: receipt.labId,
+          orderedAt: new Date(receipt.orderedAt),
+          orderId: receipt.orderId ?? null,
+          status: 'ordered',
+        })
         .where(sql`${samples.sampleId} = ${input.sampleId} and ${samples.labId} is null`);
       log.info('sample ordered', { caseNo: input.caseNo, sampleId: input.sampleId, labId: receipt.labId });
       return receipt;
@@ -170,6 +175,23 @@ export function createActivities(deps: ActivityDeps): CaseActivities {
           escalation: input.escalation,
         }),
       );
+    },
+
+    async alertCommunity(input) {
+      const step = `alert:${input.escalationId}`;
+      await once(db, input.workflowId, step, async () => {
+        await sys.community.alert({
+          idempotencyKey: idemKey(input.workflowId, step),
+          caseNo: input.caseNo,
+          district: input.district,
+          street: input.street,
+          escalationId: input.escalationId,
+          kind: input.kind,
+          reason: input.reason,
+        });
+        log.info('community alerted', { caseNo: input.caseNo, escalationId: input.escalationId });
+        return {};
+      });
     },
 
     async recordCase(input) {
@@ -272,6 +294,8 @@ export async function recordCase(db: Db, input: RecordCaseInput): Promise<boolea
           orderedAt: date(s.orderedAt),
           result: s.result,
           resultAt: date(s.resultAt),
+          status: s.status ?? null,
+          orderId: s.orderId ?? null,
         })),
       );
       await (fresh
@@ -286,6 +310,8 @@ export async function recordCase(db: Db, input: RecordCaseInput): Promise<boolea
               orderedAt: sql`coalesce(${excluded(samples.orderedAt)}, ${samples.orderedAt})`,
               result: excluded(samples.result),
               resultAt: excluded(samples.resultAt),
+              status: sql`coalesce(${excluded(samples.status)}, ${samples.status})`,
+              orderId: sql`coalesce(${excluded(samples.orderId)}, ${samples.orderId})`,
             },
           })
         : q.onConflictDoNothing());
@@ -306,7 +332,7 @@ export async function recordCase(db: Db, input: RecordCaseInput): Promise<boolea
             recordedBy: c.by.id,
           })),
         )
-        .onConflictDoNothing({ target: healthChecks.id });
+        .onConflictDoNothing({ target: [healthChecks.caseNo, healthChecks.id] });
     }
 
     if (input.escalations.length > 0) {
@@ -324,6 +350,10 @@ export async function recordCase(db: Db, input: RecordCaseInput): Promise<boolea
           ackedAt: date(e.ackedAt),
           ackedBy: e.ackedBy?.id ?? null,
           closedAt: date(e.closedAt),
+          closedReason: e.closedReason ?? null,
+          closedBy: e.closedBy?.id ?? null,
+          note: e.note ?? null,
+          sampleId: e.sampleId ?? null,
         })),
       );
       await (fresh
@@ -337,6 +367,10 @@ export async function recordCase(db: Db, input: RecordCaseInput): Promise<boolea
               ackedAt: excluded(escalations.ackedAt),
               ackedBy: excluded(escalations.ackedBy),
               closedAt: excluded(escalations.closedAt),
+              closedReason: excluded(escalations.closedReason),
+              closedBy: excluded(escalations.closedBy),
+              note: excluded(escalations.note),
+              sampleId: sql`coalesce(${escalations.sampleId}, ${excluded(escalations.sampleId)})`,
               hotelId: sql`coalesce(${escalations.hotelId}, ${excluded(escalations.hotelId)})`,
             },
           })

@@ -59,6 +59,16 @@ export interface HandOverInput {
   certificateNo: string;
 }
 
+export interface AlertCommunityInput {
+  workflowId: string;
+  caseNo: string;
+  district: string;
+  street: string;
+  escalationId: string;
+  kind: string;
+  reason: string;
+}
+
 export interface NotifyInput {
   workflowId: string;
   caseNo: string;
@@ -100,13 +110,28 @@ export interface CaseRow {
   stateVersion: number;
 }
 
+/** A sample as the read model keeps it; v2 cases add the sample's state and the lab's order id. */
+export type SampleRecord = Omit<Sample, 'result'> & {
+  result: string;
+  status?: string;
+  orderId?: string;
+};
+
+/** An escalation as the read model keeps it; v2 cases add why and by whom it closed. */
+export type EscalationRecord = Escalation & {
+  closedReason?: string;
+  closedBy?: Actor;
+  note?: string;
+  sampleId?: string;
+};
+
 export interface RecordCaseInput {
   row: CaseRow;
   events: CaseEventRecord[];
   /** Only what changed since the last write. */
-  samples: Sample[];
+  samples: SampleRecord[];
   checks: HealthCheck[];
-  escalations: Escalation[];
+  escalations: EscalationRecord[];
   inspection?: {
     inspectionId: string;
     status: string;
@@ -128,10 +153,12 @@ export interface CaseActivities {
   checkOut(input: RoomRef & { terminalDisinfection: boolean }): Promise<void>;
   dispatchTransport(input: DispatchInput): Promise<{ dispatchId: string }>;
   cancelTransport(input: { workflowId: string; caseNo: string; dispatchId: string }): Promise<void>;
-  orderSample(input: OrderSampleInput): Promise<{ labId: string; orderedAt: string }>;
+  orderSample(input: OrderSampleInput): Promise<{ labId: string; orderedAt: string; orderId?: string }>;
   requestInspection(input: InspectionRequestInput): Promise<void>;
   handOverToCommunity(input: HandOverInput): Promise<void>;
   notifyEscalation(input: NotifyInput): Promise<void>;
+  /** A positive result for someone no longer here (released, cancelled): the community must act. */
+  alertCommunity(input: AlertCommunityInput): Promise<void>;
   recordCase(input: RecordCaseInput): Promise<void>;
 }
 

@@ -140,6 +140,10 @@ export const samples = pgTable(
     orderedAt: timestamp('ordered_at', { withTimezone: true }),
     result: text('result').notNull().default('pending'),
     resultAt: timestamp('result_at', { withTimezone: true }),
+    /** v2 cases: planned, ordered, resulted, corrected or cancelled. Only an ordered sample takes a result. */
+    status: text('status'),
+    /** The lab's reference for the order. */
+    orderId: text('order_id'),
   },
   (t) => [index('samples_case').on(t.caseNo), index('samples_lab').on(t.labId, t.sampleId)],
 );
@@ -162,7 +166,8 @@ export const labResults = pgTable(
 export const healthChecks = pgTable(
   'health_checks',
   {
-    id: text('id').primaryKey(),
+    /** The caller's check id: unique within its case (tablets may reuse slot names such as "2022-04-02-am"). */
+    id: text('id').notNull(),
     caseNo: text('case_no').notNull(),
     dueAt: timestamp('due_at', { withTimezone: true }),
     takenAt: timestamp('taken_at', { withTimezone: true }).notNull(),
@@ -170,7 +175,7 @@ export const healthChecks = pgTable(
     symptoms: jsonb('symptoms').notNull().default([]),
     recordedBy: text('recorded_by').notNull(),
   },
-  (t) => [index('health_checks_case').on(t.caseNo, t.takenAt)],
+  (t) => [primaryKey({ columns: [t.caseNo, t.id] }), index('health_checks_case').on(t.caseNo, t.takenAt)],
 );
 
 export const escalations = pgTable(
@@ -189,6 +194,12 @@ export const escalations = pgTable(
     ackedBy: text('acked_by'),
     closedAt: timestamp('closed_at', { withTimezone: true }),
     notifiedAt: timestamp('notified_at', { withTimezone: true }),
+    /** Why it closed (a fact such as check_received, or `resolved` by a person) and who closed it. */
+    closedReason: text('closed_reason'),
+    closedBy: text('closed_by'),
+    note: text('note'),
+    /** The sample it is about (results, corrections). */
+    sampleId: text('sample_id'),
   },
   (t) => [index('escalations_open').on(t.status, t.openedAt), index('escalations_case').on(t.caseNo)],
 );

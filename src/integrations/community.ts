@@ -24,6 +24,17 @@ export interface HandOverRequest {
   certificateNo: string;
 }
 
+/** A positive result for someone the community now looks after (released home, or cancelled). */
+export interface CommunityAlert {
+  idempotencyKey: string;
+  caseNo: string;
+  district: string;
+  street: string;
+  escalationId: string;
+  kind: string;
+  reason: string;
+}
+
 /**
  * The street office / community system: inspects a home for single occupancy (the answer
  * comes back through POST /api/v1/cases/{caseNo}/address-inspections) and takes over a
@@ -32,6 +43,8 @@ export interface HandOverRequest {
 export interface CommunityService {
   requestInspection(req: InspectionRequest): Promise<void>;
   handOver(req: HandOverRequest): Promise<void>;
+  /** Tells the street office a person who has left quarantine needs its action now. */
+  alert(req: CommunityAlert): Promise<void>;
 }
 
 /** A real community system: POST {COMMUNITY_URL}/inspections and /handovers; 422 = address it cannot inspect. */
@@ -46,6 +59,11 @@ export class CommunityHttpClient implements CommunityService {
   async handOver(req: HandOverRequest): Promise<void> {
     const { idempotencyKey, ...body } = req;
     await postJson(this.target, 'handovers', body, { idempotencyKey });
+  }
+
+  async alert(req: CommunityAlert): Promise<void> {
+    const { idempotencyKey, ...body } = req;
+    await postJson(this.target, 'alerts', body, { idempotencyKey });
   }
 }
 
@@ -106,5 +124,14 @@ export class CommunitySimulator implements CommunityService {
 
   async handOver(req: HandOverRequest): Promise<void> {
     this.opts.log.info('community simulator hand-over', { caseNo: req.caseNo, certificateNo: req.certificateNo });
+  }
+
+  /** Alerts received, by idempotency key: tests and drills read them. */
+  readonly alerts = new Map<string, Omit<CommunityAlert, 'idempotencyKey'>>();
+
+  async alert(req: CommunityAlert): Promise<void> {
+    const { idempotencyKey, ...alert } = req;
+    this.alerts.set(idempotencyKey, alert);
+    this.opts.log.info('community simulator alert', { caseNo: req.caseNo, escalationId: req.escalationId });
   }
 }

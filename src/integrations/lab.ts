@@ -19,6 +19,8 @@ export interface LabOrder {
 export interface LabOrderReceipt {
   labId: string;
   orderedAt: string;
+  /** The lab's own reference for the order, when it gives one. */
+  orderId?: string;
 }
 
 /** The testing lab: we order a sample; the result comes back later through POST /api/v1/lab/results. */
@@ -26,7 +28,11 @@ export interface LabService {
   orderSample(order: LabOrder): Promise<LabOrderReceipt>;
 }
 
-const receiptSchema = z.object({ labId: z.string().min(1), orderedAt: z.string().optional() });
+const receiptSchema = z.object({
+  labId: z.string().min(1),
+  orderedAt: z.string().optional(),
+  orderId: z.string().max(128).optional(),
+});
 
 /** A real lab information system: POST {LAB_URL}/orders answers `{ labId, orderedAt? }`. */
 export class LabHttpClient implements LabService {
@@ -47,7 +53,11 @@ export class LabHttpClient implements LabService {
     );
     const parsed = receiptSchema.safeParse(body);
     if (!parsed.success) throw rejected(this.target.system, 'order accepted without a labId');
-    return { labId: parsed.data.labId, orderedAt: parsed.data.orderedAt ?? new Date().toISOString() };
+    return {
+      labId: parsed.data.labId,
+      orderedAt: parsed.data.orderedAt ?? new Date().toISOString(),
+      ...(parsed.data.orderId ? { orderId: parsed.data.orderId } : {}),
+    };
   }
 }
 
@@ -72,7 +82,7 @@ export class LabSimulator implements LabService {
   async orderSample(order: LabOrder): Promise<LabOrderReceipt> {
     const known = this.receipts.get(order.idempotencyKey);
     if (known) return known;
-    const receipt = { labId: SIMULATED_LAB_ID, orderedAt: new Date().toISOString() };
+    const receipt = { labId: SIMULATED_LAB_ID, orderedAt: new Date().toISOString(), orderId: `SIM-${order.sampleId}` };
     this.receipts.set(order.idempotencyKey, receipt);
     const cb = this.opts.callback;
     if (cb) {

@@ -1,5 +1,7 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 
+import type { CaseState as DecidedState, ChangeRecord as CaseChange } from '../domain/case/model';
+import type { CaseView } from '../domain/case/view';
 import type { Policy } from '../domain/policy';
 import type {
   Actor,
@@ -44,6 +46,8 @@ export interface CaseOutcome {
 
 // ---- signals ----
 export interface ArrivalInput {
+  /** The caller's idempotency key (v2 cases): a retry with the same key gets the first answer. */
+  key?: string;
   at: string;
   by: Actor;
   /** Rapid antigen result at the door, when one was taken. */
@@ -52,6 +56,8 @@ export interface ArrivalInput {
 export const arrivalSignal = defineSignal<[ArrivalInput]>('arrival');
 
 export interface LabResultInput {
+  /** The caller's idempotency key (v2 cases): a retry with the same key gets the first answer. */
+  key?: string;
   sampleId: string;
   result: 'negative' | 'positive';
   labId: string;
@@ -61,6 +67,8 @@ export interface LabResultInput {
 export const labResultSignal = defineSignal<[LabResultInput]>('labResult');
 
 export interface DoorAlarmInput {
+  /** The caller's idempotency key (v2 cases): a retry with the same key gets the first answer. */
+  key?: string;
   at: string;
   sensorId?: string;
   by: Actor;
@@ -68,6 +76,8 @@ export interface DoorAlarmInput {
 export const doorAlarmSignal = defineSignal<[DoorAlarmInput]>('doorAlarm');
 
 export interface InspectionResultInput {
+  /** The caller's idempotency key (v2 cases): a retry with the same key gets the first answer. */
+  key?: string;
   inspectionId: string;
   singleOccupancy: boolean;
   at: string;
@@ -79,6 +89,8 @@ export const inspectionResultSignal = defineSignal<[InspectionResultInput]>('ins
 
 // ---- updates ----
 export interface HealthCheckInput {
+  /** The caller's idempotency key (v2 cases): a retry with the same key gets the first answer. */
+  key?: string;
   /** The caller's id for this check: a retry with the same id is answered, not recorded twice. */
   checkId: string;
   takenAt: string;
@@ -97,6 +109,8 @@ export interface HealthCheckResult {
 export const healthCheckUpdate = defineUpdate<HealthCheckResult, [HealthCheckInput]>('recordHealthCheck');
 
 export interface ChangeStayInput {
+  /** The caller's idempotency key (v2 cases): a retry with the same key gets the first answer. */
+  key?: string;
   /** Days to add (positive) or remove (negative). */
   days: number;
   reason: string;
@@ -108,6 +122,8 @@ export interface ChangeStayResult {
 export const changeStayUpdate = defineUpdate<ChangeStayResult, [ChangeStayInput]>('changeStay');
 
 export interface ChangeColourInput {
+  /** The caller's idempotency key (v2 cases): a retry with the same key gets the first answer. */
+  key?: string;
   colour: Colour;
   reason: string;
   by: Actor;
@@ -115,6 +131,8 @@ export interface ChangeColourInput {
 export const changeColourUpdate = defineUpdate<{ colour: Colour }, [ChangeColourInput]>('changeColour');
 
 export interface SetAddressInput {
+  /** The caller's idempotency key (v2 cases): a retry with the same key gets the first answer. */
+  key?: string;
   address: string;
   reason: string;
   by: Actor;
@@ -122,17 +140,52 @@ export interface SetAddressInput {
 export const setAddressUpdate = defineUpdate<{ inspectionId: string }, [SetAddressInput]>('setAddress');
 
 export interface CancelInput {
+  /** The caller's idempotency key (v2 cases): a retry with the same key gets the first answer. */
+  key?: string;
   reason: string;
   by: Actor;
 }
 export const cancelUpdate = defineUpdate<{ phase: Phase }, [CancelInput]>('cancel');
 
 export interface AckEscalationInput {
+  /** The caller's idempotency key (v2 cases): a retry with the same key gets the first answer. */
+  key?: string;
   escalationId: string;
   note?: string;
   by: Actor;
 }
 export const ackEscalationUpdate = defineUpdate<Escalation, [AckEscalationInput]>('ackEscalation');
+
+// ---- added with the v2 case workflow (caseWorkflowV2) ----
+export interface DepartureInput {
+  at: string;
+  by: Actor;
+  key?: string;
+}
+/** Hospital transfer: the person has left the room (the room is disinfected only after this). */
+export const departureSignal = defineSignal<[DepartureInput]>('departure');
+
+export interface ResolveEscalationInput {
+  escalationId: string;
+  /** How it was resolved: required, it is the reason the escalation closes. */
+  note: string;
+  by: Actor;
+  key?: string;
+}
+export const resolveEscalationUpdate = defineUpdate<Record<string, unknown>, [ResolveEscalationInput]>(
+  'resolveEscalation',
+);
+
+/** The case as people read it: no PII, typed (src/domain/case/view.ts). */
+export const viewQuery = defineQuery<CaseView>('view');
+
+export interface CaseInputV2 {
+  request: TransferRequest;
+  policy: Policy;
+  /** Present only when the workflow continues as new. */
+  carried?: { state: DecidedState; history: CaseChange[]; unrecorded: CaseChange[] };
+  options?: CaseInput['options'];
+}
 
 // ---- query ----
 export interface UnknownResult {

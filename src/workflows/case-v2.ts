@@ -1,0 +1,446 @@
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  CancellationScope,
+  condition,
+  continueAsNew,
+  log,
+  proxyActivities,
+  proxyLocalActivities,
+  setHandler,
+  sleep,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { SearchAttributeUpdatePair } from '@temporalio/common';
+
+import type { CaseActivities, RecordCaseInput } from '../activities/types';
+import { decide, dueTasks, initialState, isComplete, nextWakeAt, validate } from '../domain/case/decide';
+import type {
+  CaseContext,
+  CaseEvent,
+  CaseState,
+  ChangeRecord,
+  Decision,
+  MessageEvent,
+  Reply,
+  Task,
+  TaskResult,
+} from '../domain/case/model';
+import { caseView } from '../domain/case/view';
+import { maskName, SYSTEM_ACTOR } from '../domain/types';
+import {
+  CaseColourKey,
+  CasePhaseKey,
+  HotelIdKey,
+  OpenEscalationsKey,
+  ReleaseDueKey,
+} from '../temporal/search-attributes';
+import {
+  ackEscalationUpdate,
+  arrivalSignal,
+  cancelUpdate,
+  changeColourUpdate,
+  changeStayUpdate,
+  departureSignal,
+  doorAlarmSignal,
+  healthCheckUpdate,
+  inspectionResultSignal,
+  labResultSignal,
+  resolveEscalationUpdate,
+  setAddressUpdate,
+  stateQuery,
+  viewQuery,
+  type CaseInputV2,
+  type CaseOutcome,
+} from './messages';
+
+/** Every task is bounded: a system that stays down surfaces as a failed task, which the case retries and escalates. */
+const acts = proxyActivities<CaseActivities>({
+  startToCloseTimeout: '1 minute',
+  scheduleToCloseTimeout: '5 minutes',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute' },
+});
+const notices = proxyActivities<Pick<CaseActivities, 'notifyEscalation'>>({
+  startToCloseTimeout: '30 seconds',
+  scheduleToCloseTimeout: '2 minutes',
+  retry: { initialInterval: '500 milliseconds', backoffCoefficient: 2, maximumInterval: '30 seconds' },
+});
+/** Read-model writes: a marker in the workflow task, not an activity task of their own. */
+const records = proxyLocalActivities<Pick<CaseActivities, 'recordCase'>>({
+  startToCloseTimeout: '30 seconds',
+  scheduleToCloseTimeout: '1 minute',
+  retry: { initialInterval: '500 milliseconds', backoffCoefficient: 2, maximumInterval: '10 seconds' },
+});
+
+const HISTORY_KEPT = 400;
+
+/**
+ * One person's quarantine (v2): a thin interpreter around the pure decision core in
+ * src/domain/case. Messages and timer ticks go into `decide`; the tasks it asks for run as
+ * activities, each outcome fed back as an event. Alerts never wait for the read model: notices
+ * are tasks of their own, and the read model is written beside the loop, not in its way.
+ */
+export async function caseWorkflowV2(input: CaseInputV2): Promise<CaseOutcome> {
+  const { request, policy } = input;
+  const ctx: CaseContext = { policy, request };
+  const { workflowId } = workflowInfo();
+  const caseNo = request.caseNo;
+
+  let s: CaseState;
+  let history: ChangeRecord[] = input.carried?.history ?? [];
+  // Change records not yet in the event log: kept until written, carried across continue-as-new.
+  let unrecorded: ChangeRecord[] = input.carried?.unrecorded ?? [];
+  const touched = {
+    samples: new Set<string>(),
+    escalations: new Set<string>(),
+    checks: new Set<string>(),
+    inspection: false,
+  };
+  let wake = 0;
+  let recordedVersion = -1;
+
+  function absorb(d: Decision): Decision {
+    s = d.state;
+    if (d.records.length) {
+      unrecorded.push(...d.records);
+      history.push(...d.records);
+      if (history.length > HISTORY_KEPT) history = history.slice(-HISTORY_KEPT);
+    }
+    for (const id of d.touched.samples) touched.samples.add(id);
+    for (const id of d.touched.escalations) touched.escalations.add(id);
+    for (const id of d.touched.checks) touched.checks.add(id);
+    touched.inspection ||= d.touched.inspection;
+    if (d.changed) wake++;
+    return d;
+  }
+  const apply = (event: CaseEvent): Decision => absorb(decide(s, event, ctx, Date.now()));
+
+  if (input.carried) {
+    s = input.carried.state;
+  } else {
+    s = undefined as unknown as CaseState;
+    absorb(initialState(ctx, request.homeAddress, request.requestedBy, Date.now(), request.note));
+  }
+
+  // ---- messages: every one goes through decide; updates answer with its reply ----
+  const answer = (r: Reply | undefined): Record<string, unknown> => {
+    if (!r) return {};
+    if (r.ok) return r.value;
+    throw failureOf(r);
+  };
+  const refusal = (e: MessageEvent): void => {
+    const r = validate(s, e, ctx, Date.now());
+    if (r && !r.ok) throw failureOf(r);
+  };
+  // The message's own fields, then its type: a field called "type" in the input cannot change what it is.
+  const asEvent = (type: MessageEvent['type'], i: object) => ({ ...i, type }) as unknown as MessageEvent;
+  const update = (type: MessageEvent['type']) => ({
+    handler: (i: object) => answer(apply(asEvent(type, i)).reply),
+    validator: (i: object) => refusal(asEvent(type, i)),
+  });
+  const signal = (type: MessageEvent['type']) => (i: object) => {
+    apply(asEvent(type, i));
+  };
+
+  setHandler(arrivalSignal, signal('arrival'));
+  setHandler(departureSignal, signal('departure'));
+  setHandler(labResultSignal, signal('labResult'));
+  setHandler(doorAlarmSignal, signal('doorAlarm'));
+  setHandler(inspectionResultSignal, signal('inspectionResult'));
+  for (const [def, type] of [
+    [healthCheckUpdate, 'healthCheck'],
+    [changeStayUpdate, 'changeStay'],
+    [changeColourUpdate, 'changeColour'],
+    [setAddressUpdate, 'setAddress'],
+    [cancelUpdate, 'cancel'],
+    [ackEscalationUpdate, 'ackEscalation'],
+    [resolveEscalationUpdate, 'resolveEscalation'],
+  ] as const) {
+    const u = update(type);
+    // The update definitions are typed for the v1 answers; v2 answers with the decider's reply.
+    setHandler(def as never, u.handler as never, { validator: u.validator as never });
+  }
+  setHandler(viewQuery, () => caseView(s, ctx, Date.now(), history.slice(-100)));
+  setHandler(stateQuery, () => caseView(s, ctx, Date.now(), history.slice(-100)) as never);
+
+  // A Temporal-level cancel (e.g. `temporal workflow cancel`) becomes a cancel of the case, which
+  // still frees what the case holds: the loop itself runs on, not cancellable.
+  let cancelRequested = false;
+  CancellationScope.current().cancelRequested.catch(() => {
+    cancelRequested = true;
+    wake++;
+  });
+
+  // ---- tasks: each due task runs as an activity; its outcome is an event ----
+  const running = new Set<string>();
+  function startTask(t: Task): void {
+    running.add(t.id);
+    apply({ type: 'taskStarted', taskId: t.id });
+    void runTask(t).then(
+      (result) => {
+        running.delete(t.id);
+        apply({ type: 'taskSucceeded', taskId: t.id, result });
+      },
+      (err: unknown) => {
+        running.delete(t.id);
+        if (!(err instanceof ActivityFailure)) throw err;
+        // The failure's type only: a remote system's message may echo an address back.
+        const cause = err.cause instanceof ApplicationFailure ? (err.cause.type ?? 'ApplicationFailure') : 'timeout';
+        apply({ type: 'taskFailed', taskId: t.id, error: cause });
+      },
+    );
+  }
+
+  async function runTask(t: Task): Promise<TaskResult> {
+    const base = { workflowId, caseNo };
+    const room = s.room;
+    switch (t.kind) {
+      case 'reserveRoom':
+        return {
+          kind: 'room',
+          room: await acts.reserveRoom({ ...base, colour: s.colour, district: request.district }),
+        };
+      case 'releaseRoom':
+        await acts.releaseRoom({ ...base, roomId: t.subject! });
+        return { kind: 'none' };
+      case 'checkIn':
+        await acts.checkIn({ ...base, roomId: t.subject! });
+        return { kind: 'none' };
+      case 'checkOut':
+        await acts.checkOut({ ...base, roomId: t.subject!, terminalDisinfection: !!t.terminal });
+        return { kind: 'none' };
+      case 'dispatchTransport':
+      case 'dispatchHospital': {
+        const hospital = t.kind === 'dispatchHospital';
+        const d = await acts.dispatchTransport({
+          ...base,
+          step: hospital ? 'hospital' : 'intake',
+          purpose: hospital ? 'hospital' : 'intake',
+          hotelId: room?.hotelId ?? '',
+          ...(room ? { roomNo: room.roomNo } : {}),
+          ...(!hospital && request.pickupAddress ? { pickupAddress: request.pickupAddress } : {}),
+        });
+        return { kind: 'dispatch', dispatchId: d.dispatchId };
+      }
+      case 'cancelTransport':
+        await acts.cancelTransport({ ...base, dispatchId: t.subject! });
+        return { kind: 'none' };
+      case 'orderSample': {
+        const sample = s.samples.find((x) => x.sampleId === t.subject)!;
+        const o = await acts.orderSample({
+          ...base,
+          sampleId: sample.sampleId,
+          type: sample.type,
+          reason: sample.reason,
+          ...(room ? { hotelId: room.hotelId } : {}),
+        });
+        return { kind: 'order', labId: o.labId, orderedAt: o.orderedAt, ...(o.orderId ? { orderId: o.orderId } : {}) };
+      }
+      case 'requestInspection':
+        await acts.requestInspection({
+          ...base,
+          inspectionId: t.subject!,
+          district: request.district,
+          street: request.street,
+          address: s.homeAddress,
+        });
+        return { kind: 'none' };
+      case 'handOver':
+        await acts.handOverToCommunity({
+          ...base,
+          district: request.district,
+          street: request.street,
+          releasedAt: s.closing?.startedAt ?? new Date().toISOString(),
+          certificateNo: s.closing?.certificateNo ?? `${caseNo}-R`,
+        });
+        return { kind: 'none' };
+      case 'notify': {
+        const esc = s.escalations.find((e) => e.id === t.subject);
+        if (esc)
+          await notices.notifyEscalation({ ...base, ...(room ? { hotelId: room.hotelId } : {}), escalation: esc });
+        return { kind: 'none' };
+      }
+      case 'alertCommunity': {
+        const esc = s.escalations.find((e) => e.id === t.subject)!;
+        await acts.alertCommunity({
+          ...base,
+          district: request.district,
+          street: request.street,
+          escalationId: esc.id,
+          kind: esc.kind,
+          reason: esc.reason,
+        });
+        return { kind: 'none' };
+      }
+    }
+  }
+
+  // ---- the read model: written beside the loop, one write at a time, never in the alerts' way ----
+  let recording = false;
+  function writeRecords(): void {
+    if (recording) return;
+    const events = unrecorded;
+    if (!events.length && s.version === recordedVersion && !touched.samples.size && !touched.escalations.size) return;
+    recording = true;
+    unrecorded = [];
+    const batch = recordInput(events);
+    const version = s.version;
+    void (async () => {
+      try {
+        await records.recordCase(batch);
+        recordedVersion = version;
+      } catch (err) {
+        if (!(err instanceof ActivityFailure)) throw err;
+        // Postgres away: keep the batch and try again shortly; the case goes on meanwhile.
+        unrecorded = [...events, ...unrecorded];
+        for (const x of batch.samples) touched.samples.add(x.sampleId);
+        for (const x of batch.escalations) touched.escalations.add(x.id);
+        for (const x of batch.checks) touched.checks.add(x.checkId);
+        if (batch.inspection) touched.inspection = true;
+        log.warn('read model write failed; will retry', { caseNo });
+        await sleep('5 seconds');
+      } finally {
+        recording = false;
+        wake++;
+      }
+    })();
+  }
+
+  function recordInput(events: ChangeRecord[]): RecordCaseInput {
+    const open = s.escalations.filter((e) => e.status === 'open');
+    const samples = s.samples.filter((x) => touched.samples.has(x.sampleId));
+    const escalations = s.escalations.filter((x) => touched.escalations.has(x.id));
+    const checks = s.checks.filter((x) => touched.checks.has(x.checkId));
+    const inspection = touched.inspection;
+    touched.samples.clear();
+    touched.escalations.clear();
+    touched.checks.clear();
+    touched.inspection = false;
+    return {
+      row: {
+        caseNo,
+        workflowId,
+        requestId: request.requestId,
+        district: request.district,
+        street: request.street,
+        displayName: maskName(request.person.name),
+        phase: s.phase,
+        colour: s.colour,
+        policyName: s.policyName,
+        hotelId: s.room?.hotelId,
+        roomId: s.room?.roomId,
+        requestedAt: s.requestedAt,
+        arrivedAt: s.arrivedAt,
+        stayStart: s.stayStart,
+        releaseDue: s.releaseDue,
+        nextCheckDue: s.closing ? undefined : s.currentSlot,
+        pendingResults: s.samples.filter((x) => x.status === 'ordered').length,
+        openEscalations: open.length,
+        openRedEscalations: open.filter((e) => e.severity === 'red').length,
+        inspectionStatus: s.inspection.status,
+        endedAt: s.endedAt,
+        stateVersion: s.version,
+      },
+      events: events.map((e) => ({
+        seq: e.seq,
+        actor: e.by,
+        kind: e.kind,
+        payload: e.reason ? { ...e.payload, reason: e.reason } : e.payload,
+        at: e.at,
+      })),
+      samples: samples.map((x) => ({
+        sampleId: x.sampleId,
+        type: x.type,
+        reason: x.reason,
+        dueAt: x.dueAt,
+        status: x.status,
+        ...(x.order ? { labId: x.order.labId, orderedAt: x.order.takenAt, orderId: x.order.orderId } : {}),
+        result: x.result ?? 'pending',
+        ...(x.results.length ? { resultAt: x.results[x.results.length - 1]!.receivedAt } : {}),
+      })),
+      checks: checks.map((c) => ({
+        checkId: c.checkId,
+        takenAt: c.takenAt,
+        dueAt: c.dueAt,
+        temperatureC: c.temperatureC,
+        symptoms: c.symptoms,
+        by: c.by,
+      })),
+      escalations: escalations.map(({ notices: _n, ...e }) => e),
+      ...(inspection
+        ? {
+            inspection: {
+              inspectionId: s.inspection.inspectionId,
+              status: s.inspection.status === 'requesting' ? 'requested' : s.inspection.status,
+              requestedAt: s.inspection.requestedAt,
+              resultAt: s.inspection.resultAt,
+              inspector: s.inspection.inspector,
+              note: s.inspection.note,
+            },
+          }
+        : {}),
+    };
+  }
+
+  let lastSearchAttributes = '';
+  function updateSearchAttributes(): void {
+    const pairs: SearchAttributeUpdatePair[] = [
+      { key: CasePhaseKey, value: s.phase },
+      { key: CaseColourKey, value: s.colour },
+      { key: HotelIdKey, value: s.room?.hotelId ?? null },
+      { key: ReleaseDueKey, value: s.releaseDue ? new Date(s.releaseDue) : null },
+      { key: OpenEscalationsKey, value: s.escalations.filter((e) => e.status === 'open').length },
+    ];
+    const signature = JSON.stringify(pairs.map((p) => p.value));
+    if (signature === lastSearchAttributes) return;
+    lastSearchAttributes = signature;
+    upsertSearchAttributes(pairs);
+  }
+
+  const continueAsNewLimit = input.options?.continueAsNewAtHistoryLength;
+  const shouldContinueAsNew = () =>
+    workflowInfo().continueAsNewSuggested ||
+    (continueAsNewLimit !== undefined && workflowInfo().historyLength >= continueAsNewLimit);
+
+  // ---- the loop ----
+  return await CancellationScope.nonCancellable(async () => {
+    for (;;) {
+      if (cancelRequested && !s.closing) {
+        apply({ type: 'cancel', reason: 'workflow cancelled', by: SYSTEM_ACTOR });
+        cancelRequested = false;
+      }
+      const now = Date.now();
+      for (const t of dueTasks(s, now)) if (!running.has(t.id)) startTask(t);
+      updateSearchAttributes();
+      writeRecords();
+
+      const quiet = running.size === 0 && !recording && unrecorded.length === 0;
+      if (quiet && isComplete(s, ctx, now)) {
+        return {
+          caseNo,
+          phase: s.phase,
+          endedAt: s.endedAt!,
+          reason: s.closing?.reason,
+          ...(s.closing?.certificateNo ? { certificateNo: s.closing.certificateNo } : {}),
+        };
+      }
+      if (quiet && shouldContinueAsNew()) {
+        return await continueAsNew<typeof caseWorkflowV2>({
+          ...input,
+          carried: { state: s, history, unrecorded },
+        });
+      }
+
+      const seen = wake;
+      const next = nextWakeAt(s, ctx, now);
+      if (next === undefined) await condition(() => wake !== seen);
+      else if (!(await condition(() => wake !== seen, Math.max(1, next - now)))) apply({ type: 'tick' });
+    }
+  });
+}
+
+function failureOf(r: Extract<Reply, { ok: false }>): ApplicationFailure {
+  const type = r.code === 'invalid' ? 'InvalidInput' : r.code === 'not_found' ? 'NotFound' : 'Conflict';
+  return ApplicationFailure.create({ type, message: r.message, nonRetryable: true });
+}
