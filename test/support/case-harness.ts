@@ -13,7 +13,10 @@ import { createIntegrations } from '../../src/integrations';
 import { createHotelService } from '../../src/integrations/hotel';
 import { createLogger } from '../../src/log';
 import { createWorker } from '../../src/worker';
-import { caseWorkflow } from '../../src/workflows';
+import { ApplicationFailure } from '@temporalio/common';
+
+import type { CaseActivities } from '../../src/activities/types';
+import { caseWorkflow, caseWorkflowV2 } from '../../src/workflows';
 import { stateQuery, type CaseInput, type CaseState } from '../../src/workflows/messages';
 import { createTestDatabase, type TestDatabase } from './db';
 import { connectTest, uniqueQueue } from './temporal';
@@ -56,7 +59,15 @@ export const PERSON = {
 };
 export const HOME = '兰州市西固区福利路 88 号 3 单元 502';
 
+/** Activities a test makes refuse (permanently) until it clears them. */
+export type Faults = Partial<Record<keyof CaseActivities, (input: never) => boolean>>;
+
 export interface Harness {
+  faults: Faults;
+  /** A v2 case (caseWorkflowV2): the decision core. */
+  startV2(
+    opts?: Partial<TransferRequest> & { policy?: Policy; options?: CaseInput['options'] },
+  ): Promise<WorkflowHandle<typeof caseWorkflowV2>>;
   db: TestDatabase;
   config: Config;
   taskQueue: string;
@@ -81,7 +92,20 @@ export async function createHarness(label: string): Promise<Harness> {
   const config = loadConfig({ TEMPORAL_TASK_QUEUE: taskQueue, LOG_LEVEL: 'warn', DATA_DIR: '/tmp/shaodian-unused' });
   const log = createLogger('warn');
   const integrations = createIntegrations(config, { db: db.db, log });
-  const activities = createActivities({ db: db.db, integrations, log });
+  const real = createActivities({ db: db.db, integrations, log });
+  const faults: Faults = {};
+  // Each activity can be made to refuse, as a remote system that answers 4xx would.
+  const activities = Object.fromEntries(
+    Object.entries(real).map(([name, fn]) => [
+      name,
+      async (input: never) => {
+        const fault = faults[name as keyof CaseActivities];
+        if (fault?.(input))
+          throw ApplicationFailure.nonRetryable(`${name} refused (test fault)`, 'IntegrationRejected');
+        return (fn as (i: never) => Promise<unknown>)(input);
+      },
+    ]),
+  ) as unknown as CaseActivities;
   const worker: Worker = await createWorker({
     connection: t.nativeConnection,
     config,
@@ -92,7 +116,34 @@ export async function createHarness(label: string): Promise<Harness> {
   const running = worker.run();
   const hotel = createHotelService(db.db);
 
+  const requestFor = (req: Partial<TransferRequest>): TransferRequest => {
+    const caseNo = `T${crypto.randomBytes(5).toString('hex').toUpperCase()}`;
+    return {
+      requestId: `req-${caseNo}`,
+      caseNo,
+      district: 'Xigu',
+      street: 'Fuli',
+      requestedBy: community,
+      requestedAt: new Date().toISOString(),
+      person: PERSON,
+      homeAddress: HOME,
+      pickupAddress: '兰州市西固区 pickup 1 号',
+      transport: 'vehicle',
+      reason: 'close_contact',
+      ...req,
+    };
+  };
   const harness: Harness = {
+    faults,
+    async startV2(opts = {}) {
+      const { policy = testPolicy(), options, ...req } = opts;
+      const request = requestFor(req);
+      return t.client.workflow.start(caseWorkflowV2, {
+        taskQueue,
+        workflowId: `case-${request.caseNo}`,
+        args: [{ request, policy, options }],
+      });
+    },
     db,
     config,
     taskQueue,

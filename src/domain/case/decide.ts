@@ -27,7 +27,6 @@ import type {
   CloseReason,
   Closing,
   Decision,
-  LabOutcome,
   MessageEvent,
   RejectCode,
   Reply,

@@ -1,0 +1,261 @@
+import fs from 'node:fs';
+import path from 'node:path';
+
+import { temporal } from '@temporalio/proto';
+import { eq } from 'drizzle-orm';
+
+import { schema } from '../../src/db';
+import type { CaseView } from '../../src/domain/case/view';
+import {
+  arrivalSignal,
+  cancelUpdate,
+  departureSignal,
+  inspectionResultSignal,
+  labResultSignal,
+  resolveEscalationUpdate,
+  viewQuery,
+} from '../../src/workflows/messages';
+import {
+  community,
+  createHarness,
+  hotelStaff,
+  lab,
+  supervisor,
+  testPolicy,
+  type Harness,
+} from '../support/case-harness';
+
+/**
+ * The v2 case workflow (caseWorkflowV2) against a real dev server: the decision core's rules
+ * through the real shell, activities, read model and timers, with second-long days.
+ */
+let h: Harness;
+type Handle = Awaited<ReturnType<Harness['startV2']>>;
+
+const HISTORIES = path.resolve(__dirname, '..', 'histories');
+async function maybeRecord(name: string, handle: Handle): Promise<void> {
+  if (process.env.RECORD_HISTORIES !== '1') return;
+  const history = await handle.fetchHistory();
+  fs.writeFileSync(
+    path.join(HISTORIES, `v2-${name}.history.pb`),
+    temporal.api.history.v1.History.encode(history).finish(),
+  );
+}
+
+beforeAll(async () => {
+  h = await createHarness('wf2');
+  await h.addHotel(20, 'HV2');
+});
+afterAll(async () => {
+  await h?.close();
+});
+afterEach(() => {
+  for (const k of Object.keys(h.faults)) delete h.faults[k as keyof typeof h.faults];
+});
+
+const now = () => new Date().toISOString();
+const view = (handle: Handle) => handle.query(viewQuery);
+async function waitView(handle: Handle, pred: (v: CaseView) => boolean, what: string, timeoutMs = 30_000) {
+  const deadline = Date.now() + timeoutMs;
+  let last: CaseView | undefined;
+  while (Date.now() < deadline) {
+    last = await view(handle);
+    if (pred(last)) return last;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}; last ${JSON.stringify(last).slice(0, 3000)}`);
+}
+
+async function arrive(handle: Handle) {
+  await waitView(handle, (v) => v.phase === 'IN_TRANSIT', 'IN_TRANSIT');
+  await handle.signal(arrivalSignal, { at: now(), by: hotelStaff });
+  return waitView(handle, (v) => v.phase === 'OBSERVATION' || v.phase === 'RELEASE_PENDING', 'observation');
+}
+
+/** Answers every ordered sample from the lab it was ordered from. */
+async function answerOrdered(handle: Handle, result: 'negative' | 'positive') {
+  const v = await view(handle);
+  for (const x of v.samples.filter((x) => x.status === 'ordered')) {
+    await handle.signal(labResultSignal, { sampleId: x.sampleId, result, labId: x.labId!, reportedAt: now(), by: lab });
+  }
+}
+
+async function passInspection(handle: Handle) {
+  const v = await waitView(handle, (v) => v.inspection.status === 'requested', 'inspection requested');
+  await handle.signal(inspectionResultSignal, {
+    inspectionId: v.inspection.inspectionId,
+    singleOccupancy: true,
+    at: now(),
+    inspector: 'Li',
+    by: community,
+  });
+}
+
+test('happy path: released on two negatives of samples really taken, read model and rooms agree', async () => {
+  const handle = await h.startV2();
+  await arrive(handle);
+  // Answer results as orders go out, until release.
+  const deadline = Date.now() + 30_000;
+  let v = await view(handle);
+  let inspected = false;
+  while (v.phase !== 'RELEASED' && Date.now() < deadline) {
+    await answerOrdered(handle, 'negative');
+    if (!inspected && v.inspection.status === 'requested') {
+      await passInspection(handle);
+      inspected = true;
+    }
+    await new Promise((r) => setTimeout(r, 150));
+    v = await view(handle);
+  }
+  v = await waitView(handle, (x) => !!x.endedAt, 'ended');
+  expect(v.phase).toBe('RELEASED');
+  const counted = v.samples.filter((x) => x.status === 'resulted' && x.result === 'negative');
+  expect(counted.length).toBeGreaterThanOrEqual(2);
+  for (const x of counted) expect(x.takenAt).toBeDefined();
+  expect(v.escalations.filter((e) => e.status === 'open')).toEqual([]);
+  expect(v.closing?.unfinished).toEqual([]);
+  const room = await h.room(v.room!.roomId);
+  expect(room.state).toBe('awaiting_disinfection');
+  const rows = await h.db.db.select().from(schema.samples).where(eq(schema.samples.caseNo, v.caseNo));
+  expect(rows.filter((r) => r.status === 'resulted').length).toBe(counted.length);
+  await waitFor(
+    async () =>
+      (await h.db.db.select().from(schema.cases).where(eq(schema.cases.caseNo, v.caseNo)))[0]?.phase === 'RELEASED',
+  );
+  await maybeRecord('happy-path-released', handle);
+});
+
+test('a result for a planned, never-ordered sample is refused and counts for nothing', async () => {
+  const handle = await h.startV2({
+    policy: testPolicy({ stayDays: 4, sampling: { days: [1, 3], type: 'PCR', time: '00:00' } }),
+  });
+  const v0 = await arrive(handle);
+  // The day-3 sample: planned, days away from being ordered (the lab typed its id for another).
+  const planned = v0.samples.filter((x) => x.status === 'planned' && Date.parse(x.dueAt) > Date.now() + 1000).pop()!;
+  expect(planned).toBeDefined();
+  await handle.signal(labResultSignal, {
+    sampleId: planned.sampleId,
+    result: 'negative',
+    labId: 'LAB-SIM',
+    reportedAt: now(),
+    by: lab,
+  });
+  const v = await waitView(handle, (x) => x.refused.some((r) => r.sampleId === planned.sampleId), 'refusal recorded');
+  const s = v.samples.find((x) => x.sampleId === planned.sampleId)!;
+  expect(s.results).toEqual([]);
+  expect(s.status === 'planned' || s.status === 'ordered').toBe(true);
+  expect(v.refused.find((r) => r.sampleId === planned.sampleId)?.reason).toBe('sample was never ordered');
+  expect(v.escalations.some((e) => e.kind === 'unexpected_result' && e.sampleId === planned.sampleId)).toBe(true);
+  await handle.executeUpdate(cancelUpdate, { args: [{ reason: 'test over', by: supervisor }] });
+});
+
+test('a correction to positive sends the person to hospital; the room stays occupied until the departure', async () => {
+  const handle = await h.startV2({ policy: testPolicy({ stayDays: 6 }) });
+  await arrive(handle);
+  await waitView(handle, (x) => x.samples.some((s) => s.status === 'ordered'), 'a sample ordered');
+  await answerOrdered(handle, 'negative');
+  let v = await waitView(handle, (x) => x.samples.some((s) => s.status === 'resulted'), 'a result');
+  const sample = v.samples.find((x) => x.status === 'resulted')!;
+  await handle.signal(labResultSignal, {
+    sampleId: sample.sampleId,
+    result: 'positive',
+    labId: sample.labId!,
+    reportedAt: now(),
+    by: lab,
+  });
+  v = await waitView(handle, (x) => x.phase === 'HOSPITAL_TRANSFER' && !!x.closing, 'hospital transfer');
+  expect(v.samples.find((x) => x.sampleId === sample.sampleId)!.status).toBe('corrected');
+  expect(v.escalations.some((e) => e.kind === 'result_corrected' && e.severity === 'red' && e.status === 'open')).toBe(
+    true,
+  );
+  // The vehicle is dispatched but the person is still in the room: it must not be freed.
+  await waitView(handle, (x) => !x.closing!.unfinished.some((t) => t.kind === 'dispatchHospital'), 'dispatched');
+  expect((await h.room(v.room!.roomId)).state).toBe('occupied');
+  expect((await view(handle)).endedAt).toBeUndefined();
+  await handle.signal(departureSignal, { at: now(), by: hotelStaff });
+  v = await waitView(handle, (x) => !!x.endedAt, 'ended');
+  const room = await h.room(v.room!.roomId);
+  expect(room.state).toBe('awaiting_disinfection');
+  expect(room.disinfection).toBe('terminal');
+  await maybeRecord('correction-hospital-departure', handle);
+});
+
+test('a refused hospital dispatch keeps the case visibly unfinished with an open escalation, until the retry succeeds', async () => {
+  h.faults.dispatchTransport = (i: { purpose: string }) => i.purpose === 'hospital';
+  const handle = await h.startV2({ policy: testPolicy({ stayDays: 6, taskRetry: { initialMs: 800, maxMs: 800 } }) });
+  await arrive(handle);
+  await waitView(handle, (x) => x.samples.some((s) => s.status === 'ordered'), 'a sample ordered');
+  await answerOrdered(handle, 'positive');
+  let v = await waitView(
+    handle,
+    (x) => x.escalations.some((e) => e.kind === 'integration_failure' && e.status === 'open'),
+    'integration failure open',
+  );
+  expect(v.phase).toBe('HOSPITAL_TRANSFER');
+  expect(v.endedAt).toBeUndefined();
+  expect(v.closing!.unfinished.map((t) => t.kind)).toContain('dispatchHospital');
+  // Retries do not open a new escalation each time.
+  await new Promise((r) => setTimeout(r, 2500));
+  v = await view(handle);
+  expect(v.escalations.filter((e) => e.kind === 'integration_failure').length).toBe(1);
+  delete h.faults.dispatchTransport;
+  v = await waitView(
+    handle,
+    (x) => x.escalations.some((e) => e.kind === 'integration_failure' && e.closedReason === 'retry_succeeded'),
+    'failure closed by the retry',
+  );
+  await handle.signal(departureSignal, { at: now(), by: hotelStaff });
+  v = await waitView(handle, (x) => !!x.endedAt, 'ended');
+  expect(v.escalations.find((e) => e.kind === 'positive_result')?.closedReason).toBe('transferred_to_hospital');
+});
+
+test('a positive result after the case was cancelled reaches the command centre and the community', async () => {
+  const handle = await h.startV2({ policy: testPolicy({ stayDays: 6 }) });
+  await arrive(handle);
+  const v0 = await waitView(handle, (x) => x.samples.some((s) => s.status === 'ordered'), 'a sample ordered');
+  const ordered = v0.samples.find((x) => x.status === 'ordered')!;
+  await handle.executeUpdate(cancelUpdate, { args: [{ reason: 'sent home by directive', by: supervisor }] });
+  await waitView(handle, (x) => !!x.endedAt, 'cancelled and ended');
+  await handle.signal(labResultSignal, {
+    sampleId: ordered.sampleId,
+    result: 'positive',
+    labId: ordered.labId!,
+    reportedAt: now(),
+    by: lab,
+  });
+  const v = await waitView(handle, (x) => x.escalations.some((e) => e.kind === 'late_result'), 'late result escalated');
+  const esc = v.escalations.find((e) => e.kind === 'late_result')!;
+  expect(esc).toMatchObject({ severity: 'red', level: 'command_centre', status: 'open', sampleId: ordered.sampleId });
+  await waitFor(async () => {
+    const rows = await h.db.db
+      .select()
+      .from(schema.activityEffects)
+      .where(eq(schema.activityEffects.step, `alert:${esc.id}`));
+    return rows.length === 1;
+  });
+  // Nobody closes it but a person, with a note; then the case may complete.
+  await handle.executeUpdate(
+    resolveEscalationUpdate as never,
+    {
+      args: [{ escalationId: esc.id, note: 'street office informed, home isolation tightened', by: supervisor }],
+    } as never,
+  );
+  const after = await waitView(
+    handle,
+    (x) => x.escalations.find((e) => e.id === esc.id)!.status === 'closed',
+    'resolved',
+  );
+  expect(after.escalations.find((e) => e.id === esc.id)).toMatchObject({
+    closedReason: 'resolved',
+    closedBy: supervisor,
+  });
+});
+
+async function waitFor(pred: () => Promise<boolean>, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await pred()) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('timed out');
+}
