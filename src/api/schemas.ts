@@ -129,7 +129,16 @@ export const LabBatch = z
   .meta({ id: 'LabResultBatch' });
 export const LabBody = z.union([LabResultItem, LabBatch]);
 
-export const LabAnswerStatus = z.enum(['applied', 'duplicate', 'unknown_sample', 'forbidden', 'unavailable']);
+export const LabAnswerStatus = z.enum([
+  'applied',
+  'corrected',
+  'duplicate',
+  'unknown_sample',
+  'not_ordered',
+  'forbidden',
+  'case_closed',
+  'unavailable',
+]);
 export const LabAnswer = z
   .object({
     sampleId: z.string(),

@@ -12,7 +12,9 @@ import {
 import { ApplicationFailure, type SignalDefinition, type UpdateDefinition } from '@temporalio/common';
 
 import { CasePhaseKey, HotelIdKey } from '../temporal/search-attributes';
-import { stateQuery, type CaseInput, type CaseState } from '../workflows/messages';
+import type { CaseView } from '../domain/case/view';
+import { legacyView } from './legacy-view';
+import { stateQuery, viewQuery, type CaseInput, type CaseState } from '../workflows/messages';
 import type { ApiMetrics } from './metrics';
 import { HttpProblem } from './problem';
 import { workflowIdFor } from './ids';
@@ -34,8 +36,8 @@ export interface CaseOps {
   ): Promise<{ memo?: CaseMemo; status: string }>;
   signal<T>(caseNo: string, def: SignalDefinition<[T]>, input: T): Promise<void>;
   update<R, T>(caseNo: string, def: UpdateDefinition<R, [T]>, input: T): Promise<R>;
-  /** The live state, or undefined when no worker answers in time. */
-  query(caseNo: string, timeoutMs: number): Promise<CaseState | undefined>;
+  /** The live view, or undefined when no worker answers in time. */
+  query(caseNo: string, timeoutMs: number): Promise<CaseView | undefined>;
   /** Memo and search attributes, or null when there is no such workflow. */
   describe(caseNo: string): Promise<{ memo?: CaseMemo; hotelId?: string; status: string } | null>;
 }
@@ -112,7 +114,8 @@ export function createCaseOps(client: Client, connection: Connection, metrics: A
     async start(caseNo, input, memo, taskQueue) {
       try {
         await bounded(() =>
-          client.workflow.start('caseWorkflow', {
+          // New cases run the v2 workflow; v1 cases already running drain on the same worker.
+          client.workflow.start('caseWorkflowV2', {
             workflowId: workflowIdFor(caseNo),
             taskQueue,
             args: [input],
@@ -163,12 +166,22 @@ export function createCaseOps(client: Client, connection: Connection, metrics: A
 
     async query(caseNo, timeoutMs) {
       try {
-        const state = await withTimeout(
-          connection.withDeadline(Date.now() + timeoutMs, () => handle(caseNo).query(stateQuery)),
-          timeoutMs + 250,
-        );
+        const ask = <T>(q: typeof viewQuery | typeof stateQuery) =>
+          withTimeout(
+            connection.withDeadline(Date.now() + timeoutMs, () => handle(caseNo).query(q as never) as Promise<T>),
+            timeoutMs + 250,
+          );
+        let view: CaseView;
+        try {
+          view = await ask<CaseView>(viewQuery);
+        } catch (err) {
+          // A v1 case knows only the `state` query: the same view, built from its state.
+          if (!(err instanceof Error) || !/query.*(not|unknown)|not.*registered|no.*handler/i.test(err.message))
+            throw err;
+          view = legacyView(await ask<CaseState>(stateQuery));
+        }
         metrics.queries.inc({ outcome: 'answered' });
-        return state;
+        return view;
       } catch (err) {
         if (err instanceof WorkflowNotFoundError) throw err;
         metrics.queries.inc({ outcome: 'fallback' });

@@ -1,11 +1,12 @@
-import { and, eq, inArray } from 'drizzle-orm';
+import { and, asc, eq, inArray } from 'drizzle-orm';
 import type { z } from 'zod';
 
-import { labResults, samples } from '../../db/schema';
+import { escalations, labResults, samples } from '../../db/schema';
 import { labResultSignal } from '../../workflows/messages';
 import { actorOf, type ApiKey } from '../auth';
 import type { ApiContext } from '../context';
 import { HttpProblem, zodFieldErrors, type FieldError } from '../problem';
+import { temporalProblem } from '../temporal-ops';
 import { defineRoute, type AnyRoute } from '../router';
 import { LabAnswer, LabBatch, LabBatchAnswer, LabBody, LabResultItem } from '../schemas';
 
@@ -41,21 +42,33 @@ async function mapLimit<T, R>(items: T[], limit: number, fn: (t: T) => Promise<R
 
 async function applyResults(app: ApiContext, key: ApiKey, items: Item[]): Promise<Answer[]> {
   const ids = [...new Set(items.map((i) => i.sampleId))];
-  const known = new Map<string, { caseNo: string; labId: string | null }>();
-  const applied = new Set<string>();
+  const known = new Map<string, { caseNo: string; labId: string | null; ordered: boolean }>();
+  /** The last result delivered for each sample: the same again is a duplicate, another is a correction. */
+  const delivered = new Map<string, string>();
   try {
     for (let i = 0; i < ids.length; i += 500) {
       const chunk = ids.slice(i, i + 500);
       const rows = await app.db
-        .select({ sampleId: samples.sampleId, caseNo: samples.caseNo, labId: samples.labId })
+        .select({
+          sampleId: samples.sampleId,
+          caseNo: samples.caseNo,
+          labId: samples.labId,
+          orderedAt: samples.orderedAt,
+          status: samples.status,
+        })
         .from(samples)
         .where(inArray(samples.sampleId, chunk));
-      for (const r of rows) known.set(r.sampleId, { caseNo: r.caseNo, labId: r.labId });
+      for (const r of rows) {
+        // v2 records the sample's state; a v1 row is ordered once it has an order time.
+        const ordered = r.status ? !['planned', 'cancelled'].includes(r.status) : r.orderedAt !== null;
+        known.set(r.sampleId, { caseNo: r.caseNo, labId: r.labId, ordered });
+      }
       const prior = await app.db
-        .select({ sampleId: labResults.sampleId })
+        .select({ sampleId: labResults.sampleId, result: labResults.result })
         .from(labResults)
-        .where(and(inArray(labResults.sampleId, chunk), eq(labResults.status, 'applied')));
-      for (const r of prior) applied.add(r.sampleId);
+        .where(and(inArray(labResults.sampleId, chunk), inArray(labResults.status, ['applied', 'corrected'])))
+        .orderBy(asc(labResults.id));
+      for (const r of prior) delivered.set(r.sampleId, r.result);
     }
   } catch (err) {
     app.log.warn('lab results: samples unavailable', { err });
@@ -67,42 +80,23 @@ async function applyResults(app: ApiContext, key: ApiKey, items: Item[]): Promis
     );
   }
 
-  const seenInBatch = new Set<string>();
-  const answers = await mapLimit(items, app.config.API_LAB_BATCH_CONCURRENCY, async (item): Promise<Answer> => {
-    const sample = known.get(item.sampleId);
-    if (!sample) return { sampleId: item.sampleId, status: 'unknown_sample' };
-    // A lab speaks only for the samples ordered from it; a key with no lab id is the city's own lab service.
-    if (key.role === 'lab' && key.orgId && sample.labId && sample.labId !== key.orgId) {
-      return { sampleId: item.sampleId, status: 'forbidden', detail: 'sample was not ordered from this lab' };
-    }
-    if (applied.has(item.sampleId) || seenInBatch.has(item.sampleId)) {
-      return { sampleId: item.sampleId, status: 'duplicate', caseNo: sample.caseNo };
-    }
-    seenInBatch.add(item.sampleId);
-    try {
-      await app.ops.signal(sample.caseNo, labResultSignal, {
-        sampleId: item.sampleId,
-        result: item.result,
-        labId: key.orgId ?? sample.labId ?? 'unknown',
-        reportedAt: item.reportedAt ?? app.now().toISOString(),
-        by: actorOf(key),
-      });
-      return { sampleId: item.sampleId, status: 'applied', caseNo: sample.caseNo };
-    } catch (err) {
-      app.log.warn('lab result signal failed', { sampleId: item.sampleId, caseNo: sample.caseNo, err });
-      return { sampleId: item.sampleId, status: 'unavailable', caseNo: sample.caseNo, detail: 'not delivered; resend' };
-    }
+  // Items of one batch for the same sample go one after the other, in the lab's order.
+  const answers = new Array<Answer>(items.length);
+  const bySample = new Map<string, number[]>();
+  items.forEach((item, i) => bySample.set(item.sampleId, [...(bySample.get(item.sampleId) ?? []), i]));
+  await mapLimit([...bySample.values()], app.config.API_LAB_BATCH_CONCURRENCY, async (indexes) => {
+    for (const i of indexes) answers[i] = await applyOne(app, key, items[i]!, known, delivered);
   });
 
-  const byId = new Map(items.map((i) => [i.sampleId, i]));
+  const byIndex = items;
   try {
     // Every result is kept, duplicates and strangers included: the lab's record of what it sent.
     await app.db.insert(labResults).values(
-      answers.map((a) => ({
+      answers.map((a, i) => ({
         sampleId: a.sampleId,
         caseNo: a.caseNo ?? null,
         labKeyId: key.id,
-        result: byId.get(a.sampleId)!.result,
+        result: byIndex[i]!.result,
         status: a.status,
       })),
     );
@@ -114,6 +108,89 @@ async function applyResults(app: ApiContext, key: ApiKey, items: Item[]): Promis
   return answers;
 }
 
+async function applyOne(
+  app: ApiContext,
+  key: ApiKey,
+  item: Item,
+  known: Map<string, { caseNo: string; labId: string | null; ordered: boolean }>,
+  delivered: Map<string, string>,
+): Promise<Answer> {
+  const sample = known.get(item.sampleId);
+  if (!sample) return { sampleId: item.sampleId, status: 'unknown_sample' };
+  const { caseNo } = sample;
+  if (key.role === 'lab' && !key.orgId)
+    return { sampleId: item.sampleId, status: 'forbidden', caseNo, detail: 'this key speaks for no lab' };
+  // Only an ordered sample takes a result: a result for one never taken is a mistyped id.
+  if (!sample.ordered)
+    return {
+      sampleId: item.sampleId,
+      status: 'not_ordered',
+      caseNo,
+      detail: 'this sample was never ordered; check the id',
+    };
+  if (key.role === 'lab' && sample.labId !== key.orgId)
+    return { sampleId: item.sampleId, status: 'forbidden', caseNo, detail: 'sample was not ordered from this lab' };
+  const before = delivered.get(item.sampleId);
+  if (before === item.result) return { sampleId: item.sampleId, status: 'duplicate', caseNo };
+  try {
+    await app.ops.signal(caseNo, labResultSignal, {
+      sampleId: item.sampleId,
+      result: item.result,
+      // The lab the sample was ordered from: an admin posts on its behalf.
+      labId: key.role === 'lab' ? key.orgId! : (sample.labId ?? 'unknown'),
+      reportedAt: item.reportedAt ?? app.now().toISOString(),
+      by: actorOf(key),
+    });
+    delivered.set(item.sampleId, item.result);
+    return { sampleId: item.sampleId, status: before ? 'corrected' : 'applied', caseNo };
+  } catch (err) {
+    const problem = temporalProblem(err, caseNo);
+    if (problem?.status === 409) return lateResult(app, key, item, caseNo);
+    app.log.warn('lab result signal failed', { sampleId: item.sampleId, caseNo, err });
+    return { sampleId: item.sampleId, status: 'unavailable', caseNo, detail: 'not delivered; resend' };
+  }
+}
+
+/**
+ * The case's workflow has completed (its late-result window passed): the result is kept on the
+ * case's record and put on the escalation list, red when positive, for the command centre.
+ */
+async function lateResult(app: ApiContext, key: ApiKey, item: Item, caseNo: string): Promise<Answer> {
+  const positive = item.result === 'positive';
+  try {
+    await app.db
+      .update(samples)
+      .set({ result: item.result, resultAt: app.now(), status: 'resulted' })
+      .where(eq(samples.sampleId, item.sampleId));
+    await app.db
+      .insert(escalations)
+      .values({
+        id: `${caseNo}-L-${item.sampleId}-${item.result}`,
+        caseNo,
+        kind: 'late_result',
+        level: 'command_centre',
+        severity: positive ? 'red' : 'info',
+        reason: `A ${item.result} result arrived after the case closed`,
+        status: 'open',
+        openedAt: app.now(),
+        sampleId: item.sampleId,
+      })
+      .onConflictDoNothing({ target: escalations.id });
+  } catch (err) {
+    app.log.warn('late lab result not recorded', { caseNo, err });
+    return { sampleId: item.sampleId, status: 'unavailable', caseNo, detail: 'not recorded; resend' };
+  }
+  app.log.info('late lab result recorded', { caseNo, sampleId: item.sampleId, byKey: key.id });
+  return {
+    sampleId: item.sampleId,
+    status: 'case_closed',
+    caseNo,
+    detail: positive
+      ? 'recorded on the closed case and escalated to the command centre'
+      : 'recorded on the closed case',
+  };
+}
+
 export const labRoutes: AnyRoute[] = [
   defineRoute({
     method: 'post',
@@ -121,8 +198,11 @@ export const labRoutes: AnyRoute[] = [
     operationId: 'postLabResults',
     summary: 'Post one result or a batch of up to 1,000; each result is answered on its own',
     description:
-      'Statuses: `applied` (delivered to the case), `duplicate` (already delivered), `unknown_sample`, ' +
-      '`forbidden` (the sample was ordered from another lab), `unavailable` (not delivered now; resend). ' +
+      'Statuses: `applied` (delivered to the case), `corrected` (a different result for a sample already ' +
+      'resulted: delivered as a correction, escalated), `duplicate` (the same result again), `unknown_sample`, ' +
+      '`not_ordered` (the sample exists but was never ordered: nothing is counted; check the id), ' +
+      '`forbidden` (the sample was ordered from another lab), `case_closed` (the case has ended and closed: ' +
+      'the result is kept on its record, a positive one escalated), `unavailable` (not delivered now; resend). ' +
       'A single result answers 200 with one answer, a batch with `{ results, counts }`.',
     tags: ['lab'],
     access: { kind: 'key', roles: ['lab', 'admin'] },

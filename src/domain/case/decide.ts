@@ -313,6 +313,7 @@ export function initialState(ctx: CaseContext, homeAddress: string, by: Actor, n
     releaseBlockers: [],
     missedChains: [],
     tasks: [],
+    parked: [],
     refused: [],
     keys: {},
     keyOrder: [],
@@ -640,11 +641,11 @@ function onLabResult(d: Draft, e: Extract<MessageEvent, { type: 'labResult' }>):
   };
   if (!sample) return unexpected('unknown sample');
   if (sample.status === 'planned' && d.liveTask('orderSample', sample.sampleId)?.status === 'running') {
-    // The lab answered before the order's own answer reached the case: a race, not an error.
-    // The result is refused now and the lab resends (the API keeps it); counting it early would
-    // count a sample that may never have been taken.
-    d.refuse('lab_result', e.by, 'order not confirmed yet', e.sampleId);
-    return { reply: ok({ applied: false, status: 'retry', reason: 'order not confirmed yet' }), duplicate: false };
+    // The lab answered before the order's own answer reached the case: a race, not an error. The
+    // result waits for the order; it counts only if the order is confirmed (taken), else it is refused.
+    s.parked.push(e);
+    d.record('lab_result_parked', e.by, { sampleId: e.sampleId });
+    return { reply: ok({ applied: false, status: 'parked' }), duplicate: false };
   }
   if (sample.status === 'planned' || sample.status === 'cancelled') return unexpected('sample was never ordered');
   if (sample.order!.labId !== e.labId) return unexpected('sample was ordered from another lab');
@@ -851,9 +852,22 @@ function stillWanted(s: CaseState, task: Task): boolean {
   }
 }
 
+/** Results that waited for their sample's order: counted now if it was ordered, refused if not. */
+function unpark(d: Draft, sampleId: string): void {
+  const waiting = d.s.parked.filter((p) => p.sampleId === sampleId);
+  if (!waiting.length) return;
+  d.s.parked = d.s.parked.filter((p) => p.sampleId !== sampleId);
+  for (const p of waiting) onLabResult(d, p);
+}
+
 function onTaskFailed(d: Draft, task: Task, error: string): void {
   task.lastError = error;
   d.changed = true;
+  if (task.kind === 'orderSample') {
+    // The order did not go through: the sample was not taken, so a result that waited for it is refused.
+    Object.assign(task, { status: 'pending' });
+    unpark(d, task.subject!);
+  }
   if (!stillWanted(d.s, task)) {
     task.status = 'dropped';
     d.closeEscalation(task.escalationId, 'not_needed', SYSTEM_ACTOR);
@@ -951,7 +965,9 @@ function onTaskSucceeded(d: Draft, task: Task, result: TaskResult): void {
         d.touchSample(sample.sampleId);
         d.record('sample_ordered', SYSTEM_ACTOR, { sampleId: sample.sampleId, labId: order.labId });
       }
-      break;
+      completeTask(d, task);
+      unpark(d, task.subject!);
+      return;
     }
     case 'requestInspection':
       if (task.subject === s.inspection.inspectionId && s.inspection.status === 'requesting') {

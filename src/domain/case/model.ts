@@ -249,6 +249,8 @@ export interface CaseState {
   closing?: Closing;
   endedAt?: string;
   tasks: Task[];
+  /** Results that arrived while their sample's order was still on its way; applied when it lands. */
+  parked: Extract<CaseEvent, { type: 'labResult' }>[];
   refused: RefusedMessage[];
   keys: Record<string, KeptAnswer>;
   /** Idempotency keys in arrival order, so the oldest can be forgotten. */
