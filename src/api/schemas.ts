@@ -88,6 +88,10 @@ export const ArrivalBody = z
   })
   .meta({ id: 'Arrival' });
 
+export const DepartureBody = z
+  .strictObject({ at: isoDateTime.optional().meta({ description: 'Defaults to now' }) })
+  .meta({ id: 'Departure' });
+
 export const DoorAlarmBody = z
   .strictObject({ at: isoDateTime.optional(), sensorId: ident(64).optional() })
   .meta({ id: 'DoorAlarm' });
@@ -152,6 +156,9 @@ export const LabBatchAnswer = z
   .meta({ id: 'LabResultBatchAnswer' });
 
 export const AckBody = z.strictObject({ note: text(1000).optional() }).meta({ id: 'EscalationAck' });
+export const ResolveBody = z
+  .strictObject({ note: text(1000).meta({ description: 'How it was resolved: the reason it closes' }) })
+  .meta({ id: 'EscalationResolve' });
 
 const reason = text(500);
 export const ExtendBody = z

@@ -58,12 +58,25 @@ async function scopeFromWorkflow(app: ApiContext, caseNo: string, dbDown: boolea
   return { caseNo, district: d.memo.district, street: d.memo.street, hotelId: d.hotelId, source: 'workflow' };
 }
 
-/** Whether this key may act on (or read) a case where it is. */
-export function keyCovers(key: ApiKey, scope: Pick<CaseScope, 'district' | 'street' | 'hotelId'>): boolean {
+/**
+ * Whether this key may act on (or read) a case where it is. Hotel and medical staff act for
+ * their own hotel only: a key of theirs bound to no hotel covers no case. The one exception is
+ * an arrival at the door before any room is known (self-drive): any hotel of the district may
+ * record it.
+ */
+export function keyCovers(
+  key: ApiKey,
+  scope: Pick<CaseScope, 'district' | 'street' | 'hotelId'>,
+  purpose: 'act' | 'arrival' = 'act',
+): boolean {
   if (key.role === 'admin') return true;
   if (key.district && key.district !== scope.district) return false;
   if (key.street && key.street !== scope.street) return false;
-  if ((key.role === 'hotel' || key.role === 'medical') && key.orgId) return scope.hotelId === key.orgId;
+  if (key.role === 'hotel' || key.role === 'medical') {
+    if (!key.orgId) return false;
+    if (purpose === 'arrival' && key.role === 'hotel' && !scope.hotelId) return true;
+    return scope.hotelId === key.orgId;
+  }
   return true;
 }
 
@@ -71,10 +84,20 @@ export function keyCovers(key: ApiKey, scope: Pick<CaseScope, 'district' | 'stre
  * The case exists (else 404) and lies in the key's jurisdiction (else 403). Case numbers are
  * hashes of request ids, so answering 404 before 403 reveals nothing guessable.
  */
-export async function authorizeCase(app: ApiContext, key: ApiKey, caseNo: string): Promise<CaseScope> {
+export async function authorizeCase(
+  app: ApiContext,
+  key: ApiKey,
+  caseNo: string,
+  purpose: 'act' | 'arrival' = 'act',
+): Promise<CaseScope> {
   let scope = await resolveCaseScope(app, caseNo);
+  if ((key.role === 'hotel' || key.role === 'medical') && !key.orgId) {
+    throw new HttpProblem(403, 'This key is bound to no hotel: hotel and medical keys act for their own hotel only', {
+      slug: 'jurisdiction',
+    });
+  }
   if (
-    !keyCovers(key, scope) &&
+    !keyCovers(key, scope, purpose) &&
     scope.source === 'read-model' &&
     key.orgId &&
     (key.role === 'hotel' || key.role === 'medical')
@@ -87,7 +110,7 @@ export async function authorizeCase(app: ApiContext, key: ApiKey, caseNo: string
       // keep the read model's answer
     }
   }
-  if (!keyCovers(key, scope)) {
+  if (!keyCovers(key, scope, purpose)) {
     throw new HttpProblem(403, `Case ${caseNo} is outside this key's jurisdiction`, { slug: 'jurisdiction' });
   }
   return scope;

@@ -70,7 +70,7 @@ export function temporalProblem(err: unknown, caseNo: string): HttpProblem | und
     const cause = err.cause;
     const reason = cause?.message || err.message;
     const code = cause instanceof ApplicationFailure ? (cause.type ?? undefined) : undefined;
-    const status = code && /invalid|validation/i.test(code) ? 422 : 409;
+    const status = code === 'NotFound' ? 404 : code && /invalid|validation/i.test(code) ? 422 : 409;
     return new HttpProblem(status, reason, { slug: 'update-rejected', ...(code ? { code } : {}) });
   }
   if (err instanceof WorkflowUpdateRPCTimeoutOrCancelledError || grpcCode(err) === GRPC_DEADLINE) {

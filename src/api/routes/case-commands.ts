@@ -8,6 +8,7 @@ import {
   cancelUpdate,
   changeColourUpdate,
   changeStayUpdate,
+  departureSignal,
   doorAlarmSignal,
   healthCheckUpdate,
   inspectionResultSignal,
@@ -22,6 +23,7 @@ import {
   CancelBody,
   CaseNoParam,
   ColourBody,
+  DepartureBody,
   DoorAlarmBody,
   ExtendBody,
   HealthCheckBody,
@@ -29,11 +31,38 @@ import {
   SignalAccepted,
   UpdateAnswer,
 } from '../schemas';
+import { HttpProblem, validationProblem } from '../problem';
 import { authorizeCase } from '../scope';
 import { temporalProblem } from '../temporal-ops';
 
+/** How far a reported time may lie ahead of ours (device clocks drift), and behind it. */
+const MAX_AHEAD_MS = 5 * 60_000;
+const MAX_BEHIND_MS = 24 * 3_600_000;
+
+/** A reported time within bounds, or a field error: a back-dated arrival would bring release forward. */
+function boundedTime(app: ApiContext, field: string, value: string | undefined): string {
+  const now = app.now().getTime();
+  if (value === undefined) return new Date(now).toISOString();
+  const t = Date.parse(value);
+  if (t > now + MAX_AHEAD_MS) throw validationProblem([{ in: 'body', path: field, message: 'is in the future' }]);
+  if (t < now - MAX_BEHIND_MS)
+    throw validationProblem([{ in: 'body', path: field, message: 'is more than 24 hours ago' }]);
+  return value;
+}
+
+/** The caller's Idempotency-Key: a retry with the same key gets the first answer and changes nothing twice. */
+function idempotencyKey(req: { get(name: string): string | undefined }): string | undefined {
+  const k = req.get('idempotency-key');
+  if (k === undefined) return undefined;
+  if (!/^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/.test(k))
+    throw validationProblem([
+      { in: 'header', path: 'Idempotency-Key', message: 'up to 128 letters, digits and . _ : -' },
+    ]);
+  return k;
+}
+
 async function sendSignal<T>(app: ApiContext, key: ApiKey, caseNo: string, def: SignalDefinition<[T]>, input: T) {
-  await authorizeCase(app, key, caseNo);
+  await authorizeCase(app, key, caseNo, def.name === 'arrival' ? 'arrival' : 'act');
   try {
     await app.ops.signal(caseNo, def, input);
   } catch (err) {
@@ -42,7 +71,7 @@ async function sendSignal<T>(app: ApiContext, key: ApiKey, caseNo: string, def: 
 }
 
 async function sendUpdate<R, T>(app: ApiContext, key: ApiKey, caseNo: string, def: UpdateDefinition<R, [T]>, input: T) {
-  await authorizeCase(app, key, caseNo);
+  await authorizeCase(app, key, caseNo, 'act');
   try {
     return await app.ops.update(caseNo, def, input);
   } catch (err) {
@@ -91,8 +120,10 @@ function signalRoute<B extends object, T>(opts: {
     params: CaseNoParam,
     body: opts.body,
     responses: signalResponses,
-    async handler({ app, key, params, body, res }) {
-      await sendSignal(app, key!, params.caseNo, opts.signal, opts.toInput(app, key!, body as B));
+    async handler({ app, key, params, body, req, res }) {
+      const idem = idempotencyKey(req);
+      const input = { ...opts.toInput(app, key!, body as B), ...(idem ? { key: idem } : {}) };
+      await sendSignal(app, key!, params.caseNo, opts.signal, input);
       res.status(202).json({ caseNo: params.caseNo, accepted: true });
     },
   });
@@ -118,8 +149,10 @@ function updateRoute<B extends object, R, T>(opts: {
     params: CaseNoParam,
     body: opts.body,
     responses: updateResponses,
-    async handler({ app, key, params, body, res }) {
-      const result = await sendUpdate(app, key!, params.caseNo, opts.update, opts.toInput(app, key!, body as B));
+    async handler({ app, key, params, body, req, res }) {
+      const idem = idempotencyKey(req);
+      const input = { ...opts.toInput(app, key!, body as B), ...(idem ? { key: idem } : {}) };
+      const result = await sendUpdate(app, key!, params.caseNo, opts.update, input);
       res.status(200).json({ caseNo: params.caseNo, result: result ?? {} });
     },
   });
@@ -135,7 +168,21 @@ export const caseCommandRoutes: AnyRoute[] = [
     roles: ['hotel', 'transport', 'admin'],
     body: ArrivalBody,
     signal: arrivalSignal,
-    toInput: (app, key, b) => ({ at: at(app, b.at), ...(b.antigen ? { antigen: b.antigen } : {}), by: actorOf(key) }),
+    toInput: (app, key, b) => {
+      // A rapid test at the door is a medical result: hotel and medical staff give it, a driver does not.
+      if (b.antigen && !['hotel', 'medical', 'admin'].includes(key.role))
+        throw new HttpProblem(403, `A ${key.role} key cannot report an antigen result`, { slug: 'antigen-role' });
+      return { at: boundedTime(app, 'at', b.at), ...(b.antigen ? { antigen: b.antigen } : {}), by: actorOf(key) };
+    },
+  }),
+  signalRoute({
+    path: '/api/v1/cases/:caseNo/departure',
+    operationId: 'recordDeparture',
+    summary: 'Hospital transfer: the person has left the room (only then is the room disinfected and freed)',
+    roles: ['hotel', 'transport', 'medical', 'admin'],
+    body: DepartureBody,
+    signal: departureSignal,
+    toInput: (app, key, b) => ({ at: boundedTime(app, 'at', b.at), by: actorOf(key) }),
   }),
   signalRoute({
     path: '/api/v1/cases/:caseNo/door-alarms',
@@ -177,7 +224,7 @@ export const caseCommandRoutes: AnyRoute[] = [
     toInput: (app, key, b) => ({
       // Without the caller's id a retry cannot be recognised; a fresh id at least keeps one check one record.
       checkId: b.checkId ?? `chk-${crypto.randomUUID()}`,
-      takenAt: at(app, b.takenAt),
+      takenAt: boundedTime(app, 'takenAt', b.takenAt),
       ...(b.temperatureC !== undefined ? { temperatureC: b.temperatureC } : {}),
       symptoms: b.symptoms ?? [],
       by: actorOf(key),
