@@ -15,9 +15,10 @@ beforeAll(async () => {
   ({ caseNo, workflowId } = res.body);
   const dueAt = new Date();
   await h.db.insert(samples).values([
-    { sampleId: `${caseNo}-S1`, caseNo, type: 'PCR', reason: 'scheduled', labId: 'LAB1', dueAt },
-    { sampleId: `${caseNo}-S2`, caseNo, type: 'PCR', reason: 'scheduled', labId: 'LAB2', dueAt },
-    { sampleId: `${caseNo}-S3`, caseNo, type: 'PCR', reason: 'fever', labId: null, dueAt },
+    { sampleId: `${caseNo}-S1`, caseNo, type: 'PCR', reason: 'scheduled', labId: 'LAB1', dueAt, orderedAt: dueAt, status: 'ordered' },
+    { sampleId: `${caseNo}-S2`, caseNo, type: 'PCR', reason: 'scheduled', labId: 'LAB2', dueAt, orderedAt: dueAt, status: 'ordered' },
+    // Planned, never ordered: the sample a lab types by mistake for another.
+    { sampleId: `${caseNo}-S3`, caseNo, type: 'PCR', reason: 'scheduled', labId: null, dueAt, status: 'planned' },
   ]);
 });
 afterAll(async () => h?.close());
@@ -28,7 +29,7 @@ const post = (body: unknown) =>
     .set(h.auth('lab'))
     .send(body as object);
 
-test('a batch is answered result by result, and only applied results reach the case', async () => {
+test('a batch is answered result by result; only ordered samples from this lab reach the case; a different result is a correction', async () => {
   const res = await post({
     results: [
       { sampleId: `${caseNo}-S1`, result: 'negative', reportedAt: '2022-04-02T09:00:00+08:00' },
@@ -43,16 +44,19 @@ test('a batch is answered result by result, and only applied results reach the c
     'applied',
     'duplicate',
     'forbidden',
-    'applied',
+    'not_ordered',
     'unknown_sample',
   ]);
-  expect(res.body.counts).toEqual({ applied: 2, duplicate: 1, forbidden: 1, unknown_sample: 1 });
+  expect(res.body.counts).toEqual({ applied: 1, duplicate: 1, forbidden: 1, not_ordered: 1, unknown_sample: 1 });
 
   const again = await post({ sampleId: `${caseNo}-S1`, result: 'negative' });
   expect(again.body).toEqual({ sampleId: `${caseNo}-S1`, status: 'duplicate', caseNo });
+  // The lab's correction is delivered, not dropped as a duplicate.
+  const corrected = await post({ sampleId: `${caseNo}-S1`, result: 'positive' });
+  expect(corrected.body).toEqual({ sampleId: `${caseNo}-S1`, status: 'corrected', caseNo });
 
   const ledger = await h.db.select().from(labResults).where(eq(labResults.labKeyId, h.keyIds.lab));
-  expect(ledger).toHaveLength(6);
+  expect(ledger).toHaveLength(7);
   expect(ledger.filter((r) => r.status === 'unknown_sample')[0]).toMatchObject({ sampleId: 'NOBODY-S9', caseNo: null });
 
   const history = await h.temporal.client.workflow.getHandle(workflowId).fetchHistory();
