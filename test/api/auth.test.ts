@@ -30,6 +30,11 @@ const ROUTES: { pattern: string; call: Call; roles: string[] }[] = [
     roles: ['hotel', 'transport', 'admin'],
   },
   {
+    pattern: 'POST /api/v1/cases/:caseNo/departure',
+    call: { method: 'post', path: '/api/v1/cases/QCSEED000001/departure', body: () => ({}) },
+    roles: ['hotel', 'transport', 'medical', 'admin'],
+  },
+  {
     pattern: 'POST /api/v1/cases/:caseNo/door-alarms',
     call: { method: 'post', path: '/api/v1/cases/QCSEED000001/door-alarms', body: () => ({ sensorId: 'S-1' }) },
     roles: ['hotel', 'admin'],
@@ -88,6 +93,15 @@ const ROUTES: { pattern: string; call: Call; roles: string[] }[] = [
   {
     pattern: 'POST /api/v1/escalations/:id/ack',
     call: { method: 'post', path: '/api/v1/escalations/QCSEED000002-E1/ack', body: () => ({}) },
+    roles: ['medical', 'supervisor', 'admin'],
+  },
+  {
+    pattern: 'POST /api/v1/escalations/:id/resolve',
+    call: {
+      method: 'post',
+      path: '/api/v1/escalations/QCSEED000002-E1/resolve',
+      body: () => ({ note: 'doctor saw the person' }),
+    },
     roles: ['medical', 'supervisor', 'admin'],
   },
   {

@@ -76,8 +76,8 @@ test('transfer → arrival → checks → results → inspection → release, ea
   const hotelId = transit.room!.hotelId;
   const hotelKey = await newKey({ name: 'Front desk', role: 'hotel', district: 'D1', orgId: hotelId });
   const nurseKey = await newKey({ name: 'Nurse Wang', role: 'medical', district: 'D1', orgId: hotelId });
-  // The city's lab service: samples are ordered from whichever lab the simulator names.
-  const labKey = await newKey({ name: 'City lab', role: 'lab' });
+  // The lab the simulator orders from: only its key may answer for those samples.
+  const labKey = await newKey({ name: 'Simulated lab', role: 'lab', orgId: 'SIM-LAB' });
 
   const arrived = await request(h.app)
     .post(`/api/v1/cases/${caseNo}/arrival`)
@@ -117,7 +117,7 @@ test('transfer → arrival → checks → results → inspection → release, ea
     caseNo,
     (s) => {
       for (const smp of s.samples) {
-        if (smp.result === 'pending' && smp.orderedAt && !answered.has(smp.sampleId)) {
+        if (smp.status === 'ordered' && !answered.has(smp.sampleId)) {
           answered.add(smp.sampleId);
           void request(h.app)
             .post('/api/v1/lab/results')

@@ -28,7 +28,8 @@ afterAll(async () => h?.close());
 
 const VALID: Record<string, () => unknown> = {
   '/api/v1/transfers': () => validTransfer(),
-  '/api/v1/cases/:caseNo/arrival': () => ({ at: '2022-04-01T08:00:00+08:00', antigen: 'negative' }),
+  '/api/v1/cases/:caseNo/arrival': () => ({ antigen: 'negative' }),
+  '/api/v1/cases/:caseNo/departure': () => ({}),
   '/api/v1/cases/:caseNo/door-alarms': () => ({ sensorId: 'D-1' }),
   '/api/v1/cases/:caseNo/address-inspections': () => ({ inspectionId: 'I-1', singleOccupancy: true, inspector: 'Li' }),
   '/api/v1/cases/:caseNo/health-checks': () => ({ checkId: 'c1', temperatureC: 36.5, symptoms: [] }),
@@ -38,6 +39,7 @@ const VALID: Record<string, () => unknown> = {
   '/api/v1/cases/:caseNo/cancel': () => ({ reason: 'r' }),
   '/api/v1/lab/results': () => ({ results: [{ sampleId: 'QCSEED000001-S1', result: 'negative' }] }),
   '/api/v1/escalations/:id/ack': () => ({ note: 'seen' }),
+  '/api/v1/escalations/:id/resolve': () => ({ note: 'dealt with by phone' }),
   '/api/v1/admin/keys': () => ({ name: 'fuzz', role: 'lab' }),
   '/api/v1/admin/seed-demo': () => ({}),
   '/api/v1/hotels': () => ({

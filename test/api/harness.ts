@@ -264,6 +264,8 @@ export async function seedReadModel(db: Db, now = new Date()): Promise<{ caseNos
       reason: 'scheduled',
       labId: 'LAB1',
       dueAt: now,
+      orderedAt: now,
+      status: 'ordered',
     },
     {
       sampleId: 'QCSEED000001-S2',
@@ -272,6 +274,8 @@ export async function seedReadModel(db: Db, now = new Date()): Promise<{ caseNos
       reason: 'scheduled',
       labId: 'LAB2',
       dueAt: now,
+      orderedAt: now,
+      status: 'ordered',
     },
   ]);
   return { caseNos: rows.map((r) => r.caseNo) };

@@ -15,8 +15,26 @@ beforeAll(async () => {
   ({ caseNo, workflowId } = res.body);
   const dueAt = new Date();
   await h.db.insert(samples).values([
-    { sampleId: `${caseNo}-S1`, caseNo, type: 'PCR', reason: 'scheduled', labId: 'LAB1', dueAt, orderedAt: dueAt, status: 'ordered' },
-    { sampleId: `${caseNo}-S2`, caseNo, type: 'PCR', reason: 'scheduled', labId: 'LAB2', dueAt, orderedAt: dueAt, status: 'ordered' },
+    {
+      sampleId: `${caseNo}-S1`,
+      caseNo,
+      type: 'PCR',
+      reason: 'scheduled',
+      labId: 'LAB1',
+      dueAt,
+      orderedAt: dueAt,
+      status: 'ordered',
+    },
+    {
+      sampleId: `${caseNo}-S2`,
+      caseNo,
+      type: 'PCR',
+      reason: 'scheduled',
+      labId: 'LAB2',
+      dueAt,
+      orderedAt: dueAt,
+      status: 'ordered',
+    },
     // Planned, never ordered: the sample a lab types by mistake for another.
     { sampleId: `${caseNo}-S3`, caseNo, type: 'PCR', reason: 'scheduled', labId: null, dueAt, status: 'planned' },
   ]);

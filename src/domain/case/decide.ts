@@ -541,7 +541,7 @@ function applyMessage(d: Draft, e: MessageEvent): { reply: Reply; duplicate: boo
       // An acknowledged missed-check chain stops climbing: someone is on it.
       s.missedChains = s.missedChains.filter((m) => m.escalationId !== esc.id);
       d.record('escalation_acked', e.by, { escalationId: esc.id }, e.note);
-      return { reply: ok({ escalation: { ...esc } }), duplicate: false };
+      return { reply: ok(escalationReply(esc)), duplicate: false };
     }
     case 'resolveEscalation': {
       const esc = d.escalation(e.escalationId)!;
@@ -549,9 +549,15 @@ function applyMessage(d: Draft, e: MessageEvent): { reply: Reply; duplicate: boo
       d.closeEscalation(esc.id, 'resolved', e.by, e.note);
       s.missedChains = s.missedChains.filter((m) => m.escalationId !== esc.id);
       if (task && (task.status === 'pending' || task.status === 'running')) waiveTask(d, task, e.by);
-      return { reply: ok({ escalation: { ...esc } }), duplicate: false };
+      return { reply: ok(escalationReply(esc)), duplicate: false };
     }
   }
+}
+
+/** An escalation as an update answers it: as the case now holds it. */
+function escalationReply(esc: CaseEscalation): Record<string, unknown> {
+  const { notices: _n, ...rest } = esc;
+  return { ...rest };
 }
 
 function onArrival(d: Draft, e: Extract<MessageEvent, { type: 'arrival' }>): Reply {
