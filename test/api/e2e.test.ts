@@ -6,7 +6,7 @@ import { createActivities } from '../../src/activities';
 import { caseEvents, cases } from '../../src/db/schema';
 import { createIntegrations, type Integrations } from '../../src/integrations';
 import { createLogger } from '../../src/log';
-import type { CaseState } from '../../src/workflows/messages';
+import type { CaseView as CaseState } from '../../src/domain/case/view';
 import { createWorker } from '../../src/worker';
 import { createHarness, seedReadModel, validTransfer, type Harness } from './harness';
 
