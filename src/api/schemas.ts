@@ -1,5 +1,7 @@
 import { z } from 'zod';
 
+import { CaseViewSchema } from './case-view-schema';
+
 import { COLOURS, PHASES, ROLES, type Person, type TransferRequest } from '../domain/types';
 
 /**
@@ -238,10 +240,9 @@ export const CaseDetail = z
     source: z.enum(['workflow', 'read-model']),
     warning: z.string().optional(),
     summary: CaseSummary.nullable(),
-    state: z
-      .looseObject({ caseNo: z.string(), phase: z.enum(PHASES) })
-      .nullable()
-      .meta({ description: 'The live CaseState from the workflow query (source "workflow")' }),
+    state: CaseViewSchema.nullable().meta({
+      description: 'The live case from its workflow (source "workflow"); null from the read model',
+    }),
     escalations: z.array(z.looseObject({ id: z.string() })).optional(),
   })
   .meta({ id: 'CaseDetail' });

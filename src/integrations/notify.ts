@@ -32,9 +32,11 @@ export class EscalationNotifier implements NotifyService {
   async notify(notice: EscalationNotice): Promise<{ webhook: boolean }> {
     const { db, webhook, log } = this.opts;
     const e = notice.escalation;
-    // The list first, so the command centre sees the escalation even while the webhook is down.
-    // The workflow's record (recordCase) owns the row's content; here only insert-if-missing.
-    await db
+    // Both channels at once, each on its own: the webhook must not wait for (or fail with) a
+    // database that is down, and the list must not wait for a webhook that is. The activity
+    // retries whatever failed; the webhook call carries an idempotency key, the list insert is
+    // insert-if-missing (the workflow's record owns the row's content).
+    const listed = db
       .insert(escalations)
       .values({
         id: e.id,
@@ -47,25 +49,28 @@ export class EscalationNotifier implements NotifyService {
         status: e.status,
         openedAt: new Date(e.openedAt),
       })
-      .onConflictDoNothing({ target: escalations.id });
-    if (webhook) {
-      await postJson(
-        webhook,
-        '',
-        {
-          escalationId: e.id,
-          caseNo: notice.caseNo,
-          hotelId: notice.hotelId,
-          kind: e.kind,
-          level: e.level,
-          severity: e.severity,
-          reason: e.reason,
-          openedAt: e.openedAt,
-        },
-        { idempotencyKey: notice.idempotencyKey },
-      );
-    }
-    await db.update(escalations).set({ notifiedAt: new Date() }).where(eq(escalations.id, e.id));
+      .onConflictDoNothing({ target: escalations.id })
+      .then(() => db.update(escalations).set({ notifiedAt: new Date() }).where(eq(escalations.id, e.id)));
+    const posted = webhook
+      ? postJson(
+          webhook,
+          '',
+          {
+            escalationId: e.id,
+            caseNo: notice.caseNo,
+            hotelId: notice.hotelId,
+            kind: e.kind,
+            level: e.level,
+            severity: e.severity,
+            reason: e.reason,
+            openedAt: e.openedAt,
+          },
+          { idempotencyKey: notice.idempotencyKey },
+        )
+      : Promise.resolve();
+    const [list, hook] = await Promise.allSettled([listed, posted]);
+    if (hook.status === 'rejected') throw hook.reason;
+    if (list.status === 'rejected') throw list.reason;
     log.info('escalation notified', { caseNo: notice.caseNo, escalationId: e.id, level: e.level, webhook: !!webhook });
     return { webhook: !!webhook };
   }
