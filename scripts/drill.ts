@@ -18,7 +18,7 @@
  * extended, escalations by kind and peak occupancy, then checks the invariants: no room held
  * by two cases; nobody released before the end date, without the required negatives or
  * without an approved address; every case terminal or legitimately running; the read model
- * equal to the workflow state (stateQuery). Exit code 1 when an invariant fails.
+ * equal to the workflow's view (viewQuery). Exit code 1 when an invariant fails.
  *
  * The drill reads the read model directly to see what is due (what the dashboard shows);
  * every action goes through the API.
@@ -44,7 +44,8 @@ import { createLogger, type Logger } from '../src/log';
 import { startRuntime, type Runtime } from '../src/runtime';
 import { createTemporalClient } from '../src/temporal/client';
 import { loadCodec } from '../src/temporal/codec';
-import { stateQuery, type CaseState } from '../src/workflows/messages';
+import type { CaseView as CaseState } from '../src/domain/case/view';
+import { viewQuery } from '../src/workflows/messages';
 
 // ---------------------------------------------------------------- options
 export interface DrillOptions {
@@ -216,15 +217,29 @@ export async function runDrill(sys: DrillSystem, o: DrillOptions, log: (m: strin
   };
 
   // Keys for each role, in the demo district.
-  const key = async (role: 'community' | 'transport' | 'medical' | 'supervisor', extra: object = {}) =>
+  const key = async (role: 'community' | 'hotel' | 'medical' | 'supervisor', extra: object = {}) =>
     new ApiClient(
       sys.apiUrl,
       (await createApiKey(db, { name: `drill-${role}-${runId}`, role, district: DEMO_DISTRICT, ...extra })).key,
     );
   const community = await Promise.all(STREETS.map((street) => key('community', { street })));
-  const desk = await key('transport');
-  const nurse = await key('medical');
   const supervisor = await key('supervisor');
+  // Hotel desks and nurses act for their own hotel only: one pair of keys per hotel, made when first needed.
+  const staff = new Map<string, Promise<{ desk: ApiClient; nurse: ApiClient }>>();
+  const staffOf = (hotelId: string) => {
+    let p = staff.get(hotelId);
+    if (!p) {
+      p = Promise.all([key('hotel', { orgId: hotelId }), key('medical', { orgId: hotelId })]).then(([desk, nurse]) => ({
+        desk,
+        nurse,
+      }));
+      staff.set(hotelId, p);
+    }
+    return p;
+  };
+  const hotelOfCase = async (caseNo: string) =>
+    (await rows<{ hotel_id: string | null }>(sql`select hotel_id from cases where case_no = ${caseNo}`))[0]?.hotel_id ??
+    undefined;
 
   const random = rng(o.seed);
   const arrivalSpan = o.arrivalDays * dayMs;
@@ -335,8 +350,12 @@ export async function runDrill(sys: DrillSystem, o: DrillOptions, log: (m: strin
       (p) => p.selfDrive && p.caseNo && !arrivalsDone.has(p.caseNo) && Date.now() >= p.fileAt + dayMs / 12,
     );
     await mapLimit(due, o.concurrency, async (p) => {
+      // The desk of the hotel the person drove to: known once the case has its room.
+      const hotelId = await hotelOfCase(p.caseNo!);
+      if (!hotelId) return;
       arrivalsDone.add(p.caseNo!);
       try {
+        const { desk } = await staffOf(hotelId);
         await desk.post(`/api/v1/cases/${p.caseNo}/arrival`, p.antigenPositive ? { antigen: 'positive' } : {});
         report.arrivalsReported++;
       } catch (err) {
@@ -350,8 +369,8 @@ export async function runDrill(sys: DrillSystem, o: DrillOptions, log: (m: strin
   const windowBefore = policy.checkWindowBeforeMs;
   every(Math.max(20, Math.min(windowBefore / 2, dayMs / 48)), async () => {
     const horizon = new Date(Date.now() + windowBefore * 2);
-    const due = await rows<{ case_no: string; next_check_due: Date | string }>(sql`
-      select case_no, next_check_due from cases
+    const due = await rows<{ case_no: string; next_check_due: Date | string; hotel_id: string }>(sql`
+      select case_no, next_check_due, hotel_id from cases
       where phase in ('OBSERVATION', 'RELEASE_PENDING') and next_check_due is not null
         and next_check_due <= ${horizon.toISOString()} and case_no like 'QC%'`);
     for (const d of due) {
@@ -368,13 +387,15 @@ export async function runDrill(sys: DrillSystem, o: DrillOptions, log: (m: strin
       const takeAt = dueAt - windowBefore / 2;
       setTimeout(
         () =>
-          void nurse
-            .post(`/api/v1/cases/${d.case_no}/health-checks`, {
-              checkId: `c-${d.case_no}-${dueAt}`,
-              takenAt: new Date(Math.max(takeAt, Date.now() - windowBefore / 2)).toISOString(),
-              temperatureC: fever ? 38.1 : 36.5,
-              symptoms: [],
-            })
+          void staffOf(d.hotel_id)
+            .then(({ nurse }) =>
+              nurse.post(`/api/v1/cases/${d.case_no}/health-checks`, {
+                checkId: `c-${d.case_no}-${dueAt}`,
+                takenAt: new Date(Math.max(takeAt, Date.now() - windowBefore / 2)).toISOString(),
+                temperatureC: fever ? 38.1 : 36.5,
+                symptoms: [],
+              }),
+            )
             .then(
               () => {
                 report.checks.recorded++;
@@ -429,6 +450,28 @@ export async function runDrill(sys: DrillSystem, o: DrillOptions, log: (m: strin
     });
   });
 
+  // ---- hotel desk: a person sent to hospital leaves the room once the vehicle came (reported once)
+  const departed = new Set<string>();
+  every(Math.max(100, dayMs / 10), async () => {
+    const leaving = await rows<{ case_no: string; hotel_id: string | null }>(sql`
+      select case_no, hotel_id from cases
+      where phase = 'HOSPITAL_TRANSFER' and ended_at is null and case_no like 'QC%'`);
+    await mapLimit(
+      leaving.filter((c) => c.hotel_id && !departed.has(c.case_no)),
+      o.concurrency,
+      async (c) => {
+        departed.add(c.case_no);
+        try {
+          const { desk } = await staffOf(c.hotel_id!);
+          await desk.post(`/api/v1/cases/${c.case_no}/departure`, {});
+        } catch (err) {
+          departed.delete(c.case_no);
+          apiError(`departure ${c.case_no}`, err);
+        }
+      },
+    );
+  });
+
   // ---- hotel: disinfect rooms a while after the guest left
   every(Math.max(100, dayMs / 8), async () => {
     const waiting = await rows<{ id: string }>(sql`
@@ -471,7 +514,7 @@ export async function runDrill(sys: DrillSystem, o: DrillOptions, log: (m: strin
     }
     const mismatched = await rows<{ id: string }>(sql`
       select r.id from rooms r join cases c on c.case_no = r.case_no
-      where r.state in ('reserved', 'occupied') and c.phase in ('RELEASED', 'HOSPITAL_TRANSFER', 'CANCELLED')
+      where r.state in ('reserved', 'occupied') and c.ended_at is not null
         and c.updated_at < now() - interval '5 seconds'`);
     for (const m of mismatched) violate(`room ${m.id} still held by an ended case`);
   };
@@ -599,7 +642,7 @@ async function checkInvariants(
     let s: CaseState;
     try {
       status = (await handle.describe()).status.name;
-      s = await handle.query(stateQuery);
+      s = await handle.query(viewQuery);
     } catch (err) {
       violate(`case ${caseNo}: workflow cannot be read (${(err as Error).message.slice(0, 120)})`);
       return;
@@ -607,27 +650,40 @@ async function checkInvariants(
     const terminal = TERMINAL_PHASES.includes(s.phase);
     // Every case terminal, or legitimately running.
     if (status === 'COMPLETED' && !terminal) violate(`case ${caseNo}: workflow completed in phase ${s.phase}`);
-    if (status === 'RUNNING' && terminal) violate(`case ${caseNo}: phase ${s.phase} but the workflow still runs`);
+    // An ended case keeps listening for late results: only a closing with nothing left to do and no end is stuck.
+    if (
+      status === 'RUNNING' &&
+      terminal &&
+      !s.endedAt &&
+      !s.closing?.awaitingDeparture &&
+      !s.closing?.unfinished.length
+    )
+      violate(`case ${caseNo}: phase ${s.phase}, nothing left to do, but not ended`);
     if (!['COMPLETED', 'RUNNING', 'CONTINUED_AS_NEW'].includes(status)) violate(`case ${caseNo}: workflow ${status}`);
     tally.phase = s.phase;
-    tally.reason = s.endReason;
+    tally.reason = s.closing?.reason;
     // Legitimately running: not ended, and the workflow says what it waits for.
-    if (status === 'RUNNING')
-      tally.running = `${s.phase}: ${s.releaseBlockers.join(', ') || (s.room ? 'in stay' : 'no room yet')}`;
+    if (status === 'RUNNING' && !s.endedAt)
+      tally.running = terminal
+        ? `${s.phase}: closing (${s.closing?.awaitingDeparture ? 'departure' : s.closing?.unfinished.map((t) => t.kind).join(', ')})`
+        : `${s.phase}: ${s.releaseBlockers.join(', ') || (s.room ? 'in stay' : 'no room yet')}`;
 
     // Nobody released early, without the negatives, or without an approved address.
     if (s.phase === 'RELEASED') {
-      if (!s.endedAt || !s.releaseDue || Date.parse(s.endedAt) < Date.parse(s.releaseDue))
-        violate(`case ${caseNo}: released ${s.endedAt} before the end date ${s.releaseDue}`);
+      const releasedAt = s.closing?.startedAt;
+      if (!releasedAt || !s.releaseDue || Date.parse(releasedAt) < Date.parse(s.releaseDue))
+        violate(`case ${caseNo}: released ${releasedAt} before the end date ${s.releaseDue}`);
       if (s.inspection.status !== 'passed') violate(`case ${caseNo}: released with inspection ${s.inspection.status}`);
-      const taken = s.samples.filter((x) => x.orderedAt || x.result !== 'pending');
-      if (taken.some((x) => x.result === 'pending')) violate(`case ${caseNo}: released with a result pending`);
+      // Only resulted samples count, timed by when they were taken.
+      const taken = s.samples.filter((x) => x.status === 'resulted' || x.status === 'corrected');
+      if (s.samples.some((x) => x.status === 'ordered' && Date.parse(x.takenAt ?? '') < Date.parse(releasedAt ?? '')))
+        violate(`case ${caseNo}: released with a result pending`);
       const pcr = taken
-        .filter((x) => x.type === policy.sampling.type && x.result !== 'pending')
-        .sort((a, b) => Date.parse(a.orderedAt ?? a.dueAt) - Date.parse(b.orderedAt ?? b.dueAt));
+        .filter((x) => x.type === policy.sampling.type)
+        .sort((a, b) => Date.parse(a.takenAt!) - Date.parse(b.takenAt!));
       // The latest result negative, and going back over negatives (a positive ends the run),
       // required-1 earlier ones each at least minApart before the one after it.
-      const t = (x: (typeof pcr)[number]) => Date.parse(x.orderedAt ?? x.dueAt);
+      const t = (x: (typeof pcr)[number]) => Date.parse(x.takenAt!);
       const chain: typeof pcr = [];
       for (let i = pcr.length - 1; i >= 0 && chain.length < policy.release.requiredNegatives; i--) {
         const x = pcr[i]!;
@@ -637,7 +693,7 @@ async function checkInvariants(
       if (chain.length < policy.release.requiredNegatives)
         violate(
           `case ${caseNo}: released without ${policy.release.requiredNegatives} negatives ${policy.release.minApartMs} ms apart ` +
-            `(${pcr.map((x) => `${x.sampleId} ${x.reason} ${x.orderedAt ?? x.dueAt} ${x.result}`).join('; ')})`,
+            `(${pcr.map((x) => `${x.sampleId} ${x.reason} ${x.takenAt} ${x.result}`).join('; ')})`,
         );
     }
 
@@ -648,7 +704,7 @@ async function checkInvariants(
       return;
     }
     const open = s.escalations.filter((e) => e.status === 'open').length;
-    const pending = s.samples.filter((x) => x.orderedAt && x.result === 'pending').length;
+    const pending = s.samples.filter((x) => x.status === 'ordered').length;
     const diffs: string[] = [];
     if (row.phase !== s.phase) diffs.push(`phase ${String(row.phase)} vs ${s.phase}`);
     if ((row.colour ?? null) !== (s.colour ?? null)) diffs.push(`colour ${String(row.colour)} vs ${s.colour}`);
@@ -656,7 +712,8 @@ async function checkInvariants(
     if ((row.room_id ?? null) !== (s.room?.roomId ?? null)) diffs.push('room');
     if (!same(row.release_due as string, s.releaseDue)) diffs.push('releaseDue');
     if (!same(row.ended_at as string, s.endedAt)) diffs.push('endedAt');
-    if (row.inspection_status !== s.inspection.status)
+    const inspection = s.inspection.status === 'requesting' ? 'requested' : s.inspection.status;
+    if (row.inspection_status !== inspection)
       diffs.push(`inspection ${String(row.inspection_status)} vs ${s.inspection.status}`);
     if (Number(row.open_escalations) !== open) diffs.push(`openEscalations ${String(row.open_escalations)} vs ${open}`);
     if (Number(row.pending_results) !== pending)

@@ -49,8 +49,7 @@ export class EscalationNotifier implements NotifyService {
         status: e.status,
         openedAt: new Date(e.openedAt),
       })
-      .onConflictDoNothing({ target: escalations.id })
-      .then(() => db.update(escalations).set({ notifiedAt: new Date() }).where(eq(escalations.id, e.id)));
+      .onConflictDoNothing({ target: escalations.id });
     const posted = webhook
       ? postJson(
           webhook,
@@ -71,6 +70,8 @@ export class EscalationNotifier implements NotifyService {
     const [list, hook] = await Promise.allSettled([listed, posted]);
     if (hook.status === 'rejected') throw hook.reason;
     if (list.status === 'rejected') throw list.reason;
+    // Notified: on the list and through the webhook.
+    await db.update(escalations).set({ notifiedAt: new Date() }).where(eq(escalations.id, e.id));
     log.info('escalation notified', { caseNo: notice.caseNo, escalationId: e.id, level: e.level, webhook: !!webhook });
     return { webhook: !!webhook };
   }
