@@ -5,7 +5,7 @@ import request from 'supertest';
 
 import { createActivities } from '../../src/activities';
 import type { CaseActivities } from '../../src/activities/types';
-import { cases, rooms } from '../../src/db/schema';
+import { cases, hotels, rooms } from '../../src/db/schema';
 import type { CaseView } from '../../src/domain/case/view';
 import { createIntegrations, type Integrations } from '../../src/integrations';
 import { createLogger } from '../../src/log';
@@ -25,6 +25,12 @@ const faults = { recordCase: false, hospitalDispatch: false, inspectionRequests:
 
 beforeAll(async () => {
   h = await createHarness({ label: 'safety', env: { DRILL_DAY_SECONDS: '1' } });
+  await h.db.insert(hotels).values({ id: 'HS', name: 'Safety Hotel', district: 'D1', street: 'S1' });
+  await h.db
+    .insert(rooms)
+    .values(
+      Array.from({ length: 40 }, (_, i) => ({ id: `HS-${101 + i}`, hotelId: 'HS', roomNo: String(101 + i), floor: 1 })),
+    );
   const log = createLogger('warn');
   integrations = createIntegrations(h.config, { db: h.db, log });
   // Remote systems that refuse, as a test asks: the hospital vehicle, the street office.

@@ -271,7 +271,11 @@ class Draft {
   }
 
   finish(reply?: Reply, duplicate = false): Decision {
-    if (this.changed) this.s.version++;
+    // The version orders read-model writes: it moves when something a reader sees changed, not
+    // for the decider's own bookkeeping (a task started, a retry rescheduled).
+    const t = this.touched;
+    if (this.records.length || t.samples.length || t.escalations.length || t.checks.length || t.inspection)
+      this.s.version++;
     return {
       // Nothing changed: the state given, untouched (cheap for the many ticks that change nothing).
       state: this.changed ? this.s : this.original,
