@@ -66,11 +66,14 @@ const notices = proxyActivities<Pick<CaseActivities, 'notifyEscalation'>>({
   scheduleToCloseTimeout: '2 minutes',
   retry: { initialInterval: '500 milliseconds', backoffCoefficient: 2, maximumInterval: '30 seconds' },
 });
-/** Read-model writes: a marker in the workflow task, not an activity task of their own. */
+/**
+ * Read-model writes: a marker in the workflow task, not an activity task of their own. A local
+ * activity holds its workflow task open while it runs, so it gives up quickly when Postgres is
+ * away; the loop then waits on a timer and tries again, and everything else goes on meanwhile.
+ */
 const records = proxyLocalActivities<Pick<CaseActivities, 'recordCase'>>({
-  startToCloseTimeout: '30 seconds',
-  scheduleToCloseTimeout: '1 minute',
-  retry: { initialInterval: '500 milliseconds', backoffCoefficient: 2, maximumInterval: '10 seconds' },
+  startToCloseTimeout: '5 seconds',
+  retry: { initialInterval: '200 milliseconds', backoffCoefficient: 2, maximumAttempts: 3 },
 });
 
 const HISTORY_KEPT = 400;
@@ -290,9 +293,9 @@ export async function caseWorkflowV2(input: CaseInputV2): Promise<CaseOutcome> {
       try {
         await records.recordCase(batch);
         recordedVersion = version;
-      } catch (err) {
-        if (!(err instanceof ActivityFailure)) throw err;
-        // Postgres away: keep the batch and try again shortly; the case goes on meanwhile.
+      } catch {
+        // Postgres away (a local activity that gave up rejects with its ApplicationFailure, not an
+        // ActivityFailure): keep the batch and try again shortly; the case goes on meanwhile.
         unrecorded = [...events, ...unrecorded];
         for (const x of batch.samples) touched.samples.add(x.sampleId);
         for (const x of batch.escalations) touched.escalations.add(x.id);
