@@ -57,6 +57,8 @@ export interface RouteDef<
   params?: P;
   query?: Q;
   body?: B;
+  /** Request headers, for the document only (the handler reads them). */
+  requestHeaders?: z.ZodObject;
   /** Parses the body instead of `body` (which then only documents it). */
   parseBody?: (raw: unknown) => { success: true; data: Infer<B> } | { success: false; errors: FieldError[] };
   responses: Record<number, ResponseDoc>;
@@ -202,6 +204,7 @@ export function documentRoute(registry: OpenAPIRegistry, def: AnyRoute): void {
     request: {
       ...(def.params ? { params: def.params as z.ZodObject } : {}),
       ...(def.query ? { query: def.query as z.ZodObject } : {}),
+      ...(def.requestHeaders ? { headers: def.requestHeaders } : {}),
       ...(def.body ? { body: { required: true, content: { 'application/json': { schema: def.body } } } } : {}),
     },
     responses,

@@ -179,6 +179,18 @@ export const ColourBody = z.strictObject({ colour: z.enum(COLOURS), reason }).me
 export const AddressBody = z.strictObject({ address: text(500), reason }).meta({ id: 'SetAddress' });
 export const CancelBody = z.strictObject({ reason }).meta({ id: 'Cancel' });
 
+export const IdempotencyHeader = z.object({
+  'Idempotency-Key': z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/)
+    .optional()
+    .meta({
+      description:
+        'Your id for this command: a retry with the same key gets the first answer and changes nothing twice ' +
+        '(a key reused for a different command is refused with 409)',
+    }),
+});
+
 export const SignalAccepted = z
   .object({ caseNo: z.string(), accepted: z.literal(true) })
   .meta({ id: 'SignalAccepted', description: 'The message is durably recorded in the case history.' });

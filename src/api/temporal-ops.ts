@@ -76,7 +76,7 @@ export function temporalProblem(err: unknown, caseNo: string): HttpProblem | und
   if (err instanceof WorkflowUpdateRPCTimeoutOrCancelledError || grpcCode(err) === GRPC_DEADLINE) {
     return new HttpProblem(
       504,
-      'No worker answered in time; the case was not changed. Try again.',
+      'No worker answered in time: the outcome is unknown. Retry with the same Idempotency-Key.',
       {},
       { 'Retry-After': '5' },
     );

@@ -27,6 +27,7 @@ import {
   DoorAlarmBody,
   ExtendBody,
   HealthCheckBody,
+  IdempotencyHeader,
   InspectionBody,
   SignalAccepted,
   UpdateAnswer,
@@ -95,7 +96,10 @@ const updateResponses = {
     description: 'The workflow judged the input invalid; `detail` says why',
     contentType: 'application/problem+json',
   },
-  504: { description: 'No worker answered in time; nothing was changed', contentType: 'application/problem+json' },
+  504: {
+    description: 'No worker answered in time: the outcome is unknown; retry with the same Idempotency-Key',
+    contentType: 'application/problem+json',
+  },
 };
 
 const caseTag = ['case commands'];
@@ -119,6 +123,7 @@ function signalRoute<B extends object, T>(opts: {
     access: { kind: 'key', roles: opts.roles },
     params: CaseNoParam,
     body: opts.body,
+    requestHeaders: IdempotencyHeader,
     responses: signalResponses,
     async handler({ app, key, params, body, req, res }) {
       const idem = idempotencyKey(req);
@@ -148,6 +153,7 @@ function updateRoute<B extends object, R, T>(opts: {
     access: { kind: 'key', roles: opts.roles },
     params: CaseNoParam,
     body: opts.body,
+    requestHeaders: IdempotencyHeader,
     responses: updateResponses,
     async handler({ app, key, params, body, req, res }) {
       const idem = idempotencyKey(req);
