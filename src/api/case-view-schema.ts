@@ -31,7 +31,7 @@ const SampleView = z
     results: z.array(z.object({ result: Outcome, labId: z.string(), reportedAt: z.string(), receivedAt: z.string() })),
     cancelReason: z.string().optional(),
   })
-  .meta({ id: 'Sample' });
+  .meta({ id: 'CaseSample' });
 
 const EscalationView = z
   .object({
@@ -58,7 +58,7 @@ const EscalationView = z
     taskId: z.string().optional(),
     sampleId: z.string().optional(),
   })
-  .meta({ id: 'Escalation' });
+  .meta({ id: 'CaseEscalation' });
 
 export const CaseViewSchema = z
   .object({
