@@ -153,24 +153,10 @@ export async function createHarness(label: string): Promise<Harness> {
     hotel,
     async start(opts = {}) {
       const { policy = testPolicy(), options, ...req } = opts;
-      const caseNo = `T${crypto.randomBytes(5).toString('hex').toUpperCase()}`;
-      const request: TransferRequest = {
-        requestId: `req-${caseNo}`,
-        caseNo,
-        district: 'Xigu',
-        street: 'Fuli',
-        requestedBy: community,
-        requestedAt: new Date().toISOString(),
-        person: PERSON,
-        homeAddress: HOME,
-        pickupAddress: '兰州市西固区 pickup 1 号',
-        transport: 'vehicle',
-        reason: 'close_contact',
-        ...req,
-      };
+      const request = requestFor(req);
       return t.client.workflow.start(caseWorkflow, {
         taskQueue,
-        workflowId: `case-${caseNo}`,
+        workflowId: `case-${request.caseNo}`,
         args: [{ request, policy, options }],
       });
     },
