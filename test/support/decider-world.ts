@@ -4,7 +4,7 @@
  * them. Every intent is interpreted against the current state (pick the n-th sample, the n-th
  * task…), so any sequence is meaningful and a failing one shrinks to a short story.
  */
-import { decide, dueTasks, initialState, nextWakeAt } from '../../src/domain/case/decide';
+import { decide, dueTasks, initialState, isComplete, nextWakeAt } from '../../src/domain/case/decide';
 import { invariantViolations } from '../../src/domain/case/invariants';
 import type { CaseContext, CaseEvent, CaseState, Decision, Reply, TaskResult } from '../../src/domain/case/model';
 import { drillPolicy, type Policy } from '../../src/domain/policy';
@@ -71,7 +71,11 @@ export type Intent =
   | { k: 'cancel' }
   | { k: 'ack'; pick: number }
   | { k: 'resolve'; pick: number }
-  | { k: 'repeat' };
+  | { k: 'repeat' }
+  /** The state through JSON, as continue-as-new carries it. */
+  | { k: 'json' }
+  /** A stay shortened below the time already spent. */
+  | { k: 'stayShort' };
 
 export interface Step {
   intent: Intent;
@@ -170,6 +174,36 @@ export class World {
     this.runDueTasks();
   }
 
+  /**
+   * Nothing is slept through: a tick just before the next wake-up the case asked for (or 40 days
+   * on, when it asked for none) must change nothing; and a case that may complete has nothing
+   * a person still has to do. Checked after every intent.
+   */
+  checkLiveness(): void {
+    const s = this.state;
+    if (isComplete(s, this.ctx, this.now)) {
+      const waiting = s.escalations.filter((e) => e.status !== 'closed' && e.severity !== 'info');
+      if (waiting.length)
+        throw new InvariantError([`complete with ${waiting.map((e) => e.kind)} unresolved`], this.steps);
+      if (s.parked.length) throw new InvariantError(['complete with results still waiting'], this.steps);
+    }
+    const next = nextWakeAt(s, this.ctx, this.now);
+    const probe = next === undefined ? this.now + 40 * DAY : next - 1;
+    if (probe <= this.now) return;
+    const d = decide(s, { type: 'tick' }, this.ctx, probe);
+    const done = [
+      ...d.records.filter((r) => r.kind !== 'release_blockers').map((r) => r.kind),
+      ...d.commands.map((c) => c.kind),
+    ];
+    if (done.length)
+      throw new InvariantError(
+        [
+          `asleep until ${next === undefined ? 'a message' : `+${next - this.now} ms`}, but at +${probe - this.now} ms a tick does ${done.join(', ')}`,
+        ],
+        this.steps,
+      );
+  }
+
   /** A calm spell: time passes, systems answer, labs report negatives, the street inspects, people respond. */
   settle(): void {
     this.drive();
@@ -178,7 +212,7 @@ export class World {
     if (s.inspection.status === 'requested' || s.inspection.status === 'requesting')
       this.apply({ k: 'inspection', pass: true, stale: false });
     if (s.closing?.awaitingDeparture) this.apply({ k: 'departure' });
-    const red = this.state.escalations.findIndex((e) => e.status === 'open' && e.severity === 'red');
+    const red = this.state.escalations.findIndex((e) => e.status !== 'closed' && e.severity === 'red');
     if (red >= 0) this.apply({ k: 'resolve', pick: red / this.state.escalations.length });
     if (this.state.room && !this.state.arrivedAt && !this.state.closing)
       this.apply({ k: 'arrival', offsetMs: 0, by: 'hotel' });
@@ -362,6 +396,12 @@ export class World {
           );
         return;
       }
+      case 'json':
+        this.state = JSON.parse(JSON.stringify(this.state)) as CaseState;
+        return;
+      case 'stayShort':
+        this.apply({ k: 'stay', days: -(this.policy.stayDays - 1) });
+        return;
       case 'repeat': {
         // A client retrying after a timeout: the same message with the same key.
         if (!this.lastMessage) return;

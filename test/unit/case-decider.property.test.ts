@@ -100,6 +100,8 @@ const intent: fc.Arbitrary<Intent> = fc.oneof(
     arbitrary: fc.record({ k: fc.constant('resolve' as const), pick: fc.double({ min: 0, max: 0.999, noNaN: true }) }),
   },
   { weight: 2, arbitrary: fc.constant<Intent>({ k: 'repeat' }) },
+  { weight: 1, arbitrary: fc.constant<Intent>({ k: 'json' }) },
+  { weight: 1, arbitrary: fc.constant<Intent>({ k: 'stayShort' }) },
 );
 
 const policies = [
@@ -122,9 +124,15 @@ function run(policyIndex: number, selfDrive: boolean, fromObservation: boolean, 
   const w = new World(policies[policyIndex], request({ transport: selfDrive ? 'self_drive' : 'vehicle' }));
   // Most runs start with the person in the room, where most of the rules are.
   for (let n = 0; fromObservation && n < 10 && w.state.phase !== 'OBSERVATION'; n++) w.settle();
-  for (const i of intents) w.apply(i);
+  for (const i of intents) {
+    w.apply(i);
+    w.checkLiveness();
+  }
   // Then let the world run its course: time passes and healthy systems answer; no invariant may break.
-  for (let n = 0; n < 60 && !w.state.endedAt; n++) w.settle();
+  for (let n = 0; n < 60 && !w.state.endedAt; n++) {
+    w.settle();
+    w.checkLiveness();
+  }
   for (const k of w.seen) reached.set(k, (reached.get(k) ?? 0) + 1);
   return w;
 }

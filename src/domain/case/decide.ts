@@ -45,6 +45,8 @@ const clone = <T>(x: T): T => JSON.parse(JSON.stringify(x)) as T;
 const ACTIVE: readonly Phase[] = ['OBSERVATION', 'RELEASE_PENDING'];
 const MAX_STAY_CHANGE_DAYS = 60;
 const KEYS_KEPT = 500;
+const KEYS_MAX = 5000;
+const KEY_RETENTION_MS = 7 * 86_400_000;
 const REFUSED_KEPT = 100;
 const NOTIFY_ATTEMPTS = 20;
 const TEMPERATURE = { min: 30, max: 45 };
@@ -170,7 +172,7 @@ class Draft {
     kind: EscalationKind,
     level: EscalationLevel,
     reason: string,
-    extra: Partial<Pick<CaseEscalation, 'taskId' | 'sampleId'>> = {},
+    extra: Partial<Pick<CaseEscalation, 'taskId' | 'sampleId' | 'severity'>> = {},
   ): CaseEscalation {
     const esc: CaseEscalation = {
       id: `${this.s.caseNo}-E${++this.s.counters.escalations}`,
@@ -262,6 +264,7 @@ class Draft {
     sample.cancelReason = reason;
     this.touchSample(sample.sampleId);
     this.record('sample_cancelled', SYSTEM_ACTOR, { sampleId: sample.sampleId }, reason);
+    unpark(this, sample.sampleId);
   }
 
   refuse(kind: string, by: Actor, reason: string, sampleId?: string): void {
@@ -355,11 +358,20 @@ const MESSAGE_TYPES = new Set<CaseEvent['type']>([
 ]);
 export const isMessage = (e: CaseEvent): e is MessageEvent => MESSAGE_TYPES.has(e.type);
 
-/** What identifies a message's content under its key: everything but who sent it. */
+/**
+ * What identifies a message's content under its key: everything but who sent it and the times
+ * a client may leave to the server (a retry of "now" is a later now, not another message).
+ */
 export function fingerprint(e: MessageEvent): string {
-  const { by: _by, key: _key, ...rest } = e;
+  const { by: _by, key: _key, ...rest } = e as MessageEvent & { at?: string; takenAt?: string; reportedAt?: string };
+  delete rest.at;
+  delete rest.takenAt;
+  delete rest.reportedAt;
   return JSON.stringify(rest, Object.keys(rest).sort());
 }
+
+/** Field reports: accepted even while no worker runs, never refused by a validator. */
+const SIGNAL_TYPES = new Set<CaseEvent['type']>(['arrival', 'departure', 'labResult', 'doorAlarm', 'inspectionResult']);
 
 const reject = (code: RejectCode, message: string): Reply => ({ ok: false, code, message });
 const ok = (value: Record<string, unknown> = {}): Reply => ({ ok: true, value });
@@ -367,6 +379,15 @@ const ok = (value: Record<string, unknown> = {}): Reply => ({ ok: true, value })
 export function decide(state: CaseState, event: CaseEvent, ctx: CaseContext, now: number): Decision {
   if (isMessage(event) && event.key) {
     const kept = state.keys[event.key];
+    // A field report under a key already used for something else is still a report: it is applied
+    // as if it had no key (and the clash is recorded), never dropped.
+    if (kept && kept.fingerprint !== fingerprint(event) && SIGNAL_TYPES.has(event.type)) {
+      const d = decide(state, { ...event, key: undefined } as CaseEvent, ctx, now);
+      const draft = new Draft(d.state, ctx, now);
+      draft.record('idempotency_key_reused', event.by, { type: event.type });
+      const again = draft.finish(d.reply, d.duplicate);
+      return { ...again, records: [...d.records, ...again.records], commands: d.commands, touched: d.touched };
+    }
     if (kept) {
       const same = kept.fingerprint === fingerprint(event);
       return {
@@ -397,12 +418,21 @@ export function decide(state: CaseState, event: CaseEvent, ctx: CaseContext, now
   return d.finish(reply, duplicate);
 }
 
+/**
+ * Keeps a message's answer under its key. Keys are forgotten oldest first, but never before they
+ * are KEY_RETENTION_MS old (a client retries within minutes, not days), unless the case holds
+ * KEYS_MAX of them.
+ */
 function keep(d: Draft, key: string, fp: string, reply: Reply): void {
-  d.s.keys[key] = { fingerprint: fp, reply };
+  d.s.keys[key] = { fingerprint: fp, reply, at: iso(d.now) };
   d.changed = true;
   d.s.keyOrder.push(key);
-  while (d.s.keyOrder.length > KEYS_KEPT) delete d.s.keys[d.s.keyOrder.shift()!];
+  const order = d.s.keyOrder;
+  while (order.length > KEYS_MAX || (order.length > KEYS_KEPT && isOld(d, d.s.keys[order[0]!]))) {
+    delete d.s.keys[order.shift()!];
+  }
 }
+const isOld = (d: Draft, k: { at?: string } | undefined) => !k?.at || d.now - ms(k.at) > KEY_RETENTION_MS;
 
 /**
  * The checks an update's validator runs before anything reaches history: a refusal here
@@ -410,7 +440,12 @@ function keep(d: Draft, key: string, fp: string, reply: Reply): void {
  * could not apply instead, so that nothing a person reported is silently lost.
  */
 export function validate(state: CaseState, e: MessageEvent, ctx: CaseContext, now: number): Reply | undefined {
-  if (e.key && state.keys[e.key]) return undefined;
+  const kept = e.key ? state.keys[e.key] : undefined;
+  if (kept && !SIGNAL_TYPES.has(e.type))
+    return kept.fingerprint === fingerprint(e)
+      ? undefined
+      : reject('conflict', 'This idempotency key was used for a different message');
+  if (kept) return undefined;
   const policy = withCaseDefaults(ctx.policy);
   const closed = state.closing || isTerminalPhase(state.phase);
   const closedMsg = `case is ${state.closing?.target ?? state.phase}`;
@@ -477,6 +512,9 @@ export function validate(state: CaseState, e: MessageEvent, ctx: CaseContext, no
       const task = esc.taskId ? state.tasks.find((t) => t.id === esc.taskId) : undefined;
       if (task && (task.status === 'pending' || task.status === 'running') && !WAIVABLE.includes(task.kind))
         return reject('conflict', `a failed ${task.kind} cannot be waived; it closes when the retry succeeds`);
+      // An attempt on its way may yet succeed: its outcome must not be thrown away by a waiver.
+      if (task?.status === 'running')
+        return reject('conflict', `a ${task.kind} attempt is in flight; resolve it once that attempt has ended`);
       return undefined;
     }
     default:
@@ -641,12 +679,25 @@ function onLabResult(d: Draft, e: Extract<MessageEvent, { type: 'labResult' }>):
   const unexpected = (why: string) => {
     d.refuse('lab_result', e.by, why, e.sampleId);
     // One open question per sample: a lab resending the same wrong id is one problem.
+    // A positive the case cannot count still reaches the command centre as red.
     if (
-      !s.escalations.some((x) => x.kind === 'unexpected_result' && x.sampleId === e.sampleId && x.status !== 'closed')
+      !s.escalations.some(
+        (x) =>
+          x.kind === 'unexpected_result' &&
+          x.sampleId === e.sampleId &&
+          x.status !== 'closed' &&
+          (e.result !== 'positive' || x.severity === 'red'),
+      )
     )
-      d.openEscalation('unexpected_result', 'command_centre', `A lab result the case could not take: ${why}`, {
-        sampleId: e.sampleId,
-      });
+      d.openEscalation(
+        'unexpected_result',
+        'command_centre',
+        `A ${e.result} lab result the case could not take: ${why}`,
+        {
+          sampleId: e.sampleId,
+          ...(e.result === 'positive' ? { severity: 'red' as const } : {}),
+        },
+      );
     return { reply: ok({ applied: false, status: 'refused', reason: why }), duplicate: false };
   };
   if (!sample) return unexpected('unknown sample');
@@ -703,6 +754,11 @@ function positiveResult(d: Draft, sampleId: string, correction?: CaseEscalation)
     startHospital(d, 'positive_result', sampleId);
     return;
   }
+  // Still in the room while the case closes (a check-out that keeps failing): the room gets
+  // terminal disinfection, whatever the case closes as.
+  if (s.occupied)
+    for (const t of s.tasks)
+      if (t.kind === 'checkOut' && (t.status === 'pending' || t.status === 'running')) t.terminal = true;
   // The person has gone (released home, cancelled): the command centre and the community must act.
   const esc =
     correction ??
@@ -831,7 +887,8 @@ function applyInternal(d: Draft, e: Exclude<CaseEvent, MessageEvent>): void {
   if (e.type === 'taskStarted') {
     if (task.status !== 'pending') return;
     task.status = 'running';
-    task.startedAt = iso(d.now);
+    // The first attempt's start: an order whose answer was lost may have been taken then.
+    task.startedAt ??= iso(d.now);
     task.attempts++;
     d.changed = true;
     return;
@@ -873,14 +930,12 @@ function unpark(d: Draft, sampleId: string): void {
 function onTaskFailed(d: Draft, task: Task, error: string): void {
   task.lastError = error;
   d.changed = true;
-  if (task.kind === 'orderSample') {
-    // The order did not go through: the sample was not taken, so a result that waited for it is refused.
-    Object.assign(task, { status: 'pending' });
-    unpark(d, task.subject!);
-  }
+  // A result that waited for this order keeps waiting while the order is retried: the lab may have
+  // the sample although its answer was lost. It is refused only when the order is abandoned.
   if (!stillWanted(d.s, task)) {
     task.status = 'dropped';
     d.closeEscalation(task.escalationId, 'not_needed', SYSTEM_ACTOR);
+    if (task.kind === 'orderSample') unpark(d, task.subject!);
     return;
   }
   if (task.kind === 'notify') {
@@ -1020,6 +1075,7 @@ function waiveTask(d: Draft, task: Task, by: Actor): void {
         sample.cancelReason = 'order waived';
         d.touchSample(sample.sampleId);
       }
+      unpark(d, task.subject!);
       break;
     }
     case 'requestInspection':
@@ -1040,6 +1096,10 @@ function waiveTask(d: Draft, task: Task, by: Actor): void {
       break;
     case 'releaseRoom':
       s.roomReleased = true;
+      break;
+    case 'dispatchHospital':
+      // A vehicle arranged by phone: the departure is awaited, and escalates if it does not come.
+      if (s.closing?.awaitingDeparture) s.departureDeadline = iso(d.now + d.policy.departureDeadlineMs);
       break;
     default:
       break;
@@ -1174,7 +1234,9 @@ function evaluate(d: Draft): void {
     !unmet.includes('positive_result')
   ) {
     const last = Math.max(0, ...s.samples.filter((x) => x.order).map((x) => ms(x.order!.takenAt)));
-    d.addSample('release_check', Math.max(d.now, last + policy.release.minApartMs));
+    const extra = d.addSample('release_check', Math.max(d.now, last + policy.release.minApartMs));
+    if (ms(extra.dueAt) <= d.now)
+      d.addTask('orderSample', `orderSample:${extra.sampleId}`, { subject: extra.sampleId });
   }
   if (
     !unmet.includes('end_date_not_reached') &&
@@ -1286,7 +1348,7 @@ function lateArrival(d: Draft): void {
     s.lateArrival = { escalationId: esc.id, nextAt: iso(d.now + policy.lateArrivalRepeatMs) };
     return;
   }
-  if (d.now >= ms(s.lateArrival.nextAt)) {
+  if (d.now >= Math.max(deadline, ms(s.lateArrival.nextAt))) {
     const esc = d.escalation(s.lateArrival.escalationId);
     if (esc && esc.status === 'open') d.raiseEscalation(esc, 'command_centre', 'Person still has not arrived');
     s.lateArrival.nextAt = iso(d.now + policy.lateArrivalRepeatMs);
@@ -1351,11 +1413,20 @@ export function nextWakeAt(s: CaseState, ctx: CaseContext, now: number): number 
     if (s.endedAt) due.push(ms(s.endedAt) + policy.lateResultWindowMs);
   } else {
     const dl = arrivalDeadline(s, ctx, policy);
-    if (dl !== undefined) due.push(s.lateArrival ? ms(s.lateArrival.nextAt) : dl);
+    if (dl !== undefined) due.push(dl);
+    if (dl !== undefined && s.lateArrival) due.push(Math.max(dl, ms(s.lateArrival.nextAt)));
     if (ACTIVE.includes(s.phase) && s.releaseDue) {
       const releaseDue = ms(s.releaseDue);
       due.push(releaseDue - policy.inspectionLeadMs, releaseDue, releaseDue + policy.releaseBlockedEscalateAfterMs);
-      for (const x of s.samples) if (x.status === 'planned') due.push(ms(x.dueAt));
+      for (const x of s.samples) {
+        if (x.status !== 'planned') continue;
+        const ordering = s.tasks.some(
+          (t) =>
+            t.kind === 'orderSample' && t.subject === x.sampleId && (t.status === 'pending' || t.status === 'running'),
+        );
+        // A planned sample past due with no order on its way is due now (a safety net: never sleep on it).
+        due.push(ordering ? ms(x.dueAt) : Math.max(ms(x.dueAt), now + 1));
+      }
       const firstStepMs = policy.checkWindowAfterMs + (policy.missedCheckSteps[0]?.afterMs ?? 0);
       if (s.currentSlot) due.push(ms(s.currentSlot) + firstStepMs);
       for (const chain of s.missedChains) {
@@ -1377,5 +1448,6 @@ export function isComplete(s: CaseState, ctx: CaseContext, now: number): boolean
   if (!s.endedAt) return false;
   if (now < ms(s.endedAt) + withCaseDefaults(ctx.policy).lateResultWindowMs) return false;
   if (s.tasks.some((t) => t.status === 'pending' || t.status === 'running')) return false;
-  return !s.escalations.some((e) => e.status === 'open' && e.severity !== 'info');
+  if (s.parked.length) return false;
+  return !s.escalations.some((e) => e.status !== 'closed' && e.severity !== 'info');
 }

@@ -42,8 +42,8 @@ export function releaseViolations(policy: Policy, s: CaseState, now: number): st
     .filter((x) => resulted(x) && x.type === p.sampling.type)
     .sort((a, b) => ms(b.order!.takenAt) - ms(a.order!.takenAt))[0];
   if (p.release.requiredNegatives > 0 && latest?.result !== 'negative') out.push('the latest sample is not negative');
-  if (s.escalations.some((e) => e.status === 'open' && p.release.blockingSeverities.includes(e.severity)))
-    out.push('an open blocking escalation');
+  if (s.escalations.some((e) => e.status !== 'closed' && p.release.blockingSeverities.includes(e.severity)))
+    out.push('an unresolved blocking escalation');
   if (s.inspection.status !== 'passed') out.push('the address is not approved');
   if (s.inspection.inspectionId !== `${s.caseNo}-I${s.inspection.round}`) out.push('the inspection is not current');
   return out;

@@ -203,6 +203,8 @@ export interface Closing {
 export interface KeptAnswer {
   fingerprint: string;
   reply: Reply;
+  /** When it was kept: keys are forgotten by age (never within a week), not only by count. */
+  at?: string;
 }
 
 export type Reply = { ok: true; value: Record<string, unknown> } | { ok: false; code: RejectCode; message: string };

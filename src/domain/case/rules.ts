@@ -64,7 +64,8 @@ export function unmetCriteria(policy: CasePolicy, f: ReleaseFacts): UnmetCriteri
   if (resulted.some((s) => s.result === 'positive')) unmet.push('positive_result');
   const shortfall = negativesShortfall(policy, resulted);
   if (shortfall) unmet.push(shortfall);
-  if (f.escalations.some((e) => e.status === 'open' && policy.release.blockingSeverities.includes(e.severity)))
+  // Acknowledged is not resolved: a red escalation holds release until it is closed.
+  if (f.escalations.some((e) => e.status !== 'closed' && policy.release.blockingSeverities.includes(e.severity)))
     unmet.push('open_blocking_escalation');
   if (f.inspection !== 'passed') unmet.push('address_not_approved');
   return unmet;
