@@ -441,11 +441,12 @@ export async function runDrill(sys: DrillSystem, o: DrillOptions, log: (m: strin
           apiError(`failed inspection ${e.case_no}`, err);
         }
       } else if (Date.now() - new Date(e.opened_at).getTime() > dayMs / 4) {
-        // The doctor has seen the person: acknowledged (the extra sample decides what happens next).
+        // The doctor has seen the person and resolves it, saying so (the extra sample decides what
+        // happens next); an acknowledgement alone would hold release, as a red escalation should.
         handled.add(e.id);
         await supervisor
-          .post(`/api/v1/escalations/${e.id}/ack`, { note: 'seen by the doctor' })
-          .catch((err: unknown) => apiError(`ack ${e.id}`, err));
+          .post(`/api/v1/escalations/${e.id}/resolve`, { note: 'seen by the doctor; extra sample taken' })
+          .catch((err: unknown) => apiError(`resolve ${e.id}`, err));
       }
     });
   });

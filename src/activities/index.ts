@@ -206,6 +206,9 @@ export function createActivities(deps: ActivityDeps): CaseActivities {
   };
 }
 
+/** Sample states in the order they move through (cancelled may still become ordered). */
+const SAMPLE_RANK = sql.raw(`array['planned','cancelled','ordered','resulted','corrected']::text[]`);
+
 /** `excluded.<column>`: the value the insert proposed, for ON CONFLICT DO UPDATE. */
 const excluded = (col: PgColumn): SQL => sql.raw(`excluded."${col.name}"`);
 const date = (iso: string | undefined): Date | null => (iso ? new Date(iso) : null);
@@ -310,7 +313,9 @@ export async function recordCase(db: Db, input: RecordCaseInput): Promise<boolea
               orderedAt: sql`coalesce(${excluded(samples.orderedAt)}, ${samples.orderedAt})`,
               result: excluded(samples.result),
               resultAt: excluded(samples.resultAt),
-              status: sql`coalesce(${excluded(samples.status)}, ${samples.status})`,
+              // A sample's state only moves forward: the orderSample activity may have written
+              // 'ordered' before the workflow's own write of the still-planned sample lands.
+              status: sql`case when ${samples.status} is null or array_position(${SAMPLE_RANK}, ${excluded(samples.status)}) >= array_position(${SAMPLE_RANK}, ${samples.status}) then ${excluded(samples.status)} else ${samples.status} end`,
               orderId: sql`coalesce(${excluded(samples.orderId)}, ${samples.orderId})`,
             },
           })

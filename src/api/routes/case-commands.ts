@@ -111,7 +111,7 @@ function signalRoute<B extends object, T>(opts: {
   summary: string;
   roles: Role[];
   body: import('zod').ZodType<B>;
-  toInput(app: ApiContext, key: ApiKey, body: B): T;
+  toInput(app: ApiContext, key: ApiKey, body: B, idempotencyKey?: string): T;
   signal: SignalDefinition<[T]>;
 }): AnyRoute {
   return defineRoute({
@@ -127,7 +127,7 @@ function signalRoute<B extends object, T>(opts: {
     responses: signalResponses,
     async handler({ app, key, params, body, req, res }) {
       const idem = idempotencyKey(req);
-      const input = { ...opts.toInput(app, key!, body as B), ...(idem ? { key: idem } : {}) };
+      const input = { ...opts.toInput(app, key!, body as B, idem), ...(idem ? { key: idem } : {}) };
       await sendSignal(app, key!, params.caseNo, opts.signal, input);
       res.status(202).json({ caseNo: params.caseNo, accepted: true });
     },
@@ -141,7 +141,7 @@ function updateRoute<B extends object, R, T>(opts: {
   roles: Role[];
   tags: string[];
   body: import('zod').ZodType<B>;
-  toInput(app: ApiContext, key: ApiKey, body: B): T;
+  toInput(app: ApiContext, key: ApiKey, body: B, idempotencyKey?: string): T;
   update: UpdateDefinition<R, [T]>;
 }): AnyRoute {
   return defineRoute({
@@ -157,7 +157,7 @@ function updateRoute<B extends object, R, T>(opts: {
     responses: updateResponses,
     async handler({ app, key, params, body, req, res }) {
       const idem = idempotencyKey(req);
-      const input = { ...opts.toInput(app, key!, body as B), ...(idem ? { key: idem } : {}) };
+      const input = { ...opts.toInput(app, key!, body as B, idem), ...(idem ? { key: idem } : {}) };
       const result = await sendUpdate(app, key!, params.caseNo, opts.update, input);
       res.status(200).json({ caseNo: params.caseNo, result: result ?? {} });
     },
@@ -227,9 +227,10 @@ export const caseCommandRoutes: AnyRoute[] = [
     tags: caseTag,
     body: HealthCheckBody,
     update: healthCheckUpdate,
-    toInput: (app, key, b) => ({
-      // Without the caller's id a retry cannot be recognised; a fresh id at least keeps one check one record.
-      checkId: b.checkId ?? `chk-${crypto.randomUUID()}`,
+    toInput: (app, key, b, idem) => ({
+      // Without the caller's id a retry is recognised by its Idempotency-Key; without either, a
+      // fresh id at least keeps one check one record.
+      checkId: b.checkId ?? (idem ? `chk-${idem}` : `chk-${crypto.randomUUID()}`),
       takenAt: boundedTime(app, 'takenAt', b.takenAt),
       ...(b.temperatureC !== undefined ? { temperatureC: b.temperatureC } : {}),
       symptoms: b.symptoms ?? [],
