@@ -12,6 +12,7 @@ import { createApiKey } from './auth/keys';
 import { seedDemoHotels } from './db/demo-hotels';
 import { apiKeys, hotels } from './db/schema';
 import { SIMULATED_LAB_ID } from './integrations/lab';
+import type { CallbackTarget } from './integrations/simulator';
 import { loadConfigOrExit, type Config } from './config';
 import { openDatabase, type Database } from './db';
 import { createLogger, type Logger } from './log';
@@ -161,18 +162,35 @@ async function seedDemoIfEmpty(config: Config, database: Database, log: Logger):
 
 /**
  * Fresh keys for the simulators at each start; the previous start's are revoked so that
- * keys do not pile up and a leaked one dies with its process.
+ * keys do not pile up and a leaked one dies with its process. The simulated lab speaks for its
+ * own samples only (org SIM-LAB); the simulated transport company and street office get a key
+ * per district, made when a case there first needs one, so that neither acts everywhere.
  */
-async function simulatorKeys(database: Database): Promise<{ lab: string; transport: string; community: string }> {
-  const names = ['lab-simulator', 'transport-simulator', 'community-simulator'];
+export async function simulatorKeys(database: Database): Promise<CallbackTarget['keys']> {
+  const names = ['lab-simulator', 'transport-simulator', 'community-simulator'] as const;
   await database.db
     .update(apiKeys)
     .set({ revokedAt: new Date() })
-    .where(and(inArray(apiKeys.name, names), isNull(apiKeys.revokedAt)));
-  const lab = await createApiKey(database.db, { name: names[0]!, role: 'lab', orgId: SIMULATED_LAB_ID });
-  const transport = await createApiKey(database.db, { name: names[1]!, role: 'transport' });
-  const community = await createApiKey(database.db, { name: names[2]!, role: 'community' });
-  return { lab: lab.key, transport: transport.key, community: community.key };
+    .where(and(inArray(apiKeys.name, [...names]), isNull(apiKeys.revokedAt)));
+  const lab = await createApiKey(database.db, { name: names[0], role: 'lab', orgId: SIMULATED_LAB_ID });
+  const perDistrict = (name: string, role: 'transport' | 'community') => {
+    const made = new Map<string, Promise<string>>();
+    return (district: string) => {
+      let key = made.get(district);
+      if (!key) {
+        key = createApiKey(database.db, { name, role, district }).then((k) => k.key);
+        // A failed creation (database away) is tried again next time.
+        key.catch(() => made.delete(district));
+        made.set(district, key);
+      }
+      return key;
+    };
+  };
+  return {
+    lab: lab.key,
+    transport: perDistrict(names[1], 'transport'),
+    community: perDistrict(names[2], 'community'),
+  };
 }
 
 interface RunningWorker {

@@ -61,9 +61,19 @@ export function createActivities(deps: ActivityDeps): CaseActivities {
     async dispatchTransport(input) {
       const step = `transport:${input.step}`;
       return once(db, input.workflowId, step, async () => {
+        const district =
+          input.district ??
+          (
+            await db
+              .select({ d: cases.district })
+              .from(cases)
+              .where(sql`${cases.caseNo} = ${input.caseNo}`)
+          )[0]?.d ??
+          '';
         const r = await sys.transport.dispatch({
           idempotencyKey: idemKey(input.workflowId, step),
           caseNo: input.caseNo,
+          district,
           purpose: input.purpose,
           hotelId: input.hotelId,
           roomNo: input.roomNo,

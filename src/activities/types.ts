@@ -27,6 +27,8 @@ export interface DispatchInput {
   purpose: 'intake' | 'hospital';
   hotelId: string;
   roomNo?: string;
+  /** The case's district (v2 cases send it; for v1 cases the activity reads it from the read model). */
+  district?: string;
   /** PII: goes to the transport system only, never into logs. */
   pickupAddress?: string;
 }

@@ -2,7 +2,7 @@ import { ErrorCode } from '../activities/types';
 import type { Logger } from '../log';
 import { postJson, type HttpTarget } from './http';
 import { AnswerCache } from './ids';
-import type { CallbackPoster, CallbackTarget, SimulatorScheduler } from './simulator';
+import { keyFor, type CallbackPoster, type CallbackTarget, type SimulatorScheduler } from './simulator';
 
 export interface InspectionRequest {
   /** `<workflowId>:<step>` */
@@ -104,10 +104,10 @@ export class CommunitySimulator implements CommunityService {
     const cb = this.opts.callback;
     if (cb) {
       const verdict = this.inspect(req.address);
-      this.opts.scheduler.after(`community:${req.inspectionId}`, this.opts.delayMs, () =>
+      this.opts.scheduler.after(`community:${req.inspectionId}`, this.opts.delayMs, async () =>
         cb.poster.post(
           'community',
-          cb.target.keys.community,
+          await keyFor(cb.target.keys.community, req.district),
           `api/v1/cases/${encodeURIComponent(req.caseNo)}/address-inspections`,
           {
             inspectionId: req.inspectionId,

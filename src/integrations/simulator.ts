@@ -1,10 +1,21 @@
 import type { Logger } from '../log';
 import { joinUrl } from './http';
 
+/**
+ * A simulator's API key: one key, or one per district (made when first needed), so that a
+ * simulated street office or transport company acts only where a real one would.
+ */
+export type KeySource = string | ((district: string) => Promise<string>);
+
 /** Where simulators call back: the public API, with the key a real system would hold. */
 export interface CallbackTarget {
   baseUrl: string;
-  keys: { lab: string; transport: string; community: string };
+  keys: { lab: string; transport: KeySource; community: KeySource };
+}
+
+/** The key to call back with for a case in `district`. */
+export async function keyFor(source: KeySource, district: string): Promise<string> {
+  return typeof source === 'string' ? source : source(district);
 }
 
 /**

@@ -4,7 +4,7 @@ import type { Logger } from '../log';
 import { rejected } from './errors';
 import { postJson, type HttpTarget } from './http';
 import { AnswerCache, stableId } from './ids';
-import type { CallbackPoster, CallbackTarget, SimulatorScheduler } from './simulator';
+import { keyFor, type CallbackPoster, type CallbackTarget, type SimulatorScheduler } from './simulator';
 
 export interface DispatchRequest {
   /** `<workflowId>:<step>` */
@@ -13,6 +13,8 @@ export interface DispatchRequest {
   purpose: 'intake' | 'hospital';
   hotelId: string;
   roomNo?: string;
+  /** The case's district (the simulator calls back with that district's key). */
+  district: string;
   /** PII: sent to the transport system only, never logged. */
   pickupAddress?: string;
 }
@@ -72,10 +74,10 @@ export class TransportSimulator implements TransportService {
     const cb = this.opts.callback;
     // A hospital transfer ends the case; nobody waits for that vehicle's arrival.
     if (cb && req.purpose === 'intake') {
-      this.opts.scheduler.after(`transport:${dispatchId}`, this.opts.delayMs, () =>
+      this.opts.scheduler.after(`transport:${dispatchId}`, this.opts.delayMs, async () =>
         cb.poster.post(
           'transport',
-          cb.target.keys.transport,
+          await keyFor(cb.target.keys.transport, req.district),
           `api/v1/cases/${encodeURIComponent(req.caseNo)}/arrival`,
           {
             at: new Date().toISOString(),

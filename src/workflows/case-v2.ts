@@ -6,7 +6,6 @@ import {
   continueAsNew,
   log,
   proxyActivities,
-  proxyLocalActivities,
   setHandler,
   sleep,
   upsertSearchAttributes,
@@ -67,13 +66,14 @@ const notices = proxyActivities<Pick<CaseActivities, 'notifyEscalation'>>({
   retry: { initialInterval: '500 milliseconds', backoffCoefficient: 2, maximumInterval: '30 seconds' },
 });
 /**
- * Read-model writes: a marker in the workflow task, not an activity task of their own. A local
- * activity holds its workflow task open while it runs, so it gives up quickly when Postgres is
- * away; the loop then waits on a timer and tries again, and everything else goes on meanwhile.
+ * Read-model writes: an ordinary activity, running beside the loop. (A local activity would save
+ * round trips, but one left running while the loop goes on resolves at a different point on
+ * replay than it did live, which breaks determinism; and awaiting it would hold alerts behind it.)
  */
-const records = proxyLocalActivities<Pick<CaseActivities, 'recordCase'>>({
-  startToCloseTimeout: '5 seconds',
-  retry: { initialInterval: '200 milliseconds', backoffCoefficient: 2, maximumAttempts: 3 },
+const records = proxyActivities<Pick<CaseActivities, 'recordCase'>>({
+  startToCloseTimeout: '30 seconds',
+  scheduleToCloseTimeout: '1 minute',
+  retry: { initialInterval: '500 milliseconds', backoffCoefficient: 2, maximumInterval: '10 seconds' },
 });
 
 const HISTORY_KEPT = 400;
@@ -221,6 +221,7 @@ export async function caseWorkflowV2(input: CaseInputV2): Promise<CaseOutcome> {
           step: hospital ? 'hospital' : 'intake',
           purpose: hospital ? 'hospital' : 'intake',
           hotelId: room?.hotelId ?? '',
+          district: request.district,
           ...(room ? { roomNo: room.roomNo } : {}),
           ...(!hospital && request.pickupAddress ? { pickupAddress: request.pickupAddress } : {}),
         });
@@ -294,8 +295,7 @@ export async function caseWorkflowV2(input: CaseInputV2): Promise<CaseOutcome> {
         await records.recordCase(batch);
         recordedVersion = version;
       } catch {
-        // Postgres away (a local activity that gave up rejects with its ApplicationFailure, not an
-        // ActivityFailure): keep the batch and try again shortly; the case goes on meanwhile.
+        // Postgres away: keep the batch and try again shortly; the case goes on meanwhile.
         unrecorded = [...events, ...unrecorded];
         for (const x of batch.samples) touched.samples.add(x.sampleId);
         for (const x of batch.escalations) touched.escalations.add(x.id);

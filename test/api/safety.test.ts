@@ -287,3 +287,39 @@ test('10. a hotel key bound to no hotel acts on no case; a driver cannot report 
   expect(antigen.status).toBe(403);
   expect((await live(caseNo)).phase).not.toBe('HOSPITAL_TRANSFER');
 });
+
+test('11. a failed inspection escalation closes when a later inspection of the home passes', async () => {
+  const { caseNo } = await inObservation();
+  const inspect = async (singleOccupancy: boolean) => {
+    const s = await waitFor(caseNo, (x) => x.inspection.status === 'requested', 'inspection requested');
+    const res = await request(h.app)
+      .post(`/api/v1/cases/${caseNo}/address-inspections`)
+      .set(h.auth('community'))
+      .send({ inspectionId: s.inspection.inspectionId, singleOccupancy, inspector: 'Street office Li' });
+    expect(res.status).toBe(202);
+    return s.inspection.inspectionId;
+  };
+  const first = await inspect(false);
+  await waitFor(
+    caseNo,
+    (x) => x.escalations.some((e) => e.kind === 'failed_inspection' && e.status === 'open'),
+    'failed',
+  );
+  // The family makes the flat single-occupancy; the stay is extended and the home inspected again.
+  const extended = await request(h.app)
+    .post(`/api/v1/cases/${caseNo}/extend`)
+    .set(h.auth('supervisor'))
+    .send({ days: 4, reason: 'home not ready' });
+  expect(extended.status).toBe(200);
+  const second = await inspect(true);
+  expect(second).not.toBe(first);
+  const s = await waitFor(
+    caseNo,
+    (x) => x.escalations.some((e) => e.kind === 'failed_inspection' && e.status === 'closed'),
+    'failed inspection closed',
+  );
+  expect(s.escalations.find((e) => e.kind === 'failed_inspection')).toMatchObject({
+    closedReason: 'inspection_passed',
+    closedBy: { role: 'community' },
+  });
+}, 90_000);

@@ -166,6 +166,7 @@ describe('transport HTTP client', () => {
       idempotencyKey: 'case-H3:transport:intake',
       caseNo: 'H3',
       purpose: 'intake',
+      district: 'D1',
       hotelId: 'h-1',
       roomNo: '301',
       pickupAddress: 'Gate 2',
@@ -185,6 +186,7 @@ describe('transport HTTP client', () => {
         idempotencyKey: 'k',
         caseNo: 'H3',
         purpose: 'hospital',
+        district: 'D1',
         hotelId: 'h',
       }),
     );
@@ -215,7 +217,13 @@ describe('createIntegrations selects by config', () => {
     const integ = createIntegrations(config, { db: tdb.db, log: silentLog });
     expect(integ.modes).toEqual({ lab: 'http', community: 'http', transport: 'http', notify: 'webhook' });
     await integ.lab.orderSample(order);
-    await integ.transport.dispatch({ idempotencyKey: 'k2', caseNo: 'H4', purpose: 'intake', hotelId: 'h' });
+    await integ.transport.dispatch({
+      idempotencyKey: 'k2',
+      caseNo: 'H4',
+      purpose: 'intake',
+      district: 'D1',
+      hotelId: 'h',
+    });
     expect(server.requests.map((r) => [r.path, r.headers.authorization])).toEqual([
       ['/lab/orders', 'Bearer lab-secret'],
       ['/tr/dispatches', 'Bearer tr-secret'],

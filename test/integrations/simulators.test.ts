@@ -1,3 +1,4 @@
+import { keyFor } from '../../src/integrations/simulator';
 import { createIntegrations, type Integrations } from '../../src/integrations';
 import { createTestDatabase, type TestDatabase } from '../support/db';
 import { silentLog, startRecordingServer, testConfig } from './helpers';
@@ -182,6 +183,7 @@ describe('transport simulator', () => {
       idempotencyKey: 'case-T-1:transport:intake',
       caseNo: 'T-1',
       purpose: 'intake' as const,
+      district: 'D1',
       hotelId: 'h',
     };
     const a = await integ.transport.dispatch(req);
@@ -196,8 +198,20 @@ describe('transport simulator', () => {
 
   it('a hospital transfer and a cancelled intake report nothing', async () => {
     const integ = simulators({ SIM_TRANSPORT_DELAY_MS: '100' });
-    await integ.transport.dispatch({ idempotencyKey: 'h1', caseNo: 'T-2', purpose: 'hospital', hotelId: 'h' });
-    const d = await integ.transport.dispatch({ idempotencyKey: 'i1', caseNo: 'T-3', purpose: 'intake', hotelId: 'h' });
+    await integ.transport.dispatch({
+      idempotencyKey: 'h1',
+      caseNo: 'T-2',
+      purpose: 'hospital',
+      district: 'D1',
+      hotelId: 'h',
+    });
+    const d = await integ.transport.dispatch({
+      idempotencyKey: 'i1',
+      caseNo: 'T-3',
+      purpose: 'intake',
+      district: 'D1',
+      hotelId: 'h',
+    });
     await integ.transport.cancel({ idempotencyKey: 'c1', caseNo: 'T-3', dispatchId: d.dispatchId });
     await sleep(250);
     expect(api.requests).toHaveLength(0);
@@ -211,7 +225,7 @@ it('without a callback target the simulators never call back', async () => {
   );
   open.push(integ);
   await integ.lab.orderSample(order('N-1'));
-  await integ.transport.dispatch({ idempotencyKey: 'n', caseNo: 'N', purpose: 'intake', hotelId: 'h' });
+  await integ.transport.dispatch({ idempotencyKey: 'n', caseNo: 'N', purpose: 'intake', district: 'D1', hotelId: 'h' });
   await integ.community.requestInspection({
     idempotencyKey: 'n',
     caseNo: 'N',
@@ -230,4 +244,22 @@ it('close() cancels pending callbacks', async () => {
   integ.close();
   await sleep(250);
   expect(api.requests).toHaveLength(0);
+});
+
+test('the simulated transport company and street office get a key per district, never one for everywhere', async () => {
+  const { simulatorKeys } = await import('../../src/runtime');
+  const { findKey } = await import('../../src/auth/keys');
+  const k = await simulatorKeys({ kind: 'postgres', db: tdb.db } as never);
+  const [d1, again, d2, street] = await Promise.all([
+    keyFor(k.transport, 'D1'),
+    keyFor(k.transport, 'D1'),
+    keyFor(k.transport, 'D2'),
+    keyFor(k.community, 'D1'),
+  ]);
+  expect(again).toBe(d1);
+  expect(d2).not.toBe(d1);
+  expect(await findKey(tdb.db, d1)).toMatchObject({ role: 'transport', district: 'D1' });
+  expect(await findKey(tdb.db, d2)).toMatchObject({ role: 'transport', district: 'D2' });
+  expect(await findKey(tdb.db, street)).toMatchObject({ role: 'community', district: 'D1' });
+  expect(await findKey(tdb.db, k.lab)).toMatchObject({ role: 'lab', orgId: 'SIM-LAB' });
 });

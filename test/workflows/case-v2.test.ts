@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 import { temporal } from '@temporalio/proto';
+import { Worker } from '@temporalio/worker';
 import { eq } from 'drizzle-orm';
 
 import { schema } from '../../src/db';
@@ -31,6 +32,8 @@ import {
  */
 let h: Harness;
 type Handle = Awaited<ReturnType<Harness['startV2']>>;
+/** Every case these tests start: their histories must replay (see the last test). */
+const started: Handle[] = [];
 
 const HISTORIES = path.resolve(__dirname, '..', 'histories');
 async function maybeRecord(name: string, handle: Handle): Promise<void> {
@@ -54,7 +57,10 @@ afterEach(() => {
 });
 
 const now = () => new Date().toISOString();
-const view = (handle: Handle) => handle.query(viewQuery);
+const view = (handle: Handle) => {
+  if (!started.includes(handle)) started.push(handle);
+  return handle.query(viewQuery);
+};
 async function waitView(handle: Handle, pred: (v: CaseView) => boolean, what: string, timeoutMs = 30_000) {
   const deadline = Date.now() + timeoutMs;
   let last: CaseView | undefined;
@@ -249,6 +255,21 @@ test('a positive result after the case was cancelled reaches the command centre 
     closedReason: 'resolved',
     closedBy: supervisor,
   });
+});
+
+test('every history these tests produced replays against the code that produced it', async () => {
+  expect(started.length).toBeGreaterThanOrEqual(5);
+  const histories = await Promise.all(
+    started.map(async (handle) => ({ workflowId: handle.workflowId, history: await handle.fetchHistory() })),
+  );
+  const errors: string[] = [];
+  for await (const r of Worker.runReplayHistories(
+    { workflowsPath: require.resolve('../../src/workflows'), dataConverter: { payloadCodecs: [h.codec] } },
+    histories,
+  )) {
+    if (r.error) errors.push(`${r.workflowId}: ${String(r.error).slice(0, 300)}`);
+  }
+  expect(errors).toEqual([]);
 });
 
 async function waitFor(pred: () => Promise<boolean>, timeoutMs = 15_000): Promise<void> {
