@@ -1,7 +1,7 @@
 import { eq } from 'drizzle-orm';
 import request from 'supertest';
 
-import { labResults, samples } from '../../src/db/schema';
+import { escalations, labResults, samples } from '../../src/db/schema';
 import { createHarness, validTransfer, type Harness } from './harness';
 
 let h: Harness;
@@ -92,4 +92,37 @@ test('1,000 results in one batch, all answered', async () => {
   expect(res.body.results).toHaveLength(1000);
   expect(res.body.counts).toEqual({ unknown_sample: 1000 });
   expect(Date.now() - t0).toBeLessThan(10_000);
+});
+
+test('a result for a case whose workflow has closed is kept on its record and escalated, not "resend" forever', async () => {
+  const filed = await request(h.app)
+    .post('/api/v1/transfers')
+    .set(h.auth('community'))
+    .send(validTransfer({ requestId: 'req-lab-closed-case' }));
+  const closedCase = filed.body.caseNo as string;
+  const at = new Date();
+  await h.db.insert(samples).values({
+    sampleId: `${closedCase}-S1`,
+    caseNo: closedCase,
+    type: 'PCR',
+    reason: 'scheduled',
+    labId: 'LAB1',
+    dueAt: at,
+    orderedAt: at,
+    status: 'ordered',
+  });
+  await h.temporal.client.workflow.getHandle(filed.body.workflowId).terminate('test: the case closed');
+  const res = await post({ sampleId: `${closedCase}-S1`, result: 'positive' });
+  expect(res.body).toMatchObject({ sampleId: `${closedCase}-S1`, status: 'case_closed', caseNo: closedCase });
+  const [esc] = await h.db.select().from(escalations).where(eq(escalations.caseNo, closedCase));
+  expect(esc).toMatchObject({ kind: 'late_result', severity: 'red', status: 'open', sampleId: `${closedCase}-S1` });
+  const [row] = await h.db
+    .select()
+    .from(samples)
+    .where(eq(samples.sampleId, `${closedCase}-S1`));
+  expect(row).toMatchObject({ status: 'resulted', result: 'positive' });
+  // Sent again, it is the same result on the same closed case: nothing new opens.
+  const again = await post({ sampleId: `${closedCase}-S1`, result: 'positive' });
+  expect(again.body.status).toMatch(/duplicate|case_closed/);
+  expect(await h.db.select().from(escalations).where(eq(escalations.caseNo, closedCase))).toHaveLength(1);
 });
