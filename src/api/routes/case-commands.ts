@@ -33,6 +33,7 @@ import {
   UpdateAnswer,
 } from '../schemas';
 import { HttpProblem, validationProblem } from '../problem';
+import { ANTIGEN_REPORTERS } from '../../domain/case/rules';
 import { authorizeCase } from '../scope';
 import { temporalProblem } from '../temporal-ops';
 
@@ -55,7 +56,8 @@ function boundedTime(app: ApiContext, field: string, value: string | undefined):
 function idempotencyKey(req: { get(name: string): string | undefined }): string | undefined {
   const k = req.get('idempotency-key');
   if (k === undefined) return undefined;
-  if (!/^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/.test(k))
+  // The same schema the OpenAPI document shows.
+  if (!IdempotencyHeader.shape['Idempotency-Key'].safeParse(k).success)
     throw validationProblem([
       { in: 'header', path: 'Idempotency-Key', message: 'up to 128 letters, digits and . _ : -' },
     ]);
@@ -176,7 +178,7 @@ export const caseCommandRoutes: AnyRoute[] = [
     signal: arrivalSignal,
     toInput: (app, key, b) => {
       // A rapid test at the door is a medical result: hotel and medical staff give it, a driver does not.
-      if (b.antigen && !['hotel', 'medical', 'admin'].includes(key.role))
+      if (b.antigen && !ANTIGEN_REPORTERS.includes(key.role))
         throw new HttpProblem(403, `A ${key.role} key cannot report an antigen result`, { slug: 'antigen-role' });
       return { at: boundedTime(app, 'at', b.at), ...(b.antigen ? { antigen: b.antigen } : {}), by: actorOf(key) };
     },

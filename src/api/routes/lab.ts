@@ -88,7 +88,6 @@ async function applyResults(app: ApiContext, key: ApiKey, items: Item[]): Promis
     for (const i of indexes) answers[i] = await applyOne(app, key, items[i]!, known, delivered);
   });
 
-  const byIndex = items;
   try {
     // Every result is kept, duplicates and strangers included: the lab's record of what it sent.
     await app.db.insert(labResults).values(
@@ -96,7 +95,7 @@ async function applyResults(app: ApiContext, key: ApiKey, items: Item[]): Promis
         sampleId: a.sampleId,
         caseNo: a.caseNo ?? null,
         labKeyId: key.id,
-        result: byIndex[i]!.result,
+        result: items[i]!.result,
         status: a.status,
       })),
     );

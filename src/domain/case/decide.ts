@@ -35,8 +35,9 @@ import type {
   TaskResult,
   Touched,
 } from './model';
+import { TASK_KINDS } from './model';
 import { releaseViolations } from './invariants';
-import { CLOSE_REASONS, samplingSlots, unmetCriteria } from './rules';
+import { ANTIGEN_REPORTERS, CLOSE_REASONS, samplingSlots, unmetCriteria } from './rules';
 
 const iso = (t: number): string => new Date(t).toISOString();
 const ms = (s: string): number => Date.parse(s);
@@ -61,19 +62,11 @@ const ENDS_WITH_CASE: readonly EscalationKind[] = [
   'release_blocked',
 ];
 
-/** Failed tasks a person may waive by resolving their escalation (a room cannot be waived into existence). */
-const WAIVABLE: readonly TaskKind[] = [
-  'releaseRoom',
-  'dispatchTransport',
-  'cancelTransport',
-  'checkIn',
-  'orderSample',
-  'requestInspection',
-  'dispatchHospital',
-  'checkOut',
-  'handOver',
-  'alertCommunity',
-];
+/**
+ * Failed tasks a person may waive by resolving their escalation: all but a room reservation (a
+ * room cannot be waived into existence) and notices (they open no escalation).
+ */
+const WAIVABLE: readonly TaskKind[] = TASK_KINDS.filter((k) => k !== 'reserveRoom' && k !== 'notify');
 
 export const isTerminalPhase = (p: Phase): boolean => TERMINAL_PHASES.includes(p);
 
@@ -627,7 +620,7 @@ function onArrival(d: Draft, e: Extract<MessageEvent, { type: 'arrival' }>): Rep
   d.dropTask((t) => t.kind === 'dispatchTransport');
   if (e.antigen) {
     // A rapid test at the door is a medical result: hotel and medical staff may give it, a driver may not.
-    if (!['hotel', 'medical', 'admin'].includes(e.by.role)) {
+    if (!ANTIGEN_REPORTERS.includes(e.by.role)) {
       d.refuse('antigen_result', e.by, `a ${e.by.role} key cannot report an antigen result`);
     } else {
       const sample = d.addSample('antigen', at, { type: 'antigen' });
@@ -1126,10 +1119,9 @@ function startClosing(d: Draft, target: Closing['target'], reason: string, by: A
   if (s.closing) return;
   s.closing = { target, reason, by, startedAt: iso(d.now) };
   d.setPhase(target, by, reason);
-  // What the case no longer needs: room hunting, intake transport, check-in, orders, inspection.
-  d.dropTask((t) =>
-    ['reserveRoom', 'dispatchTransport', 'checkIn', 'orderSample', 'requestInspection'].includes(t.kind),
-  );
+  // What the case no longer needs (room hunting, intake transport, check-in, orders, inspection):
+  // the same judgement that drops a failed task once it is no longer wanted.
+  d.dropTask((t) => !stillWanted(s, t));
   for (const x of s.samples) d.cancelSample(x, 'case ended');
   for (const x of s.escalations) {
     if (!ENDS_WITH_CASE.includes(x.kind)) continue;

@@ -3,7 +3,7 @@
  */
 import type { CasePolicy } from '../policy';
 import { clockAt, dayStart } from '../schedule';
-import type { EscalationKind } from '../types';
+import type { EscalationKind, Role } from '../types';
 import type { CaseEscalation, CaseSample, CloseReason, InspectionStatus } from './model';
 
 /** Why each kind of escalation may close on its own (besides `resolved` by a person with a note). */
@@ -25,6 +25,9 @@ export const CLOSE_REASONS: Record<EscalationKind, readonly CloseReason[]> = {
   unknown_sample: [],
   unexpected_result: [],
 };
+
+/** Who may report a rapid antigen result at the door: it is a medical result, not a driver's. */
+export const ANTIGEN_REPORTERS: readonly Role[] = ['hotel', 'medical', 'admin'];
 
 export type UnmetCriterion =
   | 'end_date_not_reached'
