@@ -15,7 +15,13 @@ export interface Database {
   kind: 'postgres' | 'pglite';
   /** A short description without credentials, for logs and the start banner. */
   where: string;
+  /** A round trip that never passes the gate: the probe must reach a database the gate holds shut. */
   ping(): Promise<void>;
+  /**
+   * Every query first calls `check`, which may throw (the API's breaker: "known down, answer now").
+   * Postgres only; the embedded database is in-process and has no outage of its own.
+   */
+  setGate(check: (() => void) | undefined): void;
   close(): Promise<void>;
 }
 
@@ -27,6 +33,10 @@ export interface DatabaseOptions {
   /** postgres.js pool size */
   max?: number;
   migrate?: boolean;
+  /** Postgres: the server cancels a statement after this (a lock wait cannot hold a request for ever). */
+  statementTimeoutMs?: number;
+  /** Postgres: a connection attempt gives up after this. */
+  connectTimeoutMs?: number;
 }
 
 /**
@@ -35,7 +45,7 @@ export interface DatabaseOptions {
  * migrator in both cases, under an advisory lock so that many workers can start at once.
  */
 export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
-  const database = opts.databaseUrl ? await openPostgres(opts.databaseUrl, opts.max) : await openPglite(opts.dataDir);
+  const database = opts.databaseUrl ? await openPostgres(opts.databaseUrl, opts) : await openPglite(opts.dataDir);
   if (opts.migrate !== false) {
     try {
       await database.migrate();
@@ -49,12 +59,32 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
 
 type Opened = Database & { migrate(): Promise<void> };
 
-async function openPostgres(url: string, max = 20): Promise<Opened> {
+async function openPostgres(url: string, opts: DatabaseOptions): Promise<Opened> {
   const { default: postgres } = await import('postgres');
   const { drizzle } = await import('drizzle-orm/postgres-js');
   const { migrate } = await import('drizzle-orm/postgres-js/migrator');
-  const client = postgres(url, { max, onnotice: () => undefined, connect_timeout: 10 });
-  const db = drizzle(client, { schema });
+  const client = postgres(url, {
+    max: opts.max ?? 20,
+    onnotice: () => undefined,
+    connect_timeout: Math.max(1, Math.ceil((opts.connectTimeoutMs ?? 10_000) / 1000)),
+    ...(opts.statementTimeoutMs ? { connection: { statement_timeout: opts.statementTimeoutMs } } : {}),
+  });
+  let gate: (() => void) | undefined;
+  // drizzle runs every statement through `unsafe` (and transactions through `begin`): the gate
+  // stands in front of both, so a breaker that knows the database is down answers at once.
+  const gated = new Proxy(client, {
+    get(target, prop, receiver) {
+      const v = Reflect.get(target, prop, receiver) as unknown;
+      if ((prop === 'unsafe' || prop === 'begin') && typeof v === 'function') {
+        return (...args: unknown[]) => {
+          gate?.();
+          return (v as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      }
+      return v;
+    },
+  });
+  const db = drizzle(gated, { schema });
   const u = new URL(url);
   return {
     db: db as unknown as Db,
@@ -62,6 +92,9 @@ async function openPostgres(url: string, max = 20): Promise<Opened> {
     where: `postgres://${u.host}${u.pathname}`,
     async ping() {
       await client`select 1`;
+    },
+    setGate(check) {
+      gate = check;
     },
     async close() {
       await client.end({ timeout: 5 });
@@ -101,6 +134,9 @@ async function openPglite(dataDir: string): Promise<Opened> {
     where: `pglite:${dir}`,
     async ping() {
       await client.query('select 1');
+    },
+    setGate() {
+      // in-process: no outage to guard against
     },
     async close() {
       await client.close();
