@@ -83,8 +83,24 @@ export const envSchema = z.object({
     .optional(),
   /** How long GET /cases/{caseNo} waits for a worker to answer the state query before using the read model. */
   API_QUERY_TIMEOUT_MS: z.coerce.number().int().positive().default(2000),
-  /** How long one call to Temporal (start, signal, update) may take before the API answers 503/504. */
-  API_TEMPORAL_TIMEOUT_MS: z.coerce.number().int().positive().default(10000),
+  /** How long one call to Temporal (start, signal, describe) may take before the API answers 503/504. */
+  API_TEMPORAL_TIMEOUT_MS: z.coerce.number().int().positive().default(5000),
+  /** How long a command (extend, colour, address, cancel, ack, resolve) waits for its worker's answer before 504 "outcome unknown". */
+  API_UPDATE_WAIT_MS: z.coerce.number().int().positive().default(5000),
+  /** How long a health check waits for its worker's answer before it is queued instead (202, applied when a worker runs). */
+  API_REPORT_WAIT_MS: z.coerce.number().int().positive().default(1500),
+  /** How often the API probes Temporal, the database and the worker's task queue (the breakers behind /readyz). */
+  API_PROBE_INTERVAL_MS: z.coerce.number().int().positive().default(1000),
+  /** Workflow tasks waiting longer than this for a worker mark the worker down (commands 503, reports queued). */
+  API_WORKER_STALL_MS: z.coerce.number().int().positive().default(5000),
+  /** The last resort for a request stuck on a dependency that hangs rather than fails: 503 (reads) or 504 (writes). */
+  API_REQUEST_TIMEOUT_MS: z.coerce.number().int().positive().default(15000),
+  /** On SIGTERM the API stops accepting and answers what it has in flight for at most this long. */
+  API_SHUTDOWN_GRACE_MS: z.coerce.number().int().positive().default(20000),
+  /** Postgres: statements longer than this are cancelled by the server. */
+  DB_STATEMENT_TIMEOUT_MS: z.coerce.number().int().positive().default(10000),
+  /** Postgres: a connection attempt gives up after this. */
+  DB_CONNECT_TIMEOUT_MS: z.coerce.number().int().positive().default(3000),
   /** API keys are cached this long; a cached key keeps working while the database is down. */
   API_KEY_CACHE_SECONDS: z.coerce.number().int().min(0).default(30),
   /** Signals sent in parallel for one lab batch. */

@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import type { Server } from 'node:http';
+import net from 'node:net';
 import path from 'node:path';
 
 import type { Worker } from '@temporalio/worker';
@@ -88,7 +89,12 @@ export async function startRuntime(config: Config, parts: RuntimeParts, log: Log
     }
     temporalAddress ??= `127.0.0.1:${config.TEMPORAL_DEV_PORT}`;
 
-    const database = await openDatabase({ databaseUrl: config.DATABASE_URL, dataDir: config.dataDir });
+    const database = await openDatabase({
+      databaseUrl: config.DATABASE_URL,
+      dataDir: config.dataDir,
+      statementTimeoutMs: config.DB_STATEMENT_TIMEOUT_MS,
+      connectTimeoutMs: config.DB_CONNECT_TIMEOUT_MS,
+    });
     stops.push(() => database.close());
     log.info('database ready', { where: database.where });
     await seedDemoIfEmpty(config, database, log);
@@ -104,6 +110,11 @@ export async function startRuntime(config: Config, parts: RuntimeParts, log: Log
         parts.api || config.SIMULATOR_CALLBACK_URL
           ? { baseUrl: config.SIMULATOR_CALLBACK_URL ?? apiUrl, keys: await simulatorKeys(database) }
           : undefined;
+      const simulated = [config.LAB_URL, config.COMMUNITY_URL, config.TRANSPORT_URL].some((u) => !u);
+      if (!callback && simulated)
+        log.warn(
+          'a worker without an API in its process and without SIMULATOR_CALLBACK_URL: simulated systems cannot post their results back (set SIMULATOR_CALLBACK_URL to an API process)',
+        );
       const integrations = createIntegrations(config, { db: database.db, log, callback });
       stops.push(async () => integrations.close());
       const activities = createActivities({ db: database.db, integrations, log });
@@ -119,19 +130,31 @@ export async function startRuntime(config: Config, parts: RuntimeParts, log: Log
       const { createApp } = await import('./api/app');
       const temporal = createTemporalClient({ address: temporalAddress, namespace: config.TEMPORAL_NAMESPACE, codec });
       stops.push(() => temporal.connection.close());
+      const { createDependencyMonitor } = await import('./api/dependencies');
+      // One breaker per dependency, probed every API_PROBE_INTERVAL_MS: while one is known down,
+      // calls that need it answer 503 at once (the database's gate stands in front of every query).
+      const monitor = createDependencyMonitor({
+        connection: temporal.connection,
+        namespace: config.TEMPORAL_NAMESPACE,
+        taskQueue: config.TEMPORAL_TASK_QUEUE,
+        pingDatabase: () => database.ping(),
+        intervalMs: config.API_PROBE_INTERVAL_MS,
+        workerStallMs: config.API_WORKER_STALL_MS,
+        log,
+      });
+      database.setGate(() => monitor.require('database'));
+      monitor.start();
+      stops.push(async () => {
+        await monitor.stop();
+        database.setGate(undefined);
+      });
       const adminToken = crypto.randomBytes(24).toString('base64url');
-      const app = createApp({ config, db: database.db, temporal, log, adminToken });
+      const app = createApp({ config, db: database.db, temporal, log, adminToken, monitor });
       const server: Server = await new Promise((resolve, reject) => {
         const s = app.listen(config.PORT, config.API_HOST, (err?: Error) => (err ? reject(err) : resolve(s)));
         s.once('error', reject);
       });
-      stops.push(
-        () =>
-          new Promise<void>((resolve) => {
-            server.close(() => resolve());
-            server.closeAllConnections?.();
-          }),
-      );
+      stops.push(() => drainHttp(server, app, config.API_SHUTDOWN_GRACE_MS, log));
       const runtimeFile = path.join(config.dataDir, 'runtime.json');
       fs.writeFileSync(runtimeFile, JSON.stringify({ pid: process.pid, apiUrl, adminToken }), { mode: 0o600 });
       stops.push(async () => fs.rmSync(runtimeFile, { force: true }));
@@ -149,6 +172,33 @@ export async function startRuntime(config: Config, parts: RuntimeParts, log: Log
     await stop();
     throw err;
   }
+}
+
+/**
+ * Graceful stop of the API: stop accepting connections and answer every request in flight. Each
+ * answer from now on says `Connection: close`, so a client's next request opens a connection to
+ * a process that stays; idle kept-alive connections are left to the keep-alive timeout the
+ * client was told (closing them at once races a client sending on them, and its request is lost
+ * with the connection). Only after `graceMs` is whatever is still open cut.
+ */
+export function drainHttp(
+  server: Server,
+  app: { locals: Record<string, unknown> },
+  graceMs: number,
+  log: Logger,
+): Promise<void> {
+  return new Promise<void>((resolve) => {
+    app.locals.draining = true;
+    const cut = setTimeout(() => {
+      log.warn('shutdown grace over: closing connections still open', { graceMs });
+      server.closeAllConnections();
+    }, graceMs);
+    // net.Server's close, not http.Server's: the latter also drops idle kept-alive connections at once.
+    net.Server.prototype.close.call(server, () => {
+      clearTimeout(cut);
+      resolve();
+    });
+  });
 }
 
 /** A newcomer's first start has somewhere to put people: the demo district's 21 hotels. */

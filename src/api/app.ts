@@ -6,7 +6,9 @@ import type { Config } from '../config';
 import type { Db } from '../db';
 import { createHotelService } from '../integrations/hotel';
 import type { Logger } from '../log';
+import { pingDb } from '../db';
 import { createKeyResolver, createRateLimiter } from './auth';
+import { createDependencyMonitor, type DependencyMonitor } from './dependencies';
 import type { ApiContext } from './context';
 import { loadHmacKey } from './ids';
 import { createMetrics, type ApiMetrics } from './metrics';
@@ -34,6 +36,8 @@ export interface AppDeps {
   hmacKey?: Buffer;
   /** Share a metrics registry (e.g. with the worker's); default a registry of the app's own. */
   metrics?: ApiMetrics;
+  /** The breakers; default a monitor of the app's own that probes on use (the runtime starts its loop). */
+  monitor?: DependencyMonitor;
 }
 
 export const API_VERSION = '1.0.0';
@@ -88,16 +92,38 @@ export function createApp(deps: AppDeps): express.Express {
   const metrics = deps.metrics ?? createMetrics();
   const now = deps.now ?? (() => new Date());
   const log = deps.log.child({ component: 'api' });
+  const monitor =
+    deps.monitor ??
+    createDependencyMonitor({
+      connection: deps.temporal.connection,
+      namespace: deps.config.TEMPORAL_NAMESPACE,
+      taskQueue: deps.config.TEMPORAL_TASK_QUEUE,
+      pingDatabase: () => pingDb(deps.db),
+      intervalMs: deps.config.API_PROBE_INTERVAL_MS,
+      workerStallMs: deps.config.API_WORKER_STALL_MS,
+      log,
+    });
   const ctx: ApiContext = {
     config: deps.config,
     db: deps.db,
     log,
     now,
     temporal: deps.temporal,
-    ops: createCaseOps(deps.temporal.client, deps.temporal.connection, metrics, deps.config.API_TEMPORAL_TIMEOUT_MS),
+    ops: createCaseOps(deps.temporal.client, deps.temporal.connection, metrics, {
+      timeoutMs: deps.config.API_TEMPORAL_TIMEOUT_MS,
+      updateWaitMs: deps.config.API_UPDATE_WAIT_MS,
+      monitor,
+    }),
+    deps: monitor,
     hotels: createHotelService(deps.db),
     metrics,
-    keys: createKeyResolver(deps.db, deps.config.API_KEY_CACHE_SECONDS * 1000, () => now().getTime()),
+    keys: createKeyResolver(
+      deps.db,
+      deps.config.API_KEY_CACHE_SECONDS * 1000,
+      () => now().getTime(),
+      1500,
+      () => monitor.isDown('database'),
+    ),
     limiter: createRateLimiter(() => now().getTime()),
     hmacKey: deps.hmacKey ?? loadHmacKey(deps.config),
     adminToken: deps.adminToken,
@@ -128,6 +154,42 @@ export function createApp(deps: AppDeps): express.Express {
     next();
   });
 
+  // While the process drains (SIGTERM), every answer closes its connection: the client's next
+  // request goes to a process that stays.
+  app.locals.draining = false;
+  app.use((req, res, next) => {
+    if (req.app.locals.draining) res.setHeader('Connection', 'close');
+    next();
+  });
+
+  // The last resort for a request stuck on something that hangs rather than fails (a partitioned
+  // database before the probe has seen it): the caller gets an answer that does not lie. A read
+  // is 503; a write may have been sent, so its outcome is unknown (504), never "not changed".
+  app.use((req, res, next) => {
+    const timer = setTimeout(() => {
+      if (res.headersSent) return;
+      const write = !['GET', 'HEAD', 'OPTIONS'].includes(req.method);
+      metrics.errors.inc({ kind: 'unavailable' });
+      log.warn('request timed out', { method: req.method, route: req.route?.path });
+      const key = res.getHeader('Idempotency-Key');
+      sendProblem(
+        res,
+        write
+          ? new HttpProblem(
+              504,
+              'No answer in time: the outcome is unknown. Retry with the same Idempotency-Key: it is applied at most once.',
+              { slug: 'outcome-unknown', ...(typeof key === 'string' ? { idempotencyKey: key } : {}) },
+            ).problem
+          : new HttpProblem(503, 'A dependency did not answer in time; retry', { slug: 'timeout' }).problem,
+        { 'Retry-After': '5' },
+      );
+    }, deps.config.API_REQUEST_TIMEOUT_MS);
+    const done = () => clearTimeout(timer);
+    res.on('finish', done);
+    res.on('close', done);
+    next();
+  });
+
   app.use((req, _res, next) => {
     const hasBody = Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
     if (hasBody && !['GET', 'HEAD'].includes(req.method) && !req.is(['application/json', 'application/*+json'])) {
@@ -146,6 +208,11 @@ export function createApp(deps: AppDeps): express.Express {
   });
 
   app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
+    if (res.headersSent) {
+      // Already answered (the request deadline spoke first): what the handler did later is not an error of the answer.
+      res.end();
+      return;
+    }
     const p = toProblem(err);
     if (p.status >= 500) {
       metrics.errors.inc({ kind: p.status === 500 ? 'internal' : 'unavailable' });

@@ -3,6 +3,7 @@ import crypto from 'node:crypto';
 import { findKey, hashKey, type KeyIdentity } from '../auth/keys';
 import type { Db } from '../db';
 import type { Actor, Role } from '../domain/types';
+import { within } from './dependencies';
 import { HttpProblem } from './problem';
 
 /** A key identity as the routes see it. */
@@ -32,7 +33,15 @@ export interface KeyResolver {
  * Keys are looked up by hash and cached: a key seen recently keeps working while Postgres is
  * down, so filing a transfer (which needs only Temporal) survives a database outage.
  */
-export function createKeyResolver(db: Db, ttlMs: number, now: () => number = Date.now): KeyResolver {
+export function createKeyResolver(
+  db: Db,
+  ttlMs: number,
+  now: () => number = Date.now,
+  /** A lookup that hangs (database partitioned) gives up after this and counts as "store unavailable". */
+  lookupTimeoutMs = 1500,
+  /** The database is known down: a key seen before answers at once instead of waiting on a lookup. */
+  dbDown: () => boolean = () => false,
+): KeyResolver {
   const cache = new Map<string, Entry>();
   const inflight = new Map<string, Promise<ApiKey | null>>();
 
@@ -82,14 +91,21 @@ export function createKeyResolver(db: Db, ttlMs: number, now: () => number = Dat
       let identity: ApiKey | null;
       if (cached && age < (cached.identity ? ttlMs : Math.min(ttlMs, NEGATIVE_TTL_MS))) {
         identity = cached.identity;
+      } else if (cached?.identity && age < STALE_WHILE_DOWN_MS && dbDown()) {
+        identity = cached.identity;
       } else {
         try {
-          identity = await lookup(key, hash);
+          identity = await within(lookupTimeoutMs, 'key store', () => lookup(key, hash));
         } catch {
           if (cached?.identity && age < STALE_WHILE_DOWN_MS) {
             identity = cached.identity;
           } else {
-            throw new HttpProblem(503, 'The key store is unavailable; try again shortly', {}, { 'Retry-After': '5' });
+            throw new HttpProblem(
+              503,
+              'The key store (database) is unavailable and this key was not seen recently; try again shortly',
+              { slug: 'database-unavailable', dependency: 'database' },
+              { 'Retry-After': '5' },
+            );
           }
         }
       }

@@ -3,6 +3,7 @@ import type { Db } from '../db';
 import type { HotelService } from '../integrations/hotel';
 import type { Logger } from '../log';
 import type { KeyResolver, RateLimiter } from './auth';
+import type { DependencyMonitor } from './dependencies';
 import type { ApiMetrics } from './metrics';
 import type { CaseOps } from './temporal-ops';
 import type { Client, Connection } from '@temporalio/client';
@@ -15,6 +16,8 @@ export interface ApiContext {
   now: () => Date;
   temporal: { client: Client; connection: Connection };
   ops: CaseOps;
+  /** Breakers for Temporal, the database and the worker, fed by a probe (GET /readyz shows them). */
+  deps: DependencyMonitor;
   /** Hotels and rooms (inventory in our own database). */
   hotels: HotelService;
   metrics: ApiMetrics;

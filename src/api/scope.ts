@@ -3,7 +3,10 @@ import { eq } from 'drizzle-orm';
 import { cases } from '../db/schema';
 import type { ApiKey } from './auth';
 import type { ApiContext } from './context';
+import { within } from './dependencies';
 import { HttpProblem } from './problem';
+
+const SCOPE_DB_TIMEOUT_MS = 1500;
 import { temporalProblem } from './temporal-ops';
 
 /** Where a case belongs: what jurisdiction checks need. */
@@ -23,11 +26,14 @@ export interface CaseScope {
 export async function resolveCaseScope(app: ApiContext, caseNo: string): Promise<CaseScope> {
   let dbDown = false;
   try {
-    const rows = await app.db
-      .select({ district: cases.district, street: cases.street, hotelId: cases.hotelId })
-      .from(cases)
-      .where(eq(cases.caseNo, caseNo))
-      .limit(1);
+    // A database that hangs rather than fails must not hold a command: the workflow knows the scope too.
+    const rows = await within(SCOPE_DB_TIMEOUT_MS, 'read model', () =>
+      app.db
+        .select({ district: cases.district, street: cases.street, hotelId: cases.hotelId })
+        .from(cases)
+        .where(eq(cases.caseNo, caseNo))
+        .limit(1),
+    );
     const row = rows[0];
     if (row)
       return {
@@ -39,7 +45,10 @@ export async function resolveCaseScope(app: ApiContext, caseNo: string): Promise
       };
   } catch (err) {
     dbDown = true;
-    app.log.warn('read model unavailable for case scope', { err });
+    if (!app.deps.database.isOpen) {
+      app.log.warn('read model unavailable for case scope', { err });
+      app.deps.suspect('database', err instanceof Error ? err.message : String(err));
+    }
   }
   return scopeFromWorkflow(app, caseNo, dbDown);
 }

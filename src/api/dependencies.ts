@@ -1,0 +1,345 @@
+import type { Connection } from '@temporalio/client';
+import { temporal } from '@temporalio/proto';
+
+import type { Logger } from '../log';
+import { HttpProblem } from './problem';
+
+/** What the API needs to answer: the cluster, the read model, and a worker to run the cases. */
+export type DependencyName = 'temporal' | 'database' | 'worker';
+
+export interface DependencyState {
+  up: boolean;
+  /** When it last changed (ISO). */
+  since: string;
+  /** Why it is down: the probe's or the failed call's words, never a URL or a credential. */
+  reason?: string;
+  /** How long the last probe took. */
+  ms?: number;
+  /** The breaker is open: calls that need it are answered 503 at once (a failed probe alone may not open it). */
+  breakerOpen: boolean;
+}
+
+/**
+ * One dependency's breaker. Open means "known down": calls that need it are answered 503 at
+ * once instead of each waiting out its own timeout. It opens on a failed probe or on a call
+ * that failed for want of it, and closes only on a successful probe.
+ */
+export class Breaker {
+  private openedAt: number | undefined;
+  private changedAt: number;
+  private why: string | undefined;
+  lastProbeMs: number | undefined;
+  /** The last probe failed, though not yet enough to open the breaker: readiness says so at once. */
+  probeError: string | undefined;
+
+  constructor(
+    readonly name: DependencyName,
+    private readonly now: () => number,
+    private readonly log: Logger,
+  ) {
+    this.changedAt = now();
+  }
+
+  get isOpen(): boolean {
+    return this.openedAt !== undefined;
+  }
+
+  /** When it opened (ms), while open. */
+  get openSince(): number | undefined {
+    return this.openedAt;
+  }
+
+  trip(reason: string): void {
+    const clean = scrub(reason);
+    if (this.openedAt === undefined) {
+      this.openedAt = this.changedAt = this.now();
+      this.log.warn('dependency down: answering 503 at once for calls that need it', {
+        dependency: this.name,
+        reason: clean,
+      });
+    }
+    this.why = clean;
+  }
+
+  reset(): void {
+    if (this.openedAt === undefined) return;
+    this.log.info('dependency back', { dependency: this.name, downForMs: this.now() - this.openedAt });
+    this.openedAt = undefined;
+    this.why = undefined;
+    this.changedAt = this.now();
+  }
+
+  state(): DependencyState {
+    const reason = this.why ?? this.probeError;
+    return {
+      up: !this.isOpen && !this.probeError,
+      breakerOpen: this.isOpen,
+      since: new Date(this.changedAt).toISOString(),
+      ...(reason ? { reason } : {}),
+      ...(this.lastProbeMs !== undefined ? { ms: this.lastProbeMs } : {}),
+    };
+  }
+}
+
+/** Connection strings can carry credentials: the first line only, and no URLs. */
+export function scrub(message: string): string {
+  return message
+    .split('\n')[0]!
+    .replace(/\w+:\/\/\S+/g, '<url>')
+    .slice(0, 300);
+}
+
+const WHAT: Record<DependencyName, string> = {
+  temporal: 'Temporal is unreachable',
+  database: 'The database is unavailable',
+  worker: 'No worker is running the cases',
+};
+
+/** A 503 that names the dependency; the client retries after Retry-After. */
+export function dependencyDown(name: DependencyName, detail?: string, retryAfterS = 5): HttpProblem {
+  return new HttpProblem(
+    503,
+    detail ?? `${WHAT[name]}; retry later`,
+    { slug: `${name}-unavailable`, dependency: name },
+    { 'Retry-After': String(retryAfterS) },
+  );
+}
+
+export interface DependencyMonitorOptions {
+  connection: Connection;
+  namespace: string;
+  taskQueue: string;
+  /** Pings the database without the breaker's gate (the probe must reach it while open). */
+  pingDatabase: () => Promise<void>;
+  intervalMs: number;
+  /** Workflow tasks waiting longer than this on the task queue mean no worker is taking them. */
+  workerStallMs: number;
+  log: Logger;
+  now?: () => number;
+}
+
+export interface DependencyMonitor {
+  readonly temporal: Breaker;
+  readonly database: Breaker;
+  readonly worker: Breaker;
+  /** Throws the 503 at once when the dependency is known down. */
+  require(name: DependencyName): void;
+  /** Whether it is known down now (and, while it is, probes again when a probe is due). */
+  isDown(name: DependencyName): boolean;
+  /** A call failed in a way that suggests the dependency is down: probe now rather than at the next tick. */
+  suspect(name: DependencyName, reason: string): void;
+  /** Probes everything now (readiness) and returns the states. */
+  probe(): Promise<Record<DependencyName, DependencyState>>;
+  snapshot(): Record<DependencyName, DependencyState>;
+  start(): void;
+  /** Stops probing; resolves once a probe under way has ended (close the connection after this). */
+  stop(): Promise<void>;
+}
+
+const PROBE_TIMEOUT_MS = 1000;
+/** The database's ping may be slow on a loaded machine without the database being down. */
+const DB_PROBE_TIMEOUT_MS = 2000;
+
+/**
+ * A refused or reset connection is a dependency that is down; a slow answer may be a busy
+ * machine. A slow answer opens the breaker only when the next probe is slow too, so a loaded
+ * host does not turn every call into a 503.
+ */
+const definite = (message: string) =>
+  /ECONNREFUSED|ECONNRESET|CONNECTION_CLOSED|UNAVAILABLE|EHOSTUNREACH|ENOTFOUND/i.test(message);
+
+export async function within<T>(ms: number, what: string, fn: () => Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      fn(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+const msOf = (d: { seconds?: unknown; nanos?: unknown } | null | undefined): number =>
+  d ? Number(d.seconds ?? 0) * 1000 + Math.floor(Number(d.nanos ?? 0) / 1e6) : 0;
+
+/**
+ * Probes Temporal, the database and the worker every `intervalMs` and keeps one breaker each.
+ *
+ * The worker has no address to ping. It counts as down when workflow tasks wait on its task
+ * queue longer than `workerStallMs` (nobody takes them), or when an update found no worker to
+ * answer it (the command routes trip it); it counts as back when a worker has polled since it
+ * was marked down and nothing is left waiting that long.
+ */
+export function createDependencyMonitor(opts: DependencyMonitorOptions): DependencyMonitor {
+  const now = opts.now ?? Date.now;
+  const log = opts.log.child({ component: 'dependencies' });
+  const temporalB = new Breaker('temporal', now, log);
+  const databaseB = new Breaker('database', now, log);
+  const workerB = new Breaker('worker', now, log);
+  const breakers = { temporal: temporalB, database: databaseB, worker: workerB };
+  let timer: NodeJS.Timeout | undefined;
+  let lastProbeAt = 0;
+  // The worker's polls are timed by the cluster's clock, so "a poll since it went down" is judged
+  // against the newest poll seen before it went down (same clock), not against ours.
+  let lastSeenPoll = 0;
+  let pollMark = 0;
+  /** Down because work waited: back when the work is taken (only a worker takes it). */
+  let stalled = false;
+  const tripWorker = (reason: string) => {
+    if (!workerB.isOpen) pollMark = lastSeenPoll;
+    workerB.trip(reason);
+  };
+  let running: Promise<Record<DependencyName, DependencyState>> | undefined;
+
+  const softFailures = { temporal: 0, database: 0 };
+  function failed(b: Breaker, name: 'temporal' | 'database', err: unknown, surelyDown = false) {
+    const message = err instanceof Error ? err.message : String(err);
+    b.probeError = scrub(message);
+    if (surelyDown || definite(message) || ++softFailures[name] >= 2) b.trip(message);
+  }
+  /**
+   * The SDK retries a refused connection until the deadline, so a cluster that is gone looks
+   * like a slow one; the gRPC channel knows better (TRANSIENT_FAILURE: it cannot connect).
+   */
+  const channelCannotConnect = (): boolean => {
+    try {
+      const client = (
+        opts.connection as unknown as { client?: { getChannel(): { getConnectivityState(c: boolean): number } } }
+      ).client;
+      return client?.getChannel().getConnectivityState(false) === 3;
+    } catch {
+      return false;
+    }
+  };
+
+  async function probeTemporal(): Promise<void> {
+    const t0 = now();
+    try {
+      // The call itself is awaited, not raced: the SDK retries UNAVAILABLE on a timer until the
+      // deadline, and a connection closed under a pending retry throws from that timer. The
+      // deadline bounds it (plus one backoff step).
+      await opts.connection.withDeadline(Date.now() + PROBE_TIMEOUT_MS, () =>
+        opts.connection.workflowService.describeNamespace({ namespace: opts.namespace }),
+      );
+      temporalB.reset();
+      temporalB.probeError = undefined;
+      softFailures.temporal = 0;
+    } catch (err) {
+      failed(temporalB, 'temporal', err, channelCannotConnect());
+    } finally {
+      temporalB.lastProbeMs = now() - t0;
+    }
+  }
+
+  async function probeDatabase(): Promise<void> {
+    const t0 = now();
+    try {
+      await within(DB_PROBE_TIMEOUT_MS, 'database', opts.pingDatabase);
+      databaseB.reset();
+      databaseB.probeError = undefined;
+      softFailures.database = 0;
+    } catch (err) {
+      failed(databaseB, 'database', err);
+    } finally {
+      databaseB.lastProbeMs = now() - t0;
+    }
+  }
+
+  async function probeWorker(): Promise<void> {
+    if (temporalB.isOpen) {
+      // Nothing can be said about the worker while the cluster is away; it is not the worker's fault.
+      return;
+    }
+    const t0 = now();
+    try {
+      const r = await opts.connection.withDeadline(Date.now() + PROBE_TIMEOUT_MS, () =>
+        opts.connection.workflowService.describeTaskQueue({
+          namespace: opts.namespace,
+          taskQueue: { name: opts.taskQueue, kind: temporal.api.enums.v1.TaskQueueKind.TASK_QUEUE_KIND_NORMAL },
+          taskQueueType: temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+          reportStats: true,
+        }),
+      );
+      const lastPoll = Math.max(0, ...(r.pollers ?? []).map((p) => msOf(p.lastAccessTime)));
+      const backlogAge = msOf(r.stats?.approximateBacklogAge);
+      const backlog = Number(r.stats?.approximateBacklogCount ?? 0);
+      if (backlog > 0 && backlogAge > opts.workerStallMs) {
+        tripWorker(
+          lastPoll === 0
+            ? `no worker has polled the task queue; work has waited ${Math.round(backlogAge / 1000)} s`
+            : `workflow tasks have waited ${Math.round(backlogAge / 1000)} s for a worker`,
+        );
+        stalled = true;
+      } else if (workerB.isOpen && (stalled || lastPoll > pollMark)) {
+        // Either the waiting work was taken, or a worker has polled since no worker answered.
+        workerB.reset();
+        stalled = false;
+      }
+      lastSeenPoll = Math.max(lastSeenPoll, lastPoll);
+    } catch (err) {
+      // The cluster answered the namespace but not this: say nothing new about the worker.
+      log.debug('worker probe failed', { err });
+    } finally {
+      workerB.lastProbeMs = now() - t0;
+    }
+  }
+
+  const snapshot = () => ({
+    temporal: temporalB.state(),
+    database: databaseB.state(),
+    worker: workerB.state(),
+  });
+
+  function probe(): Promise<Record<DependencyName, DependencyState>> {
+    running ??= (async () => {
+      lastProbeAt = now();
+      try {
+        await Promise.all([probeTemporal(), probeDatabase()]);
+        await probeWorker();
+        return snapshot();
+      } finally {
+        lastProbeAt = now();
+        running = undefined;
+      }
+    })();
+    return running;
+  }
+
+  function isDown(name: DependencyName): boolean {
+    const b = breakers[name];
+    // Without the background loop (tests, or between ticks) an open breaker probes on use.
+    if (b.isOpen && !running && now() - lastProbeAt >= opts.intervalMs) void probe();
+    return b.isOpen;
+  }
+
+  return {
+    ...breakers,
+    isDown,
+    require(name) {
+      const b = breakers[name];
+      if (isDown(name))
+        throw dependencyDown(name, `${WHAT[name]} (${b.state().reason ?? 'probe failed'}); retry later`);
+    },
+    suspect(name, reason) {
+      // The worker is judged by its task queue, the others by a probe: a slow call alone proves nothing.
+      if (name === 'worker') tripWorker(reason);
+      void probe();
+    },
+    probe,
+    snapshot,
+    start() {
+      if (timer) return;
+      void probe();
+      timer = setInterval(() => void probe(), opts.intervalMs);
+      timer.unref();
+    },
+    async stop() {
+      if (timer) clearInterval(timer);
+      timer = undefined;
+      await running?.catch(() => undefined);
+    },
+  };
+}

@@ -1,0 +1,144 @@
+import type { Connection } from '@temporalio/client';
+
+import { createDependencyMonitor } from '../../src/api/dependencies';
+import { HttpProblem } from '../../src/api/problem';
+import { createLogger } from '../../src/log';
+
+/**
+ * The breakers behind /readyz and the fast 503s, driven by a fake cluster and database: what
+ * makes each dependency "down", what brings it back, and what a call sees meanwhile.
+ */
+function world() {
+  const w = {
+    temporalUp: true,
+    dbUp: true,
+    /** The cluster's clock (seconds) of the newest poll on the case task queue. */
+    lastPollS: 0,
+    backlog: 0,
+    backlogAgeS: 0,
+    now: 1_000_000,
+  };
+  const connection = {
+    withDeadline: <T>(_d: number, fn: () => Promise<T>) => fn(),
+    workflowService: {
+      describeNamespace: async () => {
+        if (!w.temporalUp) throw new Error('14 UNAVAILABLE: connect ECONNREFUSED');
+        return {};
+      },
+      describeTaskQueue: async () => ({
+        pollers: w.lastPollS ? [{ lastAccessTime: { seconds: w.lastPollS, nanos: 0 } }] : [],
+        stats: { approximateBacklogCount: w.backlog, approximateBacklogAge: { seconds: w.backlogAgeS, nanos: 0 } },
+      }),
+    },
+  } as unknown as Connection;
+  const monitor = createDependencyMonitor({
+    connection,
+    namespace: 'ns',
+    taskQueue: 'q',
+    pingDatabase: async () => {
+      if (!w.dbUp) throw new Error('connect ECONNREFUSED postgres://user:secret@db/x');
+    },
+    intervalMs: 1000,
+    workerStallMs: 5000,
+    log: createLogger('silent'),
+    now: () => w.now,
+  });
+  return { w, monitor };
+}
+
+test('Temporal and the database: a failed probe opens the breaker, a good one closes it; calls get 503 at once meanwhile', async () => {
+  const { w, monitor } = world();
+  expect((await monitor.probe()).temporal.up).toBe(true);
+  w.temporalUp = false;
+  w.dbUp = false;
+  const s = await monitor.probe();
+  expect(s.temporal).toMatchObject({ up: false });
+  expect(s.database).toMatchObject({ up: false });
+  // The reason never carries a connection string.
+  expect(s.database.reason).not.toMatch(/secret|postgres:\/\//);
+  let thrown: unknown;
+  try {
+    monitor.require('database');
+  } catch (err) {
+    thrown = err;
+  }
+  expect(thrown).toBeInstanceOf(HttpProblem);
+  expect((thrown as HttpProblem).status).toBe(503);
+  expect((thrown as HttpProblem).problem).toMatchObject({ dependency: 'database' });
+  expect((thrown as HttpProblem).headers['Retry-After']).toBeDefined();
+  w.temporalUp = true;
+  w.dbUp = true;
+  const back = await monitor.probe();
+  expect(back.temporal.up && back.database.up).toBe(true);
+  expect(() => monitor.require('temporal')).not.toThrow();
+});
+
+test('the worker: down when work waits on its queue, back when the waiting work is taken', async () => {
+  const { w, monitor } = world();
+  w.lastPollS = 100; // a worker polled at t=100 s (cluster clock), then died
+  await monitor.probe();
+  expect(monitor.worker.isOpen).toBe(false);
+  w.backlog = 3;
+  w.backlogAgeS = 9;
+  await monitor.probe();
+  expect(monitor.worker.isOpen).toBe(true);
+  expect(monitor.snapshot().worker.reason).toMatch(/waited 9 s/);
+  // Still waiting, and no new poll: still down.
+  w.backlogAgeS = 14;
+  await monitor.probe();
+  expect(monitor.worker.isOpen).toBe(true);
+  // The work is taken (only a worker takes it): back, even before we see its next long poll.
+  w.backlog = 0;
+  w.backlogAgeS = 0;
+  await monitor.probe();
+  expect(monitor.worker.isOpen).toBe(false);
+});
+
+test('a slow probe alone does not open a breaker (a busy machine); two in a row, or a refused connection, do', async () => {
+  const { w } = world();
+  let slow = true;
+  const slowMonitor = createDependencyMonitor({
+    connection: {
+      withDeadline: <T>(_d: number, fn: () => Promise<T>) => fn(),
+      workflowService: {
+        describeNamespace: async () => {
+          if (slow) throw new Error('4 DEADLINE_EXCEEDED: Deadline exceeded after 1.000s');
+          return {};
+        },
+        describeTaskQueue: async () => ({ pollers: [], stats: {} }),
+      },
+    } as unknown as Connection,
+    namespace: 'ns',
+    taskQueue: 'q',
+    pingDatabase: async () => {
+      if (!w.dbUp) throw new Error('connect ECONNREFUSED 127.0.0.1:5432');
+    },
+    intervalMs: 1000,
+    workerStallMs: 5000,
+    log: createLogger('silent'),
+  });
+  // Readiness says so at once; calls are still let through.
+  expect((await slowMonitor.probe()).temporal.up).toBe(false);
+  expect(slowMonitor.temporal.isOpen).toBe(false);
+  expect((await slowMonitor.probe()).temporal.up).toBe(false);
+  expect(slowMonitor.temporal.isOpen).toBe(true);
+  slow = false;
+  expect((await slowMonitor.probe()).temporal.up).toBe(true);
+  w.dbUp = false;
+  expect((await slowMonitor.probe()).database.up).toBe(false);
+});
+
+test('an update no worker answered marks the worker down until a later poll; a slow probe is not needed on every call', async () => {
+  const { w, monitor } = world();
+  w.lastPollS = 500;
+  await monitor.probe();
+  monitor.suspect('worker', 'no worker answered within 1500 ms');
+  await monitor.probe();
+  expect(monitor.isDown('worker')).toBe(true);
+  // A worker that is alive polls again after taking the update: back.
+  w.lastPollS = 501;
+  w.now += 1000;
+  expect(monitor.isDown('worker')).toBe(true); // this call kicks a probe, it does not wait for it
+  await monitor.probe();
+  expect(monitor.isDown('worker')).toBe(false);
+});
