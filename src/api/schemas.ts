@@ -192,10 +192,32 @@ export const IdempotencyHeader = z.object({
 });
 
 export const SignalAccepted = z
-  .object({ caseNo: z.string(), accepted: z.literal(true) })
-  .meta({ id: 'SignalAccepted', description: 'The message is durably recorded in the case history.' });
+  .object({
+    caseNo: z.string(),
+    accepted: z.literal(true),
+    status: z.literal('queued').meta({
+      description:
+        'queued: durably in the case history; the case acts on it when its worker runs it (within a second ' +
+        'while workers run; when a worker returns after an outage). Applied once, whatever is retried.',
+    }),
+    checkId: z.string().optional().meta({ description: 'Health checks: the id the check is recorded under' }),
+    idempotencyKey: z
+      .string()
+      .optional()
+      .meta({ description: 'The key the report is kept under (yours, or one made for it): retry with it' }),
+    detail: z.string().optional().meta({ description: 'Why it was queued rather than applied at once' }),
+  })
+  .meta({ id: 'SignalAccepted', description: 'Accepted: the message is durably recorded in the case history.' });
 export const UpdateAnswer = z
-  .object({ caseNo: z.string(), result: z.record(z.string(), z.unknown()) })
+  .object({
+    caseNo: z.string(),
+    status: z.literal('applied').meta({ description: "applied: the case's worker took it; `result` is its answer" }),
+    result: z.record(z.string(), z.unknown()),
+    idempotencyKey: z
+      .string()
+      .optional()
+      .meta({ description: 'The key the command is kept under (yours, or one made for it)' }),
+  })
   .meta({ id: 'UpdateAnswer', description: "The workflow's answer" });
 
 // ---- supervisor reads ----
@@ -454,8 +476,26 @@ export const ProblemSchema = z
   .meta({ id: 'Problem' });
 export const Readiness = z
   .object({
-    status: z.enum(['ready', 'unavailable']),
-    checks: z.record(z.string(), z.object({ ok: z.boolean(), error: z.string().optional(), ms: z.number() })),
+    status: z.enum(['ready', 'degraded', 'unavailable']).meta({
+      description:
+        'ready: all up. degraded: no worker is taking the cases (field reports are queued, commands answer 503). ' +
+        'unavailable (503): Temporal or the database is down.',
+    }),
+    checks: z
+      .record(
+        z.string(),
+        z.object({
+          ok: z.boolean(),
+          error: z.string().optional(),
+          ms: z.number().optional(),
+          since: z.string().optional().meta({ description: 'When it last went up or down' }),
+          breakerOpen: z.boolean().optional().meta({
+            description:
+              'Known down: calls that need it are answered 503 at once. A single slow probe reports ok: false first; a second, or a refused connection, opens the breaker',
+          }),
+        }),
+      )
+      .meta({ description: 'temporal, database and worker, each with why it is down' }),
   })
   .meta({ id: 'Readiness' });
 

@@ -18,6 +18,7 @@ import { stateQuery, viewQuery, type CaseInput, type CaseState } from '../workfl
 import type { ApiMetrics } from './metrics';
 import { HttpProblem } from './problem';
 import { workflowIdFor } from './ids';
+import { within, type DependencyMonitor } from './dependencies';
 
 /** What the transfer route keeps in the workflow memo: no PII, enough to judge a retry. */
 export interface CaseMemo {
@@ -35,11 +36,22 @@ export interface CaseOps {
     taskQueue: string,
   ): Promise<{ memo?: CaseMemo; status: string }>;
   signal<T>(caseNo: string, def: SignalDefinition<[T]>, input: T): Promise<void>;
-  update<R, T>(caseNo: string, def: UpdateDefinition<R, [T]>, input: T): Promise<R>;
+  /**
+   * Sends an update and waits at most `waitMs` (default API_UPDATE_WAIT_MS) for its worker's answer.
+   * `updateId` lets a retry with the same idempotency key join the first attempt in Temporal.
+   */
+  update<R, T>(
+    caseNo: string,
+    def: UpdateDefinition<R, [T]>,
+    input: T,
+    opts?: { waitMs?: number; updateId?: string },
+  ): Promise<R>;
+  /** The case's workflow type (cached: a workflow id keeps its type), or null when there is none. */
+  workflowType(caseNo: string): Promise<string | null>;
   /** The live view, or undefined when no worker answers in time. */
   query(caseNo: string, timeoutMs: number): Promise<CaseView | undefined>;
   /** Memo and search attributes, or null when there is no such workflow. */
-  describe(caseNo: string): Promise<{ memo?: CaseMemo; hotelId?: string; status: string } | null>;
+  describe(caseNo: string): Promise<{ memo?: CaseMemo; hotelId?: string; status: string; type: string } | null>;
 }
 
 const GRPC_NOT_FOUND = 5;
@@ -52,12 +64,21 @@ function grpcCode(err: unknown): number | undefined {
   return undefined;
 }
 
+const GRPC_RESOURCE_EXHAUSTED = 8;
+
+/** What the call was: it decides what an unexplained failure may honestly be called. */
+export type TemporalCall = 'read' | 'write';
+
+const UNKNOWN_OUTCOME =
+  'No answer in time: the outcome is unknown (the change may still be applied). Retry with the same Idempotency-Key: it is applied at most once.';
+
 /**
  * Temporal's failures as HTTP answers: a missing workflow is 404, a closed one 409, an update
- * the workflow rejected 409/422 with its reason, an unreachable cluster or a worker that
- * does not answer 503/504. Anything else stays an error (500) and is logged.
+ * the workflow rejected 404/409/422 with its reason, an unreachable cluster 503 (nothing was
+ * sent), and anything that may or may not have reached the case 504 "outcome unknown", never
+ * "not changed". Only a failure that is not Temporal's at all is left to the caller (undefined).
  */
-export function temporalProblem(err: unknown, caseNo: string): HttpProblem | undefined {
+export function temporalProblem(err: unknown, caseNo: string, call: TemporalCall = 'read'): HttpProblem | undefined {
   if (err instanceof HttpProblem) return err;
   if (err instanceof WorkflowNotFoundError || grpcCode(err) === GRPC_NOT_FOUND) {
     const msg = err instanceof Error ? err.message : '';
@@ -68,32 +89,92 @@ export function temporalProblem(err: unknown, caseNo: string): HttpProblem | und
   }
   if (err instanceof WorkflowUpdateFailedError) {
     const cause = err.cause;
-    const reason = cause?.message || err.message;
     const code = cause instanceof ApplicationFailure ? (cause.type ?? undefined) : undefined;
-    const status = code === 'NotFound' ? 404 : code && /invalid|validation/i.test(code) ? 422 : 409;
-    return new HttpProblem(status, reason, { slug: 'update-rejected', ...(code ? { code } : {}) });
+    if (!code) {
+      // Not the case's own refusal (an aborted or failed update): whether it landed is not known.
+      return new HttpProblem(504, UNKNOWN_OUTCOME, { slug: 'outcome-unknown' }, { 'Retry-After': '5' });
+    }
+    const reason = cause?.message || err.message;
+    const status = code === 'NotFound' ? 404 : /invalid|validation/i.test(code) ? 422 : 409;
+    return new HttpProblem(status, reason, { slug: 'update-rejected', code });
   }
   if (err instanceof WorkflowUpdateRPCTimeoutOrCancelledError || grpcCode(err) === GRPC_DEADLINE) {
+    return call === 'write'
+      ? new HttpProblem(504, UNKNOWN_OUTCOME, { slug: 'outcome-unknown' }, { 'Retry-After': '5' })
+      : new HttpProblem(
+          504,
+          'Temporal did not answer in time; retry',
+          { slug: 'temporal-timeout' },
+          { 'Retry-After': '5' },
+        );
+  }
+  if (grpcCode(err) === GRPC_RESOURCE_EXHAUSTED) {
     return new HttpProblem(
-      504,
-      'No worker answered in time: the outcome is unknown. Retry with the same Idempotency-Key.',
-      {},
+      503,
+      'Temporal refused the call (too busy, or too many commands waiting for this case): it was not applied; retry later',
+      { slug: 'temporal-busy', dependency: 'temporal' },
       { 'Retry-After': '5' },
     );
   }
-  if (
+  const unreachable =
     grpcCode(err) === GRPC_UNAVAILABLE ||
-    (err instanceof Error && /ECONNREFUSED|UNAVAILABLE|connect/i.test(err.message))
-  ) {
-    return new HttpProblem(503, 'Temporal is unreachable', { slug: 'temporal-unavailable' }, { 'Retry-After': '5' });
+    (err instanceof Error && /ECONNREFUSED|UNAVAILABLE|connect/i.test(err.message));
+  if (call === 'write' && (unreachable || err instanceof ServiceError || isGrpcServiceError(err))) {
+    // It may have reached the cluster before the connection failed: only a call the breaker
+    // stopped before sending (a 503 from `require`) may say "not sent".
+    return new HttpProblem(504, UNKNOWN_OUTCOME, { slug: 'outcome-unknown' }, { 'Retry-After': '5' });
+  }
+  if (unreachable || err instanceof ServiceError || isGrpcServiceError(err)) {
+    // A read: whatever Temporal failed with (unavailable, cancelled, not permitted, internal),
+    // the caller learns that Temporal could not answer, never a 500.
+    return new HttpProblem(
+      503,
+      'Temporal could not answer; retry later',
+      { slug: 'temporal-unavailable', dependency: 'temporal' },
+      { 'Retry-After': '5' },
+    );
   }
   return undefined;
 }
 
-export function createCaseOps(client: Client, connection: Connection, metrics: ApiMetrics, timeoutMs: number): CaseOps {
+/** Whether a failure says the cluster itself is away (as opposed to this one call). */
+export function looksUnreachable(err: unknown): boolean {
+  return (
+    grpcCode(err) === GRPC_UNAVAILABLE ||
+    (err instanceof Error && /ECONNREFUSED|UNAVAILABLE|Deadline exceeded|connect/i.test(err.message))
+  );
+}
+
+export interface CaseOpsOptions {
+  /** start, signal, describe: the longest one call may take. */
+  timeoutMs: number;
+  /** Updates: how long to wait for the worker's answer unless the call says otherwise. */
+  updateWaitMs: number;
+  /** Known-down dependencies answer at once; calls that find Temporal away say so. */
+  monitor: DependencyMonitor;
+}
+
+export function createCaseOps(
+  client: Client,
+  connection: Connection,
+  metrics: ApiMetrics,
+  opts: CaseOpsOptions,
+): CaseOps {
+  const { monitor } = opts;
   const handle = (caseNo: string) => client.workflow.getHandle(workflowIdFor(caseNo));
-  // Every call has a deadline: an unreachable cluster must answer the caller, not hang it.
-  const bounded = <T>(fn: () => Promise<T>): Promise<T> => connection.withDeadline(Date.now() + timeoutMs, fn);
+  // Every call has a deadline: an unreachable cluster must answer the caller, not hang it. A
+  // cluster already known to be down is not called at all.
+  const bounded = async <T>(fn: () => Promise<T>, ms = opts.timeoutMs): Promise<T> => {
+    monitor.require('temporal');
+    try {
+      return await connection.withDeadline(Date.now() + ms, fn);
+    } catch (err) {
+      if (looksUnreachable(err) && !(err instanceof WorkflowUpdateRPCTimeoutOrCancelledError))
+        monitor.suspect('temporal', err instanceof Error ? err.message : String(err));
+      throw err;
+    }
+  };
+  const types = new Map<string, string>();
 
   async function describe(caseNo: string) {
     let d: WorkflowExecutionDescription;
@@ -103,11 +184,17 @@ export function createCaseOps(client: Client, connection: Connection, metrics: A
       if (err instanceof WorkflowNotFoundError || grpcCode(err) === GRPC_NOT_FOUND) return null;
       throw err;
     }
+    remember(caseNo, d.type);
     return {
       memo: d.memo as CaseMemo | undefined,
       hotelId: d.typedSearchAttributes.get(HotelIdKey),
       status: d.status.name,
+      type: d.type,
     };
+  }
+  function remember(caseNo: string, type: string) {
+    types.set(caseNo, type);
+    if (types.size > 50_000) types.delete(types.keys().next().value!);
   }
 
   return {
@@ -127,6 +214,7 @@ export function createCaseOps(client: Client, connection: Connection, metrics: A
             memo: { ...memo },
           }),
         );
+        remember(caseNo, 'caseWorkflowV2');
         return { memo, status: 'RUNNING' };
       } catch (err) {
         if (!(err instanceof WorkflowExecutionAlreadyStartedError)) {
@@ -150,9 +238,16 @@ export function createCaseOps(client: Client, connection: Connection, metrics: A
       }
     },
 
-    async update(caseNo, def, input) {
+    async update(caseNo, def, input, o) {
       try {
-        const r = await bounded(() => handle(caseNo).executeUpdate(def, { args: [input] }));
+        const r = await bounded(
+          () =>
+            handle(caseNo).executeUpdate(def, {
+              args: [input],
+              ...(o?.updateId ? { updateId: o.updateId } : {}),
+            }),
+          o?.waitMs ?? opts.updateWaitMs,
+        );
         metrics.updates.inc({ update: def.name, outcome: 'ok' });
         return r;
       } catch (err) {
@@ -164,12 +259,19 @@ export function createCaseOps(client: Client, connection: Connection, metrics: A
       }
     },
 
+    async workflowType(caseNo) {
+      const known = types.get(caseNo);
+      if (known) return known;
+      const d = await describe(caseNo);
+      return d?.type ?? null;
+    },
+
     async query(caseNo, timeoutMs) {
       try {
+        monitor.require('temporal');
         const ask = <T>(q: typeof viewQuery | typeof stateQuery) =>
-          withTimeout(
+          within(timeoutMs + 250, 'query', () =>
             connection.withDeadline(Date.now() + timeoutMs, () => handle(caseNo).query(q as never) as Promise<T>),
-            timeoutMs + 250,
           );
         let view: CaseView;
         try {
@@ -191,12 +293,4 @@ export function createCaseOps(client: Client, connection: Connection, metrics: A
 
     describe,
   };
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const t = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error('timeout')), ms);
-  });
-  return Promise.race([p, t]).finally(() => clearTimeout(timer));
 }

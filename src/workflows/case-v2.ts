@@ -14,7 +14,7 @@ import {
 import type { SearchAttributeUpdatePair } from '@temporalio/common';
 
 import type { CaseActivities, RecordCaseInput } from '../activities/types';
-import { decide, dueTasks, initialState, isComplete, nextWakeAt, validate } from '../domain/case/decide';
+import { decide, decideQueued, dueTasks, initialState, isComplete, nextWakeAt, validate } from '../domain/case/decide';
 import type {
   CaseContext,
   CaseEvent,
@@ -43,6 +43,7 @@ import {
   changeStayUpdate,
   departureSignal,
   doorAlarmSignal,
+  healthCheckSignal,
   healthCheckUpdate,
   inspectionResultSignal,
   labResultSignal,
@@ -151,6 +152,11 @@ export async function caseWorkflowV2(input: CaseInputV2): Promise<CaseOutcome> {
   setHandler(labResultSignal, signal('labResult'));
   setHandler(doorAlarmSignal, signal('doorAlarm'));
   setHandler(inspectionResultSignal, signal('inspectionResult'));
+  // A health check queued because no worker answered its update: applied the same way, and a
+  // refusal is recorded on the case (its sender was told "queued" and cannot be told otherwise).
+  setHandler(healthCheckSignal, (i: object) => {
+    absorb(decideQueued(s, asEvent('healthCheck', i), ctx, Date.now()));
+  });
   for (const [def, type] of [
     [healthCheckUpdate, 'healthCheck'],
     [changeStayUpdate, 'changeStay'],

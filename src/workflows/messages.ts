@@ -107,6 +107,11 @@ export interface HealthCheckResult {
   nextCheckDue?: string;
 }
 export const healthCheckUpdate = defineUpdate<HealthCheckResult, [HealthCheckInput]>('recordHealthCheck');
+/**
+ * The same health check, queued (v2 cases): sent when no worker answers the update in time, with
+ * the same key and check id, so that update and queued copy are one check whichever lands first.
+ */
+export const healthCheckSignal = defineSignal<[HealthCheckInput]>('healthCheck');
 
 export interface ChangeStayInput {
   /** The caller's idempotency key (v2 cases): a retry with the same key gets the first answer. */

@@ -4,9 +4,17 @@
  * them. Every intent is interpreted against the current state (pick the n-th sample, the n-th
  * task…), so any sequence is meaningful and a failing one shrinks to a short story.
  */
-import { decide, dueTasks, initialState, isComplete, nextWakeAt } from '../../src/domain/case/decide';
+import { decide, decideQueued, dueTasks, initialState, isComplete, nextWakeAt } from '../../src/domain/case/decide';
 import { invariantViolations } from '../../src/domain/case/invariants';
-import type { CaseContext, CaseEvent, CaseState, Decision, Reply, TaskResult } from '../../src/domain/case/model';
+import type {
+  CaseContext,
+  CaseEvent,
+  CaseState,
+  Decision,
+  MessageEvent,
+  Reply,
+  TaskResult,
+} from '../../src/domain/case/model';
 import { drillPolicy, type Policy } from '../../src/domain/policy';
 import type { Actor, TransferRequest } from '../../src/domain/types';
 
@@ -64,7 +72,15 @@ export type Intent =
   | { k: 'correct'; pick: number }
   | { k: 'door' }
   | { k: 'inspection'; pass: boolean; stale: boolean }
-  | { k: 'check'; temperatureC?: number; symptoms: boolean; offsetMs: number; reuse: boolean }
+  | {
+      k: 'check';
+      temperatureC?: number;
+      symptoms: boolean;
+      offsetMs: number;
+      reuse: boolean;
+      /** How it came: as the update, queued (no worker answered), or both (the update landed after all). */
+      via?: 'update' | 'queued' | 'both' | 'queuedFirst';
+    }
   | { k: 'stay'; days: number }
   | { k: 'colour' }
   | { k: 'address' }
@@ -109,9 +125,11 @@ export class World {
   }
 
   /** Applies one event, checks every invariant on the step, and remembers what happened. */
-  send(event: CaseEvent, intent: Intent = { k: 'drive' }): Decision {
+  send(event: CaseEvent, intent: Intent = { k: 'drive' }, queued = false): Decision {
     const prev = this.state;
-    const d = decide(prev, event, this.ctx, this.now);
+    const d = queued
+      ? decideQueued(prev, event as MessageEvent, this.ctx, this.now)
+      : decide(prev, event, this.ctx, this.now);
     this.state = d.state;
     const step: Step = { intent, event, reply: d.reply, duplicate: d.duplicate, violations: [], phase: d.state.phase };
     this.steps.push(step);
@@ -341,18 +359,38 @@ export class World {
       }
       case 'check': {
         const reuse = intent.reuse ? s.checks[s.checks.length - 1]?.checkId : undefined;
-        this.send(
-          {
-            type: 'healthCheck',
-            checkId: reuse ?? `chk-${++this.seq}`,
-            takenAt: new Date(this.now + intent.offsetMs).toISOString(),
-            ...(intent.temperatureC !== undefined ? { temperatureC: intent.temperatureC } : {}),
-            symptoms: intent.symptoms ? ['cough'] : [],
-            by: nurse,
-            key: this.key(),
-          },
-          intent,
-        );
+        const event: CaseEvent = {
+          type: 'healthCheck',
+          checkId: reuse ?? `chk-${++this.seq}`,
+          takenAt: new Date(this.now + intent.offsetMs).toISOString(),
+          ...(intent.temperatureC !== undefined ? { temperatureC: intent.temperatureC } : {}),
+          symptoms: intent.symptoms ? ['cough'] : [],
+          by: nurse,
+          key: this.key(),
+        };
+        const via = intent.via ?? 'update';
+        const order = via === 'both' ? [false, true] : via === 'queuedFirst' ? [true, false] : [via === 'queued'];
+        const decisions: Decision[] = [];
+        let escalationsAfterFirst = 0;
+        for (const queued of order) {
+          decisions.push(this.send(event, intent, queued));
+          if (decisions.length === 1) escalationsAfterFirst = this.state.escalations.length;
+        }
+        const copies = this.state.checks.filter((c) => c.checkId === event.checkId).length;
+        if (copies > 1) throw new InvariantError([`check ${event.checkId} recorded ${copies} times`], this.steps);
+        if (decisions.length === 2) {
+          // The second copy of one report (update and queued) changes nothing a person would see.
+          if (this.state.escalations.length !== escalationsAfterFirst)
+            throw new InvariantError(['the second copy of a check opened an escalation'], this.steps);
+          if (decisions[1]!.records.some((r) => r.kind === 'health_check'))
+            throw new InvariantError(['the second copy of a check was recorded as a check'], this.steps);
+        }
+        order.forEach((queued, i) => {
+          const d = decisions[i]!;
+          // A queued check the case refuses is on the record: its sender was told "queued" and nothing else.
+          if (queued && d.reply && !d.reply.ok && !d.records.some((r) => r.kind === 'health_check_refused'))
+            throw new InvariantError(['a queued check was refused without a record'], this.steps);
+        });
         return;
       }
       case 'stay':

@@ -83,6 +83,7 @@ const intent: fc.Arbitrary<Intent> = fc.oneof(
         symptoms: fc.boolean(),
         offsetMs: fc.oneof(fc.constant(0), fc.integer({ min: -5 * DAY, max: 5 * DAY })),
         reuse: fc.boolean(),
+        via: fc.constantFrom('update' as const, 'queued' as const, 'both' as const, 'queuedFirst' as const),
       },
       { requiredKeys: ['k', 'symptoms', 'offsetMs', 'reuse'] },
     ),

@@ -11,6 +11,8 @@ import {
   arrivalSignal,
   cancelUpdate,
   departureSignal,
+  healthCheckSignal,
+  healthCheckUpdate,
   inspectionResultSignal,
   labResultSignal,
   resolveEscalationUpdate,
@@ -21,6 +23,7 @@ import {
   createHarness,
   hotelStaff,
   lab,
+  nurse,
   supervisor,
   testPolicy,
   type Harness,
@@ -255,6 +258,29 @@ test('a positive result after the case was cancelled reaches the command centre 
     closedReason: 'resolved',
     closedBy: supervisor,
   });
+});
+
+test('a health check queued (no worker answered) and its update both landing are one check and one fever escalation', async () => {
+  const handle = await h.startV2({ policy: testPolicy({ stayDays: 6 }) });
+  await arrive(handle);
+  const check = { checkId: 'chk-k1', takenAt: now(), temperatureC: 38.9, symptoms: [], by: nurse, key: 'k1' };
+  // The queued copy lands first (the API gave up waiting), then the update it gave up on.
+  await handle.signal(healthCheckSignal, check);
+  const answer = await handle.executeUpdate(healthCheckUpdate, { args: [check] });
+  expect(answer).toMatchObject({ checkId: 'chk-k1', fever: true });
+  // And the other order, for a second check.
+  const second = { ...check, checkId: 'chk-k2', key: 'k2', temperatureC: 36.5 };
+  await handle.executeUpdate(healthCheckUpdate, { args: [second] });
+  await handle.signal(healthCheckSignal, second);
+  // A queued check the case refuses (taken before the arrival) is on its record.
+  const early = { ...check, checkId: 'chk-k3', key: 'k3', takenAt: new Date(Date.now() - 86_400_000).toISOString() };
+  await handle.signal(healthCheckSignal, early);
+  const v = await waitView(handle, (x) => x.refused.some((r) => r.kind === 'health_check'), 'the refusal recorded');
+  expect(v.checks.map((c) => c.checkId).sort()).toEqual(['chk-k1', 'chk-k2']);
+  expect(v.escalations.filter((e) => e.kind === 'fever')).toHaveLength(1);
+  expect(v.refused.filter((r) => r.kind === 'health_check')).toHaveLength(1);
+  await handle.executeUpdate(cancelUpdate, { args: [{ reason: 'test over', by: supervisor }] });
+  await maybeRecord('queued-health-check', handle);
 });
 
 test('every history these tests produced replays against the code that produced it', async () => {

@@ -1,5 +1,3 @@
-import crypto from 'node:crypto';
-
 import type { SignalDefinition, UpdateDefinition } from '@temporalio/common';
 
 import type { Role } from '../../domain/types';
@@ -10,6 +8,7 @@ import {
   changeStayUpdate,
   departureSignal,
   doorAlarmSignal,
+  healthCheckSignal,
   healthCheckUpdate,
   inspectionResultSignal,
   setAddressUpdate,
@@ -32,10 +31,10 @@ import {
   SignalAccepted,
   UpdateAnswer,
 } from '../schemas';
+import { commandKey, sendCommand, sendReport, sendReportWithAnswer } from '../commands';
 import { HttpProblem, validationProblem } from '../problem';
 import { ANTIGEN_REPORTERS } from '../../domain/case/rules';
 import { authorizeCase } from '../scope';
-import { temporalProblem } from '../temporal-ops';
 
 /** How far a reported time may lie ahead of ours (device clocks drift), and behind it. */
 const MAX_AHEAD_MS = 5 * 60_000;
@@ -52,54 +51,52 @@ function boundedTime(app: ApiContext, field: string, value: string | undefined):
   return value;
 }
 
-/** The caller's Idempotency-Key: a retry with the same key gets the first answer and changes nothing twice. */
-function idempotencyKey(req: { get(name: string): string | undefined }): string | undefined {
-  const k = req.get('idempotency-key');
-  if (k === undefined) return undefined;
-  // The same schema the OpenAPI document shows.
-  if (!IdempotencyHeader.shape['Idempotency-Key'].safeParse(k).success)
-    throw validationProblem([
-      { in: 'header', path: 'Idempotency-Key', message: 'up to 128 letters, digits and . _ : -' },
-    ]);
-  return k;
-}
-
-async function sendSignal<T>(app: ApiContext, key: ApiKey, caseNo: string, def: SignalDefinition<[T]>, input: T) {
-  await authorizeCase(app, key, caseNo, def.name === 'arrival' ? 'arrival' : 'act');
-  try {
-    await app.ops.signal(caseNo, def, input);
-  } catch (err) {
-    throw temporalProblem(err, caseNo) ?? err;
-  }
-}
-
-async function sendUpdate<R, T>(app: ApiContext, key: ApiKey, caseNo: string, def: UpdateDefinition<R, [T]>, input: T) {
-  await authorizeCase(app, key, caseNo, 'act');
-  try {
-    return await app.ops.update(caseNo, def, input);
-  } catch (err) {
-    throw temporalProblem(err, caseNo) ?? err;
-  }
-}
-
 const signalResponses = {
   202: {
-    description: 'Recorded in the case history (the workflow acts on it even if no worker runs now)',
+    description:
+      'Queued: recorded in the case history (durable even while no worker runs); the case acts on it when its worker runs it',
     schema: SignalAccepted,
   },
   404: { description: 'No such case', contentType: 'application/problem+json' },
   409: { description: 'The case is closed', contentType: 'application/problem+json' },
+  504: {
+    description: 'Temporal did not confirm in time: the outcome is unknown; retry with the same Idempotency-Key',
+    contentType: 'application/problem+json',
+  },
 };
 const updateResponses = {
-  200: { description: 'The workflow accepted the command; its answer', schema: UpdateAnswer },
+  200: { description: "Applied: the case's worker took the command; its answer", schema: UpdateAnswer },
   404: { description: 'No such case', contentType: 'application/problem+json' },
   409: { description: 'The workflow rejected the command; `detail` says why', contentType: 'application/problem+json' },
   422: {
     description: 'The workflow judged the input invalid; `detail` says why',
     contentType: 'application/problem+json',
   },
+  503: {
+    description:
+      'A dependency is known to be down (`dependency`: temporal, database or worker): the command was not sent; retry after Retry-After',
+    contentType: 'application/problem+json',
+  },
   504: {
-    description: 'No worker answered in time: the outcome is unknown; retry with the same Idempotency-Key',
+    description:
+      'No worker answered in time: the outcome is unknown (it may still be applied); retry with the same Idempotency-Key (also in the answer)',
+    contentType: 'application/problem+json',
+  },
+};
+const reportResponses = {
+  ...updateResponses,
+  200: {
+    description: "Applied: the case's worker recorded the check; its answer (fever, escalations, next due)",
+    schema: UpdateAnswer,
+  },
+  202: {
+    description:
+      'Queued: no worker answered in time, so the check is kept in the case history and applied when a worker runs ' +
+      '(fever escalation included). Applied once, even if the unanswered attempt also lands.',
+    schema: SignalAccepted,
+  },
+  503: {
+    description: 'Temporal or the database is known to be down: the check was not sent; retry after Retry-After',
     contentType: 'application/problem+json',
   },
 };
@@ -113,7 +110,7 @@ function signalRoute<B extends object, T>(opts: {
   summary: string;
   roles: Role[];
   body: import('zod').ZodType<B>;
-  toInput(app: ApiContext, key: ApiKey, body: B, idempotencyKey?: string): T;
+  toInput(app: ApiContext, key: ApiKey, body: B): T;
   signal: SignalDefinition<[T]>;
 }): AnyRoute {
   return defineRoute({
@@ -128,22 +125,30 @@ function signalRoute<B extends object, T>(opts: {
     requestHeaders: IdempotencyHeader,
     responses: signalResponses,
     async handler({ app, key, params, body, req, res }) {
-      const idem = idempotencyKey(req);
-      const input = { ...opts.toInput(app, key!, body as B, idem), ...(idem ? { key: idem } : {}) };
-      await sendSignal(app, key!, params.caseNo, opts.signal, input);
-      res.status(202).json({ caseNo: params.caseNo, accepted: true });
+      const { key: idem, supplied } = commandKey(req);
+      if (supplied) res.setHeader('Idempotency-Key', idem);
+      // A field report keeps the caller's key only: the case knows repeats of a report by its content.
+      const input = { ...opts.toInput(app, key!, body as B), ...(supplied ? { key: idem } : {}) };
+      await authorizeCase(app, key!, params.caseNo, opts.signal.name === 'arrival' ? 'arrival' : 'act');
+      await sendReport(app, params.caseNo, opts.signal, input);
+      res.status(202).json({
+        caseNo: params.caseNo,
+        accepted: true,
+        status: 'queued',
+        ...(supplied ? { idempotencyKey: idem } : {}),
+      });
     },
   });
 }
 
-function updateRoute<B extends object, R, T>(opts: {
+function updateRoute<B extends object, R, T extends object>(opts: {
   path: string;
   operationId: string;
   summary: string;
   roles: Role[];
   tags: string[];
   body: import('zod').ZodType<B>;
-  toInput(app: ApiContext, key: ApiKey, body: B, idempotencyKey?: string): T;
+  toInput(app: ApiContext, key: ApiKey, body: B): T;
   update: UpdateDefinition<R, [T]>;
 }): AnyRoute {
   return defineRoute({
@@ -158,10 +163,14 @@ function updateRoute<B extends object, R, T>(opts: {
     requestHeaders: IdempotencyHeader,
     responses: updateResponses,
     async handler({ app, key, params, body, req, res }) {
-      const idem = idempotencyKey(req);
-      const input = { ...opts.toInput(app, key!, body as B, idem), ...(idem ? { key: idem } : {}) };
-      const result = await sendUpdate(app, key!, params.caseNo, opts.update, input);
-      res.status(200).json({ caseNo: params.caseNo, result: result ?? {} });
+      const { key: idem } = commandKey(req);
+      // Before anything is awaited: whatever answers this request (even the deadline) names the key.
+      res.setHeader('Idempotency-Key', idem);
+      const input = { ...opts.toInput(app, key!, body as B), key: idem };
+      await authorizeCase(app, key!, params.caseNo);
+      const result = await sendCommand(app, params.caseNo, opts.update, input, idem);
+      res.setHeader('Idempotency-Key', idem);
+      res.status(200).json({ caseNo: params.caseNo, status: 'applied', result: result ?? {}, idempotencyKey: idem });
     },
   });
 }
@@ -221,23 +230,55 @@ export const caseCommandRoutes: AnyRoute[] = [
       by: actorOf(key),
     }),
   }),
-  updateRoute({
+  defineRoute({
+    method: 'post',
     path: '/api/v1/cases/:caseNo/health-checks',
     operationId: 'recordHealthCheck',
-    summary: 'Record a health check (temperature, symptoms); answers fever, escalations, next due',
-    roles: ['medical', 'hotel', 'admin'],
+    summary: 'Record a health check (temperature, symptoms); applied at once, or queued while no worker runs',
+    description:
+      'With a worker running: 200, applied, with the answer (fever, escalations opened, next check due). ' +
+      'With none (or none answering within API_REPORT_WAIT_MS): 202, queued: the check is in the case history ' +
+      'and is applied when a worker runs it, fever escalation included; a check the case then refuses is ' +
+      'recorded as `health_check_refused`. The same Idempotency-Key or checkId is one check, however often sent.',
     tags: caseTag,
+    access: { kind: 'key', roles: ['medical', 'hotel', 'admin'] },
+    params: CaseNoParam,
     body: HealthCheckBody,
-    update: healthCheckUpdate,
-    toInput: (app, key, b, idem) => ({
-      // Without the caller's id a retry is recognised by its Idempotency-Key; without either, a
-      // fresh id at least keeps one check one record.
-      checkId: b.checkId ?? (idem ? `chk-${idem}` : `chk-${crypto.randomUUID()}`),
-      takenAt: boundedTime(app, 'takenAt', b.takenAt),
-      ...(b.temperatureC !== undefined ? { temperatureC: b.temperatureC } : {}),
-      symptoms: b.symptoms ?? [],
-      by: actorOf(key),
-    }),
+    requestHeaders: IdempotencyHeader,
+    responses: reportResponses,
+    async handler({ app, key, params, body, req, res }) {
+      const b = body as import('zod').infer<typeof HealthCheckBody>;
+      const { key: idem } = commandKey(req);
+      // Before anything is awaited: whatever answers this request (even the deadline) names the key.
+      res.setHeader('Idempotency-Key', idem);
+      const input = {
+        // Without the caller's id, the key (theirs, or one made here) names the check: a retry
+        // with it, and a queued copy of it, are the same check.
+        checkId: b.checkId ?? `chk-${idem}`,
+        takenAt: boundedTime(app, 'takenAt', b.takenAt),
+        ...(b.temperatureC !== undefined ? { temperatureC: b.temperatureC } : {}),
+        symptoms: b.symptoms ?? [],
+        by: actorOf(key!),
+        key: idem,
+      };
+      await authorizeCase(app, key!, params.caseNo);
+      const outcome = await sendReportWithAnswer(app, params.caseNo, healthCheckUpdate, healthCheckSignal, input, idem);
+      res.setHeader('Idempotency-Key', idem);
+      if (outcome.status === 'applied') {
+        res
+          .status(200)
+          .json({ caseNo: params.caseNo, status: 'applied', result: outcome.result ?? {}, idempotencyKey: idem });
+        return;
+      }
+      res.status(202).json({
+        caseNo: params.caseNo,
+        accepted: true,
+        status: 'queued',
+        checkId: input.checkId,
+        idempotencyKey: idem,
+        detail: `Queued, not yet applied: ${outcome.reason}. It is kept in the case history and applied when a worker runs.`,
+      });
+    },
   }),
   updateRoute({
     path: '/api/v1/cases/:caseNo/extend',

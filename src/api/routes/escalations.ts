@@ -8,7 +8,16 @@ import { ackEscalationUpdate, resolveEscalationUpdate } from '../../workflows/me
 import { actorOf } from '../auth';
 import { HttpProblem } from '../problem';
 import { defineRoute, type AnyRoute } from '../router';
-import { AckBody, EscalationIdParam, EscalationList, EscalationQuery, ResolveBody, UpdateAnswer } from '../schemas';
+import {
+  AckBody,
+  EscalationIdParam,
+  EscalationList,
+  EscalationQuery,
+  IdempotencyHeader,
+  ResolveBody,
+  UpdateAnswer,
+} from '../schemas';
+import { commandKey, sendCommand } from '../commands';
 import { keyCovers } from '../scope';
 import { temporalProblem } from '../temporal-ops';
 import { dbProblem, iso } from './read-helpers';
@@ -53,23 +62,33 @@ export const escalationRoutes: AnyRoute[] = [
     access: { kind: 'key', roles: ['medical', 'supervisor', 'admin'] },
     params: EscalationIdParam,
     body: ResolveBody,
+    requestHeaders: IdempotencyHeader,
     responses: {
       200: { description: 'Resolved; the escalation as now held', schema: UpdateAnswer },
       404: { description: 'No such escalation', contentType: 'application/problem+json' },
       409: { description: 'Already closed, or a step that cannot be waived', contentType: 'application/problem+json' },
+      504: {
+        description: 'No worker answered in time: the outcome is unknown; retry with the same Idempotency-Key',
+        contentType: 'application/problem+json',
+      },
     },
-    async handler({ app, key, params, body, res }) {
+    async handler({ app, key, params, body, req, res }) {
+      const { key: idem } = commandKey(req);
+      res.setHeader('Idempotency-Key', idem);
       const row = await authorizedEscalation(app, key!, params.id);
       try {
-        const result = await app.ops.update(row.caseNo, resolveEscalationUpdate, {
-          escalationId: params.id,
-          note: body.note,
-          by: actorOf(key!),
-        });
-        res.status(200).json({ caseNo: row.caseNo, result });
+        const result = await sendCommand(
+          app,
+          row.caseNo,
+          resolveEscalationUpdate,
+          { escalationId: params.id, note: body.note, by: actorOf(key!), key: idem },
+          idem,
+        );
+        res.setHeader('Idempotency-Key', idem);
+        res.status(200).json({ caseNo: row.caseNo, status: 'applied', result, idempotencyKey: idem });
         return;
       } catch (err) {
-        const problem = temporalProblem(err, row.caseNo);
+        const problem = temporalProblem(err, row.caseNo, 'write');
         if (!problem?.problem.type.endsWith('/case-closed')) throw problem ?? err;
       }
       // The case's workflow has closed (e.g. a result that came after it): the record is all there is.
@@ -96,23 +115,29 @@ export const escalationRoutes: AnyRoute[] = [
     access: { kind: 'key', roles: ['medical', 'supervisor', 'admin'] },
     params: EscalationIdParam,
     body: AckBody,
+    requestHeaders: IdempotencyHeader,
     responses: {
       200: { description: 'Acknowledged; the escalation as the workflow now holds it', schema: UpdateAnswer },
       404: { description: 'No such escalation', contentType: 'application/problem+json' },
       409: { description: 'Already acknowledged or closed', contentType: 'application/problem+json' },
+      504: {
+        description: 'No worker answered in time: the outcome is unknown; retry with the same Idempotency-Key',
+        contentType: 'application/problem+json',
+      },
     },
-    async handler({ app, key, params, body, res }) {
+    async handler({ app, key, params, body, req, res }) {
+      const { key: idem } = commandKey(req);
+      res.setHeader('Idempotency-Key', idem);
       const row = await authorizedEscalation(app, key!, params.id);
-      try {
-        const result = await app.ops.update(row.caseNo, ackEscalationUpdate, {
-          escalationId: params.id,
-          ...(body.note ? { note: body.note } : {}),
-          by: actorOf(key!),
-        });
-        res.status(200).json({ caseNo: row.caseNo, result });
-      } catch (err) {
-        throw temporalProblem(err, row.caseNo) ?? err;
-      }
+      const result = await sendCommand(
+        app,
+        row.caseNo,
+        ackEscalationUpdate,
+        { escalationId: params.id, ...(body.note ? { note: body.note } : {}), by: actorOf(key!), key: idem },
+        idem,
+      );
+      res.setHeader('Idempotency-Key', idem);
+      res.status(200).json({ caseNo: row.caseNo, status: 'applied', result, idempotencyKey: idem });
     },
   }),
   defineRoute({

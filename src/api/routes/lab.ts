@@ -143,10 +143,20 @@ async function applyOne(
     delivered.set(item.sampleId, item.result);
     return { sampleId: item.sampleId, status: before ? 'corrected' : 'applied', caseNo };
   } catch (err) {
-    const problem = temporalProblem(err, caseNo);
+    const problem = temporalProblem(err, caseNo, 'write');
     if (problem?.status === 409) return lateResult(app, key, item, caseNo);
-    app.log.warn('lab result signal failed', { sampleId: item.sampleId, caseNo, err });
-    return { sampleId: item.sampleId, status: 'unavailable', caseNo, detail: 'not delivered; resend' };
+    // Only the breaker's own refusal (before sending) carries `dependency`: that one was not delivered.
+    const knownDown = err instanceof HttpProblem && err.problem.dependency === 'temporal';
+    if (!knownDown) app.log.warn('lab result signal failed', { sampleId: item.sampleId, caseNo, err });
+    return {
+      sampleId: item.sampleId,
+      status: 'unavailable',
+      caseNo,
+      // Sent or not, a resend is safe: the same result for the same sample counts once.
+      detail: knownDown
+        ? 'not delivered (Temporal is down); resend later'
+        : 'delivery not confirmed; resend (the same result again counts once)',
+    };
   }
 }
 

@@ -13,10 +13,11 @@ export function dbProblem(app: ApiContext, err: unknown): HttpProblem {
   if (err instanceof HttpProblem) return err;
   app.log.warn('read model unavailable', { err });
   app.metrics.errors.inc({ kind: 'database' });
+  app.deps.suspect('database', err instanceof Error ? err.message : String(err));
   return new HttpProblem(
     503,
     'The read model (database) is unavailable',
-    { slug: 'database-unavailable' },
+    { slug: 'database-unavailable', dependency: 'database' },
     { 'Retry-After': '5' },
   );
 }

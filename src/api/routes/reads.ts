@@ -4,7 +4,11 @@ import { and, asc, eq, gt, gte, lt, min, notInArray, sql, type SQL } from 'drizz
 import { cases, escalations, hotels, rooms } from '../../db/schema';
 import type { ApiKey } from '../auth';
 import type { ApiContext } from '../context';
+import { within } from '../dependencies';
 import { HttpProblem } from '../problem';
+
+/** The read model's row for one case: a database that hangs must not hold the answer the workflow already gave. */
+const READ_DB_TIMEOUT_MS = 1500;
 import { defineRoute, type AnyRoute } from '../router';
 import { CaseDetail, CaseListQuery, CaseNoParam, CasePage, HotelList, Summary } from '../schemas';
 import { authorizeCase } from '../scope';
@@ -167,18 +171,25 @@ export const readRoutes: AnyRoute[] = [
       await authorizeCase(app, key!, caseNo);
       let state;
       let gone = false;
-      try {
-        state = await app.ops.query(caseNo, app.config.API_QUERY_TIMEOUT_MS);
-      } catch (err) {
-        // Past its retention a closed case is gone from Temporal; the read model still has it.
-        if (!(err instanceof WorkflowNotFoundError)) throw temporalProblem(err, caseNo) ?? err;
-        gone = true;
+      // A worker known to be down cannot answer a query: the read model answers at once instead.
+      const workerDown = app.deps.isDown('worker') || app.deps.isDown('temporal');
+      if (!workerDown) {
+        try {
+          state = await app.ops.query(caseNo, app.config.API_QUERY_TIMEOUT_MS);
+        } catch (err) {
+          // Past its retention a closed case is gone from Temporal; the read model still has it.
+          if (!(err instanceof WorkflowNotFoundError)) throw temporalProblem(err, caseNo) ?? err;
+          gone = true;
+        }
       }
       let summary = null;
       try {
-        summary = (await selectCases(app, [eq(cases.caseNo, caseNo)], 1))[0] ?? null;
+        summary =
+          (await within(READ_DB_TIMEOUT_MS, 'read model', () => selectCases(app, [eq(cases.caseNo, caseNo)], 1)))[0] ??
+          null;
       } catch (err) {
         if (!state) throw dbProblem(app, err);
+        app.deps.suspect('database', err instanceof Error ? err.message : String(err));
       }
       if (state) {
         res.json({ caseNo, source: 'workflow', summary, state });
@@ -215,7 +226,9 @@ export const readRoutes: AnyRoute[] = [
         source: 'read-model',
         warning: gone
           ? `The workflow is no longer in Temporal (closed past retention); this is the read model as of ${summary.updatedAt}`
-          : `No worker answered within ${app.config.API_QUERY_TIMEOUT_MS} ms; this is the read model as of ${summary.updatedAt} and may lag the case`,
+          : workerDown
+            ? `No worker is running the cases (${app.deps.worker.state().reason ?? 'Temporal unreachable'}); this is the read model as of ${summary.updatedAt} and may lag the case`
+            : `No worker answered within ${app.config.API_QUERY_TIMEOUT_MS} ms; this is the read model as of ${summary.updatedAt} and may lag the case`,
         summary,
         state: null,
         escalations: escs,

@@ -70,7 +70,7 @@ export const transferRoutes: AnyRoute[] = [
           app.config.TEMPORAL_TASK_QUEUE,
         );
       } catch (err) {
-        throw temporalProblem(err, caseNo) ?? err;
+        throw temporalProblem(err, caseNo, 'write') ?? err;
       }
       if (started.memo?.bodyHash !== hash) {
         app.metrics.workflowStarts.inc({ outcome: 'conflict' });

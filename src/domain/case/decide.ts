@@ -411,6 +411,25 @@ export function decide(state: CaseState, event: CaseEvent, ctx: CaseContext, now
   return d.finish(reply, duplicate);
 }
 
+/** What a refused queued report is called in the case's records (`<kind>_refused`). */
+const QUEUED_REFUSAL_KIND: Partial<Record<MessageEvent['type'], string>> = { healthCheck: 'health_check' };
+
+/**
+ * A report that normally comes as an update (a health check) but arrived by the queue, because
+ * no worker answered when it was sent: the sender already has its answer (202, queued), so a
+ * refusal cannot go back to them. It is applied exactly like the update (the same key and check
+ * id make update and queued copy one report, whichever comes first), and a refusal is recorded
+ * on the case instead of vanishing.
+ */
+export function decideQueued(state: CaseState, event: MessageEvent, ctx: CaseContext, now: number): Decision {
+  const d = decide(state, event, ctx, now);
+  const kind = QUEUED_REFUSAL_KIND[event.type];
+  if (!kind || !d.reply || d.reply.ok || d.changed) return d;
+  const draft = new Draft(state, ctx, now);
+  draft.refuse(kind, event.by, d.reply.message);
+  return draft.finish(d.reply, false);
+}
+
 /**
  * Keeps a message's answer under its key. Keys are forgotten oldest first, but never before they
  * are KEY_RETENTION_MS old (a client retries within minutes, not days), unless the case holds

@@ -1,0 +1,206 @@
+import crypto from 'node:crypto';
+
+import { WorkflowUpdateRPCTimeoutOrCancelledError } from '@temporalio/client';
+import type { SignalDefinition, UpdateDefinition } from '@temporalio/common';
+
+import type { ApiContext } from './context';
+import { HttpProblem, validationProblem } from './problem';
+import { IdempotencyHeader } from './schemas';
+import { temporalProblem } from './temporal-ops';
+
+/**
+ * How every command and field report reaches a case, and what its answer may honestly say:
+ *
+ * - applied (200): the case's worker answered; the body is its answer.
+ * - queued (202): the message is in the case's history (durable) and the case acts on it when a
+ *   worker runs it; field reports only.
+ * - refused (4xx): the case (or the API) said no; nothing changed.
+ * - not sent (503): a dependency is known to be down; nothing was sent, nothing changed.
+ * - unknown (504): sent, no answer in time; it may still be applied. A retry with the same
+ *   Idempotency-Key is applied at most once and answers the first outcome.
+ */
+
+/** The caller's Idempotency-Key, or one made for this request (returned in the answer so the caller can retry with it). */
+export function commandKey(req: { get(name: string): string | undefined }): { key: string; supplied: boolean } {
+  const k = req.get('idempotency-key');
+  if (k === undefined) return { key: `auto-${crypto.randomUUID()}`, supplied: false };
+  // The same schema the OpenAPI document shows.
+  if (!IdempotencyHeader.shape['Idempotency-Key'].safeParse(k).success)
+    throw validationProblem([
+      { in: 'header', path: 'Idempotency-Key', message: 'up to 128 letters, digits and . _ : -' },
+    ]);
+  return { key: k, supplied: true };
+}
+
+/**
+ * Temporal's update id for a keyed command: a retry with the same key and the same content joins
+ * the first attempt (rather than queueing a second one behind it); the same key with other
+ * content gets an id of its own, and the case answers it 409.
+ */
+export function updateIdFor(name: string, key: string, input: object): string {
+  const { at: _a, takenAt: _t, reportedAt: _r, by: _b, ...content } = input as Record<string, unknown>;
+  const digest = crypto
+    .createHash('sha256')
+    .update(JSON.stringify(content, Object.keys(content).sort()))
+    .digest('base64url')
+    .slice(0, 16);
+  return `${name}:${key}:${digest}`;
+}
+
+/** A write that failed, as its answer; a 503/504 names the key to retry with. */
+function writeFailure(err: unknown, caseNo: string, key: string): unknown {
+  const p = temporalProblem(err, caseNo, 'write');
+  if (p?.status === 503 || p?.status === 504) p.headers['Idempotency-Key'] = key;
+  return p ?? err;
+}
+
+function unknownOutcome(key: string): HttpProblem {
+  return new HttpProblem(
+    504,
+    'No worker answered in time: the outcome is unknown (it may still be applied). Retry with the same Idempotency-Key: it is applied at most once.',
+    { slug: 'outcome-unknown', idempotencyKey: key },
+    { 'Retry-After': '5', 'Idempotency-Key': key },
+  );
+}
+
+const isTimeout = (err: unknown) =>
+  err instanceof WorkflowUpdateRPCTimeoutOrCancelledError ||
+  (err instanceof Error && /deadline exceeded/i.test(err.message));
+
+/**
+ * A supervisor's or staff member's command: sent only when a worker is there to answer it,
+ * answered with the case's answer, or 504 "unknown" when none came in time.
+ */
+export async function sendCommand<R, T extends object>(
+  app: ApiContext,
+  caseNo: string,
+  def: UpdateDefinition<R, [T]>,
+  input: T,
+  key: string,
+): Promise<R> {
+  if (app.deps.isDown('worker')) await whileNoWorker(app, caseNo, key);
+  try {
+    return await app.ops.update(caseNo, def, input, { updateId: updateIdFor(def.name, key, input) });
+  } catch (err) {
+    if (isTimeout(err)) {
+      app.deps.suspect('worker', `no worker answered a ${def.name} within ${app.config.API_UPDATE_WAIT_MS} ms`);
+      throw unknownOutcome(key);
+    }
+    throw writeFailure(err, caseNo, key);
+  }
+}
+
+/**
+ * No worker is known to run: a command is not sent (it could only time out). The truth about the
+ * case comes first: no such case is 404 and a closed one 409, as with a worker; else 503.
+ */
+async function whileNoWorker(app: ApiContext, caseNo: string, key: string): Promise<void> {
+  // Temporal itself away: that is the answer, at once (a probe would only wait out its deadline).
+  app.deps.require('temporal');
+  // Ask again before refusing: one slow answer may have tripped the breaker of a worker that is there.
+  await app.deps.probe();
+  try {
+    app.deps.require('worker');
+    return;
+  } catch (down) {
+    let d;
+    try {
+      d = await app.ops.describe(caseNo);
+    } catch (err) {
+      throw temporalProblem(err, caseNo) ?? err;
+    }
+    if (!d) throw new HttpProblem(404, `No case ${caseNo}`);
+    if (d.status !== 'RUNNING')
+      throw new HttpProblem(409, `Case ${caseNo} is closed and takes no more messages`, { slug: 'case-closed' });
+    const p = down as HttpProblem;
+    throw new HttpProblem(
+      503,
+      `No worker is running the cases (${app.deps.worker.state().reason ?? 'down'}): this command was not sent. Retry after Retry-After with the same Idempotency-Key.`,
+      { slug: 'worker-unavailable', dependency: 'worker', idempotencyKey: key },
+      { ...p.headers, 'Idempotency-Key': key },
+    );
+  }
+}
+
+/** A field report already sent as a signal: durable in the case's history. */
+export async function sendReport<T>(
+  app: ApiContext,
+  caseNo: string,
+  def: SignalDefinition<[T]>,
+  input: T,
+): Promise<void> {
+  try {
+    await app.ops.signal(caseNo, def, input);
+  } catch (err) {
+    throw temporalProblem(err, caseNo, 'write') ?? err;
+  }
+}
+
+export type ReportOutcome<R> = { status: 'applied'; result: R } | { status: 'queued'; reason: string };
+
+/**
+ * A field report that has an answer worth waiting for (a health check: fever, escalations, next
+ * check due). With a worker it is applied and answered; without one, or when none answers within
+ * API_REPORT_WAIT_MS, the same report (same key, same check id) is queued as a signal. Should the
+ * unanswered update still land, the case takes whichever copy comes first and answers the other
+ * as the same report: applied once.
+ */
+export async function sendReportWithAnswer<R, T extends object>(
+  app: ApiContext,
+  caseNo: string,
+  update: UpdateDefinition<R, [T]>,
+  queued: SignalDefinition<[T]>,
+  input: T,
+  key: string,
+): Promise<ReportOutcome<R>> {
+  let reason: string;
+  let sent = false;
+  if (app.deps.isDown('worker')) {
+    reason = `no worker is running (${app.deps.worker.state().reason ?? 'down'})`;
+    try {
+      app.deps.require('worker');
+    } catch {
+      // still down: straight to the queue below
+    }
+  }
+  if (!app.deps.worker.isOpen) {
+    try {
+      const result = await app.ops.update(caseNo, update, input, {
+        waitMs: app.config.API_REPORT_WAIT_MS,
+        updateId: updateIdFor(update.name, key, input),
+      });
+      return { status: 'applied', result };
+    } catch (err) {
+      if (!isTimeout(err)) {
+        throw writeFailure(err, caseNo, key);
+      }
+      sent = true;
+      reason = `no worker answered within ${app.config.API_REPORT_WAIT_MS} ms`;
+      app.deps.suspect('worker', reason);
+    }
+  }
+  // Only the v2 case knows the queued form; an earlier case's report waits for its worker.
+  let type: string | null;
+  try {
+    type = await app.ops.workflowType(caseNo);
+  } catch (err) {
+    throw sent ? unknownOutcome(key) : (temporalProblem(err, caseNo, 'write') ?? err);
+  }
+  if (type === null && !sent) throw new HttpProblem(404, `No case ${caseNo}`);
+  if (type !== 'caseWorkflowV2') {
+    if (sent) throw unknownOutcome(key);
+    throw new HttpProblem(
+      503,
+      'No worker is running, and this case (started before v2) cannot queue reports: it was not sent; retry later with the same Idempotency-Key',
+      { slug: 'worker-unavailable', dependency: 'worker', idempotencyKey: key },
+      { 'Retry-After': '10', 'Idempotency-Key': key },
+    );
+  }
+  try {
+    await app.ops.signal(caseNo, queued, input);
+  } catch (err) {
+    if (sent) throw unknownOutcome(key);
+    throw writeFailure(err, caseNo, key);
+  }
+  return { status: 'queued', reason: reason! };
+}
