@@ -113,6 +113,13 @@ export interface DrillReport {
   hospitalByReason: Record<string, number>;
   cancelled: number;
   stillRunning: number;
+  /**
+   * Running cases whose read model kept moving forward but was never caught at the same version
+   * as the workflow within the catch-up time (a busy machine; not a difference, and not proof).
+   */
+  readModelTrailing: number;
+  /** Cases whose read model was compared with the workflow at the same version. */
+  readModelCompared: number;
   /** Still running at the end, by phase and what holds them. */
   held: Record<string, number>;
   extended: number;
@@ -201,6 +208,8 @@ interface Person {
 
 /** How long two active read-model rows may name the same room before it counts (one flush of lag). */
 const ROOM_CLAIM_GRACE_MS = 5000;
+/** How long the invariant check waits for a case's read model to reach the version its workflow shows. */
+const READ_MODEL_CATCH_UP_MS = 30_000;
 /** The drill ends early when no case changed phase for this many days and the rest are held. */
 const STALL_DAYS = 3;
 const STREETS = ['Fulilu', 'Chenping', 'Xiguchengjie'];
@@ -263,6 +272,8 @@ export async function runDrill(sys: DrillSystem, o: DrillOptions, log: (m: strin
     hospitalByReason: {},
     cancelled: 0,
     stillRunning: 0,
+    readModelTrailing: 0,
+    readModelCompared: 0,
     held: {},
     extended: 0,
     addressChanged: 0,
@@ -597,28 +608,22 @@ async function checkInvariants(
   log: (m: string) => void,
 ): Promise<void> {
   log(`checking invariants over ${caseNos.length} cases (workflow state by query, read model)`);
-  const readModel = new Map<string, Record<string, unknown>>();
-  const r = await sys.db.execute(sql`
-    select case_no, phase, colour, hotel_id, room_id, release_due, ended_at, inspection_status,
-      open_escalations, pending_results, state_version from cases where case_no like 'QC%'`);
-  for (const row of (Array.isArray(r) ? r : ((r as { rows?: unknown[] }).rows ?? [])) as Record<string, unknown>[]) {
-    readModel.set(String(row.case_no), row);
-  }
-  // A case still finishing (last flush in flight) is read again before a difference counts.
-  const rereadModel = async (caseNo: string) => {
+  const readRow = async (caseNo: string): Promise<Record<string, unknown> | undefined> => {
     const rr = await sys.db.execute(sql`
       select case_no, phase, colour, hotel_id, room_id, release_due, ended_at, inspection_status,
         open_escalations, pending_results, state_version from cases where case_no = ${caseNo}`);
-    const row = ((Array.isArray(rr) ? rr : ((rr as { rows?: unknown[] }).rows ?? [])) as Record<string, unknown>[])[0];
-    if (row) readModel.set(caseNo, row);
+    return ((Array.isArray(rr) ? rr : ((rr as { rows?: unknown[] }).rows ?? [])) as Record<string, unknown>[])[0];
   };
   await mapLimit(caseNos, 16, async (caseNo) => {
     for (let attempt = 1; ; attempt++) {
       const problems: string[] = [];
       const tally: Tally = {};
-      await checkCase(caseNo, (v) => problems.push(v), tally);
-      if (problems.length === 0 || attempt >= 6) {
+      const s = await checkCase(caseNo, (v) => problems.push(v), tally);
+      const readModel = s ? await compareReadModel(caseNo, s, (v) => problems.push(v)) : undefined;
+      if (problems.length === 0 || attempt >= 3) {
         for (const p of problems) violate(p);
+        if (readModel === 'compared') report.readModelCompared++;
+        if (readModel === 'trailing') report.readModelTrailing++;
         if (tally.phase === 'RELEASED') report.released++;
         if (tally.phase === 'CANCELLED') report.cancelled++;
         if (tally.phase === 'HOSPITAL_TRANSFER') {
@@ -633,11 +638,84 @@ async function checkInvariants(
         return;
       }
       await sleep(2000);
-      await rereadModel(caseNo);
     }
   });
 
-  async function checkCase(caseNo: string, violate: (v: string) => void, tally: Tally): Promise<void> {
+  /**
+   * The read model equals the workflow state at the same version. The read model trails the
+   * workflow by a write, and a running case keeps moving (a missed check every half day), so
+   * the two are compared when the read model has reached the version the workflow showed:
+   * at the same version any difference is a real one. A read model that never reaches the
+   * version the workflow showed when first asked is a lost or stuck write. A running case
+   * whose read model kept moving but was never caught at the workflow's version is counted as
+   * trailing (a busy machine), not passed and not failed; an ended case must match.
+   */
+  async function compareReadModel(
+    caseNo: string,
+    first: CaseState,
+    violate: (v: string) => void,
+  ): Promise<'compared' | 'trailing' | undefined> {
+    const deadline = Date.now() + READ_MODEL_CATCH_UP_MS;
+    let s = first;
+    let row: Record<string, unknown> | undefined;
+    for (;;) {
+      row = await readRow(caseNo);
+      const v = row ? Number(row.state_version) : -1;
+      if (row && v === s.version) {
+        const diffs = readModelDiffs(row, s);
+        if (diffs.length)
+          violate(`case ${caseNo}: read model differs from the workflow at version ${v}: ${diffs.join('; ')}`);
+        return 'compared';
+      }
+      if (Date.now() > deadline) break;
+      if (v > s.version) {
+        // The workflow moved on since it was asked: ask again.
+        try {
+          s = await sys.client.workflow.getHandle(`case-${caseNo}`).query(viewQuery);
+        } catch (err) {
+          violate(`case ${caseNo}: workflow cannot be read (${(err as Error).message.slice(0, 120)})`);
+          return undefined;
+        }
+        continue;
+      }
+      await sleep(100);
+    }
+    const v = row ? Number(row.state_version) : -1;
+    if (!row) violate(`case ${caseNo}: no read-model row`);
+    else if (v < first.version)
+      violate(
+        `case ${caseNo}: read model still at version ${v}, the workflow was at ${first.version} (write lost or stuck)`,
+      );
+    else if (s.endedAt)
+      violate(`case ${caseNo}: read model differs from the ended workflow: ${readModelDiffs(row, s).join('; ')}`);
+    else {
+      log(`case ${caseNo}: read model moving (version ${v}, workflow ${s.version}); not caught at one version`);
+      return 'trailing';
+    }
+    return undefined;
+  }
+
+  function readModelDiffs(row: Record<string, unknown>, s: CaseState): string[] {
+    const open = s.escalations.filter((e) => e.status === 'open').length;
+    const pending = s.samples.filter((x) => x.status === 'ordered').length;
+    const diffs: string[] = [];
+    if (row.phase !== s.phase) diffs.push(`phase ${String(row.phase)} vs ${s.phase}`);
+    if ((row.colour ?? null) !== (s.colour ?? null)) diffs.push(`colour ${String(row.colour)} vs ${s.colour}`);
+    if ((row.hotel_id ?? null) !== (s.room?.hotelId ?? null)) diffs.push('hotel');
+    if ((row.room_id ?? null) !== (s.room?.roomId ?? null)) diffs.push('room');
+    if (!same(row.release_due as string, s.releaseDue)) diffs.push('releaseDue');
+    if (!same(row.ended_at as string, s.endedAt)) diffs.push('endedAt');
+    const inspection = s.inspection.status === 'requesting' ? 'requested' : s.inspection.status;
+    if (row.inspection_status !== inspection)
+      diffs.push(`inspection ${String(row.inspection_status)} vs ${s.inspection.status}`);
+    if (Number(row.open_escalations) !== open) diffs.push(`openEscalations ${String(row.open_escalations)} vs ${open}`);
+    if (Number(row.pending_results) !== pending)
+      diffs.push(`pendingResults ${String(row.pending_results)} vs ${pending}`);
+    if (Number(row.state_version) !== s.version) diffs.push(`version ${String(row.state_version)} vs ${s.version}`);
+    return diffs;
+  }
+
+  async function checkCase(caseNo: string, violate: (v: string) => void, tally: Tally): Promise<CaseState | undefined> {
     const handle = sys.client.workflow.getHandle(`case-${caseNo}`);
     let status: string;
     let s: CaseState;
@@ -698,29 +776,7 @@ async function checkInvariants(
         );
     }
 
-    // The read model equals the workflow state.
-    const row = readModel.get(caseNo);
-    if (!row) {
-      violate(`case ${caseNo}: no read-model row`);
-      return;
-    }
-    const open = s.escalations.filter((e) => e.status === 'open').length;
-    const pending = s.samples.filter((x) => x.status === 'ordered').length;
-    const diffs: string[] = [];
-    if (row.phase !== s.phase) diffs.push(`phase ${String(row.phase)} vs ${s.phase}`);
-    if ((row.colour ?? null) !== (s.colour ?? null)) diffs.push(`colour ${String(row.colour)} vs ${s.colour}`);
-    if ((row.hotel_id ?? null) !== (s.room?.hotelId ?? null)) diffs.push('hotel');
-    if ((row.room_id ?? null) !== (s.room?.roomId ?? null)) diffs.push('room');
-    if (!same(row.release_due as string, s.releaseDue)) diffs.push('releaseDue');
-    if (!same(row.ended_at as string, s.endedAt)) diffs.push('endedAt');
-    const inspection = s.inspection.status === 'requesting' ? 'requested' : s.inspection.status;
-    if (row.inspection_status !== inspection)
-      diffs.push(`inspection ${String(row.inspection_status)} vs ${s.inspection.status}`);
-    if (Number(row.open_escalations) !== open) diffs.push(`openEscalations ${String(row.open_escalations)} vs ${open}`);
-    if (Number(row.pending_results) !== pending)
-      diffs.push(`pendingResults ${String(row.pending_results)} vs ${pending}`);
-    if (Number(row.state_version) !== s.version) diffs.push(`version ${String(row.state_version)} vs ${s.version}`);
-    if (diffs.length) violate(`case ${caseNo}: read model differs from the workflow: ${diffs.join('; ')}`);
+    return s;
   }
 }
 
@@ -796,6 +852,8 @@ export function printReport(r: DrillReport): void {
     `  escalations by kind   ${Object.entries(r.escalationsByKind)
       .map(([k, n]) => `${k} ${n}`)
       .join(', ')}`,
+    `  read model            ${r.readModelCompared} compared at the workflow's version` +
+      (r.readModelTrailing ? `, ${r.readModelTrailing} running cases moving too fast to catch at one version` : ''),
     r.violations.length === 0
       ? '  invariants            all hold'
       : `  INVARIANTS VIOLATED   ${r.violations.length}:\n${r.violations
