@@ -3,7 +3,11 @@ import type { PgColumn } from 'drizzle-orm/pg-core';
 
 import type { Db } from '../db';
 import { addressInspections, caseEvents, cases, escalations, healthChecks, samples } from '../db/schema';
+import { Context } from '@temporalio/activity';
+
 import type { Integrations } from '../integrations';
+import type { Handoff } from '../integrations/hotel';
+import { roomOfferedSignal } from '../workflows/messages';
 import type { Logger } from '../log';
 import { once } from './effects';
 import type { CaseActivities, CaseRow, RecordCaseInput } from './types';
@@ -15,6 +19,38 @@ export interface ActivityDeps {
   db: Db;
   integrations: Pick<Integrations, 'hotel' | 'lab' | 'community' | 'transport' | 'notify'>;
   log: Logger;
+  /** Wakes a case the waiting list handed a room to; default: a signal through the activity's own client. */
+  wake?: (workflowId: string) => Promise<void>;
+}
+
+/** The activity's own Temporal client (the worker's connection) sends the wake-up. */
+const wakeFromActivity = async (workflowId: string): Promise<void> => {
+  await Context.current().client.workflow.getHandle(workflowId).signal(roomOfferedSignal);
+};
+
+/**
+ * Wakes every case a room was handed to. A wake-up that fails (Temporal away) is logged, not
+ * retried here: the room is already the case's in the database, and the case's own recheck
+ * (policy roomQueue.recheckMs) finds it.
+ */
+export async function wakeAll(
+  handed: Handoff[],
+  signal: (workflowId: string) => Promise<void>,
+  log: Logger,
+): Promise<void> {
+  await Promise.all(
+    handed.map((h) =>
+      signal(h.workflowId).then(
+        () => log.info('room handed to a waiting case', { caseNo: h.caseNo, roomId: h.room.roomId }),
+        (err: unknown) =>
+          log.warn('waking a case that got a room failed; its recheck will find the room', {
+            caseNo: h.caseNo,
+            roomId: h.room.roomId,
+            error: (err as Error).name,
+          }),
+      ),
+    ),
+  );
 }
 
 /** The remote system's Idempotency-Key: the same workflow step always sends the same key. */
@@ -29,11 +65,23 @@ const idemKey = (workflowId: string, step: string) => `${workflowId}:${step}`;
 export function createActivities(deps: ActivityDeps): CaseActivities {
   const { db, integrations: sys } = deps;
   const log = deps.log.child({ component: 'activities' });
+  const wake = async (handed: Handoff[]) => {
+    if (!handed.length) return;
+    const signal = deps.wake ?? wakeFromActivity;
+    await wakeAll(handed, signal, log);
+  };
 
   return {
     async reserveRoom(input) {
-      const room = await sys.hotel.reserve(input);
-      log.info(room ? 'room reserved' : 'no room free', {
+      let room;
+      if (input.queue) {
+        const r = await sys.hotel.reserveInQueue({ ...input, ...input.queue });
+        room = r.room;
+        await wake(r.handed);
+      } else {
+        room = await sys.hotel.reserve(input);
+      }
+      log.info(room ? 'room reserved' : input.queue ? 'no room free: on the waiting list' : 'no room free', {
         workflowId: input.workflowId,
         caseNo: input.caseNo,
         colour: input.colour,
@@ -45,7 +93,14 @@ export function createActivities(deps: ActivityDeps): CaseActivities {
 
     async releaseRoom({ caseNo, roomId }) {
       const t = await sys.hotel.release({ caseNo, roomId });
-      if (t.changed) log.info('room released', { caseNo, roomId });
+      if (t.changed) log.info('room released', { caseNo, roomId, handedTo: t.handed?.length ?? 0 });
+      await wake(t.handed ?? []);
+    },
+
+    async leaveRoomQueue({ caseNo }) {
+      const r = await sys.hotel.leaveQueue({ caseNo });
+      log.info('left the waiting list', { caseNo, left: r.left, freedRoomId: r.freedRoomId });
+      await wake(r.handed);
     },
 
     async checkIn({ caseNo, roomId }) {

@@ -11,6 +11,8 @@ export interface ReserveRoomInput {
   caseNo: string;
   colour: Colour;
   district: string;
+  /** Wait on the district's waiting list when no room is free (cases with the list). */
+  queue?: { requestedAt: string; colourFirst: boolean };
 }
 
 export interface RoomRef {
@@ -148,8 +150,10 @@ export interface RecordCaseInput {
 export interface CaseActivities {
   /** A room by policy and colour, or null when none is free (the workflow waits and retries). */
   reserveRoom(input: ReserveRoomInput): Promise<RoomAssignment | null>;
-  /** Reserved room back to free (cancelled before check-in). */
+  /** Reserved room back to free (cancelled before check-in); the room goes to whoever waits. */
   releaseRoom(input: RoomRef): Promise<void>;
+  /** Off the waiting list (the case ended while waiting); a room handed to it meanwhile is passed on. */
+  leaveRoomQueue(input: { workflowId: string; caseNo: string }): Promise<void>;
   checkIn(input: RoomRef): Promise<void>;
   /** Occupied → awaiting disinfection; terminal after a positive case. */
   checkOut(input: RoomRef & { terminalDisinfection: boolean }): Promise<void>;

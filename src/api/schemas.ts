@@ -278,8 +278,34 @@ export const CaseDetail = z
       description: 'The live case from its workflow (source "workflow"); null from the read model',
     }),
     escalations: z.array(z.looseObject({ id: z.string() })).optional(),
+    roomWait: z
+      .object({ place: z.number().int().min(1), since: isoDateTime, district: z.string() })
+      .nullable()
+      .optional()
+      .meta({ description: "Waiting for a room: the case's place on its district's list (1 = next) and since when" }),
   })
   .meta({ id: 'CaseDetail' });
+
+export const RoomQueueQuery = z.strictObject({
+  district: z.string().min(1).max(100).optional(),
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+});
+export const RoomQueue = z
+  .object({
+    district: z.string(),
+    length: z.number().int().meta({ description: 'Cases waiting in the district' }),
+    oldestSince: isoDateTime.nullable().meta({ description: 'When the longest-waiting case joined the list' }),
+    entries: z.array(
+      z.object({
+        caseNo: z.string(),
+        colour: z.string(),
+        requestedAt: isoDateTime,
+        since: isoDateTime,
+        place: z.number().int().min(1),
+      }),
+    ),
+  })
+  .meta({ id: 'RoomQueue' });
 
 export const HotelVacancy = z
   .object({

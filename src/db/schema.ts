@@ -70,6 +70,28 @@ export const rooms = pgTable(
   ],
 );
 
+/**
+ * The waiting list for rooms, per district: cases that asked for a room when none was free.
+ * A freed room is handed to the first in order (priority, then the time the transfer was
+ * requested, then arrival on the list) and that case alone is woken. No PII: case numbers only.
+ */
+export const roomWaits = pgTable(
+  'room_waits',
+  {
+    caseNo: text('case_no').primaryKey(),
+    workflowId: text('workflow_id').notNull(),
+    district: text('district').notNull(),
+    colour: text('colour').notNull(),
+    /** 0 first: red and yellow cases when the policy puts them first, else every case 0. */
+    priority: integer('priority').notNull(),
+    requestedAt: timestamp('requested_at', { withTimezone: true }).notNull(),
+    /** Breaks ties in arrival order on the list. */
+    seq: bigserial('seq', { mode: 'number' }).notNull(),
+    since: timestamp('since', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [index('room_waits_order').on(t.district, t.priority, t.requestedAt, t.seq)],
+);
+
 export const cases = pgTable(
   'cases',
   {

@@ -65,6 +65,12 @@ export interface Policy {
   departureDeadlineMs?: number;
   /** How long an ended case keeps listening for late lab results and corrections. */
   lateResultWindowMs?: number;
+  /**
+   * The district's waiting list for rooms. A case without a room waits on it and is woken when
+   * a room is handed to it; `recheckMs` is only a safety net (a wake-up lost while Temporal was
+   * away). `colourFirst`: red and yellow cases before green ones; otherwise by request time only.
+   */
+  roomQueue?: { recheckMs: number; colourFirst: boolean };
 }
 
 const HOUR = 3_600_000;
@@ -127,6 +133,7 @@ export function standardPolicy(timeZone = 'Asia/Shanghai'): Policy {
     clockSkewMs: 5 * MIN,
     departureDeadlineMs: 2 * HOUR,
     lateResultWindowMs: 7 * DAY,
+    roomQueue: { recheckMs: 6 * HOUR, colourFirst: true },
   };
 }
 
@@ -156,12 +163,16 @@ export function drillPolicy(dayMs = 10_000): Policy {
     clockSkewMs: base.clockSkewMs,
     departureDeadlineMs: scale(base.departureDeadlineMs!),
     lateResultWindowMs: scale(base.lateResultWindowMs!),
+    roomQueue: { ...base.roomQueue!, recheckMs: scale(base.roomQueue!.recheckMs) },
   };
 }
 
 export type CasePolicy = Policy &
   Required<
-    Pick<Policy, 'taskRetry' | 'arrivalBackdateMaxMs' | 'clockSkewMs' | 'departureDeadlineMs' | 'lateResultWindowMs'>
+    Pick<
+      Policy,
+      'taskRetry' | 'arrivalBackdateMaxMs' | 'clockSkewMs' | 'departureDeadlineMs' | 'lateResultWindowMs' | 'roomQueue'
+    >
   >;
 
 /**
@@ -178,6 +189,7 @@ export function withCaseDefaults(p: Policy): CasePolicy {
     clockSkewMs: p.clockSkewMs ?? 5 * MIN,
     departureDeadlineMs: p.departureDeadlineMs ?? scale(2 * HOUR),
     lateResultWindowMs: p.lateResultWindowMs ?? scale(7 * DAY),
+    roomQueue: p.roomQueue ?? { recheckMs: scale(6 * HOUR), colourFirst: true },
   };
 }
 

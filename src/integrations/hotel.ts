@@ -2,7 +2,7 @@ import { asc, eq, sql, type SQL } from 'drizzle-orm';
 import { z } from 'zod';
 
 import type { Db } from '../db';
-import { hotels, rooms } from '../db/schema';
+import { hotels, roomWaits, rooms } from '../db/schema';
 import type { Colour, RoomAssignment } from '../domain/types';
 import { roomConflict, unknownHotel, unknownRoom } from './errors';
 
@@ -20,6 +20,38 @@ export interface ReserveRequest {
   district: string;
 }
 
+/** A reservation that waits its turn on the district's waiting list when no room is free. */
+export interface QueuedReserveRequest extends ReserveRequest {
+  /** When the transfer was requested: the list's order after priority. */
+  requestedAt: string;
+  /** The policy puts red and yellow cases before green ones. */
+  colourFirst: boolean;
+}
+
+/** A room handed to a waiting case: that case (and only it) is to be woken. */
+export interface Handoff {
+  caseNo: string;
+  workflowId: string;
+  room: RoomAssignment;
+}
+
+export interface RoomQueueEntry {
+  caseNo: string;
+  colour: string;
+  requestedAt: string;
+  since: string;
+  /** 1 for the next case to get a room. */
+  place: number;
+}
+
+export interface RoomQueue {
+  district: string;
+  length: number;
+  /** When the longest-waiting case joined the list. */
+  oldestSince: string | null;
+  entries: RoomQueueEntry[];
+}
+
 /** The case a transition is for: a case can only move the room it holds. */
 export interface CaseRoomRef {
   roomId: string;
@@ -31,6 +63,8 @@ export interface RoomTransition {
   state: RoomState;
   /** false when the transition had already happened (a retry). */
   changed: boolean;
+  /** Waiting cases the room (or rooms) freed by this transition went to. */
+  handed?: Handoff[];
 }
 
 const idPart = z
@@ -66,6 +100,8 @@ export interface AddHotelResult {
   rooms: number;
   /** Rooms this call created (0 when the hotel was added before). */
   added: number;
+  /** Waiting cases the new rooms went to. */
+  handed?: Handoff[];
 }
 
 export interface HotelVacancy {
@@ -87,6 +123,21 @@ export type RoomView = typeof rooms.$inferSelect;
 export interface HotelService {
   /** A room for the case by policy, or null when the district has none free. Retries return the same room. */
   reserve(req: ReserveRequest): Promise<RoomAssignment | null>;
+  /**
+   * The case joins the district's waiting list (once) and free rooms go to the list in order: the
+   * case's room if its turn came (or it already holds one), else null. `handed` names the other
+   * waiting cases that got a room in the same stroke, to be woken.
+   */
+  reserveInQueue(req: QueuedReserveRequest): Promise<{ room: RoomAssignment | null; handed: Handoff[] }>;
+  /**
+   * The case no longer wants a room (it ended while waiting): off the list, and a room the list
+   * had reserved for it that it never took is freed and handed on.
+   */
+  leaveQueue(ref: { caseNo: string }): Promise<{ left: boolean; freedRoomId?: string; handed: Handoff[] }>;
+  /** The district's waiting list in order (the first `limit` entries; length counts all). */
+  queue(district: string, limit?: number): Promise<RoomQueue>;
+  /** The case's place on its district's list (1 = next), or null when it is not waiting. */
+  queuePlace(caseNo: string): Promise<{ place: number; since: string; district: string } | null>;
   /** reserved → free (cancelled before check-in). */
   release(ref: CaseRoomRef): Promise<RoomTransition>;
   /** reserved → occupied. */
@@ -188,8 +239,64 @@ export function createHotelService(db: Db, options: HotelServiceOptions = {}): H
         .update(rooms)
         .set({ ...d.set, updatedAt: new Date() })
         .where(eq(rooms.id, roomId));
-      return { roomId, state: d.set.state ?? room.state, changed: true };
+      const state = d.set.state ?? room.state;
+      if (state !== 'free') return { roomId, state, changed: true };
+      // A room came free: in the same transaction it goes to whoever waits for one in its district.
+      const handed = await allocate(tx, await districtOfHotel(tx, room.hotelId));
+      const mine = handed.find((h) => h.room.roomId === roomId);
+      return { roomId, state: mine ? 'reserved' : state, changed: true, ...(handed.length ? { handed } : {}) };
     });
+  }
+
+  async function districtOfHotel(tx: Db, hotelId: string): Promise<string> {
+    const [h] = await tx.select({ district: hotels.district }).from(hotels).where(eq(hotels.id, hotelId));
+    return h?.district ?? '';
+  }
+
+  /**
+   * Free rooms of the district go to its waiting list, first in order first, each by its own
+   * colour's room policy, until either runs out. One allocation per district at a time (an
+   * advisory lock), so the order holds under concurrency. A case that ended while on the list
+   * (its read-model row says so) is taken off instead of given a room.
+   */
+  async function lockDistrict(tx: Db, district: string): Promise<void> {
+    await tx.execute(sql`select pg_advisory_xact_lock(${ALLOCATE_LOCK_CLASS}, hashtext(${district}))`);
+  }
+
+  async function allocate(tx: Db, district: string): Promise<Handoff[]> {
+    await lockDistrict(tx, district);
+    await tx.execute(sql`
+      delete from room_waits w using cases c
+      where w.district = ${district} and c.case_no = w.case_no
+        and (c.ended_at is not null or c.phase in ('RELEASED', 'HOSPITAL_TRANSFER', 'CANCELLED'))`);
+    const handed: Handoff[] = [];
+    for (;;) {
+      const heads = rowsOf<{ case_no: string; workflow_id: string; colour: Colour }>(
+        await tx.execute(sql`
+          select case_no, workflow_id, colour from room_waits
+          where district = ${district}
+          order by priority, requested_at, seq
+          limit 16`),
+      );
+      if (!heads.length) break;
+      let full = false;
+      for (const head of heads) {
+        const room = await reserveStatement(tx, {
+          caseNo: head.case_no,
+          workflowId: head.workflow_id,
+          colour: head.colour,
+          district,
+        });
+        if (!room) {
+          full = true;
+          break;
+        }
+        await tx.delete(roomWaits).where(eq(roomWaits.caseNo, head.case_no));
+        handed.push({ caseNo: head.case_no, workflowId: head.workflow_id, room });
+      }
+      if (full) break;
+    }
+    return handed;
   }
 
   /** True when the case held the room and has since checked out of it. */
@@ -207,6 +314,123 @@ export function createHotelService(db: Db, options: HotelServiceOptions = {}): H
           throw err;
         }
       }
+    },
+
+    async reserveInQueue(req) {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await db.transaction(async (tx) => {
+            await tx.execute(sql`select pg_advisory_xact_lock(${RESERVE_LOCK_CLASS}, hashtext(${req.caseNo}))`);
+            // A room already held (a retry, or handed over while the case slept) is simply returned.
+            const held = rowsOf<{ id: string }>(
+              await tx.execute(sql`
+                select id from rooms where case_no = ${req.caseNo} and state in ('reserved', 'occupied')`),
+            );
+            if (held.length) {
+              await tx.delete(roomWaits).where(eq(roomWaits.caseNo, req.caseNo));
+              return { room: await reserveStatement(tx, req), handed: [] };
+            }
+            // The district's allocation lock before the list's row: allocate() deletes list rows
+            // while holding it, so taking them in the other order could deadlock.
+            await lockDistrict(tx, req.district);
+            const priority = req.colourFirst && req.colour !== 'green' ? 0 : 1;
+            await tx
+              .insert(roomWaits)
+              .values({
+                caseNo: req.caseNo,
+                workflowId: req.workflowId,
+                district: req.district,
+                colour: req.colour,
+                priority,
+                requestedAt: new Date(req.requestedAt),
+              })
+              .onConflictDoUpdate({
+                target: roomWaits.caseNo,
+                // A colour changed while waiting moves the case within the list; its time stays.
+                set: { colour: req.colour, priority, workflowId: req.workflowId },
+              });
+            const handed = await allocate(tx, req.district);
+            const mine = handed.find((h) => h.caseNo === req.caseNo);
+            return { room: mine?.room ?? null, handed: handed.filter((h) => h !== mine) };
+          });
+        } catch (err) {
+          if (attempt < 3 && isUniqueViolation(err)) continue;
+          throw err;
+        }
+      }
+    },
+
+    async leaveQueue({ caseNo }) {
+      return db.transaction(async (tx) => {
+        await tx.execute(sql`select pg_advisory_xact_lock(${RESERVE_LOCK_CLASS}, hashtext(${caseNo}))`);
+        const [where] = rowsOf<{ district: string }>(
+          await tx.execute(sql`
+            select district from room_waits where case_no = ${caseNo}
+            union all
+            select h.district from rooms r join hotels h on h.id = r.hotel_id
+            where r.case_no = ${caseNo} and r.state = 'reserved'
+            limit 1`),
+        );
+        // Locks in the order every path takes them: the room's row, then the district, then the list.
+        // A room the list reserved for the case while it was ending: never taken, so freed and passed on.
+        const freed = rowsOf<{ id: string }>(
+          await tx.execute(sql`
+            update rooms set state = 'free', case_no = null, updated_at = now()
+            where case_no = ${caseNo} and state = 'reserved'
+            returning id`),
+        )[0];
+        if (where) await lockDistrict(tx, where.district);
+        const left = await tx
+          .delete(roomWaits)
+          .where(eq(roomWaits.caseNo, caseNo))
+          .returning({ d: roomWaits.district });
+        const handed = freed && where ? await allocate(tx, where.district) : [];
+        return { left: left.length > 0, ...(freed ? { freedRoomId: freed.id } : {}), handed };
+      });
+    },
+
+    async queue(district, limit = 100) {
+      const [summary] = rowsOf<{ n: number; oldest: Date | string | null }>(
+        await db.execute(sql`
+          select count(*)::int as n, min(since) as oldest from room_waits where district = ${district}`),
+      );
+      const entries = rowsOf<{
+        case_no: string;
+        colour: string;
+        requested_at: Date | string;
+        since: Date | string;
+      }>(
+        await db.execute(sql`
+          select case_no, colour, requested_at, since from room_waits where district = ${district}
+          order by priority, requested_at, seq limit ${limit}`),
+      );
+      const iso = (x: Date | string) => new Date(x).toISOString();
+      return {
+        district,
+        length: Number(summary?.n ?? 0),
+        oldestSince: summary?.oldest ? iso(summary.oldest) : null,
+        entries: entries.map((e, i) => ({
+          caseNo: e.case_no,
+          colour: e.colour,
+          requestedAt: iso(e.requested_at),
+          since: iso(e.since),
+          place: i + 1,
+        })),
+      };
+    },
+
+    async queuePlace(caseNo) {
+      const [row] = rowsOf<{ place: number; since: Date | string; district: string }>(
+        await db.execute(sql`
+          select (select count(*)::int from room_waits o
+                  where o.district = w.district
+                    and (o.priority, o.requested_at, o.seq) <= (w.priority, w.requested_at, w.seq)) as place,
+                 w.since, w.district
+          from room_waits w where w.case_no = ${caseNo}`),
+      );
+      return row
+        ? { place: Number(row.place), since: new Date(row.since).toISOString(), district: row.district }
+        : null;
     },
 
     release: ({ roomId, caseNo }) =>
@@ -313,7 +537,9 @@ export function createHotelService(db: Db, options: HotelServiceOptions = {}): H
           .select({ n: sql<number>`count(*)`.mapWith(Number) })
           .from(rooms)
           .where(eq(rooms.hotelId, h.id));
-        return { hotelId: h.id, rooms: count?.n ?? 0, added };
+        // New rooms go to whoever waits in the district.
+        const handed = added > 0 ? await allocate(tx, h.district) : [];
+        return { hotelId: h.id, rooms: count?.n ?? 0, added, ...(handed.length ? { handed } : {}) };
       });
     },
 
@@ -349,8 +575,9 @@ export function createHotelService(db: Db, options: HotelServiceOptions = {}): H
   };
 }
 
-/** Advisory-lock class (two-key form, so it never meets the migrator's one-key lock). */
+/** Advisory-lock classes (two-key form, so they never meet the migrator's one-key lock). */
 const RESERVE_LOCK_CLASS = 7272;
+const ALLOCATE_LOCK_CLASS = 7273;
 
 /** Hotel ids cannot contain ':', so `<hotelId>:<roomNo>` never collides across hotels. */
 export const roomIdOf = (hotelId: string, roomNo: string): string => `${hotelId}:${roomNo}`;

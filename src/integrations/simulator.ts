@@ -62,9 +62,14 @@ export interface CallbackPosterOptions {
   scheduler: SimulatorScheduler;
   log: Logger;
   timeoutMs: number;
-  /** The API may still be starting when the first callback fires, so a few tries with backoff. */
+  /**
+   * As a real lab or street office would: the API may be starting, or answering 503 while a
+   * dependency is down, so the callback is tried again with backoff (capped at `maxBackoffMs`,
+   * or the API's Retry-After when longer) for a few minutes before it is given up.
+   */
   attempts?: number;
   backoffMs?: number;
+  maxBackoffMs?: number;
 }
 
 /** POSTs simulator results through the same public API a real lab, community or driver uses. */
@@ -78,8 +83,9 @@ export class CallbackPoster {
 
   private async send(system: string, key: string, path: string, body: unknown, attempt: number): Promise<void> {
     const { target, log, timeoutMs } = this.opts;
-    const attempts = this.opts.attempts ?? 5;
+    const attempts = this.opts.attempts ?? 12;
     let status = 0;
+    let retryAfterMs = 0;
     try {
       const res = await fetch(joinUrl(target.baseUrl, path), {
         method: 'POST',
@@ -88,6 +94,7 @@ export class CallbackPoster {
         signal: AbortSignal.timeout(timeoutMs),
       });
       status = res.status;
+      retryAfterMs = 1000 * (Number(res.headers.get('retry-after')) || 0);
       await res.arrayBuffer();
       if (res.ok) {
         log.debug('simulator callback delivered', { system, status });
@@ -102,7 +109,8 @@ export class CallbackPoster {
       log.warn('simulator callback not delivered', { system, status, attempt });
       return;
     }
-    const delay = (this.opts.backoffMs ?? 500) * 2 ** (attempt - 1);
+    const backoff = Math.min(this.opts.maxBackoffMs ?? 30_000, (this.opts.backoffMs ?? 500) * 2 ** (attempt - 1));
+    const delay = Math.max(backoff, retryAfterMs);
     this.opts.scheduler.after(`retry:${++this.seq}`, delay, () => this.send(system, key, path, body, attempt + 1));
   }
 }

@@ -5,6 +5,7 @@ import {
   condition,
   continueAsNew,
   log,
+  patched,
   proxyActivities,
   setHandler,
   sleep,
@@ -27,6 +28,7 @@ import type {
   TaskResult,
 } from '../domain/case/model';
 import { caseView } from '../domain/case/view';
+import { withCaseDefaults } from '../domain/policy';
 import { maskName, SYSTEM_ACTOR } from '../domain/types';
 import {
   CaseColourKey,
@@ -48,6 +50,7 @@ import {
   inspectionResultSignal,
   labResultSignal,
   resolveEscalationUpdate,
+  roomOfferedSignal,
   setAddressUpdate,
   stateQuery,
   viewQuery,
@@ -78,6 +81,8 @@ const records = proxyActivities<Pick<CaseActivities, 'recordCase'>>({
 });
 
 const HISTORY_KEPT = 400;
+/** The waiting list for rooms (src/integrations/hotel.ts reserveInQueue). */
+export const ROOM_QUEUE_PATCH = 'room-waiting-list';
 
 /**
  * One person's quarantine (v2): a thin interpreter around the pure decision core in
@@ -87,7 +92,9 @@ const HISTORY_KEPT = 400;
  */
 export async function caseWorkflowV2(input: CaseInputV2): Promise<CaseOutcome> {
   const { request, policy } = input;
-  const ctx: CaseContext = { policy, request };
+  // Cases started on code with the district's waiting list use it; cases started before keep
+  // asking for a room on their own backoff (their histories replay unchanged).
+  const ctx: CaseContext = { policy, request, roomQueue: patched(ROOM_QUEUE_PATCH) };
   const { workflowId } = workflowInfo();
   const caseNo = request.caseNo;
 
@@ -152,6 +159,9 @@ export async function caseWorkflowV2(input: CaseInputV2): Promise<CaseOutcome> {
   setHandler(labResultSignal, signal('labResult'));
   setHandler(doorAlarmSignal, signal('doorAlarm'));
   setHandler(inspectionResultSignal, signal('inspectionResult'));
+  setHandler(roomOfferedSignal, () => {
+    apply({ type: 'roomOffered' });
+  });
   // A health check queued because no worker answered its update: applied the same way, and a
   // refusal is recorded on the case (its sender was told "queued" and cannot be told otherwise).
   setHandler(healthCheckSignal, (i: object) => {
@@ -208,8 +218,23 @@ export async function caseWorkflowV2(input: CaseInputV2): Promise<CaseOutcome> {
       case 'reserveRoom':
         return {
           kind: 'room',
-          room: await acts.reserveRoom({ ...base, colour: s.colour, district: request.district }),
+          room: await acts.reserveRoom({
+            ...base,
+            colour: s.colour,
+            district: request.district,
+            ...(ctx.roomQueue
+              ? {
+                  queue: {
+                    requestedAt: s.requestedAt,
+                    colourFirst: withCaseDefaults(policy).roomQueue.colourFirst,
+                  },
+                }
+              : {}),
+          }),
         };
+      case 'leaveRoomQueue':
+        await acts.leaveRoomQueue(base);
+        return { kind: 'none' };
       case 'releaseRoom':
         await acts.releaseRoom({ ...base, roomId: t.subject! });
         return { kind: 'none' };

@@ -170,6 +170,12 @@ export interface DepartureInput {
 /** Hospital transfer: the person has left the room (the room is disinfected only after this). */
 export const departureSignal = defineSignal<[DepartureInput]>('departure');
 
+/**
+ * Sent by whoever frees a room (a release, a disinfection, a room back in service, a new hotel)
+ * to the waiting case the room was handed to: no payload, no PII; the case asks for its room.
+ */
+export const roomOfferedSignal = defineSignal('roomOffered');
+
 export interface ResolveEscalationInput {
   escalationId: string;
   /** How it was resolved: required, it is the reason the escalation closes. */

@@ -224,3 +224,79 @@ test('a fever escalates; the nurse at that hotel acknowledges it; a second ack i
     .where(and(eq(caseEvents.caseNo, caseNo)));
   expect(rows.map((r) => r.actor).join('\n')).toContain(h.keyIds.supervisor);
 }, 90_000);
+
+interface CaseBody {
+  state?: { room?: { roomId: string } } | null;
+  roomWait?: { place: number; district: string } | null;
+}
+
+test('more people than rooms: the waiting list through the API, and a freed room goes to the first in line', async () => {
+  const supervisorQ = await newKey({ name: 'Supervisor DQ', role: 'supervisor', district: 'DQ' });
+  const communityQ = await newKey({ name: 'Community DQ', role: 'community', district: 'DQ', street: 'SQ' });
+  const hotel = await request(h.app)
+    .post('/api/v1/hotels')
+    .set(supervisorQ)
+    .send({ id: 'HQ1', name: 'One room', district: 'DQ', street: 'SQ', rooms: [{ roomNo: '101', floor: 1 }] });
+  expect(hotel.status).toBe(201);
+  const file = async () => {
+    const res = await request(h.app)
+      .post('/api/v1/transfers')
+      .set(communityQ)
+      .send(
+        validTransfer({
+          district: 'DQ',
+          street: 'SQ',
+          person: { ...(validTransfer().person as object), chronicConditions: [] },
+        }),
+      );
+    expect(res.status).toBe(202);
+    return res.body.caseNo as string;
+  };
+  const getCase = (caseNo: string) => request(h.app).get(`/api/v1/cases/${caseNo}`).set(supervisorQ);
+  const until = async (caseNo: string, pred: (b: CaseBody) => boolean, what: string) => {
+    const deadline = Date.now() + 20_000;
+    let body: CaseBody = {};
+    while (Date.now() < deadline) {
+      body = (await getCase(caseNo)).body as CaseBody;
+      if (pred(body)) return body;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    throw new Error(`timed out waiting for ${what}: ${JSON.stringify(body).slice(0, 500)}`);
+  };
+
+  const first = await file();
+  const holder = await until(first, (b) => !!b.state?.room, 'the only room');
+  const second = await file();
+  const waiting = await until(second, (b) => b.roomWait?.place === 1, 'a place on the list');
+  expect(waiting.state!.room).toBeUndefined();
+  expect(waiting.roomWait).toMatchObject({ place: 1, district: 'DQ' });
+
+  const queue = await request(h.app).get('/api/v1/room-queue').set(supervisorQ);
+  expect(queue.status).toBe(200);
+  expect(queue.body).toMatchObject({ district: 'DQ', length: 1, entries: [{ caseNo: second, place: 1 }] });
+  expect(queue.body.oldestSince).toEqual(expect.any(String));
+  // Another district's supervisor may not look; an admin key must name the district.
+  const outside = await request(h.app).get('/api/v1/room-queue?district=DQ').set(h.auth('supervisor'));
+  expect(outside.status).toBe(403);
+  const bad = await request(h.app).get('/api/v1/room-queue?limit=0').set(supervisorQ);
+  expect(bad.status).toBe(400);
+  expect(bad.headers['content-type']).toMatch(/problem\+json/);
+
+  // The first case is cancelled before it arrives: its room goes to the second, which is woken.
+  const cancelled = await request(h.app)
+    .post(`/api/v1/cases/${first}/cancel`)
+    .set(supervisorQ)
+    .send({ reason: 'stays home' });
+  expect(cancelled.status).toBe(200);
+  const moved = await until(
+    second,
+    (b) => b.state?.room?.roomId === holder.state!.room!.roomId,
+    'the room handed over',
+  );
+  expect(moved.roomWait ?? null).toBeNull();
+  expect((await request(h.app).get('/api/v1/room-queue').set(supervisorQ)).body).toMatchObject({
+    length: 0,
+    entries: [],
+  });
+  await request(h.app).post(`/api/v1/cases/${second}/cancel`).set(supervisorQ).send({ reason: 'test over' });
+});

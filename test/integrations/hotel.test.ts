@@ -232,3 +232,102 @@ describe('room lifecycle', () => {
     ).toBe(b!.id);
   });
 });
+
+describe('the waiting list for rooms', () => {
+  const ask = (caseNo: string, colour: 'green' | 'yellow' | 'red', requestedAt: string, district = 'Wait') =>
+    hotel.reserveInQueue({
+      workflowId: `case-${caseNo}`,
+      caseNo,
+      colour,
+      district,
+      requestedAt,
+      colourFirst: true,
+    });
+
+  it('orders waiting cases red and yellow first, then by request time, and hands a freed room to the first', async () => {
+    await hotel.addHotel({ id: 'wait-1', name: 'Wait', district: 'Wait', rooms: roomsFor(1, 1) });
+    const first = await ask('W-A', 'green', '2022-04-01T08:00:00Z');
+    expect(first.room).not.toBeNull();
+    // No room left: each joins the list, none is refused or failed.
+    expect(await ask('W-B', 'green', '2022-04-01T09:00:00Z')).toEqual({ room: null, handed: [] });
+    expect(await ask('W-C', 'red', '2022-04-01T10:00:00Z')).toEqual({ room: null, handed: [] });
+    expect(await ask('W-D', 'green', '2022-04-01T08:30:00Z')).toEqual({ room: null, handed: [] });
+    // Asking again (a retry, a recheck) keeps the place: the list holds each case once.
+    expect((await ask('W-B', 'green', '2022-04-01T09:00:00Z')).room).toBeNull();
+    const q = await hotel.queue('Wait');
+    expect(q.length).toBe(3);
+    expect(q.entries.map((e) => [e.caseNo, e.place])).toEqual([
+      ['W-C', 1],
+      ['W-D', 2],
+      ['W-B', 3],
+    ]);
+    expect(q.oldestSince).not.toBeNull();
+    expect(await hotel.queuePlace('W-B')).toMatchObject({ place: 3, district: 'Wait' });
+    expect(await hotel.queuePlace('W-A')).toBeNull();
+
+    // The room is released (the case was cancelled before check-in): it goes to W-C, in the same stroke.
+    const t = await hotel.release({ roomId: first.room!.roomId, caseNo: 'W-A' });
+    expect(t).toMatchObject({ state: 'reserved', changed: true });
+    expect(t.handed).toEqual([{ caseNo: 'W-C', workflowId: 'case-W-C', room: first.room }]);
+    expect((await roomRow(first.room!.roomId)).caseNo).toBe('W-C');
+    // W-C asks (woken): its room, and it is off the list.
+    expect((await ask('W-C', 'red', '2022-04-01T10:00:00Z')).room).toEqual(first.room);
+    expect((await hotel.queue('Wait')).entries.map((e) => e.caseNo)).toEqual(['W-D', 'W-B']);
+    // A newcomer cannot jump the list when a room frees: the room goes to W-D, the newcomer waits.
+    await hotel.checkIn({ roomId: first.room!.roomId, caseNo: 'W-C' });
+    await hotel.checkOut({ roomId: first.room!.roomId, caseNo: 'W-C' });
+    const done = await hotel.disinfectionDone(first.room!.roomId);
+    expect(done.handed?.map((h) => h.caseNo)).toEqual(['W-D']);
+    expect((await ask('W-E', 'green', '2022-04-01T07:00:00Z')).room).toBeNull();
+  });
+
+  it('a case that leaves the list gives back a room handed to it and the next case gets it', async () => {
+    await hotel.addHotel({ id: 'wait-2', name: 'Wait 2', district: 'Leave', rooms: roomsFor(1, 1) });
+    const a = await ask('L-A', 'green', '2022-04-01T08:00:00Z', 'Leave');
+    await ask('L-B', 'green', '2022-04-01T09:00:00Z', 'Leave');
+    await ask('L-C', 'green', '2022-04-01T10:00:00Z', 'Leave');
+    // L-B is handed the room, but its case ended before it took it.
+    const t = await hotel.release({ roomId: a.room!.roomId, caseNo: 'L-A' });
+    expect(t.handed?.map((h) => h.caseNo)).toEqual(['L-B']);
+    const left = await hotel.leaveQueue({ caseNo: 'L-B' });
+    expect(left).toMatchObject({ left: false, freedRoomId: a.room!.roomId });
+    expect(left.handed.map((h) => h.caseNo)).toEqual(['L-C']);
+    expect((await roomRow(a.room!.roomId)).caseNo).toBe('L-C');
+    // Leaving while still waiting: off the list, nothing freed; leaving twice changes nothing.
+    await ask('L-D', 'green', '2022-04-01T11:00:00Z', 'Leave');
+    expect(await hotel.leaveQueue({ caseNo: 'L-D' })).toEqual({ left: true, handed: [] });
+    expect(await hotel.leaveQueue({ caseNo: 'L-D' })).toEqual({ left: false, handed: [] });
+    expect((await hotel.queue('Leave')).length).toBe(0);
+  });
+
+  it('under concurrency: every room to one case, every case at most one room, in list order', async () => {
+    await hotel.addHotel({ id: 'wait-3', name: 'Wait 3', district: 'Rush', rooms: roomsFor(1, 10) });
+    const cases = Array.from({ length: 40 }, (_, i) => `R-${String(i).padStart(2, '0')}`);
+    const base = Date.parse('2022-04-01T08:00:00Z');
+    const answers = await Promise.all(
+      cases.map((c, i) => ask(c, 'green', new Date(base + i * 60_000).toISOString(), 'Rush')),
+    );
+    const got = answers.filter((a) => a.room).length;
+    expect(got).toBe(10);
+    expect((await hotel.queue('Rush', 1000)).length).toBe(30);
+    // Free all ten at once (check in, out, disinfect), while the waiting cases ask again.
+    const holders = (await hotel.listRooms('wait-3')).map((r) => ({ roomId: r.id, caseNo: r.caseNo! }));
+    for (const hdr of holders) {
+      await hotel.checkIn(hdr);
+      await hotel.checkOut(hdr);
+    }
+    const waiting = (await hotel.queue('Rush', 1000)).entries.map((e) => e.caseNo);
+    const frees = await Promise.all([
+      ...holders.map((hdr) => hotel.disinfectionDone(hdr.roomId)),
+      ...waiting.map((c) => ask(c, 'green', new Date(base + cases.indexOf(c) * 60_000).toISOString(), 'Rush')),
+    ]);
+    const roomsNow = await hotel.listRooms('wait-3');
+    const holdersNow = roomsNow.map((r) => r.caseNo);
+    expect(new Set(holdersNow).size).toBe(10);
+    expect(holdersNow.every((c) => c !== null)).toBe(true);
+    // The ten who waited longest got them; the list keeps the other twenty in order.
+    expect([...holdersNow].sort()).toEqual(waiting.slice(0, 10));
+    expect((await hotel.queue('Rush', 1000)).entries.map((e) => e.caseNo)).toEqual(waiting.slice(10));
+    expect(frees.length).toBe(10 + waiting.length);
+  });
+});

@@ -28,6 +28,7 @@ const EXPECTED_TABLES = [
   'health_checks',
   'hotels',
   'lab_results',
+  'room_waits',
   'rooms',
   'samples',
 ];

@@ -71,6 +71,8 @@ export type Intent =
   | { k: 'answerAll'; result: 'negative' | 'positive' }
   | { k: 'correct'; pick: number }
   | { k: 'door' }
+  /** The district's waiting list woke the case (a room was handed to it, or a stray wake-up). */
+  | { k: 'roomOffered' }
   | { k: 'inspection'; pass: boolean; stale: boolean }
   | {
       k: 'check';
@@ -117,8 +119,9 @@ export class World {
   constructor(
     readonly policy: Policy = shortPolicy(),
     req: TransferRequest = request(),
+    roomQueue = false,
   ) {
-    this.ctx = { policy, request: req };
+    this.ctx = { policy, request: req, roomQueue };
     const d = initialState(this.ctx, req.homeAddress, req.requestedBy, this.now);
     this.state = d.state;
     this.check(undefined, d);
@@ -340,6 +343,10 @@ export class World {
       }
       case 'door':
         this.send({ type: 'doorAlarm', at: new Date(this.now).toISOString(), by: hotel, key: this.key() }, intent);
+        return;
+      case 'roomOffered':
+        this.send({ type: 'roomOffered' }, intent);
+        this.runDueTasks();
         return;
       case 'inspection': {
         const id = intent.stale ? `${s.caseNo}-I${Math.max(1, s.inspection.round - 1)}` : s.inspection.inspectionId;

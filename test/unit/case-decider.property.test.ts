@@ -103,6 +103,7 @@ const intent: fc.Arbitrary<Intent> = fc.oneof(
   { weight: 2, arbitrary: fc.constant<Intent>({ k: 'repeat' }) },
   { weight: 1, arbitrary: fc.constant<Intent>({ k: 'json' }) },
   { weight: 1, arbitrary: fc.constant<Intent>({ k: 'stayShort' }) },
+  { weight: 1, arbitrary: fc.constant<Intent>({ k: 'roomOffered' }) },
 );
 
 const policies = [
@@ -121,8 +122,14 @@ const policies = [
 const RUNS = Number(process.env.PROPERTY_RUNS ?? 10_000);
 const reached = new Map<string, number>();
 
-function run(policyIndex: number, selfDrive: boolean, fromObservation: boolean, intents: Intent[]): World {
-  const w = new World(policies[policyIndex], request({ transport: selfDrive ? 'self_drive' : 'vehicle' }));
+function run(
+  policyIndex: number,
+  selfDrive: boolean,
+  fromObservation: boolean,
+  intents: Intent[],
+  roomQueue = false,
+): World {
+  const w = new World(policies[policyIndex], request({ transport: selfDrive ? 'self_drive' : 'vehicle' }), roomQueue);
   // Most runs start with the person in the room, where most of the rules are.
   for (let n = 0; fromObservation && n < 10 && w.state.phase !== 'OBSERVATION'; n++) w.settle();
   for (const i of intents) {
@@ -145,9 +152,10 @@ test(`invariants hold after every step of ${RUNS} generated event sequences`, ()
       fc.boolean(),
       fc.constantFrom(true, true, true, false),
       fc.array(intent, { minLength: 1, maxLength: 60 }),
-      (p, selfDrive, fromObservation, intents) => {
+      fc.boolean(),
+      (p, selfDrive, fromObservation, intents, roomQueue) => {
         try {
-          run(p, selfDrive, fromObservation, intents);
+          run(p, selfDrive, fromObservation, intents, roomQueue);
         } catch (err) {
           if (err instanceof InvariantError) throw new Error(err.message);
           throw err;
@@ -173,4 +181,6 @@ test(`invariants hold after every step of ${RUNS} generated event sequences`, ()
   expect(share('task_failed')).toBeGreaterThan(0.05);
   expect(share('stay_extended')).toBeGreaterThan(0.05);
   expect(share('departed')).toBeGreaterThan(0.01);
+  // The waiting list is joined (leaving it is rare here: see the regression tests).
+  expect(share('room_queued')).toBeGreaterThan(0.01);
 });

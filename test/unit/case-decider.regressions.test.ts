@@ -231,3 +231,85 @@ test('10. a hospital vehicle arranged by phone (dispatch waived) still escalates
   const later = decide(w.state, { type: 'tick' }, w.ctx, w.now + 30 * DAY);
   expect(later.state.escalations.some((e) => e.kind === 'late_departure')).toBe(true);
 });
+
+describe('the waiting list for rooms', () => {
+  const noRoom = { kind: 'room' as const, room: null };
+  const aRoom = { kind: 'room' as const, room: { hotelId: 'H1', roomId: 'H1-101', roomNo: '101', floor: 1 } };
+  function waiting(): World {
+    const w = new World(shortPolicy(), undefined, true);
+    const t = untilDue(w, 'reserveRoom');
+    w.send({ type: 'taskStarted', taskId: t.id });
+    w.send({ type: 'taskSucceeded', taskId: t.id, result: noRoom });
+    return w;
+  }
+
+  test('no room: on the list, one escalation, and only the recheck or a wake-up asks again', () => {
+    const w = waiting();
+    expect(w.state.roomQueuedAt).toBeDefined();
+    expect(w.state.escalations.filter((e) => e.kind === 'no_room' && e.status === 'open')).toHaveLength(1);
+    const task = w.state.tasks.find((t) => t.kind === 'reserveRoom')!;
+    expect(Date.parse(task.dueAt) - w.now).toBe(withCaseDefaults(w.policy).roomQueue.recheckMs);
+    // A wake-up makes the reservation due now; a second one changes nothing.
+    const woken = w.send({ type: 'roomOffered' });
+    expect(woken.changed).toBe(true);
+    expect(dueTasks(w.state, w.now).map((t) => t.kind)).toContain('reserveRoom');
+    expect(w.send({ type: 'roomOffered' }).changed).toBe(false);
+    w.send({ type: 'taskStarted', taskId: task.id });
+    w.send({ type: 'taskSucceeded', taskId: task.id, result: aRoom });
+    expect(w.state.roomQueuedAt).toBeUndefined();
+    expect(w.state.escalations.find((e) => e.kind === 'no_room')).toMatchObject({ closedReason: 'room_assigned' });
+    // A stray wake-up once the case has its room changes nothing.
+    expect(w.send({ type: 'roomOffered' }).changed).toBe(false);
+  });
+
+  test('cancelled while waiting: it leaves the list before it ends, and cannot waive leaving', () => {
+    const w = waiting();
+    w.send({ type: 'cancel', reason: 'stays home', by: supervisor, key: key() });
+    const leave = w.state.tasks.find((t) => t.kind === 'leaveRoomQueue')!;
+    expect(leave).toMatchObject({ status: 'pending', closing: true });
+    expect(w.state.endedAt).toBeUndefined();
+    w.send({ type: 'taskStarted', taskId: leave.id });
+    w.send({ type: 'taskFailed', taskId: leave.id, error: 'timeout' });
+    const esc = w.state.escalations.find((e) => e.kind === 'integration_failure' && e.taskId === leave.id)!;
+    const waive = w.send({
+      type: 'resolveEscalation',
+      escalationId: esc.id,
+      note: 'ignore',
+      by: supervisor,
+      key: key(),
+    });
+    expect(waive.reply).toMatchObject({ ok: false });
+    expect(w.state.endedAt).toBeUndefined();
+    tick(w, Date.parse(w.state.tasks.find((t) => t.id === leave.id)!.dueAt));
+    w.send({ type: 'taskStarted', taskId: leave.id });
+    w.send({ type: 'taskSucceeded', taskId: leave.id });
+    expect(w.state.roomQueuedAt).toBeUndefined();
+    expect(w.state.endedAt).toBeDefined();
+  });
+
+  test('a reservation in flight when the case is cancelled: leaving waits for it, and an empty answer still leaves', () => {
+    const w = new World(shortPolicy(), undefined, true);
+    const t = untilDue(w, 'reserveRoom');
+    w.send({ type: 'taskStarted', taskId: t.id });
+    w.send({ type: 'cancel', reason: 'stays home', by: supervisor, key: key() });
+    // Not yet on the list as far as the case knows; the attempt in flight may put it there.
+    w.send({ type: 'taskSucceeded', taskId: t.id, result: noRoom });
+    const leave = w.state.tasks.find((x) => x.kind === 'leaveRoomQueue');
+    expect(leave).toMatchObject({ status: 'pending', closing: true });
+    expect(w.state.endedAt).toBeUndefined();
+  });
+
+  test('a leave is not run while a reservation is in flight (it could put the case back on the list)', () => {
+    const w = waiting();
+    const reserve = w.state.tasks.find((t) => t.kind === 'reserveRoom')!;
+    w.send({ type: 'roomOffered' });
+    w.send({ type: 'taskStarted', taskId: reserve.id });
+    w.send({ type: 'cancel', reason: 'stays home', by: supervisor, key: key() });
+    expect(dueTasks(w.state, w.now).map((t) => t.kind)).not.toContain('leaveRoomQueue');
+    w.send({ type: 'taskSucceeded', taskId: reserve.id, result: aRoom });
+    // The room that came back is given back, and the leave runs after the reservation.
+    const due = dueTasks(w.state, w.now).map((t) => t.kind);
+    expect(due).toContain('leaveRoomQueue');
+    expect(due).toContain('releaseRoom');
+  });
+});

@@ -19,6 +19,7 @@ import {
   viewQuery,
 } from '../../src/workflows/messages';
 import {
+  PERSON,
   community,
   createHarness,
   hotelStaff,
@@ -281,6 +282,61 @@ test('a health check queued (no worker answered) and its update both landing are
   expect(v.refused.filter((r) => r.kind === 'health_check')).toHaveLength(1);
   await handle.executeUpdate(cancelUpdate, { args: [{ reason: 'test over', by: supervisor }] });
   await maybeRecord('queued-health-check', handle);
+});
+
+test('waiting list: no room means a place on the list; a freed room wakes exactly the first case; one that ends while waiting leaves it', async () => {
+  // A district with one room, and a recheck far beyond the test: only the wake-up can hand a room over.
+  await h.hotel.addHotel({ id: 'HQUEUE', name: 'Queue', district: 'Queue', rooms: [{ roomNo: '1', floor: 1 }] });
+  const policy = testPolicy({ roomQueue: { recheckMs: 10 * 60_000, colourFirst: true } });
+  const at = (min: number) => new Date(Date.parse('2022-04-01T08:00:00Z') + min * 60_000).toISOString();
+  const holder = await h.startV2({ district: 'Queue', policy, requestedAt: at(0) });
+  const first = await waitView(holder, (v) => !!v.room, 'the only room');
+  const green = await h.startV2({ district: 'Queue', policy, requestedAt: at(1) });
+  await waitView(green, (v) => v.escalations.some((e) => e.kind === 'no_room'), 'green on the list');
+  // A red case asked later but goes first (colourFirst); a third gives up while waiting.
+  const red = await h.startV2({
+    district: 'Queue',
+    policy,
+    requestedAt: at(2),
+    person: { ...PERSON, chronicConditions: ['heart_disease'] },
+  });
+  const leaver = await h.startV2({ district: 'Queue', policy, requestedAt: at(3) });
+  await waitView(leaver, (v) => v.escalations.some((e) => e.kind === 'no_room'), 'leaver on the list');
+  const redView = await waitView(red, (v) => v.escalations.some((e) => e.kind === 'no_room'), 'red on the list');
+  expect(redView.colour).toBe('red');
+  expect((await h.hotel.queue('Queue')).entries.map((e) => e.caseNo)).toEqual([
+    redView.caseNo,
+    (await view(green)).caseNo,
+    (await view(leaver)).caseNo,
+  ]);
+  await leaver.executeUpdate(cancelUpdate, { args: [{ reason: 'stays home after all', by: supervisor }] });
+  const left = await waitView(leaver, (v) => !!v.endedAt, 'the leaver ended');
+  expect(await h.hotel.queuePlace(left.caseNo)).toBeNull();
+
+  // The holder is cancelled before arriving: its room is released and handed to the red case,
+  // which is woken and takes it at once (its recheck is ten minutes away).
+  const freedAt = Date.now();
+  await holder.executeUpdate(cancelUpdate, { args: [{ reason: 'test over', by: supervisor }] });
+  const moved = await waitView(red, (v) => v.room?.roomId === first.room!.roomId, 'red got the room', 15_000);
+  expect(Date.now() - freedAt).toBeLessThan(15_000);
+  expect(moved.escalations.find((e) => e.kind === 'no_room')).toMatchObject({
+    status: 'closed',
+    closedReason: 'room_assigned',
+  });
+  expect(moved.history.some((x) => x.kind === 'room_queued')).toBe(true);
+  expect((await view(green)).room).toBeUndefined();
+  expect((await h.hotel.queue('Queue')).entries.map((e) => [e.caseNo, e.place])).toEqual([
+    [(await view(green)).caseNo, 1],
+  ]);
+
+  // The red case is cancelled too: the room goes to the green case.
+  await red.executeUpdate(cancelUpdate, { args: [{ reason: 'test over', by: supervisor }] });
+  await waitView(green, (v) => v.room?.roomId === first.room!.roomId, 'green got the room', 15_000);
+  await green.executeUpdate(cancelUpdate, { args: [{ reason: 'test over', by: supervisor }] });
+  for (const c of [holder, red, green]) await c.result();
+  expect((await h.hotel.queue('Queue')).length).toBe(0);
+  expect((await h.room(first.room!.roomId)).state).toBe('free');
+  await maybeRecord('room-waiting-list', red);
 });
 
 test('every history these tests produced replays against the code that produced it', async () => {

@@ -4,7 +4,9 @@ import type { z } from 'zod';
 
 import { ErrorCode } from '../../activities/types';
 import { hotels, rooms } from '../../db/schema';
-import { hotelInputSchema, type RoomState, type RoomTransition } from '../../integrations/hotel';
+import { wakeAll } from '../../activities';
+import { hotelInputSchema, type Handoff, type RoomState, type RoomTransition } from '../../integrations/hotel';
+import { roomOfferedSignal } from '../../workflows/messages';
 import type { ApiKey } from '../auth';
 import { recordCommand } from '../command-log';
 import type { ApiContext } from '../context';
@@ -32,6 +34,19 @@ interface HotelScope {
 
 const covers = (key: ApiKey, h: HotelScope) =>
   keyCovers(key, { district: h.district, street: h.street ?? '', hotelId: h.hotelId });
+
+/**
+ * Rooms this request freed went to waiting cases: wake each (a signal). Not awaited: the answer
+ * is about the room, and a wake-up lost while Temporal is away is found by the case's recheck.
+ */
+function wakeHanded(app: ApiContext, handed: Handoff[] | undefined): void {
+  if (!handed?.length) return;
+  void wakeAll(
+    handed,
+    (workflowId) => app.temporal.client.workflow.getHandle(workflowId).signal(roomOfferedSignal),
+    app.log,
+  );
+}
 
 const outside = (what: string) =>
   new HttpProblem(403, `${what} is outside this key's jurisdiction`, { slug: 'jurisdiction' });
@@ -156,6 +171,7 @@ function roomCommand<B extends z.ZodType>(opts: {
         if (p.status === 409) recordCommand(app, key, opts.command, { ...log, outcome: 'refused' });
         throw p;
       }
+      wakeHanded(app, t.handed);
       recordCommand(app, key, opts.command, {
         ...log,
         // The case whose departure left the room to be disinfected, when there was one.
@@ -207,6 +223,7 @@ export const hotelRoutes: AnyRoute[] = [
         throw dbProblem(app, err);
       }
       const created = !existing;
+      wakeHanded(app, r.handed);
       recordCommand(app, key, 'addHotel', {
         hotelId: r.hotelId,
         district: input.district,

@@ -1,5 +1,6 @@
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { and, asc, eq, gt, gte, lt, min, notInArray, sql, type SQL } from 'drizzle-orm';
+import type { z } from 'zod';
 
 import { cases, escalations, hotels, rooms } from '../../db/schema';
 import type { ApiKey } from '../auth';
@@ -10,7 +11,16 @@ import { HttpProblem } from '../problem';
 /** The read model's row for one case: a database that hangs must not hold the answer the workflow already gave. */
 const READ_DB_TIMEOUT_MS = 1500;
 import { defineRoute, type AnyRoute } from '../router';
-import { CaseDetail, CaseListQuery, CaseNoParam, CasePage, HotelList, Summary } from '../schemas';
+import {
+  CaseDetail,
+  CaseListQuery,
+  CaseNoParam,
+  CasePage,
+  HotelList,
+  RoomQueueQuery,
+  RoomQueue as RoomQueueSchema,
+  Summary,
+} from '../schemas';
 import { authorizeCase } from '../scope';
 import { temporalProblem } from '../temporal-ops';
 import { dbProblem, iso, localDays, terminalPhases, toSummary } from './read-helpers';
@@ -191,8 +201,17 @@ export const readRoutes: AnyRoute[] = [
         if (!state) throw dbProblem(app, err);
         app.deps.suspect('database', err instanceof Error ? err.message : String(err));
       }
+      // Waiting for a room: its place on the district's list (one indexed lookup, only then).
+      let roomWait = null;
+      if ((state?.phase ?? summary?.phase) === 'REQUESTED') {
+        try {
+          roomWait = await within(READ_DB_TIMEOUT_MS, 'waiting list', () => app.hotels.queuePlace(caseNo));
+        } catch {
+          // the case is still worth showing
+        }
+      }
       if (state) {
-        res.json({ caseNo, source: 'workflow', summary, state });
+        res.json({ caseNo, source: 'workflow', summary, state, roomWait });
         return;
       }
       if (!summary && gone) throw new HttpProblem(404, `No case ${caseNo}`);
@@ -231,8 +250,43 @@ export const readRoutes: AnyRoute[] = [
             : `No worker answered within ${app.config.API_QUERY_TIMEOUT_MS} ms; this is the read model as of ${summary.updatedAt} and may lag the case`,
         summary,
         state: null,
+        roomWait,
         escalations: escs,
       });
+    },
+  }),
+  defineRoute({
+    method: 'get',
+    path: '/api/v1/room-queue',
+    operationId: 'getRoomQueue',
+    summary: "The district's waiting list for rooms: its length, the oldest wait, each case's place",
+    description:
+      'Cases that asked for a room when none was free, in the order rooms go to them: red and yellow ' +
+      'cases first when the policy says so (`roomQueue.colourFirst`), then by the time the transfer was ' +
+      'requested. A freed room (released, disinfected, back in service, or a new hotel) is handed to the ' +
+      'first case it suits and that case alone is woken. Supervisors see their own district (the ' +
+      '`district` parameter may be left out); an admin names the district.',
+    tags: ['supervisor'],
+    access: { kind: 'key', roles: ['supervisor', 'admin'] },
+    query: RoomQueueQuery,
+    responses: {
+      200: { description: 'The waiting list', schema: RoomQueueSchema },
+      400: { description: 'No district named (admin keys)', contentType: 'application/problem+json' },
+    },
+    async handler({ app, key, query, res }) {
+      const q = query as z.output<typeof RoomQueueQuery>;
+      const district = q.district ?? key!.district ?? undefined;
+      if (!district)
+        throw new HttpProblem(400, 'Name the district', {
+          errors: [{ in: 'query', path: 'district', message: 'required for a key without a district' }],
+        });
+      if (key!.role !== 'admin' && key!.district && key!.district !== district)
+        throw new HttpProblem(403, `District ${district} is outside this key's jurisdiction`, { slug: 'jurisdiction' });
+      try {
+        res.json(await app.hotels.queue(district, q.limit));
+      } catch (err) {
+        throw dbProblem(app, err);
+      }
     },
   }),
   defineRoute({

@@ -66,7 +66,10 @@ const ENDS_WITH_CASE: readonly EscalationKind[] = [
  * Failed tasks a person may waive by resolving their escalation: all but a room reservation (a
  * room cannot be waived into existence) and notices (they open no escalation).
  */
-const WAIVABLE: readonly TaskKind[] = TASK_KINDS.filter((k) => k !== 'reserveRoom' && k !== 'notify');
+const WAIVABLE: readonly TaskKind[] = TASK_KINDS.filter(
+  // Leaving the waiting list neither: a room handed to the case would stay held for nobody.
+  (k) => k !== 'reserveRoom' && k !== 'notify' && k !== 'leaveRoomQueue',
+);
 
 export const isTerminalPhase = (p: Phase): boolean => TERMINAL_PHASES.includes(p);
 
@@ -894,6 +897,16 @@ function onChangeStay(d: Draft, e: Extract<MessageEvent, { type: 'changeStay' }>
 // ---------------------------------------------------------------------------------------
 function applyInternal(d: Draft, e: Exclude<CaseEvent, MessageEvent>): void {
   if (e.type === 'tick') return;
+  if (e.type === 'roomOffered') {
+    // Woken by the waiting list: the reservation waiting for its recheck runs now (it finds the
+    // room handed to the case). Anything else (already asking, or no longer waiting) ignores it.
+    const t = d.s.tasks.find((x) => x.kind === 'reserveRoom' && x.status === 'pending');
+    if (t && ms(t.dueAt) > d.now) {
+      t.dueAt = iso(d.now);
+      d.changed = true;
+    }
+    return;
+  }
   const task = d.task(e.taskId);
   if (!task) return;
   if (e.type === 'taskStarted') {
@@ -981,13 +994,31 @@ function onTaskSucceeded(d: Draft, task: Task, result: TaskResult): void {
   switch (task.kind) {
     case 'reserveRoom': {
       const room = result.kind === 'room' ? result.room : null;
-      if (!room && (s.closing || s.hospital)) break; // no longer wanted, and nothing to give back
+      if (!room && (s.closing || s.hospital)) {
+        // No longer wanted, and nothing to give back; but the attempt may have put the case on the
+        // waiting list, which it leaves (a room handed to it meanwhile goes to the next case).
+        if (d.ctx.roomQueue) {
+          s.roomQueuedAt ??= iso(d.now);
+          d.addTask('leaveRoomQueue', 'leaveRoomQueue', { closing: true });
+        }
+        break;
+      }
       if (!room) {
         // No room free: not a failure. Escalate once, retry with backoff until one frees.
         d.closeEscalation(task.escalationId, 'retry_succeeded', SYSTEM_ACTOR);
         task.escalationId = undefined;
         if (!s.escalations.some((x) => x.kind === 'no_room' && x.status !== 'closed'))
           d.openEscalation('no_room', 'command_centre', `No free room for a ${s.colour} case`);
+        if (d.ctx.roomQueue) {
+          // On the district's waiting list: woken when a room is handed over; the recheck is a safety net.
+          if (!s.roomQueuedAt) {
+            s.roomQueuedAt = iso(d.now);
+            d.record('room_queued', SYSTEM_ACTOR, { colour: s.colour });
+          }
+          Object.assign(task, { status: 'pending', dueAt: iso(d.now + d.policy.roomQueue.recheckMs) });
+          d.changed = true;
+          return;
+        }
         const wait = Math.min(d.policy.roomRetry.maxMs, s.noRoomRetryMs ?? d.policy.roomRetry.initialMs);
         s.noRoomRetryMs = Math.min(d.policy.roomRetry.maxMs, wait * 2);
         Object.assign(task, { status: 'pending', dueAt: iso(d.now + wait) });
@@ -997,6 +1028,7 @@ function onTaskSucceeded(d: Draft, task: Task, result: TaskResult): void {
       completeTask(d, task);
       s.room = room;
       s.roomAssignedAt = iso(d.now);
+      s.roomQueuedAt = undefined;
       d.record('room_assigned', SYSTEM_ACTOR, { hotelId: room.hotelId, roomId: room.roomId, roomNo: room.roomNo });
       for (const x of s.escalations.filter((x) => x.kind === 'no_room'))
         d.closeEscalation(x.id, 'room_assigned', SYSTEM_ACTOR);
@@ -1005,6 +1037,10 @@ function onTaskSucceeded(d: Draft, task: Task, result: TaskResult): void {
         d.addTask('releaseRoom', `releaseRoom:${room.roomId}`, { subject: room.roomId, closing: true });
       return;
     }
+    case 'leaveRoomQueue':
+      s.roomQueuedAt = undefined;
+      d.record('room_queue_left', SYSTEM_ACTOR);
+      break;
     case 'releaseRoom':
       s.roomReleased = true;
       d.record('room_released', SYSTEM_ACTOR, { roomId: task.subject ?? null });
@@ -1165,6 +1201,8 @@ function startClosing(d: Draft, target: Closing['target'], reason: string, by: A
   }
   if (room && !s.occupied && !s.roomReleased)
     d.addTask('releaseRoom', `releaseRoom:${room.roomId}`, { subject: room.roomId, closing: true });
+  // Off the waiting list, and a room it may have handed over meanwhile goes back to it.
+  if (!room && s.roomQueuedAt) d.addTask('leaveRoomQueue', 'leaveRoomQueue', { closing: true });
 }
 
 function maybeEnd(d: Draft): void {
@@ -1410,6 +1448,8 @@ export function dueTasks(s: CaseState, now: number): Task[] {
     // The room's own order: no check-out or release while its reservation or check-in is in flight.
     if ((t.kind === 'checkOut' || t.kind === 'releaseRoom') && (running('checkIn') || running('reserveRoom')))
       return false;
+    // Leaving the waiting list after any reservation in flight, which could put the case back on it.
+    if (t.kind === 'leaveRoomQueue' && running('reserveRoom')) return false;
     return true;
   });
 }

@@ -157,6 +157,16 @@ export function invariantViolations(
   }
   if (prev?.endedAt) v(next.endedAt === prev.endedAt, 'end time changed');
 
+  // The waiting list: a case holding a room is not on it; a case closing without a room leaves it
+  // (giving back a room handed over meanwhile) before it may end.
+  if (next.roomQueuedAt) v(!next.room, 'on the waiting list while holding a room');
+  if (next.closing && next.roomQueuedAt)
+    v(
+      next.tasks.some((t) => t.kind === 'leaveRoomQueue' && t.status !== 'dropped' && t.status !== 'waived'),
+      'closing on the waiting list without leaving it',
+    );
+  if (next.endedAt) v(!next.roomQueuedAt, 'ended while on the waiting list');
+
   // Times reported from outside are bounded by the case's own clock.
   if (next.arrivedAt) {
     v(ms(next.arrivedAt) >= ms(next.requestedAt), 'arrived before the request');

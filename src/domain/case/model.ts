@@ -121,6 +121,7 @@ export const TASK_KINDS = [
   'handOver',
   'notify',
   'alertCommunity',
+  'leaveRoomQueue',
 ] as const;
 export type TaskKind = (typeof TASK_KINDS)[number];
 export type TaskStatus = 'pending' | 'running' | 'done' | 'waived' | 'dropped' | 'failed';
@@ -247,6 +248,8 @@ export interface CaseState {
   lateArrival?: { escalationId: string; nextAt: string };
   departureDeadline?: string;
   noRoomRetryMs?: number;
+  /** When the case joined its district's waiting list for a room (cleared when it gets one). */
+  roomQueuedAt?: string;
   hospital?: { reason: 'positive_result' | 'antigen_positive'; sampleId?: string; dispatchId?: string };
   closing?: Closing;
   endedAt?: string;
@@ -294,11 +297,16 @@ export type CaseEvent =
   | ({ type: 'cancel'; reason: string } & Msg)
   | ({ type: 'ackEscalation'; escalationId: string; note?: string } & Msg)
   | ({ type: 'resolveEscalation'; escalationId: string; note: string } & Msg)
+  /** The waiting list handed the case a room: ask for it now. */
+  | { type: 'roomOffered' }
   | { type: 'taskStarted'; taskId: string }
   | { type: 'taskSucceeded'; taskId: string; result?: TaskResult }
   | { type: 'taskFailed'; taskId: string; error: string };
 
-export type MessageEvent = Exclude<CaseEvent, { type: 'tick' | 'taskStarted' | 'taskSucceeded' | 'taskFailed' }>;
+export type MessageEvent = Exclude<
+  CaseEvent,
+  { type: 'tick' | 'roomOffered' | 'taskStarted' | 'taskSucceeded' | 'taskFailed' }
+>;
 
 export type TaskResult =
   | { kind: 'room'; room: RoomAssignment | null }
@@ -340,5 +348,11 @@ export interface Decision {
 /** What the decider needs besides state and event: the rules and the case's fixed facts. */
 export interface CaseContext {
   policy: import('../policy').Policy;
+  /**
+   * The district's waiting list for rooms (cases started on code that has it, `patched` in the
+   * workflow): a case with no room joins the list and is woken when a room is handed to it,
+   * instead of asking again and again.
+   */
+  roomQueue?: boolean;
   request: Pick<TransferRequest, 'caseNo' | 'transport' | 'expectedArrivalAt' | 'person' | 'requestedAt'>;
 }
