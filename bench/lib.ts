@@ -131,9 +131,32 @@ export class HttpError extends Error {
  * A JSON client for the public API with one bearer key, on node:http with keep-alive: lighter
  * than fetch (about 1 ms a request here), so the client's own cost does not count against us.
  */
+/** One API call as the client saw it (for the drill's per-day figures). */
+export interface ApiCall {
+  method: string;
+  /** The route with ids replaced, e.g. POST /api/v1/cases/{caseNo}/health-checks. */
+  route: string;
+  status: number;
+  ms: number;
+  /** The answer's `status` field when it had one (applied, queued). */
+  outcome?: string;
+  at: number;
+}
+
+/** `/api/v1/cases/QC…/health-checks` → `/api/v1/cases/{id}/health-checks`: ids never reach a label. */
+export function routeOf(path: string): string {
+  const parts = path.split('?')[0]!.split('/');
+  for (let i = 1; i < parts.length; i++) {
+    if (['cases', 'escalations', 'rooms', 'hotels'].includes(parts[i - 1]!) && parts[i]) parts[i] = '{id}';
+  }
+  return parts.join('/');
+}
+
 export class ApiClient {
   private readonly url: URL;
   private static readonly agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+  /** Every call's route, status and time, when set (the drill sets it). */
+  static onCall: ((call: ApiCall) => void) | undefined;
 
   constructor(
     readonly baseUrl: string,
@@ -166,6 +189,13 @@ export class ApiClient {
 
   private sendOnce<T>(method: string, path: string, body?: unknown): Promise<T> {
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    const t0 = Date.now();
+    const note = (status: number, text: string) => {
+      const hook = ApiClient.onCall;
+      if (!hook) return;
+      const outcome = /"status":"(applied|queued)"/.exec(text)?.[1];
+      hook({ method, route: routeOf(path), status, ms: Date.now() - t0, at: t0, ...(outcome ? { outcome } : {}) });
+    };
     return new Promise<T>((resolve, reject) => {
       const req = http.request(
         {
@@ -186,6 +216,7 @@ export class ApiClient {
           res.on('end', () => {
             const text = Buffer.concat(chunks).toString('utf8');
             const status = res.statusCode ?? 0;
+            note(status, text);
             if (status < 200 || status >= 300) reject(new HttpError(status, text, `${method} ${path.split('?')[0]}`));
             else {
               try {
@@ -199,7 +230,10 @@ export class ApiClient {
         },
       );
       req.on('timeout', () => req.destroy(new Error(`${method} ${path.split('?')[0]} timed out`)));
-      req.on('error', reject);
+      req.on('error', (err) => {
+        note(0, '');
+        reject(err);
+      });
       req.end(payload);
     });
   }

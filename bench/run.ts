@@ -663,7 +663,7 @@ async function memory(ctx: Ctx): Promise<void> {
     `  ours: RSS ${round(after!.rss / MiB, 0)} MiB (+${round(perCase * 1024, 1)} KiB/case), heap ${round(after!.heapUsed / MiB, 0)} MiB ` +
       `(+${round(heapPerCase * 1024, 1)} KiB/case) with ${open} open; bare: +${round(barePerWf * 1024, 1)} KiB/workflow RSS`,
   );
-  const limit = 1; // MiB per open case
+  const limit = 300 / 1024; // MiB per open case (issue 11: under 300 KiB per open case)
   results.push({
     name: 'worker memory',
     unit: 'MiB RSS per open case',
@@ -673,7 +673,7 @@ async function memory(ctx: Ctx): Promise<void> {
     target: 1,
     met: perCase < limit,
     detail: {
-      note: 'ratio = 1 MiB / ours (the bar is an absolute 1 MiB per open case; ≥ 1 meets it); baseline is the bare worker per open workflow, for reference',
+      note: 'ratio = 300 KiB / ours (the bar is an absolute 300 KiB per open case; ≥ 1 meets it); baseline is the bare worker per open workflow, for reference',
       openCases: open,
       oursRssBeforeMiB: round(before.rss / MiB, 1),
       oursRssAfterMiB: round(after!.rss / MiB, 1),
@@ -836,6 +836,12 @@ async function main(): Promise<void> {
     fs.writeFileSync(o.out, JSON.stringify(out, null, 2) + '\n');
     printTable();
     console.log(`\nWrote ${path.relative(process.cwd(), o.out)} (${out.runSeconds} s)`);
+    // A missed target fails the run (exit code 1), so a regression cannot pass unnoticed.
+    const missed = results.filter((r) => !r.met).map((r) => r.name);
+    if (missed.length) {
+      console.log(`\nTargets missed: ${missed.join(', ')}`);
+      process.exitCode = 1;
+    }
   } finally {
     await cleanup();
     if (own && !o.keepDb) await dropBenchDatabase(o.databaseUrl).catch(() => undefined);

@@ -29,11 +29,13 @@ import os from 'node:os';
 import path from 'node:path';
 
 import type { Client } from '@temporalio/client';
+import { temporal } from '@temporalio/proto';
 import { DefaultLogger, Runtime as SdkRuntime } from '@temporalio/worker';
 import { sql, type SQL } from 'drizzle-orm';
 import postgres from 'postgres';
 
 import { ApiClient, freePort, HttpError, mapLimit, sleep } from '../bench/lib';
+import { DayRecorder, formatDay, type DayStats } from './drill-stats';
 import { createApiKey } from '../src/auth/keys';
 import { loadConfig } from '../src/config';
 import type { Db } from '../src/db';
@@ -45,7 +47,7 @@ import { startRuntime, type Runtime } from '../src/runtime';
 import { createTemporalClient } from '../src/temporal/client';
 import { loadCodec } from '../src/temporal/codec';
 import type { CaseView as CaseState } from '../src/domain/case/view';
-import { viewQuery } from '../src/workflows/messages';
+import { viewQuery, type CaseOutcome } from '../src/workflows/messages';
 
 // ---------------------------------------------------------------- options
 export interface DrillOptions {
@@ -126,7 +128,15 @@ export interface DrillReport {
   addressChanged: number;
   escalationsByKind: Record<string, number>;
   peakOccupancy: { rooms: number; activeCases: number; totalRooms: number };
-  checks: { recorded: number; skipped: number; failedToRecord: number; fevers: number };
+  checks: { recorded: number; queued: number; skipped: number; failedToRecord: number; fevers: number };
+  /** Per policy day: API calls per route, CPU, worker task latency. */
+  days: DayStats[];
+  /** What one case costs per policy day (a sample of cases' histories). */
+  caseDay?: CaseDayCost;
+  /** How long the invariant check took (seconds). */
+  checkSeconds: number;
+  /** Issue 11's verdict: each target, met or not. */
+  targets: { name: string; met: boolean; detail: string }[];
   arrivalsReported: number;
   roomsDisinfected: number;
   wallSeconds: number;
@@ -214,8 +224,15 @@ const READ_MODEL_CATCH_UP_MS = 30_000;
 const STALL_DAYS = 3;
 const STREETS = ['Fulilu', 'Chenping', 'Xiguchengjie'];
 
-export async function runDrill(sys: DrillSystem, o: DrillOptions, log: (m: string) => void): Promise<DrillReport> {
+export async function runDrill(
+  sys: DrillSystem,
+  o: DrillOptions,
+  log: (m: string) => void,
+  opts: { metricsUrl?: string } = {},
+): Promise<DrillReport> {
   const started = Date.now();
+  const recorder = new DayRecorder(opts.metricsUrl);
+  ApiClient.onCall = (c) => recorder.record(c);
   const dayMs = o.daySeconds * 1000;
   const policy: Policy = drillPolicy(dayMs);
   const runId = crypto.randomBytes(3).toString('hex');
@@ -279,7 +296,10 @@ export async function runDrill(sys: DrillSystem, o: DrillOptions, log: (m: strin
     addressChanged: 0,
     escalationsByKind: {},
     peakOccupancy: { rooms: 0, activeCases: 0, totalRooms: 0 },
-    checks: { recorded: 0, skipped: 0, failedToRecord: 0, fevers: 0 },
+    checks: { recorded: 0, queued: 0, skipped: 0, failedToRecord: 0, fevers: 0 },
+    days: [],
+    checkSeconds: 0,
+    targets: [],
     arrivalsReported: 0,
     roomsDisinfected: 0,
     wallSeconds: 0,
@@ -312,6 +332,12 @@ export async function runDrill(sys: DrillSystem, o: DrillOptions, log: (m: strin
         }
       })(),
     );
+
+  // ---- the figures of each policy day
+  every(dayMs, async () => {
+    if (Date.now() - started < dayMs / 2) return;
+    log(formatDay(await recorder.closeDay()));
+  });
 
   // ---- community: file the transfers on their schedule
   const filing = (async () => {
@@ -408,8 +434,9 @@ export async function runDrill(sys: DrillSystem, o: DrillOptions, log: (m: strin
               }),
             )
             .then(
-              () => {
+              (answer) => {
                 report.checks.recorded++;
+                if ((answer as { status?: string }).status === 'queued') report.checks.queued++;
                 if (fever) report.checks.fevers++;
               },
               (err: unknown) => {
@@ -577,14 +604,105 @@ export async function runDrill(sys: DrillSystem, o: DrillOptions, log: (m: strin
   // Let the last flushes land before reading the read model against the workflows.
   await sleep(Math.max(1000, dayMs / 2));
 
+  ApiClient.onCall = undefined;
+  const checkStarted = Date.now();
   await checkInvariants(sys, policy, [...byCase.keys()], report, violate, log);
+  report.checkSeconds = Math.round((Date.now() - checkStarted) / 1000);
+  report.days = recorder.days;
+  report.caseDay = await caseDayCost(sys, [...byCase.keys()], dayMs, log).catch((err: unknown) => {
+    log(`case-day cost not measured: ${(err as Error).message.slice(0, 200)}`);
+    return undefined;
+  });
 
   const esc = await rows<{ kind: string; n: number }>(sql`
     select kind, count(*)::int as n from escalations where case_no like 'QC%' group by kind order by kind`);
   report.escalationsByKind = Object.fromEntries(esc.map((e) => [e.kind, Number(e.n)]));
   report.violations = [...violations];
   report.wallSeconds = Math.round((Date.now() - started) / 1000);
+  report.targets = verdict(report);
   return report;
+}
+
+/**
+ * Issue 11's targets for a drill run: every invariant checked and holding, every check the
+ * nurse recorded taken (none refused or timed out), missed-check escalations only for the
+ * slots skipped on purpose, and the invariant check itself under two minutes.
+ */
+export function verdict(r: DrillReport): DrillReport['targets'] {
+  const missed = r.escalationsByKind.missed_check ?? 0;
+  return [
+    { name: 'invariants hold', met: r.violations.length === 0, detail: `${r.violations.length} violations` },
+    {
+      name: 'no health check refused or timed out',
+      met: r.checks.failedToRecord === 0,
+      detail: `${r.checks.failedToRecord} of ${r.checks.recorded + r.checks.failedToRecord} not taken (${r.checks.queued} queued, which counts as taken)`,
+    },
+    {
+      name: 'missed-check escalations only for skipped checks',
+      met: missed <= r.checks.skipped,
+      detail: `${missed} missed-check escalations for ${r.checks.skipped} checks skipped on purpose`,
+    },
+    { name: 'invariant check under 2 minutes', met: r.checkSeconds < 120, detail: `${r.checkSeconds} s` },
+  ];
+}
+
+export interface CaseDayCost {
+  sampled: number;
+  caseDays: number;
+  perCaseDay: { workflowTasks: number; activities: number; historyEvents: number; historyKiB: number };
+}
+
+/**
+ * What a case costs Temporal per policy day, from a sample of case histories (every run, across
+ * continue-as-new): workflow tasks completed, activities scheduled, history events and bytes.
+ */
+async function caseDayCost(
+  sys: DrillSystem,
+  caseNos: string[],
+  dayMs: number,
+  log: (m: string) => void,
+): Promise<CaseDayCost | undefined> {
+  const sample = caseNos.filter((_, i) => i % Math.max(1, Math.floor(caseNos.length / 40)) === 0).slice(0, 40);
+  let tasks = 0;
+  let activities = 0;
+  let events = 0;
+  let bytes = 0;
+  let days = 0;
+  for (const caseNo of sample) {
+    const workflowId = `case-${caseNo}`;
+    let first: number | undefined;
+    let last = 0;
+    for await (const run of sys.client.workflow.list({ query: `WorkflowId = '${workflowId}'` })) {
+      const history = await sys.client.workflow.getHandle(workflowId, run.runId).fetchHistory();
+      for (const e of history.events ?? []) {
+        const t = Number(e.eventTime?.seconds ?? 0) * 1000 + Math.floor(Number(e.eventTime?.nanos ?? 0) / 1e6);
+        first = first === undefined ? t : Math.min(first, t);
+        last = Math.max(last, t);
+        events++;
+        if (e.workflowTaskCompletedEventAttributes) tasks++;
+        if (e.activityTaskScheduledEventAttributes) activities++;
+      }
+      bytes += temporal.api.history.v1.History.encode(history).finish().length;
+    }
+    if (first !== undefined) days += Math.max(0, last - first) / dayMs;
+  }
+  if (days <= 0) return undefined;
+  const per = (x: number) => Math.round((x / days) * 10) / 10;
+  const cost = {
+    sampled: sample.length,
+    caseDays: Math.round(days * 10) / 10,
+    perCaseDay: {
+      workflowTasks: per(tasks),
+      activities: per(activities),
+      historyEvents: per(events),
+      historyKiB: Math.round((bytes / 1024 / days) * 10) / 10,
+    },
+  };
+  log(
+    `one case-day (${cost.sampled} cases, ${cost.caseDays} case-days): ${cost.perCaseDay.workflowTasks} workflow tasks, ` +
+      `${cost.perCaseDay.activities} activities, ${cost.perCaseDay.historyEvents} history events, ${cost.perCaseDay.historyKiB} KiB of history`,
+  );
+  return cost;
 }
 
 // ---------------------------------------------------------------- invariants
@@ -721,7 +839,9 @@ async function checkInvariants(
     let s: CaseState;
     try {
       status = (await handle.describe()).status.name;
-      s = await handle.query(viewQuery);
+      // A closed case's own result carries its final view: no query (which would replay its whole history).
+      const final = status === 'COMPLETED' ? ((await handle.result()) as CaseOutcome).view : undefined;
+      s = final ?? (await handle.query(viewQuery));
     } catch (err) {
       violate(`case ${caseNo}: workflow cannot be read (${(err as Error).message.slice(0, 120)})`);
       return;
@@ -787,12 +907,14 @@ function parseFlags(argv: string[]): {
   temporalAddress?: string;
   keepDb: boolean;
   pglite: boolean;
+  out?: string;
 } {
   const o = { ...defaultDrillOptions };
   let databaseUrl: string | undefined;
   let temporalAddress: string | undefined;
   let keepDb = false;
   let pglite = false;
+  let out: string | undefined;
   const numeric: Record<string, keyof DrillOptions> = {
     people: 'people',
     'day-seconds': 'daySeconds',
@@ -818,9 +940,10 @@ function parseFlags(argv: string[]): {
     else if (flag === 'temporal-address') temporalAddress = value();
     else if (flag === 'keep-db') keepDb = true;
     else if (flag === 'pglite') pglite = true;
+    else if (flag === 'out') out = value();
     else throw new Error(`unknown flag --${flag}`);
   }
-  return { o, databaseUrl, temporalAddress, keepDb, pglite };
+  return { o, databaseUrl, temporalAddress, keepDb, pglite, out };
 }
 
 async function recreate(url: string, drop = false): Promise<void> {
@@ -852,8 +975,17 @@ export function printReport(r: DrillReport): void {
     `  escalations by kind   ${Object.entries(r.escalationsByKind)
       .map(([k, n]) => `${k} ${n}`)
       .join(', ')}`,
+    `  checks answered       ${r.checks.recorded - r.checks.queued} applied, ${r.checks.queued} queued (202)`,
+    `  invariant check       ${r.checkSeconds} s`,
+    ...(r.caseDay
+      ? [
+          `  one case-day          ${r.caseDay.perCaseDay.workflowTasks} workflow tasks, ${r.caseDay.perCaseDay.activities} activities, ` +
+            `${r.caseDay.perCaseDay.historyEvents} history events, ${r.caseDay.perCaseDay.historyKiB} KiB (${r.caseDay.sampled} cases sampled)`,
+        ]
+      : []),
     `  read model            ${r.readModelCompared} compared at the workflow's version` +
       (r.readModelTrailing ? `, ${r.readModelTrailing} running cases moving too fast to catch at one version` : ''),
+    ...r.targets.map((t) => `  target ${t.met ? 'met   ' : 'MISSED'}         ${t.name}: ${t.detail}`),
     r.violations.length === 0
       ? '  invariants            all hold'
       : `  INVARIANTS VIOLATED   ${r.violations.length}:\n${r.violations
@@ -873,8 +1005,13 @@ async function main(): Promise<void> {
     : (flags.databaseUrl ?? 'postgres://postgres@127.0.0.1:5432/shaodian_drill');
   if (databaseUrl) await recreate(databaseUrl);
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'shaodian-drill-'));
-  // The SDK's own log (workflow phase lines) at warn: the drill prints its own progress.
-  SdkRuntime.install({ logger: new DefaultLogger('WARN') });
+  // The SDK's own log (workflow phase lines) at warn: the drill prints its own progress. Its
+  // metrics (Prometheus, on a free local port) give the per-day workflow-task latencies.
+  const metricsPort = await freePort();
+  SdkRuntime.install({
+    logger: new DefaultLogger('WARN'),
+    telemetryOptions: { metrics: { prometheus: { bindAddress: `127.0.0.1:${metricsPort}` } } },
+  });
   const log = createLogger('warn');
   const say = (m: string) => console.log(`[drill ${new Date().toISOString().slice(11, 19)}] ${m}`);
   say(
@@ -894,14 +1031,16 @@ async function main(): Promise<void> {
   );
   let report: DrillReport | undefined;
   try {
-    report = await runDrill(sys, o, say);
+    report = await runDrill(sys, o, say, { metricsUrl: `http://127.0.0.1:${metricsPort}/metrics` });
   } finally {
     await sys.stop();
     fs.rmSync(dataDir, { recursive: true, force: true });
     if (databaseUrl && !flags.keepDb) await recreate(databaseUrl, true).catch(() => undefined);
   }
   printReport(report);
-  process.exit(report.violations.length === 0 && report.filed === o.people ? 0 : 1);
+  if (flags.out) fs.writeFileSync(flags.out, JSON.stringify(report, null, 2) + '\n');
+  // Exit code 1 when an invariant fails or a target is missed.
+  process.exit(report.filed === o.people && report.targets.every((t) => t.met) ? 0 : 1);
 }
 
 if (require.main === module) {

@@ -457,6 +457,9 @@ export async function caseWorkflowV2(input: CaseInputV2): Promise<CaseOutcome> {
           endedAt: s.endedAt!,
           reason: s.closing?.reason,
           ...(s.closing?.certificateNo ? { certificateNo: s.closing.certificateNo } : {}),
+          // The final state, so that reading a closed case needs no query (a query on a closed
+          // workflow replays its whole history). The result is not part of determinism.
+          view: caseView(s, ctx, now, []),
         };
       }
       if (quiet && shouldContinueAsNew()) {

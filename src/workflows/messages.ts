@@ -42,6 +42,8 @@ export interface CaseOutcome {
   endedAt: string;
   reason?: string;
   certificateNo?: string;
+  /** v2: the case's final view (its history list left out). */
+  view?: import('../domain/case/view').CaseView;
 }
 
 // ---- signals ----
