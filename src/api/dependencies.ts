@@ -169,7 +169,8 @@ const msOf = (d: { seconds?: unknown; nanos?: unknown } | null | undefined): num
  * Probes Temporal, the database and the worker every `intervalMs` and keeps one breaker each.
  *
  * The worker has no address to ping. It counts as down when workflow tasks wait on its task
- * queue longer than `workerStallMs` (nobody takes them), or when an update found no worker to
+ * queue longer than `workerStallMs` and no worker has polled since the previous probe (nobody
+ * takes them; a worker that polls but is behind is slow, not gone), or when an update found no worker to
  * answer it (the command routes trip it); it counts as back when a worker has polled since it
  * was marked down and nothing is left waiting that long.
  */
@@ -266,7 +267,11 @@ export function createDependencyMonitor(opts: DependencyMonitorOptions): Depende
       const lastPoll = Math.max(0, ...(r.pollers ?? []).map((p) => msOf(p.lastAccessTime)));
       const backlogAge = msOf(r.stats?.approximateBacklogAge);
       const backlog = Number(r.stats?.approximateBacklogCount ?? 0);
-      if (backlog > 0 && backlogAge > opts.workerStallMs) {
+      // A worker that polled since the last probe is there, however far behind (a wave, a busy
+      // host): its commands are sent and wait their turn. Only work waiting while nobody polls
+      // says the worker is gone.
+      const polling = lastPoll > lastSeenPoll;
+      if (backlog > 0 && backlogAge > opts.workerStallMs && !polling) {
         tripWorker(
           lastPoll === 0
             ? `no worker has polled the task queue; work has waited ${Math.round(backlogAge / 1000)} s`

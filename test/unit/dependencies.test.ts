@@ -94,6 +94,27 @@ test('the worker: down when work waits on its queue, back when the waiting work 
   expect(monitor.worker.isOpen).toBe(false);
 });
 
+test('a worker that keeps polling but is behind (a wave) is slow, not down: commands are still sent', async () => {
+  const { w, monitor } = world();
+  w.lastPollS = 100;
+  await monitor.probe();
+  // Work waits 40 s, but the worker polled again since the last probe: it is working through it.
+  w.backlog = 800;
+  w.backlogAgeS = 40;
+  for (const poll of [101, 102, 103]) {
+    w.lastPollS = poll;
+    await monitor.probe();
+    expect(monitor.worker.isOpen).toBe(false);
+  }
+  // It stops polling with the work still waiting: now it is down.
+  await monitor.probe();
+  expect(monitor.worker.isOpen).toBe(true);
+  // It polls again: back.
+  w.lastPollS = 110;
+  await monitor.probe();
+  expect(monitor.worker.isOpen).toBe(false);
+});
+
 test('a slow probe alone does not open a breaker (a busy machine); two in a row, or a refused connection, do', async () => {
   const { w } = world();
   let slow = true;
