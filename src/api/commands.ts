@@ -163,7 +163,15 @@ export async function sendReportWithAnswer<R, T extends object>(
       // still down: straight to the queue below
     }
   }
-  if (!app.deps.worker.isOpen) {
+  // A worker that is there but further behind than we would wait: the update would time out and
+  // still be applied later, besides the queued copy, so two workflow tasks for one report exactly
+  // when tasks are scarce. The report goes to the queue at once instead (one signal).
+  const behind = app.deps.workerBehindMs();
+  if (!app.deps.worker.isOpen && behind >= app.config.API_REPORT_WAIT_MS) {
+    reason = `workflow tasks have waited ${Math.round(behind / 1000)} s for a worker`;
+    // Nobody polled lately either: likely gone, so commands should not be sent into the void.
+    if (!app.deps.workerPolling()) app.deps.suspect('worker', reason);
+  } else if (!app.deps.worker.isOpen) {
     try {
       const result = await app.ops.update(caseNo, update, input, {
         waitMs: app.config.API_REPORT_WAIT_MS,

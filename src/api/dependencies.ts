@@ -128,6 +128,14 @@ export interface DependencyMonitor {
   isDown(name: DependencyName): boolean;
   /** A call failed in a way that suggests the dependency is down: probe now rather than at the next tick. */
   suspect(name: DependencyName, reason: string): void;
+  /**
+   * How long workflow tasks have been waiting on the worker's task queue at the last probe (0
+   * when none wait): a worker that is there but behind. Reports that would wait longer than the
+   * API waits for an answer go straight to the queue instead of being sent twice.
+   */
+  workerBehindMs(): number;
+  /** Whether a worker polled its task queue before each of the last two probes (behind, but there). */
+  workerPolling(): boolean;
   /** Probes everything now (readiness) and returns the states. */
   probe(): Promise<Record<DependencyName, DependencyState>>;
   snapshot(): Record<DependencyName, DependencyState>;
@@ -169,7 +177,7 @@ const msOf = (d: { seconds?: unknown; nanos?: unknown } | null | undefined): num
  * Probes Temporal, the database and the worker every `intervalMs` and keeps one breaker each.
  *
  * The worker has no address to ping. It counts as down when workflow tasks wait on its task
- * queue longer than `workerStallMs` and no worker has polled since the previous probe (nobody
+ * queue longer than `workerStallMs` and no worker kept polling over the last probes (nobody
  * takes them; a worker that polls but is behind is slow, not gone), or when an update found no worker to
  * answer it (the command routes trip it); it counts as back when a worker has polled since it
  * was marked down and nothing is left waiting that long.
@@ -187,6 +195,9 @@ export function createDependencyMonitor(opts: DependencyMonitorOptions): Depende
   // against the newest poll seen before it went down (same clock), not against ours.
   let lastSeenPoll = 0;
   let pollMark = 0;
+  let behindMs = 0;
+  let polledLately = false;
+  let pollStreak = 0;
   /** Down because work waited: back when the work is taken (only a worker takes it). */
   let stalled = false;
   const tripWorker = (reason: string) => {
@@ -267,10 +278,14 @@ export function createDependencyMonitor(opts: DependencyMonitorOptions): Depende
       const lastPoll = Math.max(0, ...(r.pollers ?? []).map((p) => msOf(p.lastAccessTime)));
       const backlogAge = msOf(r.stats?.approximateBacklogAge);
       const backlog = Number(r.stats?.approximateBacklogCount ?? 0);
+      behindMs = backlog > 0 ? backlogAge : 0;
       // A worker that polled since the last probe is there, however far behind (a wave, a busy
       // host): its commands are sent and wait their turn. Only work waiting while nobody polls
       // says the worker is gone.
-      const polling = lastPoll > lastSeenPoll;
+      // Two probes in a row: a worker that stopped leaves one last poll behind it.
+      pollStreak = lastSeenPoll > 0 && lastPoll > lastSeenPoll ? pollStreak + 1 : 0;
+      const polling = pollStreak >= 2;
+      polledLately = polling;
       if (backlog > 0 && backlogAge > opts.workerStallMs && !polling) {
         tripWorker(
           lastPoll === 0
@@ -333,6 +348,8 @@ export function createDependencyMonitor(opts: DependencyMonitorOptions): Depende
       if (name === 'worker') tripWorker(reason);
       void probe();
     },
+    workerBehindMs: () => behindMs,
+    workerPolling: () => polledLately,
     probe,
     snapshot,
     start() {

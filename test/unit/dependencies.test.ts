@@ -98,21 +98,39 @@ test('a worker that keeps polling but is behind (a wave) is slow, not down: comm
   const { w, monitor } = world();
   w.lastPollS = 100;
   await monitor.probe();
-  // Work waits 40 s, but the worker polled again since the last probe: it is working through it.
+  // Work waits 40 s, but the worker keeps polling: it is working through it.
+  w.lastPollS = 101;
+  await monitor.probe();
   w.backlog = 800;
   w.backlogAgeS = 40;
-  for (const poll of [101, 102, 103]) {
+  for (const poll of [102, 103, 104]) {
     w.lastPollS = poll;
     await monitor.probe();
     expect(monitor.worker.isOpen).toBe(false);
+    // How far behind it is: reports that would wait longer go straight to the queue.
+    expect(monitor.workerBehindMs()).toBe(40_000);
   }
   // It stops polling with the work still waiting: now it is down.
   await monitor.probe();
   expect(monitor.worker.isOpen).toBe(true);
-  // It polls again: back.
+  // It polls again, and keeps polling: back.
   w.lastPollS = 110;
   await monitor.probe();
+  w.lastPollS = 111;
+  await monitor.probe();
   expect(monitor.worker.isOpen).toBe(false);
+});
+
+test('a worker that stopped leaves one last poll behind: that alone does not count as a worker behind', async () => {
+  const { w, monitor } = world();
+  w.lastPollS = 100;
+  await monitor.probe();
+  w.lastPollS = 101; // its final poll, then nothing
+  w.backlog = 5;
+  w.backlogAgeS = 9;
+  await monitor.probe();
+  expect(monitor.worker.isOpen).toBe(true);
+  expect(monitor.workerPolling()).toBe(false);
 });
 
 test('a slow probe alone does not open a breaker (a busy machine); two in a row, or a refused connection, do', async () => {
