@@ -122,6 +122,11 @@ const ROUTES: { pattern: string; call: Call; roles: string[] }[] = [
   { pattern: 'GET /api/v1/hotels', call: { method: 'get', path: '/api/v1/hotels' }, roles: ['supervisor', 'admin'] },
   { pattern: 'GET /api/v1/summary', call: { method: 'get', path: '/api/v1/summary' }, roles: ['supervisor', 'admin'] },
   {
+    pattern: 'GET /api/v1/room-queue',
+    call: { method: 'get', path: '/api/v1/room-queue' },
+    roles: ['supervisor', 'admin'],
+  },
+  {
     pattern: 'POST /api/v1/hotels',
     call: { method: 'post', path: '/api/v1/hotels', body: () => newHotel('H-AUTH', 'D1') },
     roles: ['supervisor', 'admin'],
