@@ -18,15 +18,21 @@ test('the SDK-run dev server persists to our file with our namespace and search 
   const cli = process.env.TEMPORAL_CLI_PATH_RESOLVED;
   if (!cli) throw new Error('global setup did not resolve a Temporal CLI');
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'shaodian-sdkdev-'));
-  const server = await startSdkDevServer({
-    executable: { type: 'existing-path', path: cli },
-    dataDir,
-    namespace: 'sdk-ns',
-    port: await freePort(),
-    uiPort: await freePort(),
-    headless: true,
-    log: createLogger('silent'),
-  });
+  // A port found free can be taken by another socket before the server binds it (seen once in
+  // CI: "address already in use"): start again on fresh ports, at most three times.
+  const start = async () =>
+    startSdkDevServer({
+      executable: { type: 'existing-path', path: cli },
+      dataDir,
+      namespace: 'sdk-ns',
+      port: await freePort(),
+      uiPort: await freePort(),
+      headless: true,
+      log: createLogger('silent'),
+    });
+  const server = await start()
+    .catch(() => start())
+    .catch(() => start());
   try {
     const conn = await Connection.connect({ address: server.address });
     const sa = await conn.operatorService.listSearchAttributes({ namespace: 'sdk-ns' });
