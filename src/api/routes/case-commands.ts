@@ -64,14 +64,8 @@ const signalResponses = {
     contentType: 'application/problem+json',
   },
 };
-const updateResponses = {
-  200: { description: "Applied: the case's worker took the command; its answer", schema: UpdateAnswer },
-  404: { description: 'No such case', contentType: 'application/problem+json' },
-  409: { description: 'The workflow rejected the command; `detail` says why', contentType: 'application/problem+json' },
-  422: {
-    description: 'The workflow judged the input invalid; `detail` says why',
-    contentType: 'application/problem+json',
-  },
+/** The answers of any command sent to a case's workflow that say it was not sent, or may have landed. */
+export const commandOutcomeResponses = {
   503: {
     description:
       'A dependency is known to be down (`dependency`: temporal, database or worker): the command was not sent; retry after Retry-After',
@@ -82,6 +76,16 @@ const updateResponses = {
       'No worker answered in time: the outcome is unknown (it may still be applied); retry with the same Idempotency-Key (also in the answer)',
     contentType: 'application/problem+json',
   },
+} as const;
+const updateResponses = {
+  200: { description: "Applied: the case's worker took the command; its answer", schema: UpdateAnswer },
+  404: { description: 'No such case', contentType: 'application/problem+json' },
+  409: { description: 'The workflow rejected the command; `detail` says why', contentType: 'application/problem+json' },
+  422: {
+    description: 'The workflow judged the input invalid; `detail` says why',
+    contentType: 'application/problem+json',
+  },
+  ...commandOutcomeResponses,
 };
 const reportResponses = {
   ...updateResponses,

@@ -18,6 +18,7 @@ import {
   UpdateAnswer,
 } from '../schemas';
 import { commandKey, sendCommand } from '../commands';
+import { commandOutcomeResponses } from './case-commands';
 import { keyCovers } from '../scope';
 import { temporalProblem } from '../temporal-ops';
 import { dbProblem, iso } from './read-helpers';
@@ -67,10 +68,7 @@ export const escalationRoutes: AnyRoute[] = [
       200: { description: 'Resolved; the escalation as now held', schema: UpdateAnswer },
       404: { description: 'No such escalation', contentType: 'application/problem+json' },
       409: { description: 'Already closed, or a step that cannot be waived', contentType: 'application/problem+json' },
-      504: {
-        description: 'No worker answered in time: the outcome is unknown; retry with the same Idempotency-Key',
-        contentType: 'application/problem+json',
-      },
+      ...commandOutcomeResponses,
     },
     async handler({ app, key, params, body, req, res }) {
       const { key: idem } = commandKey(req);
@@ -84,7 +82,6 @@ export const escalationRoutes: AnyRoute[] = [
           { escalationId: params.id, note: body.note, by: actorOf(key!), key: idem },
           idem,
         );
-        res.setHeader('Idempotency-Key', idem);
         res.status(200).json({ caseNo: row.caseNo, status: 'applied', result, idempotencyKey: idem });
         return;
       } catch (err) {
@@ -120,10 +117,7 @@ export const escalationRoutes: AnyRoute[] = [
       200: { description: 'Acknowledged; the escalation as the workflow now holds it', schema: UpdateAnswer },
       404: { description: 'No such escalation', contentType: 'application/problem+json' },
       409: { description: 'Already acknowledged or closed', contentType: 'application/problem+json' },
-      504: {
-        description: 'No worker answered in time: the outcome is unknown; retry with the same Idempotency-Key',
-        contentType: 'application/problem+json',
-      },
+      ...commandOutcomeResponses,
     },
     async handler({ app, key, params, body, req, res }) {
       const { key: idem } = commandKey(req);
