@@ -46,6 +46,14 @@ export const envSchema = z.object({
     .string()
     .regex(/^([\w-]+:[A-Za-z0-9+/=]+)(,[\w-]+:[A-Za-z0-9+/=]+)*$/, 'must be id:base64[,id:base64...]')
     .optional(),
+  /**
+   * Browser origins (the Temporal UI's) allowed to call /codec/decode with the codec cookie,
+   * comma-separated; the UI of `npm run cluster` and of the dev server are the defaults.
+   */
+  CODEC_CORS_ORIGINS: z
+    .string()
+    .regex(/^(https?:\/\/[^,/\s]+)(,https?:\/\/[^,/\s]+)*$/, 'must be origins: http(s)://host[:port][,...]')
+    .default('http://127.0.0.1:8080,http://localhost:8080,http://127.0.0.1:8233,http://localhost:8233'),
   DEFAULT_POLICY: z.string().min(1).default('standard'),
   TIME_ZONE: z.string().min(1).default('Asia/Shanghai'),
   DRILL_DAY_SECONDS: z.coerce.number().positive().default(10),

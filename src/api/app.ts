@@ -22,6 +22,9 @@ import { labRoutes } from './routes/lab';
 import { opsRoutes, publicDir } from './routes/ops';
 import { readRoutes } from './routes/reads';
 import { transferRoutes } from './routes/transfers';
+import { codecCors, codecRoutes } from './routes/codec';
+import { loadCodec } from '../temporal/codec';
+import type { PayloadCodec } from '@temporalio/common';
 import { createCaseOps } from './temporal-ops';
 
 export interface AppDeps {
@@ -36,6 +39,8 @@ export interface AppDeps {
   hmacKey?: Buffer;
   /** Share a metrics registry (e.g. with the worker's); default a registry of the app's own. */
   metrics?: ApiMetrics;
+  /** The payload codec served at /codec/* (the Temporal UI's); default the configured key (loadCodec). */
+  codec?: PayloadCodec;
   /** The breakers; default a monitor of the app's own that probes on use (the runtime starts its loop). */
   monitor?: DependencyMonitor;
 }
@@ -43,7 +48,7 @@ export interface AppDeps {
 export const API_VERSION = '1.0.0';
 
 /** The routes in the order Express tries them (also what the OpenAPI document lists). */
-export function apiRoutes(document: () => unknown): AnyRoute[] {
+export function apiRoutes(document: () => unknown, getCodec: () => PayloadCodec = unavailableCodec): AnyRoute[] {
   return [
     ...opsRoutes(document),
     ...transferRoutes,
@@ -53,7 +58,12 @@ export function apiRoutes(document: () => unknown): AnyRoute[] {
     ...readRoutes,
     ...hotelRoutes,
     ...adminRoutes,
+    ...codecRoutes(getCodec),
   ];
+}
+
+function unavailableCodec(): PayloadCodec {
+  throw new Error('no codec in this document-only route list');
 }
 
 export function buildOpenApiDocument(routes: AnyRoute[]): object {
@@ -68,6 +78,12 @@ export function buildOpenApiDocument(routes: AnyRoute[]): object {
     in: 'header',
     name: 'X-Admin-Token',
     description: "The running system's admin token (DATA_DIR/runtime.json), used by `npm run keys`",
+  });
+  registry.registerComponent('securitySchemes', 'codecCookie', {
+    type: 'apiKey',
+    in: 'cookie',
+    name: 'sd_codec',
+    description: 'A supervisor or admin key held by the browser after POST /codec/session (for the Temporal UI)',
   });
   for (const r of routes) documentRoute(registry, r);
   return new OpenApiGeneratorV31(registry.definitions).generateDocument({
@@ -130,7 +146,11 @@ export function createApp(deps: AppDeps): express.Express {
   };
 
   let doc: object | undefined;
-  const routes = apiRoutes(() => (doc ??= buildOpenApiDocument(routes)));
+  let codec = deps.codec;
+  const routes = apiRoutes(
+    () => (doc ??= buildOpenApiDocument(routes)),
+    () => (codec ??= loadCodec(deps.config).codec),
+  );
 
   const app = express();
   app.disable('x-powered-by');
@@ -161,6 +181,9 @@ export function createApp(deps: AppDeps): express.Express {
     if (req.app.locals.draining) res.setHeader('Connection', 'close');
     next();
   });
+
+  // The Temporal UI calls the codec from its own origin (CODEC_CORS_ORIGINS).
+  app.use(codecCors(ctx));
 
   // The last resort for a request stuck on something that hangs rather than fails (a partitioned
   // database before the probe has seen it): the caller gets an answer that does not lie. A read
@@ -198,6 +221,8 @@ export function createApp(deps: AppDeps): express.Express {
     }
     next();
   });
+  // A case's whole history can be decoded in one call: the codec takes larger bodies.
+  app.use('/codec', express.json({ limit: '16mb', type: ['application/json'] }));
   app.use(express.json({ limit: deps.config.API_BODY_LIMIT, type: ['application/json', 'application/*+json'] }));
   app.use('/assets', express.static(publicDir(), { index: false, fallthrough: true, maxAge: '5m' }));
 

@@ -19,7 +19,23 @@ export type Access =
   /** A bearer key with one of these roles. */
   | { kind: 'key'; roles: readonly Role[] }
   /** The runtime's X-Admin-Token, or a bearer key with role admin. */
-  | { kind: 'admin' };
+  | { kind: 'admin' }
+  /**
+   * A bearer key with one of these roles, or the same key held in the `sd_codec` cookie (set by
+   * POST /codec/session, sent only to /codec): how a browser on the Temporal UI reaches the codec.
+   */
+  | { kind: 'codec'; roles: readonly Role[] };
+
+/** The cookie that carries a codec key for the Temporal UI (HttpOnly, Path=/codec, SameSite=Strict). */
+export const CODEC_COOKIE = 'sd_codec';
+
+export function cookieValue(header: string | undefined, name: string): string | undefined {
+  for (const part of (header ?? '').split(';')) {
+    const i = part.indexOf('=');
+    if (i > 0 && part.slice(0, i).trim() === name) return decodeURIComponent(part.slice(i + 1).trim());
+  }
+  return undefined;
+}
 
 type AnyObject = z.ZodType<Record<string, unknown>>;
 
@@ -99,6 +115,11 @@ export function mountRoute(app: express.Express, ctx: ApiContext, def: AnyRoute)
       let key: ApiKey | undefined;
       if (def.access.kind === 'key') {
         key = await ctx.keys.authenticate(req.get('authorization'));
+        limit(ctx, key);
+        requireRole(key, def.access.roles);
+      } else if (def.access.kind === 'codec') {
+        const cookie = cookieValue(req.get('cookie'), CODEC_COOKIE);
+        key = await ctx.keys.authenticate(req.get('authorization') ?? (cookie ? `Bearer ${cookie}` : undefined));
         limit(ctx, key);
         requireRole(key, def.access.roles);
       } else if (def.access.kind === 'admin') {
@@ -186,9 +207,11 @@ export function documentRoute(registry: OpenAPIRegistry, def: AnyRoute): void {
       ? []
       : def.access.kind === 'admin'
         ? [{ adminToken: [] }, { bearer: [] }]
-        : [{ bearer: [] }];
+        : def.access.kind === 'codec'
+          ? [{ bearer: [] }, { codecCookie: [] }]
+          : [{ bearer: [] }];
   const roles =
-    def.access.kind === 'key'
+    def.access.kind === 'key' || def.access.kind === 'codec'
       ? `\n\nRoles: ${def.access.roles.join(', ')}.`
       : def.access.kind === 'admin'
         ? '\n\nAdmin only.'

@@ -272,3 +272,24 @@ export const activityEffects = pgTable(
   },
   (t) => [primaryKey({ columns: [t.workflowId, t.step] })],
 );
+
+/**
+ * Every use of the payload codec endpoint (the Temporal UI decoding case payloads): who, when,
+ * what and how many. Written before the answer: a decode that cannot be recorded is refused.
+ * No PII: key ids and counts only, never a payload.
+ */
+export const codecAudit = pgTable(
+  'codec_audit',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    at: timestamp('at', { withTimezone: true }).notNull().defaultNow(),
+    keyId: text('key_id').notNull(),
+    role: text('role').notNull(),
+    operation: text('operation').notNull(),
+    namespace: text('namespace'),
+    payloads: integer('payloads').notNull(),
+    /** The browser page that asked (the Temporal UI's origin), when one did. */
+    origin: text('origin'),
+  },
+  (t) => [index('codec_audit_at').on(t.at), index('codec_audit_key').on(t.keyId, t.at)],
+);

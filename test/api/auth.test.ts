@@ -122,6 +122,26 @@ const ROUTES: { pattern: string; call: Call; roles: string[] }[] = [
   { pattern: 'GET /api/v1/hotels', call: { method: 'get', path: '/api/v1/hotels' }, roles: ['supervisor', 'admin'] },
   { pattern: 'GET /api/v1/summary', call: { method: 'get', path: '/api/v1/summary' }, roles: ['supervisor', 'admin'] },
   {
+    pattern: 'POST /codec/session',
+    call: { method: 'post', path: '/codec/session' },
+    roles: ['supervisor', 'admin'],
+  },
+  {
+    pattern: 'POST /codec/decode',
+    call: { method: 'post', path: '/codec/decode', body: () => ({ payloads: [] }) },
+    roles: ['supervisor', 'admin'],
+  },
+  {
+    pattern: 'POST /codec/encode',
+    call: { method: 'post', path: '/codec/encode', body: () => ({ payloads: [] }) },
+    roles: ['supervisor', 'admin'],
+  },
+  {
+    pattern: 'GET /api/v1/admin/codec-audit',
+    call: { method: 'get', path: '/api/v1/admin/codec-audit' },
+    roles: ['admin'],
+  },
+  {
     pattern: 'GET /api/v1/room-queue',
     call: { method: 'get', path: '/api/v1/room-queue' },
     roles: ['supervisor', 'admin'],
@@ -168,7 +188,16 @@ const ROUTES: { pattern: string; call: Call; roles: string[] }[] = [
     roles: ['admin'],
   },
 ];
-const PUBLIC = ['GET /healthz', 'GET /readyz', 'GET /metrics', 'GET /openapi.json', 'GET /docs', 'GET /dashboard'];
+const PUBLIC = [
+  'GET /healthz',
+  'GET /readyz',
+  'GET /metrics',
+  'GET /openapi.json',
+  'GET /docs',
+  'GET /dashboard',
+  'GET /codec',
+  'DELETE /codec/session',
+];
 
 // The "in jurisdiction" key of each role (the *Other keys are for the jurisdiction tests).
 const ROLE_KEYS: KeyName[] = ['community', 'hotel', 'transport', 'medical', 'lab', 'supervisor', 'admin'];
@@ -194,7 +223,8 @@ test('the role table here is the one the routes enforce', () => {
   expect(served).toEqual(ROUTES.map((r) => r.pattern).sort());
   for (const r of apiRoutes(() => ({}))) {
     const row = ROUTES.find((x) => x.pattern === `${r.method.toUpperCase()} ${r.path}`);
-    if (r.access.kind === 'key') expect([...r.access.roles].sort()).toEqual([...row!.roles].sort());
+    if (r.access.kind === 'key' || r.access.kind === 'codec')
+      expect([...r.access.roles].sort()).toEqual([...row!.roles].sort());
     if (r.access.kind === 'admin') expect(row!.roles).toEqual(['admin']);
     if (r.access.kind === 'public') expect(PUBLIC).toContain(`${r.method.toUpperCase()} ${r.path}`);
   }
@@ -235,8 +265,9 @@ describe.each(ROUTES)('$pattern', ({ call, roles }) => {
 
 test('public routes need no key', async () => {
   for (const p of PUBLIC) {
-    const res = await request(h.app).get(p.split(' ')[1]!);
-    expect(res.status).toBe(p === 'GET /readyz' ? 200 : 200);
+    const [method, route] = p.split(' ') as [string, string];
+    const res = await (method === 'DELETE' ? request(h.app).delete(route) : request(h.app).get(route));
+    expect(res.status).toBe(method === 'DELETE' ? 204 : 200);
   }
 });
 

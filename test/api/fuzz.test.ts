@@ -53,12 +53,15 @@ const VALID: Record<string, () => unknown> = {
   '/api/v1/rooms/:roomId/disinfected': () => ({}),
   '/api/v1/rooms/:roomId/out-of-service': () => ({ reason: 'broken heater' }),
   '/api/v1/rooms/:roomId/return-to-service': () => ({}),
+  '/codec/decode': () => ({ payloads: [{ metadata: { encoding: 'anNvbi9wbGFpbg==' }, data: 'e30=' }] }),
+  '/codec/encode': () => ({ payloads: [{ metadata: { encoding: 'anNvbi9wbGFpbg==' }, data: 'e30=' }] }),
 };
 
 const targetOf = (path: string) =>
   path.replace(':caseNo', caseNo).replace(':id', 'QCSEED000002-E1').replace(':roomId', 'H1-105');
 
-const postRoutes = apiRoutes(() => ({})).filter((r) => r.method === 'post');
+// Routes that take a body (POST /codec/session takes none: its key is the whole input).
+const postRoutes = apiRoutes(() => ({})).filter((r) => r.method === 'post' && (r.body || r.parseBody));
 
 function pathsOf(v: unknown, prefix: (string | number)[] = []): (string | number)[][] {
   const out: (string | number)[][] = [prefix];
