@@ -23,6 +23,24 @@ export interface ActivityDeps {
   wake?: (workflowId: string) => Promise<void>;
 }
 
+/** The details the previous attempt of this activity heartbeated (none outside an activity). */
+function attemptDetails<T>(): T | undefined {
+  try {
+    return Context.current().info.heartbeatDetails as T | undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Records progress for the next attempt (a no-op outside an activity). */
+function heartbeat(details: unknown): void {
+  try {
+    Context.current().heartbeat(details);
+  } catch {
+    // not running as an activity (a direct call in a test or a script)
+  }
+}
+
 /** The activity's own Temporal client (the worker's connection) sends the wake-up. */
 const wakeFromActivity = async (workflowId: string): Promise<void> => {
   await Context.current().client.workflow.getHandle(workflowId).signal(roomOfferedSignal);
@@ -232,13 +250,28 @@ export function createActivities(deps: ActivityDeps): CaseActivities {
     async notifyEscalation(input) {
       // Each level of an escalation chain is a separate notice to a different person.
       const step = `notify:${input.escalation.id}:${input.escalation.level}`;
-      await once(db, input.workflowId, step, () =>
-        sys.notify.notify({
-          idempotencyKey: idemKey(input.workflowId, step),
-          caseNo: input.caseNo,
-          hotelId: input.hotelId,
-          escalation: input.escalation,
-        }),
+      // An alert must not wait for our database: the webhook carries the idempotency key. An
+      // attempt that delivered it but could not write the list says so in its heartbeat, which
+      // Temporal hands to the next attempt on whichever worker: that one writes the list only.
+      const prior = attemptDetails<{ webhookDelivered?: boolean }>();
+      await once(
+        db,
+        input.workflowId,
+        step,
+        () =>
+          sys.notify.notify(
+            {
+              idempotencyKey: idemKey(input.workflowId, step),
+              caseNo: input.caseNo,
+              hotelId: input.hotelId,
+              escalation: input.escalation,
+            },
+            {
+              webhookDelivered: prior?.webhookDelivered === true,
+              onWebhookDelivered: () => heartbeat({ webhookDelivered: true }),
+            },
+          ),
+        { runWhileDatabaseDown: true },
       );
     },
 

@@ -16,7 +16,17 @@ export interface EscalationNotice {
 
 /** Puts an escalation in front of people: the escalation list always, a webhook when configured. */
 export interface NotifyService {
-  notify(notice: EscalationNotice): Promise<{ webhook: boolean }>;
+  notify(notice: EscalationNotice, progress?: NoticeProgress): Promise<{ webhook: boolean }>;
+}
+
+/**
+ * What the activity knows beyond this process: an earlier attempt (perhaps on another worker,
+ * told through Temporal's heartbeat details) already delivered the webhook; and how to tell the
+ * next attempt that this one did.
+ */
+export interface NoticeProgress {
+  webhookDelivered?: boolean;
+  onWebhookDelivered?: () => void;
 }
 
 export interface EscalationNotifierOptions {
@@ -26,10 +36,27 @@ export interface EscalationNotifierOptions {
   webhook?: HttpTarget;
 }
 
+const LIST_WAIT_MS = 5000;
+
+function withinMs<T>(ms: number, p: PromiseLike<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    Promise.resolve(p),
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`escalation list: no answer within ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+/** Idempotency keys this process has already delivered to the webhook (bounded). */
+const MAX_REMEMBERED = 10_000;
+
 export class EscalationNotifier implements NotifyService {
+  private readonly delivered = new Set<string>();
+
   constructor(private readonly opts: EscalationNotifierOptions) {}
 
-  async notify(notice: EscalationNotice): Promise<{ webhook: boolean }> {
+  async notify(notice: EscalationNotice, progress: NoticeProgress = {}): Promise<{ webhook: boolean }> {
     const { db, webhook, log } = this.opts;
     const e = notice.escalation;
     // Both channels at once, each on its own: the webhook must not wait for (or fail with) a
@@ -50,24 +77,34 @@ export class EscalationNotifier implements NotifyService {
         openedAt: new Date(e.openedAt),
       })
       .onConflictDoNothing({ target: escalations.id });
-    const posted = webhook
-      ? postJson(
-          webhook,
-          '',
-          {
-            escalationId: e.id,
-            caseNo: notice.caseNo,
-            hotelId: notice.hotelId,
-            kind: e.kind,
-            level: e.level,
-            severity: e.severity,
-            reason: e.reason,
-            openedAt: e.openedAt,
-          },
-          { idempotencyKey: notice.idempotencyKey },
-        )
-      : Promise.resolve();
-    const [list, hook] = await Promise.allSettled([listed, posted]);
+    // A retry while the database is down (the list insert failed) does not post the same alert
+    // again: not from this process (it remembers), not from another worker (the attempt that
+    // delivered said so in its heartbeat). Past both, the repeat carries the same idempotency key.
+    const posted =
+      webhook && !progress.webhookDelivered && !this.delivered.has(notice.idempotencyKey)
+        ? postJson(
+            webhook,
+            '',
+            {
+              escalationId: e.id,
+              caseNo: notice.caseNo,
+              hotelId: notice.hotelId,
+              kind: e.kind,
+              level: e.level,
+              severity: e.severity,
+              reason: e.reason,
+              openedAt: e.openedAt,
+            },
+            { idempotencyKey: notice.idempotencyKey },
+          ).then(() => {
+            progress.onWebhookDelivered?.();
+            this.delivered.add(notice.idempotencyKey);
+            if (this.delivered.size > MAX_REMEMBERED) this.delivered.delete(this.delivered.values().next().value!);
+          })
+        : Promise.resolve();
+    // The list insert is bounded like the lookup: a database that hangs must not hold the
+    // activity (and its retries) for the length of an outage; the retry writes it.
+    const [list, hook] = await Promise.allSettled([withinMs(LIST_WAIT_MS, listed), posted]);
     if (hook.status === 'rejected') throw hook.reason;
     if (list.status === 'rejected') throw list.reason;
     // Notified: on the list and through the webhook.

@@ -34,6 +34,23 @@ function restartedWorker(): { integ: Integrations; acts: CaseActivities } {
   return { integ: i, acts: createActivities({ db: tdb.db, integrations: i, log: silentLog }) };
 }
 
+/** The test database reached through a TCP proxy the test can cut. */
+async function databaseBehindProxy(url: string) {
+  const { startTcpProxy } = await import('../support/tcp-proxy');
+  const { openDatabase } = await import('../../src/db');
+  const target = new URL(url);
+  const proxy = await startTcpProxy({ host: target.hostname, port: Number(target.port || 5432) });
+  const via = new URL(url);
+  via.host = `127.0.0.1:${proxy.port}`;
+  const cut = await openDatabase({
+    databaseUrl: via.toString(),
+    dataDir: '/tmp',
+    migrate: false,
+    connectTimeoutMs: 500,
+  });
+  return { proxy, cut };
+}
+
 async function failureOf(p: Promise<unknown>): Promise<ApplicationFailure> {
   const err = await p.then(
     () => undefined,
@@ -276,6 +293,80 @@ describe('notify activity', () => {
     } finally {
       i.close();
       await hook.close();
+    }
+  });
+
+  it('the database down: the alert goes out at once and once; the list is written when it is back', async () => {
+    if (!tdb.url) return; // needs the real Postgres behind a proxy
+    const { proxy, cut } = await databaseBehindProxy(tdb.url);
+    const hook = await startRecordingServer(() => ({ status: 200 }));
+    const i = createIntegrations(testConfig({ NOTIFY_WEBHOOK_URL: hook.url }), { db: cut.db, log: silentLog });
+    const a = createActivities({ db: cut.db, integrations: i, log: silentLog });
+    try {
+      proxy.set('refuse');
+      const e = { ...escalation, id: 'N4-E1', kind: 'fever' as const, severity: 'red' as const };
+      const input = { workflowId: wf('N4'), caseNo: 'N4', escalation: e };
+      // The activity fails (retryably: the list is not written) but the alert is out.
+      await expect(a.notifyEscalation(input)).rejects.toThrow();
+      expect(hook.requests).toHaveLength(1);
+      expect(hook.requests[0]!.body).toMatchObject({ escalationId: 'N4-E1', caseNo: 'N4' });
+      // Its retries while the database stays down do not post it again.
+      await expect(a.notifyEscalation(input)).rejects.toThrow();
+      expect(hook.requests).toHaveLength(1);
+      proxy.set('up');
+      await a.notifyEscalation(input);
+      expect(hook.requests).toHaveLength(1);
+      const [row] = await tdb.db.select().from(escalations).where(eq(escalations.id, 'N4-E1'));
+      expect(row!.notifiedAt).toBeInstanceOf(Date);
+      // Recorded as done: a later retry (another worker) does nothing.
+      await restartedWorker().acts.notifyEscalation(input);
+      expect(hook.requests).toHaveLength(1);
+    } finally {
+      i.close();
+      await hook.close();
+      await cut.close();
+      await proxy.close();
+    }
+  });
+
+  it('the database down: a retry on another worker does not post the alert again (the heartbeat tells it)', async () => {
+    if (!tdb.url) return; // needs the real Postgres behind a proxy
+    const { MockActivityEnvironment } = await import('@temporalio/testing');
+    const { proxy, cut } = await databaseBehindProxy(tdb.url);
+    const hook = await startRecordingServer(() => ({ status: 200 }));
+    // Two worker processes: each its own integrations (nothing shared in memory).
+    const workers = [0, 1].map(() => {
+      const i = createIntegrations(testConfig({ NOTIFY_WEBHOOK_URL: hook.url }), { db: cut.db, log: silentLog });
+      return { i, a: createActivities({ db: cut.db, integrations: i, log: silentLog }) };
+    });
+    try {
+      proxy.set('refuse');
+      const e = { ...escalation, id: 'N5-E1', kind: 'fever' as const, severity: 'red' as const };
+      const input = { workflowId: wf('N5'), caseNo: 'N5', escalation: e };
+      // Attempt 1 on worker A: the alert goes out, the list cannot be written, the attempt fails.
+      const first = new MockActivityEnvironment({ attempt: 1 });
+      const beats: unknown[] = [];
+      first.on('heartbeat', (d: unknown) => beats.push(d));
+      await expect(first.run(workers[0]!.a.notifyEscalation, input)).rejects.toThrow();
+      expect(hook.requests).toHaveLength(1);
+      expect(beats).toEqual([{ webhookDelivered: true }]);
+      // Attempt 2 on worker B, handed attempt 1's heartbeat by Temporal: the list only, no repeat.
+      const second = new MockActivityEnvironment({ attempt: 2, heartbeatDetails: beats.at(-1) });
+      await expect(second.run(workers[1]!.a.notifyEscalation, input)).rejects.toThrow();
+      expect(hook.requests).toHaveLength(1);
+      // The database back: attempt 3 on worker B writes the list and marks it notified.
+      proxy.set('up');
+      const third = new MockActivityEnvironment({ attempt: 3, heartbeatDetails: beats.at(-1) });
+      await third.run(workers[1]!.a.notifyEscalation, input);
+      expect(hook.requests).toHaveLength(1);
+      const [row] = await tdb.db.select().from(escalations).where(eq(escalations.id, 'N5-E1'));
+      expect(row).toMatchObject({ kind: 'fever', status: 'open' });
+      expect(row!.notifiedAt).toBeInstanceOf(Date);
+    } finally {
+      for (const w of workers) w.i.close();
+      await hook.close();
+      await cut.close();
+      await proxy.close();
     }
   });
 
