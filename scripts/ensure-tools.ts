@@ -1,6 +1,8 @@
 /**
  * Makes sure the tools the test suite needs are on this machine, installing what is missing:
  * - the Temporal CLI (dev server): resolved or built from Go modules into ~/.cache/shaodian/bin;
+ * - the Temporal server, temporal-sql-tool and the Temporal UI server (npm run cluster and
+ *   test:cluster): built from Go modules into the same cache;
  * - Docker Compose, only to validate docker-compose.yml (`config`): `docker compose`,
  *   `docker-compose`, or built from Go modules into the same cache;
  * - Chromium and a CJK font for the dashboard's browser test: Debian packages.
@@ -13,6 +15,7 @@ import path from 'node:path';
 
 import { loadConfigOrExit } from '../src/config';
 import { resolveTemporalCli } from '../src/temporal/cli';
+import { GO_TOOLS, resolveGoTool, type GoToolName } from '../src/temporal/go-tools';
 
 const COMPOSE_MODULE = 'github.com/docker/compose/v2/cmd';
 const COMPOSE_VERSION = 'v2.29.7';
@@ -52,6 +55,13 @@ async function main(): Promise<void> {
     fs.renameSync(path.join(config.cliCacheDir, 'cmd'), path.join(config.cliCacheDir, 'docker-compose'));
   }
   console.log(`docker compose: ${composeCommand(config.cliCacheDir)!.join(' ')}`);
+
+  // The production topology (npm run cluster, npm run test:cluster): Temporal's server, its SQL
+  // schema tool and its Web UI, built from Go modules like the CLI.
+  for (const tool of Object.keys(GO_TOOLS) as GoToolName[]) {
+    const bin = await resolveGoTool(tool, { cacheDir: config.cliCacheDir, env, log: (m) => console.log(m) });
+    console.log(`${tool}: ${bin}`);
+  }
 
   const missing: string[] = [];
   if (!fs.existsSync('/usr/bin/chromium')) missing.push('chromium');

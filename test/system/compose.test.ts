@@ -35,25 +35,43 @@ test('docker-compose.yml is valid and has the documented services', () => {
         ports?: unknown[];
         container_name?: string;
         environment?: Record<string, string>;
+        volumes?: { source: string; target: string }[];
+        entrypoint?: string[];
+        command?: string[];
       }
     >;
   };
   expect(Object.keys(cfg.services).sort()).toEqual([
     'api',
     'postgres',
-    'temporal',
+    'temporal-frontend',
+    'temporal-history',
+    'temporal-matching',
+    'temporal-schema',
     'temporal-setup',
     'temporal-ui',
+    'temporal-worker',
     'worker',
   ]);
-  expect(cfg.services.temporal!.image).toMatch(/^temporalio\/auto-setup:/);
-  expect(cfg.services.temporal!.environment!.DB).toBe('postgres12');
+  // One server config for both layouts: each service mounts deploy/temporal (what `npm run
+  // cluster` reads) and starts the one service it names.
+  for (const svc of ['frontend', 'history', 'matching', 'worker']) {
+    const c = cfg.services[`temporal-${svc}`]!;
+    expect(c.image).toMatch(/^temporalio\/server:1\.29\.1$/);
+    expect(c.volumes).toEqual([expect.objectContaining({ source: path.join(ROOT, 'deploy', 'temporal') })]);
+    expect(c.environment!.TEMPORAL_SERVICE).toBe(svc);
+    expect(c.command!.join(' ')).toContain('--config config --env shaodian');
+  }
+  expect(cfg.services['temporal-schema']!.command!.join(' ')).toContain('postgresql/v12/visibility');
+  expect(cfg.services['temporal-ui']!.volumes).toEqual([
+    expect.objectContaining({ source: path.join(ROOT, 'deploy', 'temporal-ui') }),
+  ]);
   expect(cfg.services.api!.build).toBeDefined();
   expect(cfg.services.worker!.build).toBeDefined();
   // Scalable: `--scale worker=3` needs no fixed name and no published port.
   expect(cfg.services.worker!.ports ?? []).toEqual([]);
   expect(cfg.services.worker!.container_name).toBeUndefined();
-  expect(cfg.services.worker!.environment!.TEMPORAL_ADDRESS).toBe('temporal:7233');
+  expect(cfg.services.worker!.environment!.TEMPORAL_ADDRESS).toBe('temporal-frontend:7233');
   expect(cfg.services.worker!.environment!.DATABASE_URL).toMatch(/@postgres:5432\//);
 });
 
