@@ -291,7 +291,8 @@ async function main(): Promise<void> {
       adminKeyFile,
       logs: logDir,
     });
-    const writeState = () => fs.writeFileSync(stateFile, JSON.stringify(state(), null, 2));
+    // Owner-only: the state names the database URL (which may carry a password) and the admin key file.
+    const writeState = () => fs.writeFileSync(stateFile, JSON.stringify(state(), null, 2), { mode: 0o600 });
     writeState();
     // Temporal's services are supervised too: one that dies is started again.
     const restarting = new Set<string>();

@@ -22,7 +22,7 @@ import { labRoutes } from './routes/lab';
 import { opsRoutes, publicDir } from './routes/ops';
 import { readRoutes } from './routes/reads';
 import { transferRoutes } from './routes/transfers';
-import { codecCors, codecRoutes } from './routes/codec';
+import { codecCors, codecPreauth, codecRoutes } from './routes/codec';
 import { loadCodec } from '../temporal/codec';
 import type { PayloadCodec } from '@temporalio/common';
 import { createCaseOps } from './temporal-ops';
@@ -221,8 +221,9 @@ export function createApp(deps: AppDeps): express.Express {
     }
     next();
   });
-  // A case's whole history can be decoded in one call: the codec takes larger bodies.
-  app.use('/codec', express.json({ limit: '16mb', type: ['application/json'] }));
+  // A case's whole history can be decoded in one call: the codec takes larger bodies, but only
+  // from a caller already known to hold a codec role (nobody else makes us read 16 MB).
+  app.use('/codec', codecPreauth(ctx), express.json({ limit: '16mb', type: ['application/json'] }));
   app.use(express.json({ limit: deps.config.API_BODY_LIMIT, type: ['application/json', 'application/*+json'] }));
   app.use('/assets', express.static(publicDir(), { index: false, fallthrough: true, maxAge: '5m' }));
 

@@ -6,6 +6,7 @@ import { z } from 'zod';
 import type { Role } from '../domain/types';
 import { adminTokenMatches, type ApiKey, requireRole } from './auth';
 import type { ApiContext } from './context';
+import { verifyCodecSession } from './codec-session';
 import { HttpProblem, validationProblem, zodFieldErrors, type FieldError } from './problem';
 import { ProblemSchema } from './schemas';
 
@@ -26,15 +27,26 @@ export type Access =
    */
   | { kind: 'codec'; roles: readonly Role[] };
 
-/** The cookie that carries a codec key for the Temporal UI (HttpOnly, Path=/codec, SameSite=Strict). */
+/** The cookie that carries a codec session for the Temporal UI (HttpOnly, Path=/codec, SameSite=Strict). */
 export const CODEC_COOKIE = 'sd_codec';
 
-export function cookieValue(header: string | undefined, name: string): string | undefined {
+/**
+ * Every value of a cookie in a Cookie header, in order. A value that is not valid percent-encoding
+ * is kept as sent (a malformed cookie is a bad credential, not a server error).
+ */
+export function cookieValues(header: string | undefined, name: string): string[] {
+  const out: string[] = [];
   for (const part of (header ?? '').split(';')) {
     const i = part.indexOf('=');
-    if (i > 0 && part.slice(0, i).trim() === name) return decodeURIComponent(part.slice(i + 1).trim());
+    if (i <= 0 || part.slice(0, i).trim() !== name) continue;
+    const raw = part.slice(i + 1).trim();
+    try {
+      out.push(decodeURIComponent(raw));
+    } catch {
+      out.push(raw);
+    }
   }
-  return undefined;
+  return out;
 }
 
 type AnyObject = z.ZodType<Record<string, unknown>>;
@@ -109,6 +121,26 @@ function parsePart(
   return undefined;
 }
 
+/**
+ * The codec's caller: a bearer key, else the session in the `sd_codec` cookie. Two session cookies
+ * (one planted by a sibling host for a wider path) are refused rather than guessed between.
+ */
+export async function codecCaller(ctx: ApiContext, req: Request): Promise<ApiKey> {
+  const authorization = req.get('authorization');
+  if (authorization) return ctx.keys.authenticate(authorization);
+  const sessions = cookieValues(req.get('cookie'), CODEC_COOKIE);
+  if (sessions.length > 1) {
+    throw new HttpProblem(
+      401,
+      'More than one codec session cookie was sent: sign out at /codec and sign in again',
+      {},
+      { 'WWW-Authenticate': 'Bearer error="invalid_token"' },
+    );
+  }
+  if (sessions.length === 0) return ctx.keys.authenticate(undefined);
+  return verifyCodecSession(ctx, sessions[0]!);
+}
+
 export function mountRoute(app: express.Express, ctx: ApiContext, def: AnyRoute): void {
   const handler = async (req: Request, res: Response, next: NextFunction) => {
     try {
@@ -118,8 +150,7 @@ export function mountRoute(app: express.Express, ctx: ApiContext, def: AnyRoute)
         limit(ctx, key);
         requireRole(key, def.access.roles);
       } else if (def.access.kind === 'codec') {
-        const cookie = cookieValue(req.get('cookie'), CODEC_COOKIE);
-        key = await ctx.keys.authenticate(req.get('authorization') ?? (cookie ? `Bearer ${cookie}` : undefined));
+        key = (res.locals.codecKey as ApiKey | undefined) ?? (await codecCaller(ctx, req));
         limit(ctx, key);
         requireRole(key, def.access.roles);
       } else if (def.access.kind === 'admin') {

@@ -107,3 +107,22 @@ export async function listKeys(db: Db): Promise<KeyRecord[]> {
     revokedAt: row.revokedAt ?? undefined,
   }));
 }
+
+/** A key by its id, with its stored hash; undefined when unknown or revoked. */
+export async function findKeyById(db: Db, id: string): Promise<{ identity: KeyIdentity; keyHash: string } | undefined> {
+  const rows = await db.select().from(apiKeys).where(eq(apiKeys.id, id)).limit(1);
+  const row = rows[0];
+  if (!row || row.revokedAt) return undefined;
+  return {
+    keyHash: row.keyHash,
+    identity: {
+      id: row.id,
+      name: row.name,
+      role: row.role as Role,
+      district: row.district ?? undefined,
+      street: row.street ?? undefined,
+      orgId: row.orgId ?? undefined,
+      ratePerMinute: row.ratePerMinute ?? undefined,
+    },
+  };
+}

@@ -4,6 +4,7 @@ import { defaultPayloadConverter, type Payload } from '@temporalio/common';
 import { sql } from 'drizzle-orm';
 import request from 'supertest';
 
+import { issueCodecSession } from '../../src/api/codec-session';
 import { createApiKey } from '../../src/auth/keys';
 import { rowsOf } from '../../src/integrations/hotel';
 import { loadCodec } from '../../src/temporal/codec';
@@ -119,7 +120,9 @@ test('the browser session: a cookie for /codec only, HttpOnly, accepted by the c
   const res = await request(h.app).post('/codec/session').set(h.auth('supervisor'));
   expect(res.status).toBe(200);
   const cookie = String(res.headers['set-cookie']);
-  expect(cookie).toMatch(/^sd_codec=sd_[0-9a-f]{12}_/);
+  // A signed session naming the key, never the key itself.
+  expect(cookie).toMatch(new RegExp(`^sd_codec=cs1\\.${h.keyIds.supervisor}\\.\\d{10}\\.[A-Za-z0-9_-]{43};`));
+  expect(cookie).not.toContain(h.keys.supervisor);
   expect(cookie).toMatch(/HttpOnly/);
   expect(cookie).toMatch(/SameSite=Strict/);
   expect(cookie).toMatch(/Path=\/codec/);
@@ -164,6 +167,57 @@ test('revoking the key ends its browser session too', async () => {
         .send({ payloads: [enc] })
     ).status,
   ).toBe(401);
+});
+
+test('a forged, expired, doubled or malformed session cookie is 401 and decodes nothing', async () => {
+  const { enc } = await encrypted(person);
+  const decodeWith = (cookie: string) =>
+    request(h.app)
+      .post('/codec/decode')
+      .set('Cookie', cookie)
+      .send({ payloads: [enc] });
+  const hmacKey = Buffer.from(h.config.API_HMAC_KEY!, 'base64');
+  const inAnHour = new Date(Date.now() + 3600_000);
+  const good = issueCodecSession(hmacKey, h.keyIds.supervisor, h.keys.supervisor, inAnHour);
+  expect((await decodeWith(`sd_codec=${good}`)).status).toBe(200);
+
+  const before = (await auditRows(h.keyIds.supervisor)).length;
+  const bad = {
+    // Signed with another deployment's key.
+    forged: issueCodecSession(crypto.randomBytes(32), h.keyIds.supervisor, h.keys.supervisor, inAnHour),
+    // A community key's id in a supervisor's session: the signature covers the key id.
+    otherKey: good.replace(h.keyIds.supervisor, h.keyIds.community),
+    // Later expiry, same signature.
+    stretched: good.replace(/\.(\d{10})\./, (_, e: string) => `.${Number(e) + 86_400}.`),
+    expired: issueCodecSession(hmacKey, h.keyIds.supervisor, h.keys.supervisor, new Date(Date.now() - 1000)),
+    // The raw key in the cookie (what an older build set) is no session.
+    rawKey: h.keys.supervisor,
+    malformed: '%E0%A4%A',
+  };
+  for (const [name, token] of Object.entries(bad)) {
+    const res = await decodeWith(`sd_codec=${token}`);
+    expect([name, res.status]).toEqual([name, 401]);
+    expect(res.headers['content-type']).toMatch(/problem\+json/);
+  }
+  // Two session cookies (one planted for a wider path by a sibling host): refused, not guessed between.
+  const doubled = await decodeWith(`sd_codec=${good}; sd_codec=${bad.forged}`);
+  expect(doubled.status).toBe(401);
+  expect(doubled.body.detail).toMatch(/more than one/i);
+  expect((await auditRows(h.keyIds.supervisor)).length).toBe(before);
+});
+
+test('a decode is authenticated before its body is read (nobody else makes the API parse 16 MB)', async () => {
+  // Not JSON at all: parsed first it would be a 400; refused first it is a 401 (or 403).
+  const garbage = '{"payloads": [' + 'x'.repeat(1000);
+  const send = (auth: Record<string, string>) =>
+    request(h.app).post('/codec/decode').set(auth).set('Content-Type', 'application/json').send(garbage);
+  expect((await send({})).status).toBe(401);
+  expect((await send(h.auth('community'))).status).toBe(403);
+  expect((await send({ Cookie: 'sd_codec=cs1.000000000000.9999999999.' + 'A'.repeat(43) })).status).toBe(401);
+  // A codec role gets the body read, and the parse error.
+  const ok = await send(h.auth('supervisor'));
+  expect(ok.status).toBe(400);
+  expect(ok.body.detail).toMatch(/not valid JSON/);
 });
 
 test("CORS: the UI's origin may call with its cookie; another origin gets no CORS headers", async () => {

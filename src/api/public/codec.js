@@ -1,5 +1,5 @@
-// Signs this browser in to the codec: the key goes once to POST /codec/session, which keeps it
-// in an HttpOnly cookie for /codec only. The page itself stores nothing.
+// Signs this browser in to the codec: the key goes once to POST /codec/session, which sets a
+// signed session (not the key) in an HttpOnly cookie for /codec only. The page stores nothing.
 (function () {
   const form = document.getElementById('codec-form');
   const input = document.getElementById('codec-key');

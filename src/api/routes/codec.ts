@@ -2,12 +2,14 @@ import path from 'node:path';
 
 import type { Payload, PayloadCodec } from '@temporalio/common';
 import { desc, and, eq, lt, type SQL } from 'drizzle-orm';
-import type { Request, Response } from 'express';
+import type { NextFunction, Request, Response } from 'express';
 import { z } from 'zod';
 
 import { codecAudit } from '../../db/schema';
 import type { ApiContext } from '../context';
-import { CODEC_COOKIE, defineRoute, type AnyRoute } from '../router';
+import { requireRole } from '../auth';
+import { issueCodecSession } from '../codec-session';
+import { CODEC_COOKIE, codecCaller, defineRoute, type AnyRoute } from '../router';
 import { dbProblem } from './read-helpers';
 import { publicDir } from './ops';
 
@@ -92,6 +94,34 @@ export function codecCors(ctx: ApiContext) {
   };
 }
 
+/**
+ * Before the large-body parser: a decode or encode is authenticated (bearer or session) and its
+ * role checked first, so an unknown caller is refused without the server reading its body. The
+ * route reuses the identity (res.locals.codecKey).
+ */
+export function codecPreauth(ctx: ApiContext) {
+  return (req: Request, res: Response, next: NextFunction) => {
+    if (req.method !== 'POST' || !/^\/(decode|encode)\/?$/.test(req.path)) return next();
+    codecCaller(ctx, req).then(
+      (key) => {
+        try {
+          requireRole(key, CODEC_ROLES);
+        } catch (err) {
+          // Refused before the body is read: do not keep the connection for the rest of it.
+          res.setHeader('Connection', 'close');
+          return next(err);
+        }
+        res.locals.codecKey = key;
+        next();
+      },
+      (err: unknown) => {
+        res.setHeader('Connection', 'close');
+        next(err);
+      },
+    );
+  };
+}
+
 async function audit(
   app: ApiContext,
   req: Request,
@@ -162,8 +192,9 @@ export function codecRoutes(getCodec: () => PayloadCodec): AnyRoute[] {
       requestHeaders: CodecHeaders,
       responses: { 200: { description: 'The payloads, ' + op + 'd', schema: CodecBody } },
       async handler({ app, req, res, key, body }) {
-        const { out, failed } = await eachPayload(getCodec(), op, body.payloads.map(fromJson));
+        // Recorded first: a decode that cannot be recorded does not happen.
         await audit(app, req, op, key!, body.payloads.length);
+        const { out, failed } = await eachPayload(getCodec(), op, body.payloads.map(fromJson));
         if (failed) app.log.warn('codec: payloads left as they were', { operation: op, failed, keyId: key!.id });
         res.setHeader('Cache-Control', 'no-store');
         res.json({ payloads: out.map(toJson) });
@@ -192,11 +223,13 @@ export function codecRoutes(getCodec: () => PayloadCodec): AnyRoute[] {
       method: 'post',
       path: '/codec/session',
       operationId: 'codecSignIn',
-      summary: 'Hold this key in an HttpOnly cookie for /codec only (8 h), so the Temporal UI can decode',
+      summary: 'Open an 8-hour codec session for this browser (an HttpOnly cookie for /codec only)',
       description:
-        'The key is checked (role supervisor or admin) and set as cookie `sd_codec` (HttpOnly, SameSite=Strict, ' +
-        'Path=/codec): the Temporal UI, served from the same host, sends it with each decode (`includeCredentials`). ' +
-        'The cookie is accepted by /codec/decode and /codec/encode only; a revoked key stops working there too.',
+        'The key is checked (role supervisor or admin) and a signed session naming it (never the key itself) is set ' +
+        'as cookie `sd_codec` (HttpOnly, SameSite=Strict, Path=/codec): the Temporal UI, served from the same host, ' +
+        'sends it with each decode (`includeCredentials`). The session is accepted by /codec/decode and /codec/encode ' +
+        'only, expires after 8 hours, and stops working the moment its key is revoked. A request carrying two ' +
+        'session cookies is refused (401).',
       tags: ['codec'],
       access: { kind: 'key', roles: CODEC_ROLES },
       responses: {
@@ -209,7 +242,9 @@ export function codecRoutes(getCodec: () => PayloadCodec): AnyRoute[] {
       async handler({ app, req, res, key }) {
         const raw = /^Bearer\s+(\S+)\s*$/i.exec(req.get('authorization') ?? '')![1]!;
         await audit(app, req, 'session', key!, 0);
-        res.cookie(CODEC_COOKIE, raw, {
+        const expiresAt = new Date(app.now().getTime() + SESSION_SECONDS * 1000);
+        // The cookie names the key and is signed; it never holds the key itself.
+        res.cookie(CODEC_COOKIE, issueCodecSession(app.hmacKey, key!.id, raw, expiresAt), {
           httpOnly: true,
           sameSite: 'strict',
           secure: req.secure,
@@ -221,7 +256,7 @@ export function codecRoutes(getCodec: () => PayloadCodec): AnyRoute[] {
         res.json({
           keyId: key!.id,
           role: key!.role,
-          expiresAt: new Date(app.now().getTime() + SESSION_SECONDS * 1000).toISOString(),
+          expiresAt: expiresAt.toISOString(),
         });
       },
     }),
