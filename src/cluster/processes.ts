@@ -2,6 +2,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 
+import { Connection } from '@temporalio/client';
+import { temporal } from '@temporalio/proto';
+
 import { tail } from './temporal';
 
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -97,8 +100,6 @@ export async function waitWorkersPolling(
   pids: () => (number | undefined)[],
   timeoutMs = 180_000,
 ): Promise<void> {
-  const { Connection } = await import('@temporalio/client');
-  const { temporal } = await import('@temporalio/proto');
   const connection = await Connection.connect({ address });
   try {
     const until = Date.now() + timeoutMs;

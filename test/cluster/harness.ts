@@ -241,15 +241,20 @@ export async function startCluster(opts: ClusterOptions): Promise<ClusterHarness
   };
 
   try {
-    await waitFor(
-      'the cluster to be ready',
-      async () => {
-        if (script.exitCode !== null) throw new Error(`npm run cluster exited:\n${scriptLog}`);
-        return scriptLog.includes('Shaodian cluster ready') ? true : undefined;
-      },
-      20 * 60_000,
-      1000,
-    );
+    // The script exiting early is an answer at once, not 20 minutes of waiting for "ready".
+    let exited = false;
+    await Promise.race([
+      waitFor(
+        'the cluster to be ready',
+        async () => (exited || scriptLog.includes('Shaodian cluster ready') ? true : undefined),
+        20 * 60_000,
+        1000,
+      ),
+      scriptExited.then((code) => {
+        exited = true;
+        throw new Error(`npm run cluster exited (${code}) before it was ready:\n${scriptLog}`);
+      }),
+    ]);
   } catch (err) {
     await cleanup();
     throw err;
