@@ -2,7 +2,15 @@ import { z } from 'zod';
 
 import { CaseViewSchema } from './case-view-schema';
 
-import { COLOURS, PHASES, ROLES, type Person, type TransferRequest } from '../domain/types';
+import {
+  COLOURS,
+  PHASES,
+  ROLES,
+  type EscalationKind,
+  type EscalationLevel,
+  type Person,
+  type TransferRequest,
+} from '../domain/types';
 
 /**
  * Every request body, query and response of the API as zod: the routes parse with these,
@@ -324,10 +332,54 @@ export const HotelVacancy = z
   .meta({ id: 'HotelVacancy' });
 export const HotelList = z.object({ items: z.array(HotelVacancy) }).meta({ id: 'HotelList' });
 
-export const EscalationQuery = z.strictObject({
+export const ESCALATION_KINDS = [
+  'no_room',
+  'late_arrival',
+  'missed_check',
+  'fever',
+  'symptom',
+  'door_alarm',
+  'positive_result',
+  'antigen_positive',
+  'unknown_sample',
+  'failed_inspection',
+  'release_blocked',
+  'integration_failure',
+  'late_departure',
+  'result_corrected',
+  'late_result',
+  'unexpected_result',
+] as const satisfies readonly EscalationKind[];
+export const ESCALATION_LEVELS = [
+  'reminder',
+  'nurse',
+  'point_leader',
+  'doctor',
+  'command_centre',
+] as const satisfies readonly EscalationLevel[];
+
+/** Filters shared by the escalation list and its summary. */
+const escalationFilters = {
   status: z.enum(['open', 'acked']).default('open'),
+  kind: z.enum(ESCALATION_KINDS).optional(),
+  level: z.enum(ESCALATION_LEVELS).optional(),
+  severity: z.enum(['info', 'amber', 'red']).optional(),
+  hotelId: z.string().min(1).max(64).optional(),
+  openedBefore: z.iso
+    .datetime({ offset: true })
+    .optional()
+    .meta({ description: 'Only escalations opened before this instant (e.g. "older than 3 h")' }),
+};
+export const EscalationQuery = z.strictObject({
+  ...escalationFilters,
   limit: z.coerce.number().int().min(1).max(500).default(100),
+  cursor: z
+    .string()
+    .max(200)
+    .optional()
+    .meta({ description: 'nextCursor of the previous page: the page after it, oldest first' }),
 });
+export const EscalationSummaryQuery = z.strictObject(escalationFilters);
 export const EscalationRow = z
   .object({
     id: z.string(),
@@ -346,7 +398,29 @@ export const EscalationRow = z
     ackedBy: z.string().nullable(),
   })
   .meta({ id: 'Escalation' });
-export const EscalationList = z.object({ items: z.array(EscalationRow) }).meta({ id: 'EscalationList' });
+export const EscalationList = z
+  .object({
+    items: z.array(EscalationRow),
+    nextCursor: z.string().nullable().meta({ description: 'Pass as cursor for the next page; null on the last' }),
+  })
+  .meta({ id: 'EscalationList' });
+export const EscalationGroup = z
+  .object({
+    kind: z.string(),
+    level: z.string(),
+    severity: z.string(),
+    count: z.number().int(),
+    oldestOpenedAt: z.string(),
+    hotels: z.number().int().meta({ description: 'Distinct hotels among them (none counts as one)' }),
+  })
+  .meta({ id: 'EscalationGroup' });
+export const EscalationSummary = z
+  .object({
+    total: z.number().int(),
+    oldestOpenedAt: z.string().nullable(),
+    groups: z.array(EscalationGroup).meta({ description: 'By kind, level and severity; red first, then the largest' }),
+  })
+  .meta({ id: 'EscalationSummary' });
 
 export const ReleaseDue = z
   .object({

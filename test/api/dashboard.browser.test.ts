@@ -118,6 +118,21 @@ maybe('/dashboard in chromium', () => {
       .locator('[data-testid="escalation-row"]')
       .evaluateAll((rows) => rows.map((r) => r.getAttribute('data-id')));
     expect(escIds).toEqual(escalations.map((e: { id: string }) => e.id));
+    // The grouped view: one row per kind and level, with the API summary's counts.
+    const groups = (await request(h.app).get('/api/v1/escalations/summary').set(h.auth('supervisor'))).body.groups;
+    expect(groups.length).toBeGreaterThan(0);
+    const shown = await page
+      .locator('[data-testid="escalation-group"]')
+      .evaluateAll((rows) =>
+        rows.map((r) => [
+          r.getAttribute('data-kind'),
+          r.getAttribute('data-level'),
+          r.querySelector('[data-testid="escalation-group-count"]')!.textContent,
+        ]),
+      );
+    expect(shown).toEqual(
+      groups.map((g: { kind: string; level: string; count: number }) => [g.kind, g.level, String(g.count)]),
+    );
 
     expect(await text('due-today-count')).toBe(String(summary.releasesDue.today.length));
     expect(await text('due-tomorrow-count')).toBe(String(summary.releasesDue.tomorrow.length));

@@ -76,6 +76,10 @@
       needSupervisor: '需要主管（supervisor）密钥',
       releaseDue: '预计解除',
       escalationsOpen: '未处理预警',
+      escalationGroups: '预警汇总',
+      count: '数量',
+      oldestWaiting: '最久已等待',
+      hotelsCount: '隔离点数',
       min: '分钟',
       h: '小时',
       d: '天',
@@ -152,6 +156,10 @@
       needSupervisor: 'A supervisor key is needed',
       releaseDue: 'Release due',
       escalationsOpen: 'Open escalations',
+      escalationGroups: 'Open escalations by kind',
+      count: 'Count',
+      oldestWaiting: 'Oldest waiting',
+      hotelsCount: 'Hotels',
       min: 'min',
       h: 'h',
       d: 'd',
@@ -283,7 +291,12 @@
 
   function refresh() {
     if (!key()) return showLogin();
-    Promise.all([api('/api/v1/summary'), api('/api/v1/hotels'), api('/api/v1/escalations?status=open&limit=50')])
+    Promise.all([
+      api('/api/v1/summary'),
+      api('/api/v1/hotels'),
+      api('/api/v1/escalations?status=open&limit=50'),
+      api('/api/v1/escalations/summary?status=open'),
+    ])
       .then(function (rs) {
         for (var i = 0; i < rs.length; i++) {
           if (rs[i].status === 401) {
@@ -295,10 +308,15 @@
             return showLogin(t('needSupervisor'));
           }
         }
-        if (rs[0].status !== 200 || rs[1].status !== 200 || rs[2].status !== 200) {
+        if (rs[0].status !== 200 || rs[1].status !== 200 || rs[2].status !== 200 || rs[3].status !== 200) {
           setStatus('stale');
         } else {
-          last = { summary: rs[0].json, hotels: rs[1].json.items, escalations: rs[2].json.items };
+          last = {
+            summary: rs[0].json,
+            hotels: rs[1].json.items,
+            escalations: rs[2].json.items,
+            escalationGroups: rs[3].json.groups,
+          };
           showMain();
           render(last);
           setStatus('ok');
@@ -376,6 +394,25 @@
       });
       tr.appendChild(el('td', { cls: 'num', 'data-testid': 'phase-' + p + '-total', text: s.phases[p] || 0 }));
       pb.appendChild(tr);
+    });
+
+    // A wave's 800 "no room" escalations are one row here, not 800 below.
+    var gb = $('escalation-groups-body');
+    clear(gb);
+    if (!d.escalationGroups.length)
+      gb.appendChild(el('tr', null, el('td', { colspan: '5', cls: 'muted', text: t('noRows') })));
+    d.escalationGroups.forEach(function (g) {
+      gb.appendChild(
+        el(
+          'tr',
+          { 'data-testid': 'escalation-group', 'data-kind': g.kind, 'data-level': g.level },
+          el('td', null, chip('sev-' + g.severity, g.kind)),
+          el('td', { text: g.level }),
+          el('td', { cls: 'num', 'data-testid': 'escalation-group-count', text: g.count }),
+          el('td', { text: fmtAge(g.oldestOpenedAt) }),
+          el('td', { cls: 'num', text: g.hotels }),
+        ),
+      );
     });
 
     var eb = $('escalations-body');

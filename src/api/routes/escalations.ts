@@ -1,4 +1,5 @@
-import { and, asc, eq, ne, type SQL } from 'drizzle-orm';
+import { and, asc, eq, lt, ne, sql, type SQL } from 'drizzle-orm';
+import type { z } from 'zod';
 
 import type { ApiContext } from '../context';
 import type { ApiKey } from '../auth';
@@ -6,13 +7,15 @@ import type { ApiKey } from '../auth';
 import { cases, escalations } from '../../db/schema';
 import { ackEscalationUpdate, resolveEscalationUpdate } from '../../workflows/messages';
 import { actorOf } from '../auth';
-import { HttpProblem } from '../problem';
+import { HttpProblem, validationProblem } from '../problem';
 import { defineRoute, type AnyRoute } from '../router';
 import {
   AckBody,
   EscalationIdParam,
   EscalationList,
   EscalationQuery,
+  EscalationSummary,
+  EscalationSummaryQuery,
   IdempotencyHeader,
   ResolveBody,
   UpdateAnswer,
@@ -136,20 +139,76 @@ export const escalationRoutes: AnyRoute[] = [
   }),
   defineRoute({
     method: 'get',
+    path: '/api/v1/escalations/summary',
+    operationId: 'summarizeEscalations',
+    summary: 'Escalations grouped by kind, level and severity: how many, the oldest, how many hotels',
+    description:
+      'What a command centre reads in a wave instead of 800 rows ("800 waiting for a room, oldest 3 h"). ' +
+      'The same filters and jurisdiction as GET /api/v1/escalations.',
+    tags: ['escalations'],
+    access: { kind: 'key', roles: ['supervisor', 'medical', 'hotel', 'admin'] },
+    query: EscalationSummaryQuery,
+    responses: { 200: { description: 'Groups, red first, then the largest', schema: EscalationSummary } },
+    async handler({ app, key, query, res }) {
+      const where = escalationWhere(key!, query);
+      const count = sql<number>`count(*)`.mapWith(Number);
+      try {
+        const rows = await app.db
+          .select({
+            kind: escalations.kind,
+            level: escalations.level,
+            severity: escalations.severity,
+            count,
+            oldest: sql<Date>`min(${escalations.openedAt})`.mapWith(escalations.openedAt),
+            hotels: sql<number>`count(distinct coalesce(${escalations.hotelId}, ''))`.mapWith(Number),
+          })
+          .from(escalations)
+          .leftJoin(cases, eq(cases.caseNo, escalations.caseNo))
+          .where(and(...where))
+          .groupBy(escalations.kind, escalations.level, escalations.severity);
+        const sev = { red: 0, amber: 1, info: 2 } as Record<string, number>;
+        rows.sort(
+          (a, b) =>
+            (sev[a.severity] ?? 3) - (sev[b.severity] ?? 3) ||
+            b.count - a.count ||
+            a.oldest.getTime() - b.oldest.getTime(),
+        );
+        const oldest = rows.reduce<Date | null>((m, r) => (m && m <= r.oldest ? m : r.oldest), null);
+        res.json({
+          total: rows.reduce((n, r) => n + r.count, 0),
+          oldestOpenedAt: iso(oldest),
+          groups: rows.map((r) => ({
+            kind: r.kind,
+            level: r.level,
+            severity: r.severity,
+            count: r.count,
+            oldestOpenedAt: iso(r.oldest)!,
+            hotels: r.hotels,
+          })),
+        });
+      } catch (err) {
+        throw dbProblem(app, err);
+      }
+    },
+  }),
+  defineRoute({
+    method: 'get',
     path: '/api/v1/escalations',
     operationId: 'listEscalations',
-    summary: 'Escalations, oldest first (open by default), within the key’s jurisdiction',
+    summary: 'Escalations, oldest first (open by default), within the key’s jurisdiction, a page at a time',
+    description:
+      'Filtered by kind, level, severity, hotel and age (openedBefore); pages of up to 500 with `nextCursor`. ' +
+      'A cursor stays valid while escalations open and close: the next page starts after the last row seen.',
     tags: ['escalations'],
     access: { kind: 'key', roles: ['supervisor', 'medical', 'hotel', 'admin'] },
     query: EscalationQuery,
     responses: { 200: { description: 'Oldest first', schema: EscalationList } },
     async handler({ app, key, query, res }) {
-      const where: SQL[] = [eq(escalations.status, query.status)];
-      if (key!.role !== 'admin') {
-        if (key!.district) where.push(eq(cases.district, key!.district));
-        if (key!.street) where.push(eq(cases.street, key!.street));
-        if ((key!.role === 'medical' || key!.role === 'hotel') && key!.orgId)
-          where.push(eq(escalations.hotelId, key!.orgId));
+      const where = escalationWhere(key!, query);
+      if (query.cursor) {
+        const c = decodeEscalationCursor(query.cursor);
+        // (opened_at, id) after the last row of the previous page, at the database's own precision.
+        where.push(sql`(${escalations.openedAt}, ${escalations.id}) > (${c.at}::timestamptz, ${c.id})`);
       }
       try {
         const rows = await app.db
@@ -166,6 +225,7 @@ export const escalationRoutes: AnyRoute[] = [
             reason: escalations.reason,
             status: escalations.status,
             openedAt: escalations.openedAt,
+            openedAtExact: sql<string>`${escalations.openedAt}::text`,
             ackedAt: escalations.ackedAt,
             ackedBy: escalations.ackedBy,
           })
@@ -173,9 +233,17 @@ export const escalationRoutes: AnyRoute[] = [
           .leftJoin(cases, eq(cases.caseNo, escalations.caseNo))
           .where(and(...where))
           .orderBy(asc(escalations.openedAt), asc(escalations.id))
-          .limit(query.limit);
+          .limit(query.limit + 1);
+        const more = rows.length > query.limit;
+        const page = more ? rows.slice(0, query.limit) : rows;
+        const lastRow = page[page.length - 1];
         res.json({
-          items: rows.map((r) => ({ ...r, openedAt: iso(r.openedAt)!, ackedAt: iso(r.ackedAt) })),
+          items: page.map(({ openedAtExact: _exact, ...r }) => ({
+            ...r,
+            openedAt: iso(r.openedAt)!,
+            ackedAt: iso(r.ackedAt),
+          })),
+          nextCursor: more && lastRow ? encodeEscalationCursor(lastRow.openedAtExact, lastRow.id) : null,
         });
       } catch (err) {
         throw dbProblem(app, err);
@@ -183,3 +251,44 @@ export const escalationRoutes: AnyRoute[] = [
     },
   }),
 ];
+
+type EscalationFilters = z.infer<typeof EscalationSummaryQuery>;
+
+/** The key's jurisdiction and the caller's filters, shared by the list and its summary. */
+function escalationWhere(key: ApiKey, query: EscalationFilters): SQL[] {
+  const where: SQL[] = [eq(escalations.status, query.status)];
+  if (key.role !== 'admin') {
+    if (key.district) where.push(eq(cases.district, key.district));
+    if (key.street) where.push(eq(cases.street, key.street));
+    if ((key.role === 'medical' || key.role === 'hotel') && key.orgId) where.push(eq(escalations.hotelId, key.orgId));
+  }
+  if (query.kind) where.push(eq(escalations.kind, query.kind));
+  if (query.level) where.push(eq(escalations.level, query.level));
+  if (query.severity) where.push(eq(escalations.severity, query.severity));
+  if (query.hotelId) where.push(eq(escalations.hotelId, query.hotelId));
+  if (query.openedBefore) where.push(lt(escalations.openedAt, new Date(query.openedBefore)));
+  return where;
+}
+
+const encodeEscalationCursor = (at: string, id: string) => Buffer.from(JSON.stringify([at, id])).toString('base64url');
+
+function decodeEscalationCursor(cursor: string): { at: string; id: string } {
+  try {
+    const v: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+    if (
+      Array.isArray(v) &&
+      v.length === 2 &&
+      typeof v[0] === 'string' &&
+      typeof v[1] === 'string' &&
+      /^\d{4}-\d{2}-\d{2}[ T][\d:.]+([+-]\d{2}(:?\d{2})?|Z)?$/.test(v[0]) &&
+      v[1].length <= 200
+    ) {
+      return { at: v[0], id: v[1] };
+    }
+  } catch {
+    // fall through
+  }
+  throw validationProblem([
+    { in: 'query', path: 'cursor', message: 'not a cursor from this list (pass nextCursor as it was)' },
+  ]);
+}
