@@ -5,7 +5,8 @@
  *   test:cluster): built from Go modules into the same cache;
  * - Docker Compose, only to validate docker-compose.yml (`config`): `docker compose`,
  *   `docker-compose`, or built from Go modules into the same cache;
- * - Chromium and a CJK font for the dashboard's browser test: Debian packages.
+ * - Chromium and a CJK font for the dashboard's browser test (the font also sets the release
+ *   certificate's Chinese), and pdftotext for the certificate's test: Debian packages.
  * Runs before `npm test` (pretest) and in .ci/run. Everything it builds is cached per user,
  * so a fresh clone reuses it.
  */
@@ -66,6 +67,8 @@ async function main(): Promise<void> {
   const missing: string[] = [];
   if (!fs.existsSync('/usr/bin/chromium')) missing.push('chromium');
   if (!ok('sh', ['-c', 'fc-list | grep -qi wqy'])) missing.push('fonts-wqy-microhei');
+  // The release certificate's test reads its PDF back as text.
+  if (!fs.existsSync('/usr/bin/pdftotext')) missing.push('poppler-utils');
   if (missing.length) {
     if (process.getuid?.() !== 0) {
       throw new Error(`Install ${missing.join(' ')} (Debian: sudo apt-get install -y ${missing.join(' ')})`);

@@ -54,6 +54,8 @@ export const envSchema = z.object({
     .string()
     .regex(/^(https?:\/\/[^,/\s]+)(,https?:\/\/[^,/\s]+)*$/, 'must be origins: http(s)://host[:port][,...]')
     .default('http://127.0.0.1:8080,http://localhost:8080,http://127.0.0.1:8233,http://localhost:8233'),
+  /** A font with Chinese for the release certificate (a .ttf, .otf or .ttc); default WenQuanYi Micro Hei. */
+  CERTIFICATE_FONT: z.string().min(1).optional(),
   DEFAULT_POLICY: z.string().min(1).default('standard'),
   TIME_ZONE: z.string().min(1).default('Asia/Shanghai'),
   DRILL_DAY_SECONDS: z.coerce.number().positive().default(10),

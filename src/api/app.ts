@@ -22,6 +22,7 @@ import { labRoutes } from './routes/lab';
 import { opsRoutes, publicDir } from './routes/ops';
 import { readRoutes } from './routes/reads';
 import { transferRoutes } from './routes/transfers';
+import { certificateRoutes } from './routes/certificates';
 import { codecCors, codecPreauth, codecRoutes } from './routes/codec';
 import { loadCodec } from '../temporal/codec';
 import type { PayloadCodec } from '@temporalio/common';
@@ -58,6 +59,7 @@ export function apiRoutes(document: () => unknown, getCodec: () => PayloadCodec 
     ...readRoutes,
     ...hotelRoutes,
     ...adminRoutes,
+    ...certificateRoutes,
     ...codecRoutes(getCodec),
   ];
 }

@@ -293,3 +293,18 @@ export const codecAudit = pgTable(
   },
   (t) => [index('codec_audit_at').on(t.at), index('codec_audit_key').on(t.keyId, t.at)],
 );
+
+/**
+ * Release certificates, issued on first download. The verification code is not stored: it is an
+ * HMAC of these columns, recomputed to check one. No PII: the name is only in the PDF.
+ */
+export const certificates = pgTable('certificates', {
+  certificateNo: text('certificate_no').primaryKey(),
+  caseNo: text('case_no').notNull(),
+  releasedAt: timestamp('released_at', { withTimezone: true }).notNull(),
+  stayStart: timestamp('stay_start', { withTimezone: true }),
+  hotelName: text('hotel_name'),
+  negatives: integer('negatives').notNull(),
+  issuedAt: timestamp('issued_at', { withTimezone: true }).notNull().defaultNow(),
+  downloads: integer('downloads').notNull().default(0),
+});

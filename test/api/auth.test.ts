@@ -110,6 +110,17 @@ const ROUTES: { pattern: string; call: Call; roles: string[] }[] = [
     roles: ['supervisor', 'medical', 'hotel', 'admin'],
   },
   {
+    pattern: 'GET /api/v1/escalations/summary',
+    call: { method: 'get', path: '/api/v1/escalations/summary' },
+    roles: ['supervisor', 'medical', 'hotel', 'admin'],
+  },
+  {
+    // The seeded case is not released: an allowed role gets 409, not a certificate.
+    pattern: 'GET /api/v1/cases/:caseNo/certificate',
+    call: { method: 'get', path: '/api/v1/cases/QCSEED000001/certificate' },
+    roles: ['supervisor', 'community', 'admin'],
+  },
+  {
     pattern: 'GET /api/v1/cases',
     call: { method: 'get', path: '/api/v1/cases' },
     roles: ['supervisor', 'community', 'admin'],
@@ -197,7 +208,12 @@ const PUBLIC = [
   'GET /dashboard',
   'GET /codec',
   'DELETE /codec/session',
+  'GET /api/v1/certificates/:certificateNo/verify',
 ];
+/** A concrete call for each public route with parameters. */
+const PUBLIC_CALLS: Record<string, string> = {
+  '/api/v1/certificates/:certificateNo/verify': '/api/v1/certificates/QCSEED000001-R/verify?code=AAAAA-AAAAA',
+};
 
 // The "in jurisdiction" key of each role (the *Other keys are for the jurisdiction tests).
 const ROLE_KEYS: KeyName[] = ['community', 'hotel', 'transport', 'medical', 'lab', 'supervisor', 'admin'];
@@ -266,7 +282,8 @@ describe.each(ROUTES)('$pattern', ({ call, roles }) => {
 test('public routes need no key', async () => {
   for (const p of PUBLIC) {
     const [method, route] = p.split(' ') as [string, string];
-    const res = await (method === 'DELETE' ? request(h.app).delete(route) : request(h.app).get(route));
+    const path = PUBLIC_CALLS[route] ?? route;
+    const res = await (method === 'DELETE' ? request(h.app).delete(path) : request(h.app).get(path));
     expect(res.status).toBe(method === 'DELETE' ? 204 : 200);
   }
 });

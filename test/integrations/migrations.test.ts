@@ -24,6 +24,7 @@ const EXPECTED_TABLES = [
   'api_keys',
   'case_events',
   'cases',
+  'certificates',
   'codec_audit',
   'escalations',
   'health_checks',

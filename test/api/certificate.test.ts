@@ -1,0 +1,221 @@
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+import type { Worker } from '@temporalio/worker';
+import { and, eq } from 'drizzle-orm';
+import request from 'supertest';
+
+import { createActivities } from '../../src/activities';
+import { caseEvents, cases, certificates } from '../../src/db/schema';
+import { createIntegrations, type Integrations } from '../../src/integrations';
+import { createLogger } from '../../src/log';
+import { createWorker } from '../../src/worker';
+import type { CaseView as CaseState } from '../../src/domain/case/view';
+import { createHarness, seedReadModel, validTransfer, type Harness, type KeyName } from './harness';
+
+/**
+ * The release certificate: a whole stay through the API on the drill clock, then the PDF for the
+ * supervisor and the street's community worker only, its text (pdftotext) carrying the case, the
+ * name, the dates and the negatives; every download in the event log; and the public check of
+ * its verification code, which shows no personal data.
+ */
+let h: Harness;
+let worker: Worker;
+let running: Promise<void>;
+let integrations: Integrations;
+let caseNo: string;
+const NAME = '张小明';
+const ARTIFACTS = path.resolve(__dirname, '..', 'artifacts');
+
+beforeAll(async () => {
+  h = await createHarness({ label: 'cert', env: { DRILL_DAY_SECONDS: '1' } });
+  await seedReadModel(h.db);
+  const log = createLogger('warn');
+  integrations = createIntegrations(h.config, { db: h.db, log });
+  worker = await createWorker({
+    connection: h.temporal.nativeConnection,
+    config: h.config,
+    codec: h.temporal.codec,
+    activities: createActivities({ db: h.db, integrations, log }),
+    taskQueue: h.config.TEMPORAL_TASK_QUEUE,
+  });
+  running = worker.run();
+  caseNo = await releasedCase();
+}, 120_000);
+afterAll(async () => {
+  integrations?.close();
+  worker?.shutdown();
+  await running;
+  await h?.close();
+});
+
+async function live(no: string): Promise<CaseState> {
+  const res = await request(h.app).get(`/api/v1/cases/${no}`).set(h.auth('supervisor'));
+  return res.body.state as CaseState;
+}
+
+async function newKey(body: Record<string, unknown>): Promise<{ Authorization: string }> {
+  const res = await request(h.app).post('/api/v1/admin/keys').set('X-Admin-Token', h.adminToken).send(body);
+  return { Authorization: `Bearer ${res.body.key}` };
+}
+
+/** One stay through the API: transfer, arrival, every ordered sample negative, the inspection passed. */
+async function releasedCase(): Promise<string> {
+  const filed = await request(h.app)
+    .post('/api/v1/transfers')
+    .set(h.auth('community'))
+    .send(validTransfer({ policyName: 'drill' }));
+  expect(filed.status).toBe(202);
+  const no = filed.body.caseNo as string;
+  const labKey = await newKey({ name: 'Simulated lab', role: 'lab', orgId: 'SIM-LAB' });
+  const answered = new Set<string>();
+  let arrived = false;
+  let inspected = false;
+  const deadline = Date.now() + 90_000;
+  while (Date.now() < deadline) {
+    const s = await live(no);
+    if (s?.phase === 'RELEASED') {
+      // The read model catches up with the release.
+      const [row] = await h.db.select().from(cases).where(eq(cases.caseNo, no));
+      if (row?.phase === 'RELEASED') return no;
+    } else if (s?.phase === 'IN_TRANSIT' && !arrived) {
+      arrived = true;
+      const hotelKey = await newKey({ name: 'Desk', role: 'hotel', district: 'D1', orgId: s.room!.hotelId });
+      await request(h.app).post(`/api/v1/cases/${no}/arrival`).set(hotelKey).send({ antigen: 'negative' });
+    }
+    for (const smp of s?.samples ?? []) {
+      if (smp.status === 'ordered' && !answered.has(smp.sampleId)) {
+        const r = await request(h.app)
+          .post('/api/v1/lab/results')
+          .set(labKey)
+          .send({ results: [{ sampleId: smp.sampleId, result: 'negative' }] });
+        if (r.body.results?.[0]?.status === 'applied') answered.add(smp.sampleId);
+      }
+    }
+    if (s?.inspection.status === 'requested' && !inspected) {
+      inspected = true;
+      await request(h.app)
+        .post(`/api/v1/cases/${no}/address-inspections`)
+        .set(h.auth('community'))
+        .send({ inspectionId: s.inspection.inspectionId, singleOccupancy: true, inspector: 'Street office Li' });
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`case ${no} was not released in time`);
+}
+
+const download = (as: KeyName, no = caseNo) =>
+  request(h.app)
+    .get(`/api/v1/cases/${no}/certificate`)
+    .set(h.auth(as))
+    .buffer(true)
+    .parse((res, cb) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => cb(null, Buffer.concat(chunks)));
+    });
+
+function pdfText(pdf: Buffer, name: string): string {
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  const file = path.join(ARTIFACTS, name);
+  fs.writeFileSync(file, pdf);
+  const tmp = path.join(os.tmpdir(), `${name}.txt`);
+  execFileSync('pdftotext', ['-layout', file, tmp]);
+  return fs.readFileSync(tmp, 'utf8');
+}
+
+test('the community worker of the street gets the PDF: case, name, dates, hotel, the negatives, a code', async () => {
+  const res = await download('community');
+  expect(res.status).toBe(200);
+  expect(res.headers['content-type']).toBe('application/pdf');
+  expect(res.headers['cache-control']).toBe('no-store');
+  const pdf = res.body as Buffer;
+  expect(pdf.subarray(0, 5).toString()).toBe('%PDF-');
+  const text = pdfText(pdf, 'release-certificate.pdf');
+
+  const state = await live(caseNo);
+  const [row] = await h.db.select().from(cases).where(eq(cases.caseNo, caseNo));
+  const day = (d: Date) =>
+    new Intl.DateTimeFormat('en-CA', { timeZone: h.config.TIME_ZONE, dateStyle: 'short' }).format(d);
+  expect(text).toContain('解除医学观察证明');
+  expect(text).toContain('Certificate of Release from Medical Observation');
+  expect(text).toContain(`${caseNo}-R`);
+  expect(text).toContain(caseNo);
+  expect(text).toContain(NAME);
+  expect(text).toContain(day(row!.endedAt!));
+  expect(text).toContain(day(row!.stayStart ?? row!.arrivedAt!));
+  // Every negative of a sample really taken is listed; the case needed at least two.
+  const negatives = state.samples.filter((s) => s.result === 'negative' && s.status !== 'planned');
+  expect(negatives.length).toBeGreaterThanOrEqual(2);
+  for (const n of negatives) expect(text).toContain(n.sampleId);
+  expect(text.match(/阴性 negative/g)?.length).toBe(negatives.length);
+  expect(text).toMatch(/验证码 Verification code:\s+[A-Z2-9]{5}-[A-Z2-9]{5}/);
+  // The name is only in the PDF: not in the read model, the certificate record or the event log.
+  expect(JSON.stringify(row)).not.toContain(NAME);
+  const [cert] = await h.db.select().from(certificates).where(eq(certificates.caseNo, caseNo));
+  expect(JSON.stringify(cert)).not.toContain(NAME);
+});
+
+test('the supervisor may too; other streets, districts and roles may not; before release there is none', async () => {
+  expect((await download('supervisor')).status).toBe(200);
+  for (const as of ['communityOther', 'supervisorOther', 'hotel', 'medical', 'lab'] as const) {
+    const r = await download(as);
+    expect([as, r.status]).toEqual([as, 403]);
+  }
+  const notYet = await request(h.app).get('/api/v1/cases/QCSEED000001/certificate').set(h.auth('supervisor'));
+  expect(notYet.status).toBe(409);
+  expect(notYet.body).toMatchObject({ type: expect.stringMatching(/\/not-released$/), phase: 'OBSERVATION' });
+  expect((await request(h.app).get('/api/v1/cases/QCNOSUCHCASE/certificate').set(h.auth('admin'))).status).toBe(404);
+  expect((await request(h.app).get(`/api/v1/cases/${caseNo}/certificate`)).status).toBe(401);
+});
+
+test('every download is in the case’s event log under the key that made it', async () => {
+  const before = await h.db
+    .select()
+    .from(caseEvents)
+    .where(and(eq(caseEvents.caseNo, caseNo), eq(caseEvents.kind, 'certificate_downloaded')));
+  await Promise.all([download('community'), download('supervisor'), download('admin')]);
+  const after = await h.db
+    .select()
+    .from(caseEvents)
+    .where(and(eq(caseEvents.caseNo, caseNo), eq(caseEvents.kind, 'certificate_downloaded')));
+  expect(after.length).toBe(before.length + 3);
+  expect(new Set(after.map((e) => e.seq)).size).toBe(after.length);
+  expect(after.every((e) => e.seq < 0)).toBe(true);
+  expect(after.map((e) => e.actor)).toEqual(
+    expect.arrayContaining([h.keyIds.community, h.keyIds.supervisor, h.keyIds.admin]),
+  );
+  const [cert] = await h.db.select().from(certificates).where(eq(certificates.caseNo, caseNo));
+  expect(cert!.downloads).toBe(after.length);
+});
+
+test('the public check: the printed code verifies, shows no personal data; a wrong one does not', async () => {
+  const text = pdfText((await download('supervisor')).body as Buffer, 'release-certificate-verify.pdf');
+  const code = /验证码 Verification code:\s+([A-Z2-9]{5}-[A-Z2-9]{5})/.exec(text)![1]!;
+  const ok = await request(h.app).get(`/api/v1/certificates/${caseNo}-R/verify?code=${code}`);
+  expect(ok.status).toBe(200);
+  expect(ok.body).toMatchObject({ valid: true, certificateNo: `${caseNo}-R`, negatives: expect.any(Number) });
+  expect(ok.body.releasedOn).toMatch(/^\d{4}-\d{2}-\d{2}$/);
+  expect(JSON.stringify(ok.body)).not.toContain(NAME);
+  expect(JSON.stringify(ok.body)).not.toContain(caseNo + '"');
+  // Lower case and without the dash, as a person may type it.
+  expect(
+    (await request(h.app).get(`/api/v1/certificates/${caseNo}-R/verify?code=${code.replace('-', '').toLowerCase()}`))
+      .body.valid,
+  ).toBe(true);
+  const flipped = code.slice(0, -1) + (code.endsWith('A') ? 'B' : 'A');
+  expect((await request(h.app).get(`/api/v1/certificates/${caseNo}-R/verify?code=${flipped}`)).body).toEqual({
+    valid: false,
+    certificateNo: `${caseNo}-R`,
+    releasedOn: null,
+    stayStartedOn: null,
+    hotelName: null,
+    negatives: null,
+  });
+  expect((await request(h.app).get(`/api/v1/certificates/QCSEED000001-R/verify?code=${code}`)).body.valid).toBe(false);
+  const bad = await request(h.app).get(`/api/v1/certificates/${caseNo}-R/verify?code=nope`);
+  expect(bad.status).toBe(400);
+  expect(bad.body.errors).toEqual([expect.objectContaining({ in: 'query', path: 'code' })]);
+});
