@@ -5,6 +5,7 @@ CREATE TABLE "certificates" (
 	"stay_start" timestamp with time zone,
 	"hotel_name" text,
 	"negatives" integer NOT NULL,
+	"basis" jsonb NOT NULL,
 	"issued_at" timestamp with time zone DEFAULT now() NOT NULL,
 	"downloads" integer DEFAULT 0 NOT NULL
 );

@@ -22,6 +22,7 @@ import { labRoutes } from './routes/lab';
 import { opsRoutes, publicDir } from './routes/ops';
 import { readRoutes } from './routes/reads';
 import { transferRoutes } from './routes/transfers';
+import { caseEventRoutes } from './routes/case-events';
 import { certificateRoutes } from './routes/certificates';
 import { codecCors, codecPreauth, codecRoutes } from './routes/codec';
 import { loadCodec } from '../temporal/codec';
@@ -60,6 +61,7 @@ export function apiRoutes(document: () => unknown, getCodec: () => PayloadCodec 
     ...hotelRoutes,
     ...adminRoutes,
     ...certificateRoutes,
+    ...caseEventRoutes,
     ...codecRoutes(getCodec),
   ];
 }
@@ -225,7 +227,8 @@ export function createApp(deps: AppDeps): express.Express {
   });
   // A case's whole history can be decoded in one call: the codec takes larger bodies, but only
   // from a caller already known to hold a codec role (nobody else makes us read 16 MB).
-  app.use('/codec', codecPreauth(ctx), express.json({ limit: '16mb', type: ['application/json'] }));
+  const codecBody = express.json({ limit: '16mb', type: ['application/json'] });
+  app.use('/codec', codecPreauth(ctx), (req, res, next) => (res.locals.codecKey ? codecBody(req, res, next) : next()));
   app.use(express.json({ limit: deps.config.API_BODY_LIMIT, type: ['application/json', 'application/*+json'] }));
   app.use('/assets', express.static(publicDir(), { index: false, fallthrough: true, maxAge: '5m' }));
 

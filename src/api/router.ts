@@ -150,8 +150,10 @@ export function mountRoute(app: express.Express, ctx: ApiContext, def: AnyRoute)
         limit(ctx, key);
         requireRole(key, def.access.roles);
       } else if (def.access.kind === 'codec') {
-        key = (res.locals.codecKey as ApiKey | undefined) ?? (await codecCaller(ctx, req));
-        limit(ctx, key);
+        const admitted = res.locals.codecKey as ApiKey | undefined;
+        key = admitted ?? (await codecCaller(ctx, req));
+        // Admitted before the body was read (codecPreauth): its rate was taken there.
+        if (!admitted) limit(ctx, key);
         requireRole(key, def.access.roles);
       } else if (def.access.kind === 'admin') {
         if (!adminTokenMatches(ctx.adminToken, req.get('x-admin-token'))) {
@@ -183,7 +185,8 @@ export function mountRoute(app: express.Express, ctx: ApiContext, def: AnyRoute)
   app[def.method](def.path, handler);
 }
 
-function limit(ctx: ApiContext, key: ApiKey): void {
+/** Take one call from the key's rate (429 when it is spent). */
+export function limit(ctx: ApiContext, key: ApiKey): void {
   const r = ctx.limiter.take(key.id, key.ratePerMinute ?? ctx.config.API_RATE_LIMIT_PER_MINUTE);
   if (!r.ok) {
     throw new HttpProblem(

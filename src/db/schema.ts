@@ -295,8 +295,9 @@ export const codecAudit = pgTable(
 );
 
 /**
- * Release certificates, issued on first download. The verification code is not stored: it is an
- * HMAC of these columns, recomputed to check one. No PII: the name is only in the PDF.
+ * Release certificates, issued once (on the first download) and never changed: every later
+ * download prints the same basis and code. The verification code is not stored: it is an HMAC
+ * of these columns, recomputed to check one. No PII: the name is only in the PDF.
  */
 export const certificates = pgTable('certificates', {
   certificateNo: text('certificate_no').primaryKey(),
@@ -305,6 +306,10 @@ export const certificates = pgTable('certificates', {
   stayStart: timestamp('stay_start', { withTimezone: true }),
   hotelName: text('hotel_name'),
   negatives: integer('negatives').notNull(),
+  /** The negatives the release rested on, as printed: sample id, type, taken, resulted (ISO). */
+  basis: jsonb('basis')
+    .$type<{ sampleId: string; type: string; takenAt: string | null; resultAt: string | null }[]>()
+    .notNull(),
   issuedAt: timestamp('issued_at', { withTimezone: true }).notNull().defaultNow(),
   downloads: integer('downloads').notNull().default(0),
 });

@@ -121,6 +121,11 @@ const ROUTES: { pattern: string; call: Call; roles: string[] }[] = [
     roles: ['supervisor', 'community', 'admin'],
   },
   {
+    pattern: 'GET /api/v1/cases/:caseNo/events',
+    call: { method: 'get', path: '/api/v1/cases/QCSEED000001/events' },
+    roles: ['supervisor', 'community', 'admin'],
+  },
+  {
     pattern: 'GET /api/v1/cases',
     call: { method: 'get', path: '/api/v1/cases' },
     roles: ['supervisor', 'community', 'admin'],

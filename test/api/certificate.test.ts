@@ -19,13 +19,15 @@ import { createHarness, seedReadModel, validTransfer, type Harness, type KeyName
  * The release certificate: a whole stay through the API on the drill clock, then the PDF for the
  * supervisor and the street's community worker only, its text (pdftotext) carrying the case, the
  * name, the dates and the negatives; every download in the event log; and the public check of
- * its verification code, which shows no personal data.
+ * its verification code, which shows no personal data. And the case's whole story from its event
+ * log (GET /cases/{caseNo}/events), the downloads in it.
  */
 let h: Harness;
 let worker: Worker;
 let running: Promise<void>;
 let integrations: Integrations;
 let caseNo: string;
+let labKey: { Authorization: string };
 const NAME = '张小明';
 const ARTIFACTS = path.resolve(__dirname, '..', 'artifacts');
 
@@ -69,7 +71,7 @@ async function releasedCase(): Promise<string> {
     .send(validTransfer({ policyName: 'drill' }));
   expect(filed.status).toBe(202);
   const no = filed.body.caseNo as string;
-  const labKey = await newKey({ name: 'Simulated lab', role: 'lab', orgId: 'SIM-LAB' });
+  labKey = await newKey({ name: 'Simulated lab', role: 'lab', orgId: 'SIM-LAB' });
   const answered = new Set<string>();
   let arrived = false;
   let inspected = false;
@@ -196,7 +198,12 @@ test('the public check: the printed code verifies, shows no personal data; a wro
   const code = /验证码 Verification code:\s+([A-Z2-9]{5}-[A-Z2-9]{5})/.exec(text)![1]!;
   const ok = await request(h.app).get(`/api/v1/certificates/${caseNo}-R/verify?code=${code}`);
   expect(ok.status).toBe(200);
-  expect(ok.body).toMatchObject({ valid: true, certificateNo: `${caseNo}-R`, negatives: expect.any(Number) });
+  expect(ok.body).toMatchObject({
+    valid: true,
+    status: 'valid',
+    certificateNo: `${caseNo}-R`,
+    negatives: expect.any(Number),
+  });
   expect(ok.body.releasedOn).toMatch(/^\d{4}-\d{2}-\d{2}$/);
   expect(JSON.stringify(ok.body)).not.toContain(NAME);
   expect(JSON.stringify(ok.body)).not.toContain(caseNo + '"');
@@ -208,6 +215,7 @@ test('the public check: the printed code verifies, shows no personal data; a wro
   const flipped = code.slice(0, -1) + (code.endsWith('A') ? 'B' : 'A');
   expect((await request(h.app).get(`/api/v1/certificates/${caseNo}-R/verify?code=${flipped}`)).body).toEqual({
     valid: false,
+    status: 'unknown',
     certificateNo: `${caseNo}-R`,
     releasedOn: null,
     stayStartedOn: null,
@@ -218,4 +226,85 @@ test('the public check: the printed code verifies, shows no personal data; a wro
   const bad = await request(h.app).get(`/api/v1/certificates/${caseNo}-R/verify?code=nope`);
   expect(bad.status).toBe(400);
   expect(bad.body.errors).toEqual([expect.objectContaining({ in: 'query', path: 'code' })]);
+});
+
+test("the case's story: every step in order with who did it, the downloads too, page by page, no PII", async () => {
+  await download('community');
+  const all = await request(h.app).get(`/api/v1/cases/${caseNo}/events?limit=500`).set(h.auth('supervisor'));
+  expect(all.status).toBe(200);
+  expect(all.body.nextCursor).toBeNull();
+  const items = all.body.items as { seq: number; at: string; kind: string; source: string; actor: { id: string } }[];
+  const kinds = items.map((e) => e.kind);
+  for (const k of [
+    'intake',
+    'room_assigned',
+    'arrived',
+    'lab_result',
+    'inspection_result',
+    'handed_over',
+    'case_ended',
+  ])
+    expect(kinds).toContain(k);
+  expect(kinds.indexOf('room_assigned')).toBeLessThan(kinds.indexOf('arrived'));
+  expect(kinds.indexOf('arrived')).toBeLessThan(kinds.indexOf('handed_over'));
+  for (let i = 1; i < items.length; i++) expect(items[i - 1]!.at <= items[i]!.at).toBe(true);
+  // Who: the community key filed the inspection; the certificate downloads are the API's own events.
+  expect(items.find((e) => e.kind === 'inspection_result')!.actor.id).toBe(h.keyIds.community);
+  const downloads = items.filter((e) => e.kind === 'certificate_downloaded');
+  expect(downloads.length).toBeGreaterThan(0);
+  expect(downloads.every((e) => e.source === 'api' && e.seq < 0)).toBe(true);
+  expect(items.filter((e) => e.source === 'workflow').every((e) => e.seq > 0)).toBe(true);
+  expect(JSON.stringify(all.body)).not.toContain(NAME);
+  expect(JSON.stringify(all.body)).not.toContain('110101199001011234');
+
+  // Small pages give the same story, nothing twice, nothing skipped.
+  const paged: unknown[] = [];
+  let cursor: string | null = null;
+  do {
+    const r: request.Response = await request(h.app)
+      .get(`/api/v1/cases/${caseNo}/events?limit=3${cursor ? `&cursor=${cursor}` : ''}`)
+      .set(h.auth('community'));
+    expect(r.status).toBe(200);
+    paged.push(...r.body.items);
+    cursor = r.body.nextCursor;
+  } while (cursor);
+  expect(paged).toEqual(items);
+
+  expect((await request(h.app).get(`/api/v1/cases/${caseNo}/events`).set(h.auth('communityOther'))).status).toBe(403);
+  expect((await request(h.app).get(`/api/v1/cases/${caseNo}/events`).set(h.auth('medical'))).status).toBe(403);
+  const bad = await request(h.app).get(`/api/v1/cases/${caseNo}/events?cursor=abc`).set(h.auth('supervisor'));
+  expect(bad.status).toBe(400);
+  expect(bad.body.errors).toEqual([expect.objectContaining({ in: 'query', path: 'cursor' })]);
+});
+
+test('issued once: every download prints the same basis and code; a correction after release revokes it', async () => {
+  const codeOf = async () =>
+    /验证码 Verification code:\s+([A-Z2-9]{5}-[A-Z2-9]{5})/.exec(
+      pdfText((await download('supervisor')).body as Buffer, 'release-certificate-again.pdf'),
+    )![1]!;
+  const first = await codeOf();
+  expect(await codeOf()).toBe(first);
+  const [cert] = await h.db.select().from(certificates).where(eq(certificates.caseNo, caseNo));
+  expect(cert!.basis.length).toBe(cert!.negatives);
+  const { sampleId } = cert!.basis[cert!.basis.length - 1]!;
+
+  // The lab corrects a negative the release rested on.
+  const corrected = await request(h.app)
+    .post('/api/v1/lab/results')
+    .set(labKey)
+    .send({ results: [{ sampleId, result: 'positive' }] });
+  expect(corrected.status).toBe(200);
+  expect(['corrected', 'case_closed']).toContain(corrected.body.results[0].status);
+  const deadline = Date.now() + 30_000;
+  let res;
+  do {
+    await new Promise((r) => setTimeout(r, 300));
+    res = await request(h.app).get(`/api/v1/certificates/${caseNo}-R/verify?code=${first}`);
+  } while (res.body.status !== 'revoked' && Date.now() < deadline);
+  expect(res.body).toMatchObject({ valid: false, status: 'revoked', certificateNo: `${caseNo}-R` });
+  const refused = await download('supervisor');
+  expect(refused.status).toBe(409);
+  expect(JSON.parse((refused.body as Buffer).toString('utf8'))).toMatchObject({
+    type: expect.stringMatching(/\/certificate-revoked$/),
+  });
 });

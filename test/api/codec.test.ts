@@ -214,6 +214,15 @@ test('a decode is authenticated before its body is read (nobody else makes the A
   expect((await send({})).status).toBe(401);
   expect((await send(h.auth('community'))).status).toBe(403);
   expect((await send({ Cookie: 'sd_codec=cs1.000000000000.9999999999.' + 'A'.repeat(43) })).status).toBe(401);
+  // Express matches paths case-insensitively, and so does the check before the body.
+  const upper = await request(h.app).post('/codec/DECODE').set('Content-Type', 'application/json').send(garbage);
+  expect(upper.status).toBe(401);
+  // Other /codec paths get the API's usual body limit (2 MB), never the codec's 16 MB.
+  const big = JSON.stringify({ payloads: [{ data: 'A'.repeat(3 * 1024 * 1024) }] });
+  for (const path of ['/codec/session', '/codec/elsewhere']) {
+    const res = await request(h.app).post(path).set('Content-Type', 'application/json').send(big);
+    expect([path, res.status]).toEqual([path, 413]);
+  }
   // A codec role gets the body read, and the parse error.
   const ok = await send(h.auth('supervisor'));
   expect(ok.status).toBe(400);

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import request from 'supertest';
 
+import { caseEvents } from '../../src/db/schema';
 import { freePort } from '../support/ports';
 import { createHarness, seedReadModel, type Harness } from './harness';
 
@@ -36,6 +37,38 @@ maybe('/dashboard in chromium', () => {
   beforeAll(async () => {
     h = await createHarness({ label: 'dash' });
     await seedReadModel(h.db);
+    const at = (min: number) => new Date(Date.now() - min * 60_000);
+    await h.db.insert(caseEvents).values([
+      {
+        caseNo: 'QCSEED000002',
+        seq: 1,
+        actor: 'workflow',
+        actorRole: 'system',
+        actorName: 'Shaodian',
+        kind: 'intake',
+        at: at(300),
+      },
+      {
+        caseNo: 'QCSEED000002',
+        seq: 2,
+        actor: 'k-nurse',
+        actorRole: 'medical',
+        actorName: 'Nurse Wang',
+        kind: 'health_check',
+        payload: { checkId: 'c-1', fever: true },
+        at: at(200),
+      },
+      {
+        caseNo: 'QCSEED000002',
+        seq: 3,
+        actor: 'k-sup',
+        actorRole: 'supervisor',
+        actorName: 'Supervisor Li',
+        kind: 'colour_changed',
+        payload: { from: 'yellow', to: 'red' },
+        at: at(100),
+      },
+    ]);
     const port = await freePort();
     server = await new Promise((resolve) => {
       const s = h.app.listen(port, '127.0.0.1', () => resolve(s));
@@ -159,6 +192,19 @@ maybe('/dashboard in chromium', () => {
     await page.click('[data-testid="search-submit"]');
     await page.waitForSelector('[data-testid="search-result"][data-source]', { timeout: 10_000 });
     expect(await text('search-result')).toContain('QCSEED000002');
+    // The case's story: the rows of its event log, in the API's order, with who did it.
+    await page.locator('[data-testid="story-row"]').first().waitFor({ timeout: 10_000 });
+    const story = await page
+      .locator('[data-testid="story-row"]')
+      .evaluateAll((rows) => rows.map((r) => [r.getAttribute('data-kind'), r.children[2]!.textContent]));
+    const events = (
+      await request(h.app).get('/api/v1/cases/QCSEED000002/events').set(h.auth('supervisor'))
+    ).body.items.map((e: { kind: string; actor: { name: string; role: string } }) => [
+      e.kind,
+      `${e.actor.name} (${e.actor.role})`,
+    ]);
+    expect(events.length).toBe(3);
+    expect(story).toEqual(events);
     await page.fill('[data-testid="search-input"]', 'QCNOSUCHCASE');
     await page.click('[data-testid="search-submit"]');
     await page.locator('[data-testid="search-result"] .error').waitFor();

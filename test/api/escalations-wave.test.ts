@@ -118,11 +118,16 @@ test('bad filters and forged cursors are 400, field by field', async () => {
   expect(bad.headers['content-type']).toMatch(/problem\+json/);
   const paths = bad.body.errors.map((e: { path: string }) => e.path).sort();
   expect(paths).toEqual(['kind', 'level', 'limit', 'openedBefore']);
-  for (const cursor of [
-    'nonsense',
-    Buffer.from('["x","y"]').toString('base64url'),
-    Buffer.from('{}').toString('base64url'),
-  ]) {
+  const forged = [
+    '["x","y"]',
+    '{}',
+    // Shaped like a timestamp, but no such day: must not reach the database (a 503 there).
+    '["2024-13-45 00:00:00+00","x"]',
+    '["2024-02-30 10:00:00.5+00","x"]',
+    '["2024-02-01 10:00:00+00","x\\u0000y"]',
+    '["2024-02-01 10:00:00+00","x\' or 1=1 --"]',
+  ];
+  for (const cursor of ['nonsense', ...forged.map((raw) => Buffer.from(raw).toString('base64url'))]) {
     const res = await get(`/api/v1/escalations?cursor=${cursor}`);
     expect(res.status).toBe(400);
     expect(res.body.errors).toEqual([expect.objectContaining({ in: 'query', path: 'cursor' })]);

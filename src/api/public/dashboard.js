@@ -77,6 +77,12 @@
       releaseDue: '预计解除',
       escalationsOpen: '未处理预警',
       escalationGroups: '预警汇总',
+      story: '经过',
+      when: '时间',
+      what: '事件',
+      who: '操作人',
+      details: '详情',
+      certificate: '下载解除隔离证明',
       count: '数量',
       oldestWaiting: '最久已等待',
       hotelsCount: '隔离点数',
@@ -157,6 +163,12 @@
       releaseDue: 'Release due',
       escalationsOpen: 'Open escalations',
       escalationGroups: 'Open escalations by kind',
+      story: 'What happened',
+      when: 'When',
+      what: 'What',
+      who: 'Who',
+      details: 'Details',
+      certificate: 'Download the release certificate',
       count: 'Count',
       oldestWaiting: 'Oldest waiting',
       hotelsCount: 'Hotels',
@@ -525,7 +537,83 @@
       );
       out.appendChild(dl);
       out.setAttribute('data-source', c.source);
+      if ((st.phase || sum.phase) === 'RELEASED') out.appendChild(certificateButton(c.caseNo));
+      renderStory(out, c.caseNo);
     });
+  }
+
+  // The case's story from its event log: who did what, when, and why (oldest first).
+  function renderStory(out, caseNo) {
+    api('/api/v1/cases/' + encodeURIComponent(caseNo) + '/events?limit=500').then(function (r) {
+      if (r.status !== 200) return;
+      out.appendChild(el('h3', { text: t('story') }));
+      var body = el('tbody');
+      r.json.items.forEach(function (e) {
+        var details = Object.keys(e.payload || {})
+          .filter(function (k) {
+            return e.payload[k] !== null && e.payload[k] !== undefined;
+          })
+          .map(function (k) {
+            var v = e.payload[k];
+            return k + ': ' + (typeof v === 'object' ? JSON.stringify(v) : v);
+          })
+          .join(', ');
+        body.appendChild(
+          el(
+            'tr',
+            { 'data-testid': 'story-row', 'data-kind': e.kind },
+            el('td', { text: fmtTime(e.at) }),
+            el('td', { text: e.kind }),
+            el('td', { text: (e.actor.name || e.actor.id) + (e.actor.role ? ' (' + e.actor.role + ')' : '') }),
+            el('td', { text: details }),
+          ),
+        );
+      });
+      out.appendChild(
+        el(
+          'table',
+          { 'data-testid': 'story' },
+          el(
+            'thead',
+            null,
+            el(
+              'tr',
+              null,
+              el('th', { text: t('when') }),
+              el('th', { text: t('what') }),
+              el('th', { text: t('who') }),
+              el('th', { text: t('details') }),
+            ),
+          ),
+          body,
+        ),
+      );
+    });
+  }
+
+  // The PDF is fetched with the key (never put in a URL) and handed to the browser as a file.
+  function certificateButton(caseNo) {
+    var b = el('button', { type: 'button', 'data-testid': 'certificate', text: t('certificate') });
+    b.addEventListener('click', function () {
+      fetch('/api/v1/cases/' + encodeURIComponent(caseNo) + '/certificate', {
+        headers: { Authorization: 'Bearer ' + key() },
+        cache: 'no-store',
+      })
+        .then(function (r) {
+          if (!r.ok) throw new Error(String(r.status));
+          return r.blob();
+        })
+        .then(function (blob) {
+          var a = el('a', { href: URL.createObjectURL(blob), download: caseNo + '-R.pdf' });
+          document.body.appendChild(a);
+          a.click();
+          a.remove();
+        })
+        .catch(function (err) {
+          b.textContent = t('certificate') + ' — ' + err.message;
+        });
+    });
+    return b;
   }
 
   $('lang').addEventListener('click', function () {

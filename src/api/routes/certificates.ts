@@ -1,5 +1,5 @@
 import { decodeFromPayloadsAtIndex } from '@temporalio/common/lib/internal-non-workflow';
-import { and, asc, eq, isNotNull, lt, min, notInArray, or, isNull, sql } from 'drizzle-orm';
+import { and, asc, eq, inArray, isNotNull, isNull, lt, lte, min, ne, notInArray, or, sql } from 'drizzle-orm';
 import { z } from 'zod';
 
 import { caseEvents, cases, certificates, hotels, samples } from '../../db/schema';
@@ -94,6 +94,91 @@ async function recordApiEvent(
   throw new Error(`case ${caseNo}: could not record ${kind} (sequence contention)`);
 }
 
+type Certificate = typeof certificates.$inferSelect;
+
+/**
+ * The case's certificate, issued on the first download and the same ever after. Its basis: the
+ * negatives of samples really taken (ordered) and resulted by the time of release; a result that
+ * came after release is not what the release rested on.
+ */
+async function issuedCertificate(
+  app: ApiContext,
+  caseNo: string,
+  c: { endedAt: Date; stayStart: Date | null; arrivedAt: Date | null; hotelName: string | null },
+): Promise<Certificate> {
+  try {
+    const [existing] = await app.db.select().from(certificates).where(eq(certificates.caseNo, caseNo)).limit(1);
+    if (existing) return existing;
+    const [handedOver] = await app.db
+      .select({ no: sql<string | null>`${caseEvents.payload}->>'certificateNo'` })
+      .from(caseEvents)
+      .where(and(eq(caseEvents.caseNo, caseNo), eq(caseEvents.kind, 'handed_over')))
+      .limit(1);
+    // Both workflow versions number the certificate `<caseNo>-R` (the hand-over event records it).
+    const certificateNo = handedOver?.no ?? `${caseNo}-R`;
+    const negatives = await app.db
+      .select({
+        sampleId: samples.sampleId,
+        type: samples.type,
+        takenAt: samples.orderedAt,
+        resultAt: samples.resultAt,
+      })
+      .from(samples)
+      .where(
+        and(
+          eq(samples.caseNo, caseNo),
+          eq(samples.result, 'negative'),
+          isNotNull(samples.orderedAt),
+          lte(samples.resultAt, c.endedAt),
+          or(isNull(samples.status), notInArray(samples.status, ['planned', 'cancelled'])),
+        ),
+      )
+      .orderBy(asc(samples.orderedAt), asc(samples.sampleId));
+    await app.db
+      .insert(certificates)
+      .values({
+        certificateNo,
+        caseNo,
+        releasedAt: c.endedAt,
+        stayStart: c.stayStart ?? c.arrivedAt,
+        hotelName: c.hotelName,
+        negatives: negatives.length,
+        basis: negatives.map((n) => ({
+          sampleId: n.sampleId,
+          type: n.type,
+          takenAt: n.takenAt?.toISOString() ?? null,
+          resultAt: n.resultAt?.toISOString() ?? null,
+        })),
+      })
+      // Two first downloads at once: one issues, both print what was issued.
+      .onConflictDoNothing({ target: certificates.certificateNo });
+    const [issued] = await app.db
+      .select()
+      .from(certificates)
+      .where(eq(certificates.certificateNo, certificateNo))
+      .limit(1);
+    return issued!;
+  } catch (err) {
+    throw dbProblem(app, err);
+  }
+}
+
+/** Revoked: a result the certificate rests on is no longer negative (a lab corrected it after release). */
+async function revoked(app: ApiContext, cert: Certificate): Promise<boolean> {
+  const ids = cert.basis.map((b) => b.sampleId);
+  if (!ids.length) return false;
+  try {
+    const rows = await app.db
+      .select({ sampleId: samples.sampleId })
+      .from(samples)
+      .where(and(inArray(samples.sampleId, ids), ne(samples.result, 'negative')))
+      .limit(1);
+    return rows.length > 0;
+  } catch (err) {
+    throw dbProblem(app, err);
+  }
+}
+
 export const certificateRoutes: AnyRoute[] = [
   defineRoute({
     method: 'get',
@@ -117,7 +202,6 @@ export const certificateRoutes: AnyRoute[] = [
       const { caseNo } = params;
       await authorizeCase(app, key!, caseNo);
       let c;
-      let negatives;
       try {
         [c] = await app.db
           .select({
@@ -132,24 +216,6 @@ export const certificateRoutes: AnyRoute[] = [
           .leftJoin(hotels, eq(hotels.id, cases.hotelId))
           .where(eq(cases.caseNo, caseNo))
           .limit(1);
-        // Negatives of samples really taken: ordered, resulted negative, not planned or cancelled.
-        negatives = await app.db
-          .select({
-            sampleId: samples.sampleId,
-            type: samples.type,
-            takenAt: samples.orderedAt,
-            resultAt: samples.resultAt,
-          })
-          .from(samples)
-          .where(
-            and(
-              eq(samples.caseNo, caseNo),
-              eq(samples.result, 'negative'),
-              isNotNull(samples.orderedAt),
-              or(isNull(samples.status), notInArray(samples.status, ['planned', 'cancelled'])),
-            ),
-          )
-          .orderBy(asc(samples.orderedAt), asc(samples.sampleId));
       } catch (err) {
         throw dbProblem(app, err);
       }
@@ -160,59 +226,51 @@ export const certificateRoutes: AnyRoute[] = [
           phase: c.phase,
         });
       }
-      const releasedAt = c.endedAt;
-      const [handedOver] = await app.db
-        .select({ no: sql<string | null>`${caseEvents.payload}->>'certificateNo'` })
-        .from(caseEvents)
-        .where(and(eq(caseEvents.caseNo, caseNo), eq(caseEvents.kind, 'handed_over')))
-        .limit(1)
-        .catch((err: unknown) => {
-          throw dbProblem(app, err);
-        });
-      // Both workflow versions number the certificate `<caseNo>-R` (the hand-over event records it).
-      const certificateNo = handedOver?.no ?? `${caseNo}-R`;
+      const cert = await issuedCertificate(app, caseNo, { ...c, endedAt: c.endedAt });
+      if (await revoked(app, cert)) {
+        throw new HttpProblem(
+          409,
+          `Certificate ${cert.certificateNo} is revoked: a result it rests on was corrected after release`,
+          { slug: 'certificate-revoked' },
+        );
+      }
       const name = await personName(app, c.workflowId, caseNo);
-      const stayStart = c.stayStart ?? c.arrivedAt;
-      const code = verificationCode(app.hmacKey, { certificateNo, caseNo, releasedAt, negatives: negatives.length });
+      const code = verificationCode(app.hmacKey, cert);
       const pdf = await renderCertificate(
         {
-          certificateNo,
+          certificateNo: cert.certificateNo,
           caseNo,
           name,
-          hotelName: c.hotelName ?? null,
-          stayStart,
-          releasedAt,
-          negatives,
+          hotelName: cert.hotelName,
+          stayStart: cert.stayStart,
+          releasedAt: cert.releasedAt,
+          negatives: cert.basis.map((n) => ({
+            sampleId: n.sampleId,
+            type: n.type,
+            takenAt: n.takenAt ? new Date(n.takenAt) : null,
+            resultAt: n.resultAt ? new Date(n.resultAt) : null,
+          })),
           verificationCode: code,
-          verifyUrl: `${req.protocol}://${req.get('host')}/api/v1/certificates/${certificateNo}/verify?code=${code}`,
+          verifyUrl: `${req.protocol}://${req.get('host')}/api/v1/certificates/${cert.certificateNo}/verify?code=${code}`,
           timeZone: app.config.TIME_ZONE,
         },
         app.config.CERTIFICATE_FONT ?? DEFAULT_CERTIFICATE_FONT,
       );
       try {
-        await app.db
-          .insert(certificates)
-          .values({
-            certificateNo,
-            caseNo,
-            releasedAt,
-            stayStart,
-            hotelName: c.hotelName ?? null,
-            negatives: negatives.length,
-            downloads: 1,
-          })
-          .onConflictDoUpdate({
-            target: certificates.certificateNo,
-            set: { downloads: sql`${certificates.downloads} + 1` },
-          });
         // Recorded before the answer: a download that cannot be recorded does not happen.
-        await recordApiEvent(app, caseNo, actorOf(key!), 'certificate_downloaded', { certificateNo });
+        await recordApiEvent(app, caseNo, actorOf(key!), 'certificate_downloaded', {
+          certificateNo: cert.certificateNo,
+        });
+        await app.db
+          .update(certificates)
+          .set({ downloads: sql`${certificates.downloads} + 1` })
+          .where(eq(certificates.certificateNo, cert.certificateNo));
       } catch (err) {
         throw dbProblem(app, err);
       }
       app.log.info('certificate downloaded', { caseNo, keyId: key!.id });
       res.setHeader('Content-Type', 'application/pdf');
-      res.setHeader('Content-Disposition', `attachment; filename="${certificateNo}.pdf"`);
+      res.setHeader('Content-Disposition', `attachment; filename="${cert.certificateNo}.pdf"`);
       res.setHeader('Cache-Control', 'no-store');
       res.end(pdf);
     },
@@ -236,7 +294,12 @@ export const certificateRoutes: AnyRoute[] = [
         description: 'Whether the certificate is genuine; when it is, what it certifies (no name)',
         schema: z
           .object({
-            valid: z.boolean(),
+            valid: z.boolean().meta({ description: 'true only when status is "valid"' }),
+            status: z.enum(['valid', 'revoked', 'unknown']).meta({
+              description:
+                'valid: genuine and standing; revoked: genuine, but a result it rests on was corrected after release; ' +
+                'unknown: no such certificate, or not this code',
+            }),
             certificateNo: z.string(),
             releasedOn: z.string().nullable(),
             stayStartedOn: z.string().nullable(),
@@ -255,7 +318,7 @@ export const certificateRoutes: AnyRoute[] = [
       } catch (err) {
         throw dbProblem(app, err);
       }
-      const valid =
+      const genuine =
         !!row &&
         codesEqual(
           verificationCode(app.hmacKey, {
@@ -266,6 +329,7 @@ export const certificateRoutes: AnyRoute[] = [
           }),
           query.code,
         );
+      const status = !genuine || !row ? 'unknown' : (await revoked(app, row)) ? 'revoked' : 'valid';
       const day = (d: Date | null | undefined) =>
         d
           ? new Intl.DateTimeFormat('en-CA', {
@@ -277,9 +341,10 @@ export const certificateRoutes: AnyRoute[] = [
           : null;
       res.setHeader('Cache-Control', 'no-store');
       res.json(
-        valid && row
+        genuine && row
           ? {
-              valid: true,
+              valid: status === 'valid',
+              status,
               certificateNo: row.certificateNo,
               releasedOn: day(row.releasedAt),
               stayStartedOn: day(row.stayStart),
@@ -288,6 +353,7 @@ export const certificateRoutes: AnyRoute[] = [
             }
           : {
               valid: false,
+              status,
               certificateNo: params.certificateNo,
               releasedOn: null,
               stayStartedOn: null,

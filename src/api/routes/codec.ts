@@ -9,7 +9,7 @@ import { codecAudit } from '../../db/schema';
 import type { ApiContext } from '../context';
 import { requireRole } from '../auth';
 import { issueCodecSession } from '../codec-session';
-import { CODEC_COOKIE, codecCaller, defineRoute, type AnyRoute } from '../router';
+import { CODEC_COOKIE, codecCaller, defineRoute, limit, type AnyRoute } from '../router';
 import { dbProblem } from './read-helpers';
 import { publicDir } from './ops';
 
@@ -101,11 +101,13 @@ export function codecCors(ctx: ApiContext) {
  */
 export function codecPreauth(ctx: ApiContext) {
   return (req: Request, res: Response, next: NextFunction) => {
-    if (req.method !== 'POST' || !/^\/(decode|encode)\/?$/.test(req.path)) return next();
+    // Express matches paths case-insensitively: so does this (only these two get the large parser).
+    if (req.method !== 'POST' || !/^\/(decode|encode)\/?$/i.test(req.path)) return next();
     codecCaller(ctx, req).then(
       (key) => {
         try {
           requireRole(key, CODEC_ROLES);
+          limit(ctx, key);
         } catch (err) {
           // Refused before the body is read: do not keep the connection for the rest of it.
           res.setHeader('Connection', 'close');

@@ -7,7 +7,7 @@ import type { ApiKey } from '../auth';
 import { cases, escalations } from '../../db/schema';
 import { ackEscalationUpdate, resolveEscalationUpdate } from '../../workflows/messages';
 import { actorOf } from '../auth';
-import { HttpProblem, validationProblem } from '../problem';
+import { HttpProblem } from '../problem';
 import { defineRoute, type AnyRoute } from '../router';
 import {
   AckBody,
@@ -24,7 +24,7 @@ import { commandKey, sendCommand } from '../commands';
 import { commandOutcomeResponses } from './case-commands';
 import { keyCovers } from '../scope';
 import { temporalProblem } from '../temporal-ops';
-import { dbProblem, iso } from './read-helpers';
+import { dbProblem, decodeKeysetCursor, encodeKeysetCursor, iso } from './read-helpers';
 
 /** The escalation's case, after checking it exists (404) and lies in the key's jurisdiction (403). */
 async function authorizedEscalation(app: ApiContext, key: ApiKey, id: string) {
@@ -206,7 +206,7 @@ export const escalationRoutes: AnyRoute[] = [
     async handler({ app, key, query, res }) {
       const where = escalationWhere(key!, query);
       if (query.cursor) {
-        const c = decodeEscalationCursor(query.cursor);
+        const c = decodeKeysetCursor(query.cursor, 'string');
         // (opened_at, id) after the last row of the previous page, at the database's own precision.
         where.push(sql`(${escalations.openedAt}, ${escalations.id}) > (${c.at}::timestamptz, ${c.id})`);
       }
@@ -243,7 +243,7 @@ export const escalationRoutes: AnyRoute[] = [
             openedAt: iso(r.openedAt)!,
             ackedAt: iso(r.ackedAt),
           })),
-          nextCursor: more && lastRow ? encodeEscalationCursor(lastRow.openedAtExact, lastRow.id) : null,
+          nextCursor: more && lastRow ? encodeKeysetCursor(lastRow.openedAtExact, lastRow.id) : null,
         });
       } catch (err) {
         throw dbProblem(app, err);
@@ -258,9 +258,17 @@ type EscalationFilters = z.infer<typeof EscalationSummaryQuery>;
 function escalationWhere(key: ApiKey, query: EscalationFilters): SQL[] {
   const where: SQL[] = [eq(escalations.status, query.status)];
   if (key.role !== 'admin') {
+    if (key.role === 'medical' || key.role === 'hotel') {
+      // Hotel staff see their own hotel's escalations: a key bound to no hotel sees none.
+      if (!key.orgId) {
+        throw new HttpProblem(403, 'This key is bound to no hotel: hotel and medical keys see their own hotel only', {
+          slug: 'jurisdiction',
+        });
+      }
+      where.push(eq(escalations.hotelId, key.orgId));
+    }
     if (key.district) where.push(eq(cases.district, key.district));
     if (key.street) where.push(eq(cases.street, key.street));
-    if ((key.role === 'medical' || key.role === 'hotel') && key.orgId) where.push(eq(escalations.hotelId, key.orgId));
   }
   if (query.kind) where.push(eq(escalations.kind, query.kind));
   if (query.level) where.push(eq(escalations.level, query.level));
@@ -268,27 +276,4 @@ function escalationWhere(key: ApiKey, query: EscalationFilters): SQL[] {
   if (query.hotelId) where.push(eq(escalations.hotelId, query.hotelId));
   if (query.openedBefore) where.push(lt(escalations.openedAt, new Date(query.openedBefore)));
   return where;
-}
-
-const encodeEscalationCursor = (at: string, id: string) => Buffer.from(JSON.stringify([at, id])).toString('base64url');
-
-function decodeEscalationCursor(cursor: string): { at: string; id: string } {
-  try {
-    const v: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-    if (
-      Array.isArray(v) &&
-      v.length === 2 &&
-      typeof v[0] === 'string' &&
-      typeof v[1] === 'string' &&
-      /^\d{4}-\d{2}-\d{2}[ T][\d:.]+([+-]\d{2}(:?\d{2})?|Z)?$/.test(v[0]) &&
-      v[1].length <= 200
-    ) {
-      return { at: v[0], id: v[1] };
-    }
-  } catch {
-    // fall through
-  }
-  throw validationProblem([
-    { in: 'query', path: 'cursor', message: 'not a cursor from this list (pass nextCursor as it was)' },
-  ]);
 }

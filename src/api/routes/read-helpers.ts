@@ -2,7 +2,7 @@ import { TERMINAL_PHASES, type Colour, type Phase } from '../../domain/types';
 import { zoneOffsetMs } from '../../domain/schedule';
 import type { cases } from '../../db/schema';
 import type { ApiContext } from '../context';
-import { HttpProblem } from '../problem';
+import { HttpProblem, validationProblem } from '../problem';
 import type { CaseSummary } from '../schemas';
 
 export const iso = (d: Date | string | null | undefined): string | null =>
@@ -64,4 +64,58 @@ export function localDays(timeZone: string, t: number): { today: number; tomorro
     return approx + (zoneOffsetMs(timeZone, today) - zoneOffsetMs(timeZone, approx));
   };
   return { today, tomorrow: at(1), dayAfter: at(2) };
+}
+
+/**
+ * Keyset cursors for lists ordered by (a timestamp, an id): the timestamp as Postgres prints it
+ * (microseconds kept, so rows of the same millisecond are neither repeated nor skipped) and the
+ * id. A cursor is checked here, field by field, before it reaches SQL: a forged one is a 400,
+ * never a database error.
+ */
+export function encodeKeysetCursor(at: string, id: string | number): string {
+  return Buffer.from(JSON.stringify([at, id])).toString('base64url');
+}
+
+const PG_TIMESTAMPTZ = /^(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})(\.\d{1,6})?([+-])(\d{2})(?::(\d{2}))?$/;
+
+/** A timestamptz as Postgres prints it (ISO DateStyle), with every field in range. */
+export function isPgTimestamptz(s: string): boolean {
+  const m = PG_TIMESTAMPTZ.exec(s);
+  if (!m) return false;
+  const [y, mo, d, h, mi, se, oh, om] = [m[1], m[2], m[3], m[4], m[5], m[6], m[9], m[10] ?? '0'].map(
+    Number,
+  ) as number[];
+  const t = new Date(Date.UTC(y!, mo! - 1, d!, h!, mi!, se!));
+  return (
+    t.getUTCFullYear() === y &&
+    t.getUTCMonth() === mo! - 1 &&
+    t.getUTCDate() === d &&
+    t.getUTCHours() === h &&
+    t.getUTCMinutes() === mi &&
+    t.getUTCSeconds() === se &&
+    oh! <= 15 &&
+    om! < 60
+  );
+}
+
+export function decodeKeysetCursor<I extends 'string' | 'number'>(
+  cursor: string,
+  idKind: I,
+): { at: string; id: I extends 'string' ? string : number } {
+  try {
+    const v: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+    if (Array.isArray(v) && v.length === 2 && typeof v[0] === 'string' && isPgTimestamptz(v[0])) {
+      const id: unknown = v[1];
+      const idOk =
+        idKind === 'number'
+          ? Number.isSafeInteger(id)
+          : typeof id === 'string' && id.length <= 200 && /^[\w.:-]*$/.test(id);
+      if (idOk) return { at: v[0], id: id as I extends 'string' ? string : number };
+    }
+  } catch {
+    // fall through
+  }
+  throw validationProblem([
+    { in: 'query', path: 'cursor', message: 'not a cursor from this list (pass nextCursor as it was)' },
+  ]);
 }
