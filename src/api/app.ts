@@ -23,6 +23,7 @@ import { opsRoutes, publicDir } from './routes/ops';
 import { readRoutes } from './routes/reads';
 import { transferRoutes } from './routes/transfers';
 import { caseEventRoutes } from './routes/case-events';
+import { reportRoutes } from './routes/reports';
 import { certificateRoutes } from './routes/certificates';
 import { codecCors, codecPreauth, codecRoutes } from './routes/codec';
 import { loadCodec } from '../temporal/codec';
@@ -62,6 +63,7 @@ export function apiRoutes(document: () => unknown, getCodec: () => PayloadCodec 
     ...adminRoutes,
     ...certificateRoutes,
     ...caseEventRoutes,
+    ...reportRoutes,
     ...codecRoutes(getCodec),
   ];
 }

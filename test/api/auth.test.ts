@@ -126,6 +126,11 @@ const ROUTES: { pattern: string; call: Call; roles: string[] }[] = [
     roles: ['supervisor', 'community', 'admin'],
   },
   {
+    pattern: 'GET /api/v1/reports/daily',
+    call: { method: 'get', path: '/api/v1/reports/daily?date=2026-03-10' },
+    roles: ['supervisor', 'hotel', 'admin'],
+  },
+  {
     pattern: 'GET /api/v1/cases',
     call: { method: 'get', path: '/api/v1/cases' },
     roles: ['supervisor', 'community', 'admin'],
