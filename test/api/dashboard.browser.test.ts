@@ -15,7 +15,10 @@ import { createHarness, seedReadModel, type Harness } from './harness';
  * in test/artifacts/.
  */
 // Code passed to page.evaluate runs in the browser; these are its globals (the project has no DOM lib).
-declare const document: { querySelector(s: string): { textContent: string | null } | null };
+declare const document: {
+  querySelector(s: string): { textContent: string | null } | null;
+  body: { classList: { add(c: string): void; remove(c: string): void } };
+};
 declare const localStorage: { getItem(k: string): string | null } & Record<string, unknown>;
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -86,7 +89,7 @@ maybe('/dashboard in chromium', () => {
         '--headless',
       ],
     });
-    page = await browser.newPage({ viewport: { width: 1400, height: 1100 } });
+    page = await browser.newPage({ viewport: { width: 1400, height: 1100 }, acceptDownloads: true });
   }, 60_000);
 
   afterAll(async () => {
@@ -208,6 +211,50 @@ maybe('/dashboard in chromium', () => {
     await page.fill('[data-testid="search-input"]', 'QCNOSUCHCASE');
     await page.click('[data-testid="search-submit"]');
     await page.locator('[data-testid="search-result"] .error').waitFor();
+
+    // The evening report of today: the page's numbers are the API's, the CSV it downloads is the API's.
+    await page.waitForSelector('body[data-report]');
+    const day = await page.getAttribute('body', 'data-report');
+    const daily = (await request(h.app).get(`/api/v1/reports/daily?date=${day}`).set(h.auth('supervisor'))).body;
+    expect(daily.total.releases).toBeGreaterThan(0); // the seeded release of today
+    const reportRows = await page
+      .locator('[data-testid="report-row"]')
+      .evaluateAll((rows) =>
+        rows.map((r) => [
+          r.getAttribute('data-hotel'),
+          Object.fromEntries(
+            [...r.querySelectorAll('td[data-col]')].map((td) => [td.getAttribute('data-col'), td.textContent]),
+          ),
+        ]),
+      );
+    expect(reportRows).toEqual(
+      daily.hotels.map((x: Record<string, unknown>) => [
+        x.hotelId,
+        Object.fromEntries(
+          Object.entries(x)
+            .filter(([k]) => !['hotelId', 'name', 'exceptions'].includes(k))
+            .map(([k, v]) => [k, String(v)]),
+        ),
+      ]),
+    );
+    expect(await page.locator('[data-testid="report-total"] td[data-col="releases"]').innerText()).toBe(
+      String(daily.total.releases),
+    );
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('[data-testid="report-csv"]')]);
+    const csvFile = await download.path();
+    const csvFromApi = (
+      await request(h.app).get(`/api/v1/reports/daily?date=${day}&format=csv`).set(h.auth('supervisor'))
+    ).text;
+    expect(fs.readFileSync(csvFile, 'utf8')).toBe(csvFromApi);
+    // On paper: the report alone.
+    await page.evaluate(() => document.body.classList.add('printing-report'));
+    await page.emulateMedia({ media: 'print' });
+    fs.mkdirSync(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: path.join(ARTIFACTS, 'evening-report-print.png'), fullPage: true });
+    expect(await page.locator('[data-testid="total-active"]').isVisible()).toBe(false);
+    expect(await page.locator('[data-testid="report-table"]').isVisible()).toBe(true);
+    await page.emulateMedia({ media: 'screen' });
+    await page.evaluate(() => document.body.classList.remove('printing-report'));
 
     // 中文 by default; one click for English.
     expect(await page.locator('h1').innerText()).toContain('指挥中心');

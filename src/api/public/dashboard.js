@@ -78,6 +78,24 @@
       escalationsOpen: '未处理预警',
       escalationGroups: '预警汇总',
       story: '经过',
+      eveningReport: '每日汇报',
+      reportDay: '日期',
+      show: '查看',
+      downloadCsv: '下载 CSV',
+      print: '打印',
+      r_rooms: '房间',
+      r_occupiedAtEndOfDay: '日终入住',
+      r_vacantAtEndOfDay: '日终空房',
+      r_arrivals: '新入住',
+      r_releases: '解除',
+      r_hospitalTransfers: '转院',
+      r_pcrTaken: '核酸采样',
+      r_pcrNegative: '阴性',
+      r_pcrPositive: '阳性',
+      r_fevers: '发热',
+      r_missedChecks: '漏测',
+      r_otherExceptions: '其他异常',
+      total: '合计',
       when: '时间',
       what: '事件',
       who: '操作人',
@@ -164,6 +182,24 @@
       escalationsOpen: 'Open escalations',
       escalationGroups: 'Open escalations by kind',
       story: 'What happened',
+      eveningReport: 'Evening report',
+      reportDay: 'Day',
+      show: 'Show',
+      downloadCsv: 'Download CSV',
+      print: 'Print',
+      r_rooms: 'Rooms',
+      r_occupiedAtEndOfDay: 'Occupied at day end',
+      r_vacantAtEndOfDay: 'Vacant at day end',
+      r_arrivals: 'Arrivals',
+      r_releases: 'Releases',
+      r_hospitalTransfers: 'To hospital',
+      r_pcrTaken: 'PCRs taken',
+      r_pcrNegative: 'Negative',
+      r_pcrPositive: 'Positive',
+      r_fevers: 'Fevers',
+      r_missedChecks: 'Missed checks',
+      r_otherExceptions: 'Other exceptions',
+      total: 'Total',
       when: 'When',
       what: 'What',
       who: 'Who',
@@ -301,6 +337,7 @@
     s.textContent = t(kind === 'ok' ? 'live' : kind);
   }
 
+  var reportShown = false;
   function refresh() {
     if (!key()) return showLogin();
     Promise.all([
@@ -331,6 +368,11 @@
           };
           showMain();
           render(last);
+          // The report of today, once (the district's time zone is known now); then on request.
+          if (!reportShown) {
+            reportShown = true;
+            showReport();
+          }
           setStatus('ok');
           $('updated').textContent =
             t('updated') + ' ' + new Date().toLocaleTimeString(lang === 'zh' ? 'zh-CN' : 'en-GB');
@@ -615,6 +657,92 @@
     });
     return b;
   }
+
+  // The evening report: a day per hotel and for the district, on screen, as CSV, on paper.
+  var REPORT_COLUMNS = [
+    'rooms',
+    'occupiedAtEndOfDay',
+    'vacantAtEndOfDay',
+    'arrivals',
+    'releases',
+    'hospitalTransfers',
+    'pcrTaken',
+    'pcrNegative',
+    'pcrPositive',
+    'fevers',
+    'missedChecks',
+    'otherExceptions',
+  ];
+  function localToday() {
+    var opts = { year: 'numeric', month: '2-digit', day: '2-digit' };
+    if (zone) opts.timeZone = zone;
+    return new Intl.DateTimeFormat('en-CA', opts).format(new Date());
+  }
+  function reportUrl(format) {
+    return (
+      '/api/v1/reports/daily?date=' + encodeURIComponent($('report-date').value) + (format ? '&format=' + format : '')
+    );
+  }
+  function showReport() {
+    if (!$('report-date').value) $('report-date').value = localToday();
+    api(reportUrl()).then(function (r) {
+      var head = $('report-head');
+      var body = $('report-body');
+      clear(head);
+      clear(body);
+      if (r.status !== 200) {
+        body.appendChild(
+          el('tr', null, el('td', { cls: 'error', text: (r.json && r.json.detail) || String(r.status) })),
+        );
+        return;
+      }
+      $('report-date-label').textContent = r.json.date;
+      head.appendChild(el('th', { text: t('hotel') }));
+      REPORT_COLUMNS.forEach(function (c) {
+        head.appendChild(el('th', { cls: 'num', text: t('r_' + c) }));
+      });
+      function line(label, row, attrs) {
+        var tr = el('tr', attrs, el('td', { text: label }));
+        REPORT_COLUMNS.forEach(function (c) {
+          tr.appendChild(el('td', { cls: 'num', 'data-col': c, text: row[c] }));
+        });
+        body.appendChild(tr);
+      }
+      r.json.hotels.forEach(function (h) {
+        line(h.name, h, { 'data-testid': 'report-row', 'data-hotel': h.hotelId });
+      });
+      line(t('total'), r.json.total, { 'data-testid': 'report-total', cls: 'total' });
+      document.body.setAttribute('data-report', r.json.date);
+    });
+  }
+  $('report-form').addEventListener('submit', function (ev) {
+    ev.preventDefault();
+    showReport();
+  });
+  $('report-csv').addEventListener('click', function () {
+    fetch(reportUrl('csv'), { headers: { Authorization: 'Bearer ' + key() }, cache: 'no-store' })
+      .then(function (r) {
+        if (!r.ok) throw new Error(String(r.status));
+        return r.blob();
+      })
+      .then(function (blob) {
+        var a = el('a', {
+          href: URL.createObjectURL(blob),
+          download: 'evening-report-' + $('report-date').value + '.csv',
+          'data-testid': 'report-csv-link',
+        });
+        document.body.appendChild(a);
+        a.click();
+        a.remove();
+      });
+  });
+  $('report-print').addEventListener('click', function () {
+    document.body.classList.add('printing-report');
+    window.print();
+  });
+  window.addEventListener('afterprint', function () {
+    document.body.classList.remove('printing-report');
+  });
 
   $('lang').addEventListener('click', function () {
     lang = lang === 'zh' ? 'en' : 'zh';
