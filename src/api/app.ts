@@ -1,3 +1,5 @@
+import path from 'node:path';
+
 import { OpenAPIRegistry, OpenApiGeneratorV31 } from '@asteasolutions/zod-to-openapi';
 import type { Client, Connection } from '@temporalio/client';
 import express, { type NextFunction, type Request, type Response } from 'express';
@@ -233,6 +235,14 @@ export function createApp(deps: AppDeps): express.Express {
   app.use('/codec', codecPreauth(ctx), (req, res, next) => (res.locals.codecKey ? codecBody(req, res, next) : next()));
   app.use(express.json({ limit: deps.config.API_BODY_LIMIT, type: ['application/json', 'application/*+json'] }));
   app.use('/assets', express.static(publicDir(), { index: false, fallthrough: true, maxAge: '5m' }));
+  // Charting library for the wave, served from node_modules (no CDN).
+  app.use(
+    '/assets/vendor/uplot',
+    express.static(path.join(path.dirname(require.resolve('uplot/package.json')), 'dist'), {
+      index: false,
+      maxAge: '1h',
+    }),
+  );
 
   for (const r of routes) mountRoute(app, ctx, r);
 

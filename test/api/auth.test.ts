@@ -131,6 +131,11 @@ const ROUTES: { pattern: string; call: Call; roles: string[] }[] = [
     roles: ['supervisor', 'hotel', 'admin'],
   },
   {
+    pattern: 'GET /api/v1/reports/wave',
+    call: { method: 'get', path: '/api/v1/reports/wave' },
+    roles: ['supervisor', 'admin'],
+  },
+  {
     pattern: 'GET /api/v1/cases',
     call: { method: 'get', path: '/api/v1/cases' },
     roles: ['supervisor', 'community', 'admin'],

@@ -212,6 +212,33 @@ maybe('/dashboard in chromium', () => {
     await page.click('[data-testid="search-submit"]');
     await page.locator('[data-testid="search-result"] .error').waitFor();
 
+    // The wave: the charts draw the API's day-by-day numbers; the table under them says the same.
+    await page.waitForSelector('body[data-wave]');
+    const wave = (await request(h.app).get('/api/v1/reports/wave?days=calendar').set(h.auth('supervisor'))).body;
+    expect(wave.days).toHaveLength(14);
+    const seriesOf = (k: string) => wave.days.map((d: Record<string, number>) => d[k]);
+    const drawn = async (id: string) => JSON.parse((await page.getAttribute(`[data-testid="${id}"]`, 'data-series'))!);
+    expect(await drawn('chart-flow')).toEqual([
+      seriesOf('arrivals'),
+      seriesOf('releases'),
+      seriesOf('hospitalTransfers'),
+    ]);
+    expect(await drawn('chart-occupancy')).toEqual([seriesOf('occupiedAtEnd'), wave.days.map(() => wave.capacity)]);
+    expect(await drawn('chart-tests')).toEqual([
+      seriesOf('pcrTaken'),
+      seriesOf('pcrPositive'),
+      seriesOf('openEscalationsAtEnd'),
+    ]);
+    expect(await page.locator('[data-testid="chart-flow"] canvas').count()).toBe(1);
+    const waveRows = await page
+      .locator('[data-testid="wave-row"]')
+      .evaluateAll((rows) =>
+        rows.map((r) => [r.getAttribute('data-day'), r.querySelector('[data-col="releases"]')!.textContent]),
+      );
+    expect(waveRows).toEqual(wave.days.map((d: { label: string; releases: number }) => [d.label, String(d.releases)]));
+    fs.mkdirSync(ARTIFACTS, { recursive: true });
+    await page.locator('#wave').screenshot({ path: path.join(ARTIFACTS, 'wave.png') });
+
     // The evening report of today: the page's numbers are the API's, the CSV it downloads is the API's.
     await page.waitForSelector('body[data-report]');
     const day = await page.getAttribute('body', 'data-report');

@@ -203,3 +203,59 @@ test('bad days are 400 with the field named; a day with nothing is zeros', async
   expect(quiet.status).toBe(200);
   expect(quiet.body.total).toMatchObject({ rooms: 12, arrivals: 0, occupiedAtEndOfDay: 0, fevers: 0 });
 });
+
+test('the wave: day by day across the same data, occupancy and open escalations carried from day to day', async () => {
+  const res = await request(h.app).get('/api/v1/reports/wave?from=2026-03-08&to=2026-03-11').set(h.auth('supervisor'));
+  expect(res.status).toBe(200);
+  expect(res.body).toMatchObject({ district: 'D1', dayKind: 'calendar', dayLengthS: 86_400, capacity: 12 });
+  const col = (k: string) => res.body.days.map((d: Record<string, number>) => d[k]);
+  expect(col('label')).toEqual(['2026-03-08', '2026-03-09', '2026-03-10', '2026-03-11']);
+  expect(res.body.days[2]).toMatchObject({ start: '2026-03-09T16:00:00.000Z', end: '2026-03-10T16:00:00.000Z' });
+  expect(col('arrivals')).toEqual([1, 2, 2, 1]);
+  expect(col('releases')).toEqual([0, 0, 1, 1]);
+  expect(col('hospitalTransfers')).toEqual([0, 0, 1, 0]);
+  // B was in before the range; C, B leave on the 10th, H on the 11th.
+  expect(col('occupiedAtEnd')).toEqual([2, 4, 4, 4]);
+  expect(col('pcrTaken')).toEqual([1, 1, 1, 0]);
+  expect(col('pcrPositive')).toEqual([0, 0, 1, 0]);
+  expect(col('escalationsOpened')).toEqual([0, 1, 5, 0]);
+  expect(col('openEscalationsAtEnd')).toEqual([0, 1, 6, 6]);
+  // The same day as the evening report says.
+  const daily = (await report('supervisor')).body;
+  expect(res.body.days[2]).toMatchObject({
+    arrivals: daily.total.arrivals,
+    releases: daily.total.releases,
+    hospitalTransfers: daily.total.hospitalTransfers,
+    occupiedAtEnd: daily.total.occupiedAtEndOfDay,
+    pcrTaken: daily.total.pcrTaken,
+    pcrPositive: daily.total.pcrPositive,
+  });
+  // Admin: every district (RPX arrives in D2 on the 9th).
+  const admin = await request(h.app).get('/api/v1/reports/wave?from=2026-03-08&to=2026-03-11').set(h.auth('admin'));
+  expect(admin.body.days.map((d: { arrivals: number }) => d.arrivals)).toEqual([1, 3, 2, 1]);
+  expect(admin.body.capacity).toBe(14);
+});
+
+test("the wave in the drill's own days, and bad ranges", async () => {
+  const since = new Date(`${DAY}T09:59:50+08:00`).toISOString();
+  const res = await request(h.app)
+    .get(`/api/v1/reports/wave?days=drill&since=${encodeURIComponent(since)}`)
+    .set(h.auth('supervisor'));
+  expect(res.status).toBe(200);
+  expect(res.body).toMatchObject({ dayKind: 'drill', dayLengthS: 20 });
+  expect(res.body.days).toHaveLength(120);
+  expect(res.body.days[0]).toMatchObject({ label: 'day 1', start: since, arrivals: 1 });
+  expect(Date.parse(res.body.days[1].start) - Date.parse(res.body.days[0].start)).toBe(20_000);
+  for (const q of [
+    'from=2026-03-11&to=2026-03-08',
+    'from=2025-01-01&to=2026-03-08',
+    'days=weekly',
+    'from=2026-02-30',
+  ]) {
+    const bad = await request(h.app).get(`/api/v1/reports/wave?${q}`).set(h.auth('supervisor'));
+    expect([q, bad.status]).toEqual([q, 400]);
+  }
+  expect((await request(h.app).get('/api/v1/reports/wave').set(h.auth('hotel'))).status).toBe(403);
+  const recent = await request(h.app).get('/api/v1/reports/wave').set(h.auth('supervisor'));
+  expect(recent.body.days).toHaveLength(14);
+});

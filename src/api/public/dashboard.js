@@ -79,6 +79,24 @@
       escalationGroups: '预警汇总',
       story: '经过',
       eveningReport: '每日汇报',
+      wave: '疫情波次',
+      dayKind: '按',
+      calendarDays: '自然日',
+      drillDays: '演练日',
+      chartFlow: '入住、解除、转院',
+      chartOccupancy: '入住与容量',
+      chartTests: '核酸、阳性、未处理预警',
+      waveTable: '数据表',
+      day: '日',
+      w_arrivals: '新入住',
+      w_releases: '解除',
+      w_hospitalTransfers: '转院',
+      w_occupiedAtEnd: '在住',
+      w_capacity: '容量',
+      w_pcrTaken: '核酸采样',
+      w_pcrPositive: '阳性',
+      w_escalationsOpened: '新预警',
+      w_openEscalationsAtEnd: '未处理预警',
       reportDay: '日期',
       show: '查看',
       downloadCsv: '下载 CSV',
@@ -183,6 +201,24 @@
       escalationGroups: 'Open escalations by kind',
       story: 'What happened',
       eveningReport: 'Evening report',
+      wave: 'The wave',
+      dayKind: 'By',
+      calendarDays: 'calendar days',
+      drillDays: 'drill days',
+      chartFlow: 'Arrivals, releases, to hospital',
+      chartOccupancy: 'Occupancy and capacity',
+      chartTests: 'PCRs, positives, open escalations',
+      waveTable: 'Data table',
+      day: 'Day',
+      w_arrivals: 'Arrivals',
+      w_releases: 'Releases',
+      w_hospitalTransfers: 'To hospital',
+      w_occupiedAtEnd: 'Occupied',
+      w_capacity: 'Capacity',
+      w_pcrTaken: 'PCRs taken',
+      w_pcrPositive: 'Positive',
+      w_escalationsOpened: 'New escalations',
+      w_openEscalationsAtEnd: 'Open escalations',
       reportDay: 'Day',
       show: 'Show',
       downloadCsv: 'Download CSV',
@@ -372,6 +408,7 @@
           if (!reportShown) {
             reportShown = true;
             showReport();
+            showWave();
           }
           setStatus('ok');
           $('updated').textContent =
@@ -657,6 +694,93 @@
     });
     return b;
   }
+
+  // The wave: day by day from one aggregate call, drawn with uPlot (served from node_modules).
+  var WAVE_COLUMNS = [
+    'arrivals',
+    'releases',
+    'hospitalTransfers',
+    'occupiedAtEnd',
+    'pcrTaken',
+    'pcrPositive',
+    'escalationsOpened',
+    'openEscalationsAtEnd',
+  ];
+  var waveCharts = [];
+  function showWave() {
+    api('/api/v1/reports/wave?days=' + $('wave-days').value).then(function (r) {
+      if (r.status !== 200) return;
+      var w = r.json;
+      var xs = w.days.map(function (d) {
+        return Date.parse(d.start) / 1000;
+      });
+      function col(k) {
+        return w.days.map(function (d) {
+          return d[k];
+        });
+      }
+      var capacity = w.days.map(function () {
+        return w.capacity;
+      });
+      waveCharts.forEach(function (c) {
+        c.destroy();
+      });
+      waveCharts = [];
+      var width = Math.max(280, Math.floor($('chart-flow').parentNode.clientWidth || 320));
+      function chart(id, series) {
+        var target = $(id);
+        clear(target);
+        var opts = {
+          width: width,
+          height: 180,
+          series: [{ label: t('day') }].concat(
+            series.map(function (s) {
+              return { label: t(s[0]), stroke: s[1], width: 2, points: { show: true, size: 4 } };
+            }),
+          ),
+          axes: [{}, {}],
+        };
+        var data = [xs].concat(
+          series.map(function (s) {
+            return s[0] === 'w_capacity' ? capacity : col(s[0].slice(2));
+          }),
+        );
+        target.setAttribute('data-series', JSON.stringify(data.slice(1)));
+        waveCharts.push(new uPlot(opts, data, target));
+      }
+      chart('chart-flow', [
+        ['w_arrivals', '#2563eb'],
+        ['w_releases', '#16a34a'],
+        ['w_hospitalTransfers', '#dc2626'],
+      ]);
+      chart('chart-occupancy', [
+        ['w_occupiedAtEnd', '#7c3aed'],
+        ['w_capacity', '#6b7280'],
+      ]);
+      chart('chart-tests', [
+        ['w_pcrTaken', '#0891b2'],
+        ['w_pcrPositive', '#dc2626'],
+        ['w_openEscalationsAtEnd', '#d97706'],
+      ]);
+      var head = $('wave-head');
+      var body = $('wave-body');
+      clear(head);
+      clear(body);
+      head.appendChild(el('th', { text: t('day') }));
+      WAVE_COLUMNS.forEach(function (c) {
+        head.appendChild(el('th', { cls: 'num', text: t('w_' + c) }));
+      });
+      w.days.forEach(function (d) {
+        var tr = el('tr', { 'data-testid': 'wave-row', 'data-day': d.label }, el('td', { text: d.label }));
+        WAVE_COLUMNS.forEach(function (c) {
+          tr.appendChild(el('td', { cls: 'num', 'data-col': c, text: d[c] }));
+        });
+        body.appendChild(tr);
+      });
+      document.body.setAttribute('data-wave', w.dayKind + ':' + w.days.length);
+    });
+  }
+  $('wave-days').addEventListener('change', showWave);
 
   // The evening report: a day per hotel and for the district, on screen, as CSV, on paper.
   var REPORT_COLUMNS = [

@@ -4,9 +4,10 @@ import { z } from 'zod';
 
 import { zoneOffsetMs } from '../../domain/schedule';
 import { cases, escalations, hotels, rooms, samples } from '../../db/schema';
+import { rowsOf } from '../../integrations/hotel';
 import type { ApiKey } from '../auth';
 import type { ApiContext } from '../context';
-import { HttpProblem } from '../problem';
+import { HttpProblem, validationProblem } from '../problem';
 import { defineRoute, type AnyRoute } from '../router';
 import { dbProblem, localDays } from './read-helpers';
 
@@ -268,3 +269,211 @@ export const reportRoutes: AnyRoute[] = [
     },
   }),
 ];
+
+// ---------------------------------------------------------------- the wave
+
+const MAX_WAVE_DAYS = 120;
+
+const WaveDay = z
+  .object({
+    label: z.string().meta({ description: 'YYYY-MM-DD (calendar days), or "day N" from the range start (drill days)' }),
+    start: z.string(),
+    end: z.string(),
+    arrivals: z.number().int(),
+    releases: z.number().int(),
+    hospitalTransfers: z.number().int(),
+    occupiedAtEnd: z.number().int(),
+    pcrTaken: z.number().int(),
+    pcrPositive: z.number().int(),
+    escalationsOpened: z.number().int(),
+    openEscalationsAtEnd: z.number().int(),
+  })
+  .meta({ id: 'WaveDay' });
+const Wave = z
+  .object({
+    district: z.string().nullable(),
+    dayKind: z.enum(['calendar', 'drill']),
+    dayLengthS: z.number().meta({ description: "Seconds in one of these days (86400, or the drill policy's)" }),
+    timeZone: z.string(),
+    capacity: z.number().int().meta({ description: 'Rooms in the jurisdiction now (in service or not)' }),
+    days: z.array(WaveDay),
+  })
+  .meta({ id: 'Wave' });
+
+interface Buckets {
+  /** Day index of an instant column, as SQL; null outside the range. */
+  index(col: unknown): ReturnType<typeof sql>;
+  start: Date;
+  end: Date;
+  days: { label: string; start: Date; end: Date }[];
+}
+
+function calendarBuckets(timeZone: string, from: string, to: string): Buckets {
+  const days: Buckets['days'] = [];
+  for (let d = from; d <= to;) {
+    const b = dayBounds(d, timeZone);
+    days.push({ label: d, start: b.from, end: b.to });
+    const next = new Date(Date.parse(`${d}T00:00:00Z`) + 86_400_000).toISOString().slice(0, 10);
+    d = next;
+  }
+  const start = days[0]!.start;
+  return {
+    start,
+    end: days[days.length - 1]!.end,
+    days,
+    index: (col) => sql`((${col} at time zone ${timeZone})::date - ${from}::date)`,
+  };
+}
+
+function drillBuckets(dayS: number, from: Date, count: number): Buckets {
+  const days = Array.from({ length: count }, (_, i) => ({
+    label: `day ${i + 1}`,
+    start: new Date(from.getTime() + i * dayS * 1000),
+    end: new Date(from.getTime() + (i + 1) * dayS * 1000),
+  }));
+  const fromS = from.getTime() / 1000;
+  return {
+    start: from,
+    end: days[days.length - 1]!.end,
+    days,
+    index: (col) => sql`floor((extract(epoch from ${col}) - ${fromS}) / ${dayS})::int`,
+  };
+}
+
+async function buildWave(app: ApiContext, key: ApiKey, b: Buckets, dayKind: 'calendar' | 'drill', dayLengthS: number) {
+  const district = key.role !== 'admin' && key.district ? key.district : undefined;
+  const ts = (d: Date) => sql`${d.toISOString()}::timestamptz`;
+  const [start, end] = [ts(b.start), ts(b.end)];
+  const caseScope = district ? sql`and c.district = ${district}` : sql``;
+  const hist = async (from: ReturnType<typeof sql>, col: ReturnType<typeof sql>, extra: ReturnType<typeof sql>) =>
+    rowsOf<{ i: number; n: number }>(
+      await app.db.execute(sql`
+        select ${b.index(col)} as i, count(*)::int as n ${from}
+        where ${col} >= ${start} and ${col} < ${end} ${extra} ${caseScope}
+        group by 1`),
+    );
+  const casesFrom = sql`from cases c`;
+  const samplesFrom = sql`from samples s join cases c on c.case_no = s.case_no`;
+  const escFrom = sql`from escalations e join cases c on c.case_no = e.case_no`;
+  const [arrivals, releases, hospital, departures, taken, positives, opened, closed, base, capacity] =
+    await Promise.all([
+      hist(casesFrom, sql`c.arrived_at`, sql``),
+      hist(casesFrom, sql`c.ended_at`, sql`and c.phase = 'RELEASED'`),
+      hist(casesFrom, sql`c.ended_at`, sql`and c.phase = 'HOSPITAL_TRANSFER'`),
+      hist(casesFrom, sql`c.ended_at`, sql`and c.arrived_at is not null`),
+      hist(samplesFrom, sql`s.ordered_at`, sql`and s.type = 'pcr'`),
+      hist(samplesFrom, sql`s.result_at`, sql`and s.type = 'pcr' and s.result = 'positive'`),
+      hist(escFrom, sql`e.opened_at`, sql``),
+      hist(escFrom, sql`e.closed_at`, sql``),
+      app.db
+        .execute(
+          sql`select
+          (select count(*)::int from cases c where c.arrived_at < ${start}
+             and (c.ended_at is null or c.ended_at >= ${start}) ${caseScope}) as occupied,
+          (select count(*)::int from escalations e join cases c on c.case_no = e.case_no where e.opened_at < ${start}
+             and (e.closed_at is null or e.closed_at >= ${start}) ${caseScope}) as open`,
+        )
+        .then((r) => rowsOf<{ occupied: number; open: number }>(r)[0]!),
+      app.db
+        .execute(
+          sql`select count(*)::int as n from rooms r join hotels h on h.id = r.hotel_id
+            ${district ? sql`where h.district = ${district}` : sql``}`,
+        )
+        .then((r) => rowsOf<{ n: number }>(r)[0]!.n),
+    ]);
+  const series = (rows: { i: number; n: number }[]) => {
+    const out = new Array<number>(b.days.length).fill(0);
+    for (const r of rows) if (r.i >= 0 && r.i < out.length) out[r.i] = (out[r.i] ?? 0) + Number(r.n);
+    return out;
+  };
+  const [a, rel, hos, dep, tk, pos, op, cl] = [
+    arrivals,
+    releases,
+    hospital,
+    departures,
+    taken,
+    positives,
+    opened,
+    closed,
+  ].map(series) as number[][];
+  let occupied = Number(base.occupied);
+  let open = Number(base.open);
+  const days = b.days.map((d, i) => {
+    occupied += a![i]! - dep![i]!;
+    open += op![i]! - cl![i]!;
+    return {
+      label: d.label,
+      start: d.start.toISOString(),
+      end: d.end.toISOString(),
+      arrivals: a![i]!,
+      releases: rel![i]!,
+      hospitalTransfers: hos![i]!,
+      occupiedAtEnd: occupied,
+      pcrTaken: tk![i]!,
+      pcrPositive: pos![i]!,
+      escalationsOpened: op![i]!,
+      openEscalationsAtEnd: open,
+    };
+  });
+  return {
+    district: district ?? null,
+    dayKind,
+    dayLengthS,
+    timeZone: app.config.TIME_ZONE,
+    capacity: Number(capacity),
+    days,
+  };
+}
+
+reportRoutes.push(
+  defineRoute({
+    method: 'get',
+    path: '/api/v1/reports/wave',
+    operationId: 'getWave',
+    summary:
+      'The wave, day by day: arrivals, releases, hospital transfers, occupancy against capacity, PCRs, escalations',
+    description:
+      'One row per day of the range: calendar days in TIME_ZONE (`from`, `to` as YYYY-MM-DD, at most 120; default ' +
+      'the last 14 days), or the drill policy’s own days (`days=drill`: DRILL_DAY_SECONDS long, counted from `since`, ' +
+      'default the last 30 drill days). Occupancy and open escalations are at the end of each day. From the read ' +
+      'model, in a fixed number of grouped queries whatever the number of cases.',
+    tags: ['supervisor'],
+    access: { kind: 'key', roles: ['supervisor', 'admin'] },
+    query: z.strictObject({
+      from: z.iso.date().optional(),
+      to: z.iso.date().optional(),
+      days: z.enum(['calendar', 'drill']).default('calendar'),
+      since: z.iso.datetime({ offset: true }).optional().meta({ description: 'Drill days: when day 1 starts' }),
+    }),
+    responses: { 200: { description: 'Day by day, oldest first', schema: Wave } },
+    async handler({ app, key, query, res }) {
+      const tz = app.config.TIME_ZONE;
+      let buckets: Buckets;
+      let dayLengthS = 86_400;
+      if (query.days === 'drill') {
+        dayLengthS = app.config.DRILL_DAY_SECONDS;
+        const now = app.now().getTime();
+        const since = query.since ? new Date(query.since) : new Date(now - 29 * dayLengthS * 1000);
+        const count = Math.min(MAX_WAVE_DAYS, Math.max(1, Math.ceil((now - since.getTime()) / (dayLengthS * 1000))));
+        buckets = drillBuckets(dayLengthS, since, count);
+      } else {
+        const today = new Intl.DateTimeFormat('en-CA', { timeZone: tz }).format(app.now());
+        const to = query.to ?? today;
+        const from = query.from ?? new Date(Date.parse(`${to}T00:00:00Z`) - 13 * 86_400_000).toISOString().slice(0, 10);
+        const span = (Date.parse(to) - Date.parse(from)) / 86_400_000 + 1;
+        if (span < 1 || span > MAX_WAVE_DAYS) {
+          throw validationProblem([
+            { in: 'query', path: 'to', message: `from..to must be 1 to ${MAX_WAVE_DAYS} days, from first` },
+          ]);
+        }
+        buckets = calendarBuckets(tz, from, to);
+      }
+      try {
+        res.setHeader('Cache-Control', 'no-store');
+        res.json(await buildWave(app, key!, buckets, query.days, dayLengthS));
+      } catch (err) {
+        throw dbProblem(app, err);
+      }
+    },
+  }),
+);
