@@ -283,6 +283,28 @@ maybe('/dashboard in chromium', () => {
     await page.emulateMedia({ media: 'screen' });
     await page.evaluate(() => document.body.classList.remove('printing-report'));
 
+    // A hotel floor by floor: every room in its state, and a room marked disinfected from there.
+    await page.click('[data-testid="open-floors-H1"]');
+    await page.waitForSelector('#floors[data-loaded^="H1:"]');
+    const roomsApi = (await request(h.app).get('/api/v1/hotels/H1/rooms').set(h.auth('supervisor'))).body.items;
+    const tiles = await page
+      .locator('[data-testid="floors-grid"] .room')
+      .evaluateAll((els) => els.map((e) => [e.getAttribute('data-testid'), e.getAttribute('data-state')]));
+    expect(tiles.sort()).toEqual(roomsApi.map((r: { id: string; state: string }) => [`room-${r.id}`, r.state]).sort());
+    const dirty = roomsApi.find((r: { state: string }) => r.state === 'awaiting_disinfection');
+    expect(dirty).toBeDefined();
+    await page.click(`[data-testid="room-${dirty.id}"]`);
+    await page.click('[data-testid="room-disinfected"]');
+    await page.waitForSelector(`[data-testid="room-${dirty.id}"][data-state="free"]`);
+    const after = (await request(h.app).get('/api/v1/hotels/H1/rooms').set(h.auth('supervisor'))).body.items;
+    expect(after.find((r: { id: string }) => r.id === dirty.id).state).toBe('free');
+    // Keyboard: the rooms are buttons, reachable and usable without a mouse.
+    await page.focus(`[data-testid="room-${dirty.id}"]`);
+    await page.keyboard.press('Enter');
+    await page.locator('[data-testid="room-out-of-service"]').waitFor();
+    fs.mkdirSync(ARTIFACTS, { recursive: true });
+    await page.locator('#floors').screenshot({ path: path.join(ARTIFACTS, 'hotel-floors.png') });
+
     // 中文 by default; one click for English.
     expect(await page.locator('h1').innerText()).toContain('指挥中心');
     await page.click('[data-testid="lang-toggle"]');

@@ -80,6 +80,18 @@
       story: '经过',
       eveningReport: '每日汇报',
       wave: '疫情波次',
+      floorsOf: '楼层',
+      floor: '层',
+      st_free: '空闲',
+      st_reserved: '已预留',
+      st_occupied: '已入住',
+      st_awaiting_disinfection: '待消毒',
+      st_out_of_service: '停用',
+      markDisinfected: '已消毒',
+      putOutOfService: '停用',
+      returnToService: '恢复使用',
+      oosReason: '停用原因',
+      done: '已完成',
       dayKind: '按',
       calendarDays: '自然日',
       drillDays: '演练日',
@@ -202,6 +214,18 @@
       story: 'What happened',
       eveningReport: 'Evening report',
       wave: 'The wave',
+      floorsOf: 'Floors of',
+      floor: 'Floor',
+      st_free: 'free',
+      st_reserved: 'reserved',
+      st_occupied: 'occupied',
+      st_awaiting_disinfection: 'awaiting disinfection',
+      st_out_of_service: 'out of service',
+      markDisinfected: 'Mark disinfected',
+      putOutOfService: 'Put out of service',
+      returnToService: 'Return to service',
+      oosReason: 'Reason',
+      done: 'Done',
       dayKind: 'By',
       calendarDays: 'calendar days',
       drillDays: 'drill days',
@@ -456,7 +480,7 @@
         el(
           'tr',
           { 'data-testid': 'hotel-' + h.id },
-          el('td', { text: h.name }),
+          el('td', null, hotelLink(h.id, h.name)),
           el('td', { cls: 'num', 'data-testid': 'hotel-total', text: h.total }),
           el('td', { cls: 'num', 'data-testid': 'hotel-free', text: h.free }),
           el('td', { cls: 'num', 'data-testid': 'hotel-reserved', text: h.reserved }),
@@ -693,6 +717,150 @@
         });
     });
     return b;
+  }
+
+  // A hotel floor by floor: rooms coloured by state, framed by their case's colour; the room
+  // calls (disinfected, out of service, back in service) from there, for the roles allowed.
+  function hotelLink(id, name) {
+    var b = el('button', { type: 'button', cls: 'link', 'data-testid': 'open-floors-' + id, text: name });
+    b.addEventListener('click', function () {
+      showFloors(id);
+    });
+    return b;
+  }
+  function apiPost(path, body) {
+    return fetch(path, {
+      method: 'POST',
+      headers: { Authorization: 'Bearer ' + key(), 'Content-Type': 'application/json', Accept: 'application/json' },
+      body: JSON.stringify(body || {}),
+      cache: 'no-store',
+    }).then(function (r) {
+      return r.text().then(function (text) {
+        var json = null;
+        try {
+          json = text ? JSON.parse(text) : null;
+        } catch (e) {
+          json = null;
+        }
+        return { status: r.status, json: json };
+      });
+    });
+  }
+  var floorsHotel = null;
+  function showFloors(hotelId, selectRoomId) {
+    floorsHotel = hotelId;
+    Promise.all([
+      api('/api/v1/hotels/' + encodeURIComponent(hotelId) + '/rooms'),
+      api('/api/v1/cases?hotelId=' + encodeURIComponent(hotelId) + '&limit=500'),
+    ]).then(function (rs) {
+      var section = $('floors');
+      section.hidden = false;
+      var grid = $('floors-grid');
+      clear(grid);
+      clear($('room-actions'));
+      if (rs[0].status !== 200) {
+        grid.appendChild(el('p', { cls: 'error', text: (rs[0].json && rs[0].json.detail) || String(rs[0].status) }));
+        return;
+      }
+      var colourOf = {};
+      if (rs[1].status === 200)
+        rs[1].json.items.forEach(function (c) {
+          colourOf[c.caseNo] = c.colour;
+        });
+      $('floors-hotel').textContent = rs[0].json.name;
+      var byFloor = {};
+      rs[0].json.items.forEach(function (r) {
+        (byFloor[r.floor] = byFloor[r.floor] || []).push(r);
+      });
+      Object.keys(byFloor)
+        .map(Number)
+        .sort(function (a, b) {
+          return b - a;
+        })
+        .forEach(function (f) {
+          var row = el(
+            'div',
+            { cls: 'floor', 'data-testid': 'floor-' + f },
+            el('span', { cls: 'floor-label', text: t('floor') + ' ' + f }),
+          );
+          byFloor[f]
+            .sort(function (a, b) {
+              return a.roomNo < b.roomNo ? -1 : a.roomNo > b.roomNo ? 1 : 0;
+            })
+            .forEach(function (r) {
+              var colour = r.caseNo && colourOf[r.caseNo];
+              var b = el(
+                'button',
+                {
+                  type: 'button',
+                  cls: 'room ' + r.state + (colour ? ' case-' + colour : ''),
+                  'data-testid': 'room-' + r.id,
+                  'data-state': r.state,
+                  title:
+                    t('st_' + r.state) +
+                    (r.caseNo ? ' · ' + r.caseNo : '') +
+                    (r.outOfServiceReason ? ' · ' + r.outOfServiceReason : ''),
+                  'aria-label': r.roomNo + ', ' + t('st_' + r.state) + (colour ? ', ' + colour : ''),
+                },
+                r.roomNo,
+                el('small', { text: t('st_' + r.state) }),
+              );
+              b.addEventListener('click', function () {
+                roomActions(hotelId, r, b);
+              });
+              row.appendChild(b);
+              if (r.id === selectRoomId) roomActions(hotelId, r, b);
+            });
+          grid.appendChild(row);
+        });
+      section.setAttribute('data-loaded', hotelId + ':' + Date.now());
+    });
+  }
+  function roomActions(hotelId, room, button) {
+    var box = $('room-actions');
+    clear(box);
+    document.querySelectorAll('.room.selected').forEach(function (x) {
+      x.classList.remove('selected');
+    });
+    button.classList.add('selected');
+    box.appendChild(el('strong', { text: room.roomNo + ' · ' + t('st_' + room.state) }));
+    if (room.caseNo) box.appendChild(caseLink(room.caseNo));
+    function act(label, path, body, testid) {
+      var b = el('button', { type: 'button', 'data-testid': testid, text: t(label) });
+      b.addEventListener('click', function () {
+        b.disabled = true;
+        apiPost('/api/v1/rooms/' + encodeURIComponent(room.id) + path, body ? body() : {}).then(function (r) {
+          if (r.status === 200) {
+            showFloors(hotelId, room.id);
+          } else {
+            b.disabled = false;
+            box.appendChild(
+              el('span', { cls: 'error', role: 'alert', text: (r.json && r.json.detail) || String(r.status) }),
+            );
+          }
+        });
+      });
+      box.appendChild(b);
+    }
+    if (room.state === 'awaiting_disinfection') act('markDisinfected', '/disinfected', null, 'room-disinfected');
+    if (room.state === 'free') {
+      var reason = el('input', {
+        type: 'text',
+        'data-testid': 'room-oos-reason',
+        'aria-label': t('oosReason'),
+        placeholder: t('oosReason'),
+      });
+      box.appendChild(reason);
+      act(
+        'putOutOfService',
+        '/out-of-service',
+        function () {
+          return { reason: reason.value || '—' };
+        },
+        'room-out-of-service',
+      );
+    }
+    if (room.state === 'out_of_service') act('returnToService', '/return-to-service', null, 'room-return');
   }
 
   // The wave: day by day from one aggregate call, drawn with uPlot (served from node_modules).
