@@ -5,6 +5,9 @@ import path from 'node:path';
 
 import type { Worker } from '@temporalio/worker';
 import { and, eq } from 'drizzle-orm';
+import type { Server } from 'node:http';
+
+import { chromium } from 'playwright-core';
 import request from 'supertest';
 
 import { createActivities } from '../../src/activities';
@@ -13,6 +16,7 @@ import { createIntegrations, type Integrations } from '../../src/integrations';
 import { createLogger } from '../../src/log';
 import { createWorker } from '../../src/worker';
 import type { CaseView as CaseState } from '../../src/domain/case/view';
+import { freePort } from '../support/ports';
 import { createHarness, seedReadModel, validTransfer, type Harness, type KeyName } from './harness';
 
 /**
@@ -74,6 +78,7 @@ async function releasedCase(): Promise<string> {
   labKey = await newKey({ name: 'Simulated lab', role: 'lab', orgId: 'SIM-LAB' });
   const answered = new Set<string>();
   let arrived = false;
+  let checked = false;
   let inspected = false;
   const deadline = Date.now() + 90_000;
   while (Date.now() < deadline) {
@@ -86,6 +91,17 @@ async function releasedCase(): Promise<string> {
       arrived = true;
       const hotelKey = await newKey({ name: 'Desk', role: 'hotel', district: 'D1', orgId: s.room!.hotelId });
       await request(h.app).post(`/api/v1/cases/${no}/arrival`).set(hotelKey).send({ antigen: 'negative' });
+    } else if (s?.phase === 'OBSERVATION' && !checked) {
+      checked = true;
+      const nurse = await newKey({ name: 'Nurse Wang', role: 'medical', district: 'D1', orgId: s.room!.hotelId });
+      for (const [checkId, temperatureC] of [
+        ['c-1', 36.6],
+        ['c-2', 37.1],
+      ] as const)
+        await request(h.app)
+          .post(`/api/v1/cases/${no}/health-checks`)
+          .set(nurse)
+          .send({ checkId, temperatureC, symptoms: [] });
     }
     for (const smp of s?.samples ?? []) {
       if (smp.status === 'ordered' && !answered.has(smp.sampleId)) {
@@ -308,3 +324,47 @@ test('issued once: every download prints the same basis and code; a correction a
     type: expect.stringMatching(/\/certificate-revoked$/),
   });
 });
+
+declare const document: { querySelector(s: string): { getAttribute(n: string): string | null } | null };
+
+test('the case in the dashboard: samples, temperatures, escalations, its story, the certificate button', async () => {
+  const port = await freePort();
+  const server: Server = await new Promise((resolve) => {
+    const srv = h.app.listen(port, '127.0.0.1', () => resolve(srv));
+  });
+  const browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-background-networking'],
+  });
+  try {
+    const page = await browser.newPage({ viewport: { width: 1300, height: 1400 } });
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(String(e)));
+    await page.goto(`http://127.0.0.1:${port}/dashboard`);
+    await page.fill('[data-testid="key-input"]', h.keys.supervisor);
+    await page.click('[data-testid="key-submit"]');
+    await page.waitForSelector('body[data-loaded]');
+    await page.fill('[data-testid="search-input"]', caseNo);
+    await page.click('[data-testid="search-submit"]');
+    await page.locator('[data-testid="story-row"]').first().waitFor({ timeout: 10_000 });
+    const state = await live(caseNo);
+    const sampleIds = await page
+      .locator('[data-testid="sample-row"]')
+      .evaluateAll((rows) => rows.map((r) => r.getAttribute('data-sample')));
+    expect(sampleIds).toEqual(state.samples.map((x) => x.sampleId));
+    expect(state.checks.map((c) => c.temperatureC)).toEqual([36.6, 37.1]);
+    const temps = await page.evaluate(() =>
+      JSON.parse(document.querySelector('[data-testid="temperature-chart"]')!.getAttribute('data-series')!),
+    );
+    expect(temps).toEqual([36.6, 37.1]);
+    expect(await page.locator('[data-testid="check-row"]').count()).toBe(2);
+    expect(await page.locator('[data-testid="case-escalation"]').count()).toBe(state.escalations.length);
+    expect(await page.locator('[data-testid="certificate"]').isVisible()).toBe(true);
+    fs.mkdirSync(ARTIFACTS, { recursive: true });
+    await page.locator('[data-testid="search-result"]').screenshot({ path: path.join(ARTIFACTS, 'case-page.png') });
+    expect(errors).toEqual([]);
+  } finally {
+    await browser.close();
+    await new Promise((r) => server.close(r));
+  }
+}, 60_000);

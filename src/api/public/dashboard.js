@@ -80,6 +80,19 @@
       story: '经过',
       eveningReport: '每日汇报',
       wave: '疫情波次',
+      holdsRelease: '尚待解除条件',
+      samples: '采样',
+      sample: '样本',
+      dueAt: '应采时间',
+      status: '状态',
+      result: '结果',
+      checks: '健康监测',
+      temperature: '体温',
+      fever: '发热',
+      actions: '处置',
+      note: '说明',
+      ack: '确认',
+      resolve: '解决',
       floorsOf: '楼层',
       floor: '层',
       st_free: '空闲',
@@ -214,6 +227,19 @@
       story: 'What happened',
       eveningReport: 'Evening report',
       wave: 'The wave',
+      holdsRelease: 'What still holds release',
+      samples: 'Samples',
+      sample: 'Sample',
+      dueAt: 'Due',
+      status: 'Status',
+      result: 'Result',
+      checks: 'Health checks',
+      temperature: 'Temperature',
+      fever: 'Fever',
+      actions: 'Actions',
+      note: 'Note',
+      ack: 'Acknowledge',
+      resolve: 'Resolve',
       floorsOf: 'Floors of',
       floor: 'Floor',
       st_free: 'free',
@@ -640,9 +666,172 @@
       );
       out.appendChild(dl);
       out.setAttribute('data-source', c.source);
+      if (st.releaseBlockers && st.releaseBlockers.length) {
+        out.appendChild(el('h3', { text: t('holdsRelease') }));
+        var ul = el('ul', { 'data-testid': 'release-blockers' });
+        st.releaseBlockers.forEach(function (b) {
+          ul.appendChild(el('li', { text: b }));
+        });
+        out.appendChild(ul);
+      }
       if ((st.phase || sum.phase) === 'RELEASED') out.appendChild(certificateButton(c.caseNo));
+      if (st.samples) renderSamples(out, st.samples);
+      if (st.checks) renderChecks(out, st.checks);
+      if (st.escalations) renderCaseEscalations(out, c.caseNo, st.escalations);
       renderStory(out, c.caseNo);
     });
+  }
+
+  function simpleTable(testid, headers, rows) {
+    var body = el('tbody');
+    rows.forEach(function (r) {
+      body.appendChild(
+        el.apply(
+          null,
+          ['tr', r.attrs].concat(
+            r.cells.map(function (c) {
+              return c && c.nodeType ? el('td', null, c) : el('td', { text: c == null ? t('none') : c });
+            }),
+          ),
+        ),
+      );
+    });
+    return el(
+      'table',
+      { 'data-testid': testid },
+      el(
+        'thead',
+        null,
+        el.apply(
+          null,
+          ['tr', null].concat(
+            headers.map(function (h) {
+              return el('th', { text: t(h) });
+            }),
+          ),
+        ),
+      ),
+      body,
+    );
+  }
+
+  function renderSamples(out, samples) {
+    out.appendChild(el('h3', { text: t('samples') }));
+    out.appendChild(
+      simpleTable(
+        'case-samples',
+        ['sample', 'kind', 'dueAt', 'status', 'result'],
+        samples.map(function (x) {
+          return {
+            attrs: { 'data-testid': 'sample-row', 'data-sample': x.sampleId },
+            cells: [x.sampleId, x.type, fmtTime(x.dueAt), x.status, x.result || t('none')],
+          };
+        }),
+      ),
+    );
+  }
+
+  // Temperatures as a small chart (uPlot), fevers marked in the table under it.
+  var checkChart = null;
+  function renderChecks(out, checks) {
+    out.appendChild(el('h3', { text: t('checks') }));
+    var withT = checks.filter(function (c) {
+      return typeof c.temperatureC === 'number';
+    });
+    if (withT.length && typeof uPlot !== 'undefined') {
+      var target = el('div', { 'data-testid': 'temperature-chart' });
+      out.appendChild(target);
+      var data = [
+        withT.map(function (c) {
+          return Date.parse(c.takenAt) / 1000;
+        }),
+        withT.map(function (c) {
+          return c.temperatureC;
+        }),
+      ];
+      target.setAttribute('data-series', JSON.stringify(data[1]));
+      if (checkChart) checkChart.destroy();
+      checkChart = new uPlot(
+        {
+          width: 420,
+          height: 140,
+          series: [{ label: t('when') }, { label: '°C', stroke: '#dc2626', width: 2, points: { show: true, size: 5 } }],
+          scales: { y: { range: [35.5, 40] } },
+        },
+        data,
+        target,
+      );
+    }
+    out.appendChild(
+      simpleTable(
+        'case-checks',
+        ['when', 'temperature', 'fever', 'who'],
+        checks.map(function (x) {
+          return {
+            attrs: { 'data-testid': 'check-row' },
+            cells: [
+              fmtTime(x.takenAt),
+              x.temperatureC == null ? null : x.temperatureC,
+              x.fever ? '●' : '',
+              x.by && x.by.name,
+            ],
+          };
+        }),
+      ),
+    );
+  }
+
+  // Escalations with acknowledge / resolve for the roles allowed (the API refuses the others).
+  function renderCaseEscalations(out, caseNo, escs) {
+    out.appendChild(el('h3', { text: t('escalationsOpen') }));
+    out.appendChild(
+      simpleTable(
+        'case-escalations',
+        ['openedAt', 'kind', 'level', 'status', 'reason', 'actions'],
+        escs.map(function (e) {
+          var actions = el('span');
+          if (e.status === 'open' || e.status === 'acked') {
+            var idem = 'dash-' + (crypto.randomUUID ? crypto.randomUUID() : String(Math.random()).slice(2));
+            var note = el('input', {
+              type: 'text',
+              'aria-label': t('note'),
+              placeholder: t('note'),
+              'data-testid': 'esc-note',
+            });
+            function send(kind, body, k) {
+              apiPost('/api/v1/escalations/' + encodeURIComponent(e.id) + '/' + kind, body, k).then(function (r) {
+                if (r.status === 200) search(caseNo);
+                else
+                  actions.appendChild(
+                    el('span', { cls: 'error', role: 'alert', text: (r.json && r.json.detail) || String(r.status) }),
+                  );
+              });
+            }
+            if (e.status === 'open') {
+              var ack = el('button', { type: 'button', 'data-testid': 'esc-ack', text: t('ack') });
+              ack.addEventListener('click', function () {
+                send('ack', note.value ? { note: note.value } : {}, idem + '-ack');
+              });
+              actions.appendChild(ack);
+            }
+            var resolve = el('button', { type: 'button', 'data-testid': 'esc-resolve', text: t('resolve') });
+            resolve.addEventListener('click', function () {
+              if (!note.value.trim()) {
+                note.focus();
+                return;
+              }
+              send('resolve', { note: note.value.trim() }, idem + '-resolve');
+            });
+            actions.appendChild(note);
+            actions.appendChild(resolve);
+          }
+          return {
+            attrs: { 'data-testid': 'case-escalation', 'data-id': e.id, 'data-status': e.status },
+            cells: [fmtTime(e.openedAt), chip('sev-' + e.severity, e.kind), e.level, e.status, e.reason, actions],
+          };
+        }),
+      ),
+    );
   }
 
   // The case's story from its event log: who did what, when, and why (oldest first).
@@ -728,10 +917,12 @@
     });
     return b;
   }
-  function apiPost(path, body) {
+  function apiPost(path, body, idempotencyKey) {
+    var headers = { Authorization: 'Bearer ' + key(), 'Content-Type': 'application/json', Accept: 'application/json' };
+    if (idempotencyKey) headers['Idempotency-Key'] = idempotencyKey;
     return fetch(path, {
       method: 'POST',
-      headers: { Authorization: 'Bearer ' + key(), 'Content-Type': 'application/json', Accept: 'application/json' },
+      headers: headers,
       body: JSON.stringify(body || {}),
       cache: 'no-store',
     }).then(function (r) {
