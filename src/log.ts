@@ -1,9 +1,12 @@
+import pino from 'pino';
+
 /**
- * Minimal structured logger: one JSON line per event. Callers pass ids and counts only;
- * names, id numbers, phones and addresses never go to logs.
+ * Structured logging on pino: one JSON line per event (`t`, `level`, `msg`, then the fields);
+ * debug and info to stdout, warn and error to stderr. Callers pass ids and counts only, and
+ * what a caller passes by mistake is redacted anyway: a person, a name of a person, an id
+ * number, a phone, a birth date or an address never reaches a log line (PII_PATHS).
  */
 export type Level = 'debug' | 'info' | 'warn' | 'error' | 'silent';
-const order: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40, silent: 99 };
 
 export interface Logger {
   debug(msg: string, fields?: Record<string, unknown>): void;
@@ -13,22 +16,61 @@ export interface Logger {
   child(fields: Record<string, unknown>): Logger;
 }
 
-export function createLogger(level: Level = 'info', base: Record<string, unknown> = {}): Logger {
-  const emit = (l: Exclude<Level, 'silent'>, msg: string, fields?: Record<string, unknown>) => {
-    if (order[l] < order[level]) return;
-    const line = JSON.stringify({ t: new Date().toISOString(), level: l, msg, ...base, ...fields }, errReplacer);
-    (l === 'error' || l === 'warn' ? process.stderr : process.stdout).write(line + '\n');
-  };
+/** Fields that hold personal data, at the top level or one object down (e.g. `request.person`). */
+const PII_KEYS = ['person', 'idNumber', 'phone', 'birthDate', 'homeAddress', 'pickupAddress', 'address', 'fullName'];
+export const PII_PATHS = [...PII_KEYS, ...PII_KEYS.map((k) => `*.${k}`)];
+
+export interface LogStreams {
+  out: { write(line: string): unknown };
+  err: { write(line: string): unknown };
+}
+
+export function createLogger(
+  level: Level = 'info',
+  base: Record<string, unknown> = {},
+  streams: LogStreams = { out: process.stdout, err: process.stderr },
+): Logger {
+  const root = pino(
+    {
+      level,
+      base: null,
+      messageKey: 'msg',
+      timestamp: () => `,"t":"${new Date().toISOString()}"`,
+      formatters: {
+        level: (label) => ({ level: label }),
+        log: (obj) => plainErrors(obj),
+      },
+      // Errors are reduced to name and message by plainErrors; pino's own would add the stack.
+      serializers: { err: (e: unknown) => e },
+      redact: { paths: PII_PATHS, censor: '[redacted]' },
+    },
+    pino.multistream(
+      [
+        { level: 'debug', stream: streams.out },
+        { level: 'warn', stream: streams.err },
+      ],
+      // Each line to one stream: the highest that takes its level.
+      { dedupe: true },
+    ),
+  );
+  return wrap(Object.keys(base).length ? root.child(plainErrors(base)) : root);
+}
+
+function wrap(p: pino.Logger): Logger {
   return {
-    debug: (m, f) => emit('debug', m, f),
-    info: (m, f) => emit('info', m, f),
-    warn: (m, f) => emit('warn', m, f),
-    error: (m, f) => emit('error', m, f),
-    child: (f) => createLogger(level, { ...base, ...f }),
+    debug: (m, f) => p.debug(f ?? {}, m),
+    info: (m, f) => p.info(f ?? {}, m),
+    warn: (m, f) => p.warn(f ?? {}, m),
+    error: (m, f) => p.error(f ?? {}, m),
+    child: (f) => wrap(p.child(plainErrors(f))),
   };
 }
 
-function errReplacer(_key: string, value: unknown): unknown {
-  if (value instanceof Error) return { name: value.name, message: value.message };
-  return value;
+/** An Error as its name and message (a stack or a cause may carry payloads). */
+function plainErrors(obj: Record<string, unknown>): Record<string, unknown> {
+  let out: Record<string, unknown> | undefined;
+  for (const [k, v] of Object.entries(obj)) {
+    if (v instanceof Error) (out ??= { ...obj })[k] = { name: v.name, message: v.message };
+  }
+  return out ?? obj;
 }
