@@ -235,6 +235,11 @@ export function createApp(deps: AppDeps): express.Express {
   app.use('/codec', codecPreauth(ctx), (req, res, next) => (res.locals.codecKey ? codecBody(req, res, next) : next()));
   app.use(express.json({ limit: deps.config.API_BODY_LIMIT, type: ['application/json', 'application/*+json'] }));
   app.use('/assets', express.static(publicDir(), { index: false, fallthrough: true, maxAge: '5m' }));
+  // Swagger UI for /docs, served from node_modules (no CDN).
+  app.use(
+    '/assets/vendor/swagger-ui',
+    express.static(path.dirname(require.resolve('swagger-ui-dist/package.json')), { index: false, maxAge: '1h' }),
+  );
   // Charting library for the wave, served from node_modules (no CDN).
   app.use(
     '/assets/vendor/uplot',

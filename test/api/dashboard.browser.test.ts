@@ -15,8 +15,10 @@ import { createHarness, seedReadModel, type Harness } from './harness';
  * in test/artifacts/.
  */
 // Code passed to page.evaluate runs in the browser; these are its globals (the project has no DOM lib).
+declare const sessionStorage: Record<string, unknown>;
 declare const document: {
   querySelector(s: string): { textContent: string | null } | null;
+  querySelectorAll(s: string): { length: number };
   body: { classList: { add(c: string): void; remove(c: string): void } };
 };
 declare const localStorage: { getItem(k: string): string | null } & Record<string, unknown>;
@@ -323,4 +325,38 @@ maybe('/dashboard in chromium', () => {
     ).toEqual([]);
     expect(errors).toEqual([]);
   }, 90_000);
+
+  test('/docs is Swagger UI from node_modules: every operation of the document, no CSP error, no key stored', async () => {
+    const docsPage = await browser.newPage({ viewport: { width: 1300, height: 1000 } });
+    const problems: string[] = [];
+    docsPage.on('pageerror', (e) => problems.push(e.message));
+    docsPage.on('console', (m) => {
+      if (m.type() === 'error') problems.push(m.text());
+    });
+    const external: string[] = [];
+    docsPage.on('request', (r) => {
+      if (!r.url().startsWith(base) && !r.url().startsWith('data:')) external.push(r.url());
+    });
+    await docsPage.goto(`${base}/docs`);
+    await docsPage.waitForSelector('body[data-loaded]', { timeout: 20_000 });
+    const doc = (await request(h.app).get('/openapi.json')).body as {
+      paths: Record<string, Record<string, { operationId: string; tags?: string[] }>>;
+    };
+    const ops = Object.values(doc.paths).flatMap((byMethod) => Object.values(byMethod));
+    // An operation appears once under each of its tags.
+    const shown = ops.reduce((n, op) => n + Math.max(1, op.tags?.length ?? 0), 0);
+    await docsPage.waitForFunction((n) => document.querySelectorAll('.opblock').length >= n, shown);
+    const ids = await docsPage.locator('.opblock').evaluateAll((els) => els.map((e) => e.id));
+    expect(ids).toHaveLength(shown);
+    for (const op of ops) expect(ids.some((id) => id.endsWith(`-${op.operationId}`))).toBe(true);
+    expect(await docsPage.locator('.opblock-summary-path', { hasText: '/api/v1/reports/wave' }).count()).toBe(1);
+    expect(problems).toEqual([]);
+    expect(external).toEqual([]);
+    expect(
+      await docsPage.evaluate(() => [...Object.values(localStorage), ...Object.values(sessionStorage)].join(' ')),
+    ).not.toMatch(/sd_/);
+    fs.mkdirSync(ARTIFACTS, { recursive: true });
+    await docsPage.screenshot({ path: path.join(ARTIFACTS, 'docs.png') });
+    await docsPage.close();
+  }, 60_000);
 });
