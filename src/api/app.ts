@@ -3,6 +3,7 @@ import path from 'node:path';
 import { OpenAPIRegistry, OpenApiGeneratorV31 } from '@asteasolutions/zod-to-openapi';
 import type { Client, Connection } from '@temporalio/client';
 import express, { type NextFunction, type Request, type Response } from 'express';
+import helmet from 'helmet';
 
 import type { Config } from '../config';
 import type { Db } from '../db';
@@ -21,7 +22,7 @@ import { caseCommandRoutes } from './routes/case-commands';
 import { escalationRoutes } from './routes/escalations';
 import { hotelRoutes } from './routes/hotels';
 import { labRoutes } from './routes/lab';
-import { opsRoutes, publicDir } from './routes/ops';
+import { opsRoutes, PAGE_CSP_DIRECTIVES, publicDir } from './routes/ops';
 import { readRoutes } from './routes/reads';
 import { transferRoutes } from './routes/transfers';
 import { caseEventRoutes } from './routes/case-events';
@@ -162,6 +163,17 @@ export function createApp(deps: AppDeps): express.Express {
 
   const app = express();
   app.disable('x-powered-by');
+  // Security headers on every answer (helmet): the pages' CSP, nosniff, no referrer, no framing.
+  // HSTS is left to the TLS proxy in front (these processes speak plain HTTP).
+  app.use(
+    helmet({
+      contentSecurityPolicy: { useDefaults: false, directives: PAGE_CSP_DIRECTIVES },
+      strictTransportSecurity: false,
+      referrerPolicy: { policy: 'no-referrer' },
+      // The Temporal UI on another origin fetches /codec with CORS: resources stay same-site otherwise.
+      crossOriginResourcePolicy: { policy: 'same-site' },
+    }),
+  );
   app.set('trust proxy', false);
 
   app.use((req, res, next) => {

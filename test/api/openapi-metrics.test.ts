@@ -91,6 +91,19 @@ describe('/openapi.json', () => {
       expect((await request(h.app).get(a)).status).toBe(200);
     }
   });
+
+  test('security headers (helmet) on every answer, and a CSP that works over plain HTTP', async () => {
+    for (const p of ['/healthz', '/openapi.json', '/dashboard', '/api/v1/summary', '/no/such/route']) {
+      const res = await request(h.app).get(p);
+      expect([p, res.headers['x-content-type-options']]).toEqual([p, 'nosniff']);
+      expect(res.headers['referrer-policy']).toBe('no-referrer');
+      expect(res.headers['x-frame-options']).toBe('SAMEORIGIN');
+      expect(res.headers['content-security-policy']).toMatch(/frame-ancestors 'none'/);
+      expect(res.headers['content-security-policy']).not.toMatch(/upgrade-insecure-requests|unsafe-inline|unsafe-eval/);
+      expect(res.headers['strict-transport-security']).toBeUndefined();
+      expect(res.headers['x-powered-by']).toBeUndefined();
+    }
+  });
 });
 
 describe('health', () => {

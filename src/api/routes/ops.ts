@@ -15,6 +15,22 @@ export function publicDir(): string {
   return candidates.find((d) => fs.existsSync(path.join(d, 'dashboard.html'))) ?? candidates[0]!;
 }
 
+/**
+ * The pages' Content-Security-Policy (helmet sets it on every answer; see app.ts): everything
+ * from this origin only, no inline script or style, no framing, no form posts elsewhere.
+ */
+export const PAGE_CSP_DIRECTIVES = {
+  defaultSrc: ["'self'"],
+  scriptSrc: ["'self'"],
+  styleSrc: ["'self'"],
+  connectSrc: ["'self'"],
+  imgSrc: ["'self'", 'data:'],
+  frameAncestors: ["'none'"],
+  baseUri: ["'none'"],
+  formAction: ["'none'"],
+  // Plain HTTP on a local network must keep working: TLS belongs to the proxy in front.
+  upgradeInsecureRequests: null,
+};
 const PAGE_CSP =
   "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
