@@ -136,6 +136,11 @@ const ROUTES: { pattern: string; call: Call; roles: string[] }[] = [
     roles: ['supervisor', 'admin'],
   },
   {
+    pattern: 'GET /api/v1/cases/:caseNo/address-inspections',
+    call: { method: 'get', path: '/api/v1/cases/QCSEED000001/address-inspections' },
+    roles: ['supervisor', 'community', 'admin'],
+  },
+  {
     pattern: 'GET /api/v1/cases',
     call: { method: 'get', path: '/api/v1/cases' },
     roles: ['supervisor', 'community', 'admin'],

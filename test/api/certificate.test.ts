@@ -288,6 +288,14 @@ test("the case's story: every step in order with who did it, the downloads too, 
 
   expect((await request(h.app).get(`/api/v1/cases/${caseNo}/events`).set(h.auth('communityOther'))).status).toBe(403);
   expect((await request(h.app).get(`/api/v1/cases/${caseNo}/events`).set(h.auth('medical'))).status).toBe(403);
+  // The home address and its inspection, for the supervisor and the street's community worker only.
+  const addresses = await request(h.app).get(`/api/v1/cases/${caseNo}/address-inspections`).set(h.auth('community'));
+  expect(addresses.status).toBe(200);
+  expect(addresses.body.items).toEqual([
+    expect.objectContaining({ address: '1 Example Road, Room 101', status: 'passed', inspector: 'Street office Li' }),
+  ]);
+  for (const as of ['communityOther', 'medical', 'hotel'] as const)
+    expect((await request(h.app).get(`/api/v1/cases/${caseNo}/address-inspections`).set(h.auth(as))).status).toBe(403);
   const bad = await request(h.app).get(`/api/v1/cases/${caseNo}/events?cursor=abc`).set(h.auth('supervisor'));
   expect(bad.status).toBe(400);
   expect(bad.body.errors).toEqual([expect.objectContaining({ in: 'query', path: 'cursor' })]);
@@ -360,6 +368,9 @@ test('the case in the dashboard: samples, temperatures, escalations, its story, 
     expect(await page.locator('[data-testid="check-row"]').count()).toBe(2);
     expect(await page.locator('[data-testid="case-escalation"]').count()).toBe(state.escalations.length);
     expect(await page.locator('[data-testid="certificate"]').isVisible()).toBe(true);
+    await page.locator('[data-testid="address-row"]').first().waitFor();
+    expect(await page.locator('[data-testid="address-row"]').count()).toBe(1);
+    expect(await page.locator('[data-testid="address-row"]').innerText()).toContain('1 Example Road, Room 101');
     fs.mkdirSync(ARTIFACTS, { recursive: true });
     await page.locator('[data-testid="search-result"]').screenshot({ path: path.join(ARTIFACTS, 'case-page.png') });
     expect(errors).toEqual([]);
@@ -368,3 +379,63 @@ test('the case in the dashboard: samples, temperatures, escalations, its story, 
     await new Promise((r) => server.close(r));
   }
 }, 60_000);
+
+test('a fever on the case page: the supervisor acknowledges, then resolves with a note, from the dashboard', async () => {
+  const filed = await request(h.app)
+    .post('/api/v1/transfers')
+    .set(h.auth('community'))
+    .send(validTransfer({ transport: 'self_drive', pickupAddress: undefined }));
+  expect(filed.status).toBe(202);
+  const no = filed.body.caseNo as string;
+  let s: CaseState | undefined;
+  const until = Date.now() + 30_000;
+  while (Date.now() < until && !(s?.room && ['ROOM_ASSIGNED', 'IN_TRANSIT'].includes(s.phase))) {
+    await new Promise((r) => setTimeout(r, 200));
+    s = await live(no);
+  }
+  const hotelKey = await newKey({ name: 'Desk', role: 'hotel', district: 'D1', orgId: s!.room!.hotelId });
+  const nurse = await newKey({ name: 'Nurse Zhao', role: 'medical', district: 'D1', orgId: s!.room!.hotelId });
+  expect((await request(h.app).post(`/api/v1/cases/${no}/arrival`).set(hotelKey).send({})).status).toBe(202);
+  while (Date.now() < until && (await live(no)).phase !== 'OBSERVATION') await new Promise((r) => setTimeout(r, 200));
+  const fever = await request(h.app)
+    .post(`/api/v1/cases/${no}/health-checks`)
+    .set(nurse)
+    .send({ checkId: 'fever-1', temperatureC: 38.4, symptoms: ['cough'] });
+  expect(fever.body.result.fever).toBe(true);
+  const escalationId = fever.body.result.escalationIds[0] as string;
+
+  const port = await freePort();
+  const server: Server = await new Promise((resolve) => {
+    const srv = h.app.listen(port, '127.0.0.1', () => resolve(srv));
+  });
+  const browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-background-networking'],
+  });
+  try {
+    const page = await browser.newPage({ viewport: { width: 1300, height: 1200 } });
+    await page.goto(`http://127.0.0.1:${port}/dashboard`);
+    await page.fill('[data-testid="key-input"]', h.keys.supervisor);
+    await page.click('[data-testid="key-submit"]');
+    await page.waitForSelector('body[data-loaded]');
+    await page.fill('[data-testid="search-input"]', no);
+    await page.click('[data-testid="search-submit"]');
+    const row = (status: string) =>
+      `[data-testid="case-escalation"][data-id="${escalationId}"][data-status="${status}"]`;
+    await page.waitForSelector(row('open'), { timeout: 10_000 });
+    await page.click(`${row('open')} [data-testid="esc-ack"]`);
+    await page.waitForSelector(row('acked'), { timeout: 10_000 });
+    // Resolving needs a note: without one the page asks for it and sends nothing.
+    await page.click(`${row('acked')} [data-testid="esc-resolve"]`);
+    expect((await live(no)).escalations.find((e) => e.id === escalationId)!.status).toBe('acked');
+    await page.fill(`${row('acked')} [data-testid="esc-note"]`, 'doctor saw the person, 37.2 an hour later');
+    await page.click(`${row('acked')} [data-testid="esc-resolve"]`);
+    await page.waitForSelector(row('closed'), { timeout: 10_000 });
+  } finally {
+    await browser.close();
+    await new Promise((r) => server.close(r));
+  }
+  const esc = (await live(no)).escalations.find((e) => e.id === escalationId)!;
+  expect(esc).toMatchObject({ status: 'closed', closedReason: 'resolved' });
+  expect(esc.ackedBy?.id).toBe(h.keyIds.supervisor);
+}, 90_000);

@@ -312,6 +312,10 @@ maybe('/dashboard in chromium', () => {
     await page.click('[data-testid="lang-toggle"]');
     expect(await page.locator('h1').innerText()).toContain('Command centre');
     expect(await page.locator('[data-testid="phase-OBSERVATION"] td').first().innerText()).toBe('Observation');
+    // The sections drawn from their own calls follow the language too.
+    await page.waitForFunction(() => document.querySelector('#report-head')?.textContent?.includes('Arrivals'));
+    await page.waitForFunction(() => document.querySelector('#wave-head')?.textContent?.includes('Open escalations'));
+    await page.waitForFunction(() => document.querySelector('#floors-grid')?.textContent?.includes('Floor'));
     await page.click('[data-testid="lang-toggle"]');
 
     fs.mkdirSync(ARTIFACTS, { recursive: true });

@@ -81,6 +81,8 @@
       eveningReport: '每日汇报',
       wave: '疫情波次',
       holdsRelease: '尚待解除条件',
+      addresses: '居家地址与核查',
+      address: '地址',
       samples: '采样',
       sample: '样本',
       dueAt: '应采时间',
@@ -228,6 +230,8 @@
       eveningReport: 'Evening report',
       wave: 'The wave',
       holdsRelease: 'What still holds release',
+      addresses: 'Home addresses and inspections',
+      address: 'Address',
       samples: 'Samples',
       sample: 'Sample',
       dueAt: 'Due',
@@ -379,6 +383,14 @@
     $('lang').textContent = lang === 'zh' ? 'English' : '中文';
     document.title = t('title');
     if (last) render(last);
+    // The sections drawn from their own calls are drawn again in the new language.
+    if (reportShown) {
+      showReport();
+      showWave();
+    }
+    if (floorsHotel && !$('floors').hidden) showFloors(floorsHotel);
+    var shown = $('search-result').querySelector('dl');
+    if (shown && $('search').value) search($('search').value);
   }
 
   function key() {
@@ -678,6 +690,7 @@
       if (st.samples) renderSamples(out, st.samples);
       if (st.checks) renderChecks(out, st.checks);
       if (st.escalations) renderCaseEscalations(out, c.caseNo, st.escalations);
+      renderAddresses(out, c.caseNo);
       renderStory(out, c.caseNo);
     });
   }
@@ -832,6 +845,28 @@
         }),
       ),
     );
+  }
+
+  // The home addresses and their single-occupancy inspections (shown, never stored in the page).
+  function renderAddresses(out, caseNo) {
+    var holder = el('div', { 'data-testid': 'case-addresses' });
+    out.appendChild(holder);
+    api('/api/v1/cases/' + encodeURIComponent(caseNo) + '/address-inspections').then(function (r) {
+      if (r.status !== 200) return;
+      holder.appendChild(el('h3', { text: t('addresses') }));
+      holder.appendChild(
+        simpleTable(
+          'address-history',
+          ['address', 'inspection', 'when', 'who'],
+          r.json.items.map(function (a) {
+            return {
+              attrs: { 'data-testid': 'address-row', 'data-inspection': a.inspectionId },
+              cells: [a.address, inspChip(a.status), fmtTime(a.resultAt || a.requestedAt), a.inspector],
+            };
+          }),
+        ),
+      );
+    });
   }
 
   // The case's story from its event log: who did what, when, and why (oldest first).

@@ -1,7 +1,7 @@
 import { and, asc, eq, sql } from 'drizzle-orm';
 import { z } from 'zod';
 
-import { caseEvents } from '../../db/schema';
+import { addressInspections, caseEvents } from '../../db/schema';
 import { defineRoute, type AnyRoute } from '../router';
 import { CaseNoParam } from '../schemas';
 import { authorizeCase } from '../scope';
@@ -94,6 +94,68 @@ export const caseEventRoutes: AnyRoute[] = [
           payload: (r.payload ?? {}) as Record<string, unknown>,
         })),
         nextCursor: more && last ? encodeKeysetCursor(last.atExact, last.id) : null,
+      });
+    },
+  }),
+  defineRoute({
+    method: 'get',
+    path: '/api/v1/cases/:caseNo/address-inspections',
+    operationId: 'listAddressInspections',
+    summary: "The case's home addresses and their single-occupancy inspections, oldest first",
+    description:
+      'Each address the case has had for release home, with its inspection: requested, passed or failed, when, by ' +
+      'whom, and the note. The address is what the street office must visit: it is shown to the district’s supervisor ' +
+      'and the street’s community worker only, never logged.',
+    tags: ['supervisor', 'community'],
+    access: { kind: 'key', roles: ['supervisor', 'community', 'admin'] },
+    params: CaseNoParam,
+    responses: {
+      200: {
+        description: 'Oldest first',
+        schema: z
+          .object({
+            caseNo: z.string(),
+            items: z.array(
+              z.object({
+                inspectionId: z.string(),
+                address: z.string(),
+                status: z.string(),
+                requestedAt: z.string(),
+                resultAt: z.string().nullable(),
+                inspector: z.string().nullable(),
+                note: z.string().nullable(),
+              }),
+            ),
+          })
+          .meta({ id: 'AddressHistory' }),
+      },
+      404: { description: 'No such case', contentType: 'application/problem+json' },
+    },
+    async handler({ app, key, params, res }) {
+      const { caseNo } = params;
+      await authorizeCase(app, key!, caseNo);
+      let rows;
+      try {
+        rows = await app.db
+          .select()
+          .from(addressInspections)
+          .where(eq(addressInspections.caseNo, caseNo))
+          .orderBy(asc(addressInspections.requestedAt), asc(addressInspections.id));
+      } catch (err) {
+        throw dbProblem(app, err);
+      }
+      res.setHeader('Cache-Control', 'no-store');
+      res.json({
+        caseNo,
+        items: rows.map((r) => ({
+          inspectionId: r.id,
+          address: r.address,
+          status: r.status,
+          requestedAt: iso(r.requestedAt)!,
+          resultAt: iso(r.resultAt),
+          inspector: r.inspector,
+          note: r.note,
+        })),
       });
     },
   }),
