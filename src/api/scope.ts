@@ -124,3 +124,20 @@ export async function authorizeCase(
   }
   return scope;
 }
+
+/**
+ * Records that name a person's home (addresses, the certificate, the event log) are for the
+ * community worker of that street: a community key bound to no street (the simulated street
+ * office's, one per district) acts on cases but does not read them.
+ */
+export function requireStreetForCommunity(key: ApiKey): void {
+  if (key.role === 'community' && !key.street) {
+    throw new HttpProblem(
+      403,
+      'This community key is bound to no street: it reads the records of its own street only',
+      {
+        slug: 'jurisdiction',
+      },
+    );
+  }
+}

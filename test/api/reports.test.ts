@@ -47,7 +47,8 @@ beforeAll(async () => {
       phase: 'RELEASED',
       endedAt: local('07:00', 1),
     }),
-    c('RPW', { phase: 'REQUESTED' }),
+    // Waited for a room on the day, and got one in H1 later: the day's report still says "waiting".
+    c('RPW', { phase: 'ROOM_ASSIGNED', hotelId: 'H1' }),
     c('RPX', { hotelId: 'H9', district: 'D2', street: 'S9', arrivedAt: local('10:00', -1) }),
   ]);
   const s = (sampleId: string, caseNo: string, r: Partial<typeof samples.$inferInsert>) => ({
@@ -258,4 +259,21 @@ test("the wave in the drill's own days, and bad ranges", async () => {
   expect((await request(h.app).get('/api/v1/reports/wave').set(h.auth('hotel'))).status).toBe(403);
   const recent = await request(h.app).get('/api/v1/reports/wave').set(h.auth('supervisor'));
   expect(recent.body.days).toHaveLength(14);
+  const drill = await request(h.app).get('/api/v1/reports/wave?days=drill').set(h.auth('supervisor'));
+  expect(drill.body.days).toHaveLength(30);
+  // Years no one reports on, and parameters of the other kind of day: 400, never a database error.
+  for (const q of [
+    'from=9999-12-31&to=9999-12-31',
+    'from=0001-01-01&to=0001-01-02',
+    'days=drill&since=0000-06-01T00:00:00Z',
+    'days=drill&since=9999-12-31T23:59:59Z',
+    'days=drill&from=2026-03-08',
+    'since=2026-03-08T00:00:00Z',
+  ]) {
+    const bad = await request(h.app).get(`/api/v1/reports/wave?${q}`).set(h.auth('supervisor'));
+    expect([q, bad.status]).toEqual([q, 400]);
+    expect(bad.body.errors.length).toBeGreaterThan(0);
+  }
+  const old = await request(h.app).get('/api/v1/reports/daily?date=0001-01-01').set(h.auth('supervisor'));
+  expect(old.status).toBe(400);
 });

@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { addressInspections, caseEvents } from '../../db/schema';
 import { defineRoute, type AnyRoute } from '../router';
 import { CaseNoParam } from '../schemas';
-import { authorizeCase } from '../scope';
+import { authorizeCase, requireStreetForCommunity } from '../scope';
 import { dbProblem, decodeKeysetCursor, encodeKeysetCursor, iso } from './read-helpers';
 
 /**
@@ -53,6 +53,7 @@ export const caseEventRoutes: AnyRoute[] = [
     },
     async handler({ app, key, params, query, res }) {
       const { caseNo } = params;
+      requireStreetForCommunity(key!);
       await authorizeCase(app, key!, caseNo);
       const where = [eq(caseEvents.caseNo, caseNo)];
       if (query.cursor) {
@@ -133,6 +134,7 @@ export const caseEventRoutes: AnyRoute[] = [
     },
     async handler({ app, key, params, res }) {
       const { caseNo } = params;
+      requireStreetForCommunity(key!);
       await authorizeCase(app, key!, caseNo);
       let rows;
       try {

@@ -11,7 +11,7 @@ import { within } from '../dependencies';
 import { HttpProblem } from '../problem';
 import { defineRoute, type AnyRoute } from '../router';
 import { CaseNoParam } from '../schemas';
-import { authorizeCase } from '../scope';
+import { authorizeCase, requireStreetForCommunity } from '../scope';
 import { temporalProblem } from '../temporal-ops';
 import { dbProblem } from './read-helpers';
 
@@ -200,6 +200,7 @@ export const certificateRoutes: AnyRoute[] = [
     },
     async handler({ app, key, params, req, res }) {
       const { caseNo } = params;
+      requireStreetForCommunity(key!);
       await authorizeCase(app, key!, caseNo);
       let c;
       try {

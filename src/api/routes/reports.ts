@@ -60,6 +60,14 @@ const DailyReport = z
   })
   .meta({ id: 'DailyReport' });
 
+/** Report dates: real days of this century's range (out-of-range years are a 400, not a database error). */
+const inYears = (iso: string) => {
+  const y = Number(iso.slice(0, 4));
+  return y >= 2000 && y <= 2100;
+};
+const ReportDate = z.iso.date().refine(inYears, 'a day in the years 2000 to 2100');
+const ReportInstant = z.iso.datetime({ offset: true }).refine(inYears, 'an instant in the years 2000 to 2100');
+
 const zero = (): Counts => Object.fromEntries(COLUMNS.map((c) => [c, 0])) as Counts;
 
 /** The local day `date` (YYYY-MM-DD) in `timeZone`: [from, to). */
@@ -136,7 +144,9 @@ async function buildReport(app: ApiContext, key: ApiKey, date: string, hotelId?:
       // By the case's hotel or, before it has one (no room yet), by its district.
       app.db
         .select({
-          hotelId: sql<string | null>`coalesce(${escalations.hotelId}, ${cases.hotelId})`,
+          // Waiting for a room belongs to no hotel, even after the case got one (a past day stays as it was).
+          hotelId: sql<string | null>`case when ${escalations.kind} = 'no_room' then null
+            else coalesce(${escalations.hotelId}, ${cases.hotelId}) end`,
           kind: escalations.kind,
           n: sql<number>`count(*)`.mapWith(Number),
         })
@@ -249,7 +259,7 @@ export const reportRoutes: AnyRoute[] = [
     tags: ['supervisor'],
     access: { kind: 'key', roles: ['supervisor', 'hotel', 'admin'] },
     query: z.strictObject({
-      date: z.iso.date().meta({ description: 'YYYY-MM-DD, the local day' }),
+      date: ReportDate.meta({ description: 'YYYY-MM-DD, the local day' }),
       hotelId: z.string().min(1).max(64).optional(),
       format: z.enum(['json', 'csv']).optional(),
     }),
@@ -310,11 +320,13 @@ interface Buckets {
 
 function calendarBuckets(timeZone: string, from: string, to: string): Buckets {
   const days: Buckets['days'] = [];
-  for (let d = from; d <= to;) {
+  // A counted loop: the range was checked (1 to 120 days) before it gets here.
+  const first = Date.parse(`${from}T00:00:00Z`);
+  const count = Math.round((Date.parse(`${to}T00:00:00Z`) - first) / 86_400_000) + 1;
+  for (let i = 0; i < count; i++) {
+    const d = new Date(first + i * 86_400_000).toISOString().slice(0, 10);
     const b = dayBounds(d, timeZone);
     days.push({ label: d, start: b.from, end: b.to });
-    const next = new Date(Date.parse(`${d}T00:00:00Z`) + 86_400_000).toISOString().slice(0, 10);
-    d = next;
   }
   const start = days[0]!.start;
   return {
@@ -440,20 +452,26 @@ reportRoutes.push(
     tags: ['supervisor'],
     access: { kind: 'key', roles: ['supervisor', 'admin'] },
     query: z.strictObject({
-      from: z.iso.date().optional(),
-      to: z.iso.date().optional(),
+      from: ReportDate.optional().meta({ description: 'Calendar days: the first day' }),
+      to: ReportDate.optional().meta({ description: 'Calendar days: the last day (default today)' }),
       days: z.enum(['calendar', 'drill']).default('calendar'),
-      since: z.iso.datetime({ offset: true }).optional().meta({ description: 'Drill days: when day 1 starts' }),
+      since: ReportInstant.optional().meta({ description: 'Drill days: when day 1 starts' }),
     }),
     responses: { 200: { description: 'Day by day, oldest first', schema: Wave } },
     async handler({ app, key, query, res }) {
       const tz = app.config.TIME_ZONE;
       let buckets: Buckets;
       let dayLengthS = 86_400;
+      if (query.days === 'drill' && (query.from || query.to)) {
+        throw validationProblem([{ in: 'query', path: 'from', message: 'drill days take since, not from/to' }]);
+      }
+      if (query.days === 'calendar' && query.since) {
+        throw validationProblem([{ in: 'query', path: 'since', message: 'calendar days take from/to, not since' }]);
+      }
       if (query.days === 'drill') {
         dayLengthS = app.config.DRILL_DAY_SECONDS;
         const now = app.now().getTime();
-        const since = query.since ? new Date(query.since) : new Date(now - 29 * dayLengthS * 1000);
+        const since = query.since ? new Date(query.since) : new Date(now - 30 * dayLengthS * 1000);
         const count = Math.min(MAX_WAVE_DAYS, Math.max(1, Math.ceil((now - since.getTime()) / (dayLengthS * 1000))));
         buckets = drillBuckets(dayLengthS, since, count);
       } else {
