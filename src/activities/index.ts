@@ -215,7 +215,13 @@ export function createActivities(deps: ActivityDeps): CaseActivities {
           status: 'requested',
           requestedAt: new Date(),
         })
-        .onConflictDoNothing({ target: addressInspections.id });
+        // The case's own record may have written the row first, without the address (it does not
+        // carry PII): the address is filled in then, and never overwritten once there.
+        .onConflictDoUpdate({
+          target: addressInspections.id,
+          set: { address: excluded(addressInspections.address) },
+          setWhere: sql`${addressInspections.address} = ''`,
+        });
       const step = `inspection:${input.inspectionId}`;
       await once(db, input.workflowId, step, async () => {
         await sys.community.requestInspection({

@@ -196,6 +196,44 @@ describe('community activities', () => {
     ]);
   });
 
+  it("the address reaches the inspector's record even when the case's own record wrote the row first", async () => {
+    // recordCase carries no PII: it writes the inspection row with an empty address...
+    await acts.recordCase({
+      row: {
+        caseNo: 'C9',
+        workflowId: wf('C9'),
+        requestId: 'req-C9',
+        district: 'Xigu',
+        street: 'Fulilu',
+        displayName: '张*明',
+        phase: 'RELEASE_PENDING',
+        policyName: 'standard',
+        requestedAt: '2024-03-01T00:00:00.000Z',
+        pendingResults: 0,
+        openEscalations: 0,
+        openRedEscalations: 0,
+        inspectionStatus: 'requested',
+        stateVersion: 5,
+      },
+      events: [],
+      samples: [],
+      checks: [],
+      escalations: [],
+      inspection: { inspectionId: 'C9-I1', status: 'requested', requestedAt: '2024-03-10T00:00:00.000Z' },
+    });
+    // ...and the request, a moment later, fills the address in; a later record keeps it.
+    await acts.requestInspection({
+      workflowId: wf('C9'),
+      caseNo: 'C9',
+      inspectionId: 'C9-I1',
+      district: 'Xigu',
+      street: 'Fulilu',
+      address: 'Building 5, Room 102',
+    });
+    const [row] = await tdb.db.select().from(addressInspections).where(eq(addressInspections.id, 'C9-I1'));
+    expect(row).toMatchObject({ address: 'Building 5, Room 102', status: 'requested' });
+  });
+
   it('an address the community system refuses (422) fails without retry', async () => {
     const server = await startRecordingServer(() => ({ status: 422, body: { error: 'unknown address' } }));
     const i = createIntegrations(testConfig({ COMMUNITY_URL: server.url }), { db: tdb.db, log: silentLog });

@@ -11,6 +11,7 @@ import { chromium } from 'playwright-core';
 import request from 'supertest';
 
 import { createActivities } from '../../src/activities';
+import { createApp } from '../../src/api/app';
 import { createApiKey } from '../../src/auth/keys';
 import { caseEvents, cases, certificates } from '../../src/db/schema';
 import { createIntegrations, type Integrations } from '../../src/integrations';
@@ -144,6 +145,21 @@ function pdfText(pdf: Buffer, name: string): string {
   execFileSync('pdftotext', ['-layout', file, tmp]);
   return fs.readFileSync(tmp, 'utf8');
 }
+
+test('a server without the font for Chinese says so (503) and issues nothing', async () => {
+  const app = createApp({
+    config: { ...h.config, CERTIFICATE_FONT: '/nonexistent/font.ttc' },
+    db: h.db,
+    temporal: { client: h.temporal.client, connection: h.temporal.connection },
+    log: createLogger('silent'),
+    adminToken: h.adminToken,
+  });
+  const res = await request(app).get(`/api/v1/cases/${caseNo}/certificate`).set(h.auth('supervisor'));
+  expect(res.status).toBe(503);
+  expect(res.body).toMatchObject({ type: expect.stringMatching(/certificate-font-missing$/) });
+  expect(res.body.detail).toMatch(/fonts-wqy-microhei|CERTIFICATE_FONT/);
+  expect(await h.db.select().from(certificates).where(eq(certificates.caseNo, caseNo))).toEqual([]);
+});
 
 test('the community worker of the street gets the PDF: case, name, dates, hotel, the negatives, a code', async () => {
   const res = await download('community');

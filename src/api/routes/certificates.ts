@@ -1,3 +1,5 @@
+import fs from 'node:fs';
+
 import { decodeFromPayloadsAtIndex } from '@temporalio/common/lib/internal-non-workflow';
 import { and, asc, eq, inArray, isNotNull, isNull, lt, lte, min, ne, notInArray, or, sql } from 'drizzle-orm';
 import { z } from 'zod';
@@ -227,6 +229,17 @@ export const certificateRoutes: AnyRoute[] = [
           phase: c.phase,
         });
       }
+      // Without a font for the Chinese there is no certificate to print: say so, issue nothing.
+      const font = app.config.CERTIFICATE_FONT ?? DEFAULT_CERTIFICATE_FONT;
+      if (!fs.existsSync(font)) {
+        app.log.error('certificate font missing', { font });
+        throw new HttpProblem(
+          503,
+          'This server cannot print certificates: its font for Chinese is not installed (fonts-wqy-microhei, or ' +
+            'CERTIFICATE_FONT). Nothing was issued; an operator has been told in the log.',
+          { slug: 'certificate-font-missing' },
+        );
+      }
       const cert = await issuedCertificate(app, caseNo, { ...c, endedAt: c.endedAt });
       if (await revoked(app, cert)) {
         throw new HttpProblem(
@@ -255,7 +268,7 @@ export const certificateRoutes: AnyRoute[] = [
           verifyUrl: `${req.protocol}://${req.get('host')}/api/v1/certificates/${cert.certificateNo}/verify?code=${code}`,
           timeZone: app.config.TIME_ZONE,
         },
-        app.config.CERTIFICATE_FONT ?? DEFAULT_CERTIFICATE_FONT,
+        font,
       );
       try {
         // Recorded before the answer: a download that cannot be recorded does not happen.
