@@ -3,6 +3,8 @@ import fs from 'node:fs';
 
 import PDFDocument from 'pdfkit';
 
+import { localDate } from './routes/read-helpers';
+
 /**
  * The release-from-medical-observation certificate (解除医学观察证明): a one-page PDF in Chinese
  * with an English line. It is the only place outside the encrypted history where the person's
@@ -51,9 +53,6 @@ export function codesEqual(a: string, b: string): boolean {
   const y = Buffer.from(b.toUpperCase().replace(/[^A-Z0-9]/g, ''));
   return x.length === y.length && crypto.timingSafeEqual(x, y);
 }
-
-const localDate = (d: Date, timeZone: string) =>
-  new Intl.DateTimeFormat('en-CA', { timeZone, year: 'numeric', month: '2-digit', day: '2-digit' }).format(d);
 
 const SAMPLE_TYPE: Record<string, string> = { pcr: '核酸 PCR', antigen: '抗原 antigen' };
 

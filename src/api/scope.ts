@@ -100,11 +100,7 @@ export async function authorizeCase(
   purpose: 'act' | 'arrival' = 'act',
 ): Promise<CaseScope> {
   let scope = await resolveCaseScope(app, caseNo);
-  if ((key.role === 'hotel' || key.role === 'medical') && !key.orgId) {
-    throw new HttpProblem(403, 'This key is bound to no hotel: hotel and medical keys act for their own hotel only', {
-      slug: 'jurisdiction',
-    });
-  }
+  requireHotelBinding(key);
   if (
     !keyCovers(key, scope, purpose) &&
     scope.source === 'read-model' &&
@@ -139,5 +135,14 @@ export function requireStreetForCommunity(key: ApiKey): void {
         slug: 'jurisdiction',
       },
     );
+  }
+}
+
+/** Hotel and medical keys act for, and see, their own hotel only: one bound to no hotel gets 403. */
+export function requireHotelBinding(key: ApiKey): void {
+  if ((key.role === 'hotel' || key.role === 'medical') && !key.orgId) {
+    throw new HttpProblem(403, 'This key is bound to no hotel: hotel and medical keys act for their own hotel only', {
+      slug: 'jurisdiction',
+    });
   }
 }

@@ -53,7 +53,11 @@ export async function findKey(db: Db, key: string): Promise<KeyIdentity | undefi
     .where(eq(apiKeys.keyHash, hashKey(key)))
     .limit(1);
   const row = rows[0];
-  if (!row || row.revokedAt) return undefined;
+  return row && !row.revokedAt ? identityOf(row) : undefined;
+}
+
+/** The identity a stored key stands for. */
+function identityOf(row: typeof apiKeys.$inferSelect): KeyIdentity {
   return {
     id: row.id,
     name: row.name,
@@ -95,13 +99,7 @@ export type KeyView = ReturnType<typeof keyView>;
 export async function listKeys(db: Db): Promise<KeyRecord[]> {
   const rows = await db.select().from(apiKeys).orderBy(desc(apiKeys.createdAt), asc(apiKeys.id));
   return rows.map((row) => ({
-    id: row.id,
-    name: row.name,
-    role: row.role as Role,
-    district: row.district ?? undefined,
-    street: row.street ?? undefined,
-    orgId: row.orgId ?? undefined,
-    ratePerMinute: row.ratePerMinute ?? undefined,
+    ...identityOf(row),
     prefix: row.prefix,
     createdAt: row.createdAt,
     revokedAt: row.revokedAt ?? undefined,
@@ -113,16 +111,5 @@ export async function findKeyById(db: Db, id: string): Promise<{ identity: KeyId
   const rows = await db.select().from(apiKeys).where(eq(apiKeys.id, id)).limit(1);
   const row = rows[0];
   if (!row || row.revokedAt) return undefined;
-  return {
-    keyHash: row.keyHash,
-    identity: {
-      id: row.id,
-      name: row.name,
-      role: row.role as Role,
-      district: row.district ?? undefined,
-      street: row.street ?? undefined,
-      orgId: row.orgId ?? undefined,
-      ratePerMinute: row.ratePerMinute ?? undefined,
-    },
-  };
+  return { keyHash: row.keyHash, identity: identityOf(row) };
 }

@@ -7,7 +7,7 @@ import type { Worker } from '@temporalio/worker';
 import { and, eq } from 'drizzle-orm';
 import type { Server } from 'node:http';
 
-import { chromium } from 'playwright-core';
+import { chromium, type Page } from 'playwright-core';
 import request from 'supertest';
 
 import { createActivities } from '../../src/activities';
@@ -144,6 +144,37 @@ function pdfText(pdf: Buffer, name: string): string {
   const tmp = path.join(os.tmpdir(), `${name}.txt`);
   execFileSync('pdftotext', ['-layout', file, tmp]);
   return fs.readFileSync(tmp, 'utf8');
+}
+
+/** The dashboard in Chromium, signed in as the supervisor, showing a case found by its number. */
+async function withCasePage(
+  no: string,
+  height: number,
+  fn: (page: Page, errors: string[]) => Promise<void>,
+): Promise<void> {
+  const port = await freePort();
+  const server: Server = await new Promise((resolve) => {
+    const srv = h.app.listen(port, '127.0.0.1', () => resolve(srv));
+  });
+  const browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-background-networking'],
+  });
+  try {
+    const page = await browser.newPage({ viewport: { width: 1300, height } });
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(String(e)));
+    await page.goto(`http://127.0.0.1:${port}/dashboard`);
+    await page.fill('[data-testid="key-input"]', h.keys.supervisor);
+    await page.click('[data-testid="key-submit"]');
+    await page.waitForSelector('body[data-loaded]');
+    await page.fill('[data-testid="search-input"]', no);
+    await page.click('[data-testid="search-submit"]');
+    await fn(page, errors);
+  } finally {
+    await browser.close();
+    await new Promise((r) => server.close(r));
+  }
 }
 
 test('a server without the font for Chinese says so (503) and issues nothing', async () => {
@@ -362,24 +393,7 @@ test('issued once: every download prints the same basis and code; a correction a
 declare const document: { querySelector(s: string): { getAttribute(n: string): string | null } | null };
 
 test('the case in the dashboard: samples, temperatures, escalations, its story, the certificate button', async () => {
-  const port = await freePort();
-  const server: Server = await new Promise((resolve) => {
-    const srv = h.app.listen(port, '127.0.0.1', () => resolve(srv));
-  });
-  const browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-background-networking'],
-  });
-  try {
-    const page = await browser.newPage({ viewport: { width: 1300, height: 1400 } });
-    const errors: string[] = [];
-    page.on('pageerror', (e) => errors.push(String(e)));
-    await page.goto(`http://127.0.0.1:${port}/dashboard`);
-    await page.fill('[data-testid="key-input"]', h.keys.supervisor);
-    await page.click('[data-testid="key-submit"]');
-    await page.waitForSelector('body[data-loaded]');
-    await page.fill('[data-testid="search-input"]', caseNo);
-    await page.click('[data-testid="search-submit"]');
+  await withCasePage(caseNo, 1400, async (page, errors) => {
     await page.locator('[data-testid="story-row"]').first().waitFor({ timeout: 10_000 });
     const state = await live(caseNo);
     const sampleIds = await page
@@ -400,10 +414,7 @@ test('the case in the dashboard: samples, temperatures, escalations, its story, 
     fs.mkdirSync(ARTIFACTS, { recursive: true });
     await page.locator('[data-testid="search-result"]').screenshot({ path: path.join(ARTIFACTS, 'case-page.png') });
     expect(errors).toEqual([]);
-  } finally {
-    await browser.close();
-    await new Promise((r) => server.close(r));
-  }
+  });
 }, 60_000);
 
 test('a fever on the case page: the supervisor acknowledges, then resolves with a note, from the dashboard', async () => {
@@ -430,22 +441,7 @@ test('a fever on the case page: the supervisor acknowledges, then resolves with 
   expect(fever.body.result.fever).toBe(true);
   const escalationId = fever.body.result.escalationIds[0] as string;
 
-  const port = await freePort();
-  const server: Server = await new Promise((resolve) => {
-    const srv = h.app.listen(port, '127.0.0.1', () => resolve(srv));
-  });
-  const browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-background-networking'],
-  });
-  try {
-    const page = await browser.newPage({ viewport: { width: 1300, height: 1200 } });
-    await page.goto(`http://127.0.0.1:${port}/dashboard`);
-    await page.fill('[data-testid="key-input"]', h.keys.supervisor);
-    await page.click('[data-testid="key-submit"]');
-    await page.waitForSelector('body[data-loaded]');
-    await page.fill('[data-testid="search-input"]', no);
-    await page.click('[data-testid="search-submit"]');
+  await withCasePage(no, 1200, async (page) => {
     const row = (status: string) =>
       `[data-testid="case-escalation"][data-id="${escalationId}"][data-status="${status}"]`;
     await page.waitForSelector(row('open'), { timeout: 10_000 });
@@ -457,10 +453,7 @@ test('a fever on the case page: the supervisor acknowledges, then resolves with 
     await page.fill(`${row('acked')} [data-testid="esc-note"]`, 'doctor saw the person, 37.2 an hour later');
     await page.click(`${row('acked')} [data-testid="esc-resolve"]`);
     await page.waitForSelector(row('closed'), { timeout: 10_000 });
-  } finally {
-    await browser.close();
-    await new Promise((r) => server.close(r));
-  }
+  });
   const esc = (await live(no)).escalations.find((e) => e.id === escalationId)!;
   expect(esc).toMatchObject({ status: 'closed', closedReason: 'resolved' });
   expect(esc.ackedBy?.id).toBe(h.keyIds.supervisor);

@@ -13,6 +13,7 @@ import { DEMO_DISTRICT } from '../../src/db/demo-hotels';
 import { loadCodec } from '../../src/temporal/codec';
 import type { ClusterState } from '../../scripts/cluster';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy';
+import { sleep, waitFor } from '../support/wait';
 
 /**
  * `npm run cluster` under test: the real script on free ports with fresh databases (the app's
@@ -21,7 +22,7 @@ import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy';
  */
 export const ROOT = path.resolve(__dirname, '..', '..');
 const PG = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+export { sleep, waitFor };
 
 export const pgAt = (db: string): string => {
   const u = new URL(PG);
@@ -48,26 +49,6 @@ async function clusterPorts(): Promise<{ temporal: number; api: number; ui: numb
       return { temporal: f, api, ui: api + 2 };
   }
   throw new Error('no free port family');
-}
-
-export async function waitFor<T>(
-  what: string,
-  fn: () => Promise<T | undefined>,
-  timeoutMs: number,
-  everyMs = 500,
-): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < until) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    await sleep(everyMs);
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
 }
 
 export interface Answer {

@@ -14,6 +14,7 @@ import { startDevServer, type DevServer } from '../../src/temporal/dev-server';
 import { createTestDatabase, type TestDatabase } from '../support/db';
 import { freePort } from '../support/ports';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy';
+import { sleep, waitFor } from '../support/wait';
 
 /**
  * The degraded-modes fault suite (`npm run test:faults`). The real system as an operator runs
@@ -33,7 +34,6 @@ import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const CASES = Number(process.env.FAULT_CASES ?? 16);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 jest.setTimeout(20 * 60_000);
 
@@ -71,26 +71,6 @@ const tail = (p: Proc) => {
     return '';
   }
 };
-
-async function waitFor<T>(
-  what: string,
-  fn: () => Promise<T | undefined>,
-  timeoutMs: number,
-  everyMs = 500,
-): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < until) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    await sleep(everyMs);
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-}
 
 // ------------------------------------------------------------------ traffic bookkeeping
 interface Answer {

@@ -15,7 +15,7 @@ import { defineRoute, type AnyRoute } from '../router';
 import { CaseNoParam } from '../schemas';
 import { authorizeCase, requireStreetForCommunity } from '../scope';
 import { temporalProblem } from '../temporal-ops';
-import { dbProblem } from './read-helpers';
+import { dbProblem, localDate } from './read-helpers';
 
 /**
  * The release certificate: a PDF for the supervisor and the community worker of the person's
@@ -332,27 +332,9 @@ export const certificateRoutes: AnyRoute[] = [
       } catch (err) {
         throw dbProblem(app, err);
       }
-      const genuine =
-        !!row &&
-        codesEqual(
-          verificationCode(app.hmacKey, {
-            certificateNo: row.certificateNo,
-            caseNo: row.caseNo,
-            releasedAt: row.releasedAt,
-            negatives: row.negatives,
-          }),
-          query.code,
-        );
+      const genuine = !!row && codesEqual(verificationCode(app.hmacKey, row), query.code);
       const status = !genuine || !row ? 'unknown' : (await revoked(app, row)) ? 'revoked' : 'valid';
-      const day = (d: Date | null | undefined) =>
-        d
-          ? new Intl.DateTimeFormat('en-CA', {
-              timeZone: app.config.TIME_ZONE,
-              year: 'numeric',
-              month: '2-digit',
-              day: '2-digit',
-            }).format(d)
-          : null;
+      const day = (d: Date | null | undefined) => (d ? localDate(d, app.config.TIME_ZONE) : null);
       res.setHeader('Cache-Control', 'no-store');
       res.json(
         genuine && row

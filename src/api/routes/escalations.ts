@@ -22,7 +22,7 @@ import {
 } from '../schemas';
 import { commandKey, sendCommand } from '../commands';
 import { commandOutcomeResponses } from './case-commands';
-import { keyCovers } from '../scope';
+import { keyCovers, requireHotelBinding } from '../scope';
 import { temporalProblem } from '../temporal-ops';
 import { dbProblem, decodeKeysetCursor, encodeKeysetCursor, iso } from './read-helpers';
 
@@ -258,15 +258,9 @@ type EscalationFilters = z.infer<typeof EscalationSummaryQuery>;
 function escalationWhere(key: ApiKey, query: EscalationFilters): SQL[] {
   const where: SQL[] = [eq(escalations.status, query.status)];
   if (key.role !== 'admin') {
-    if (key.role === 'medical' || key.role === 'hotel') {
-      // Hotel staff see their own hotel's escalations: a key bound to no hotel sees none.
-      if (!key.orgId) {
-        throw new HttpProblem(403, 'This key is bound to no hotel: hotel and medical keys see their own hotel only', {
-          slug: 'jurisdiction',
-        });
-      }
-      where.push(eq(escalations.hotelId, key.orgId));
-    }
+    // Hotel staff see their own hotel's escalations: a key bound to no hotel sees none.
+    requireHotelBinding(key);
+    if ((key.role === 'medical' || key.role === 'hotel') && key.orgId) where.push(eq(escalations.hotelId, key.orgId));
     if (key.district) where.push(eq(cases.district, key.district));
     if (key.street) where.push(eq(cases.street, key.street));
   }

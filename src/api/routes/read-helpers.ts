@@ -53,6 +53,10 @@ export const terminalPhases: string[] = [...TERMINAL_PHASES];
 
 const DAY = 86_400_000;
 
+/** YYYY-MM-DD of an instant in a time zone. */
+export const localDate = (d: Date, timeZone: string): string =>
+  new Intl.DateTimeFormat('en-CA', { timeZone, year: 'numeric', month: '2-digit', day: '2-digit' }).format(d);
+
 /** Local midnight of the day containing `t` in `timeZone`, plus the next two midnights. */
 export function localDays(timeZone: string, t: number): { today: number; tomorrow: number; dayAfter: number } {
   const offset = zoneOffsetMs(timeZone, t);

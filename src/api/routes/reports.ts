@@ -9,7 +9,8 @@ import type { ApiKey } from '../auth';
 import type { ApiContext } from '../context';
 import { HttpProblem, validationProblem } from '../problem';
 import { defineRoute, type AnyRoute } from '../router';
-import { dbProblem, localDays } from './read-helpers';
+import { requireHotelBinding } from '../scope';
+import { dbProblem, localDate, localDays } from './read-helpers';
 
 /**
  * The evening report (DOMAIN.md: "each evening each group reports its day"): per hotel and for
@@ -81,12 +82,12 @@ export function dayBounds(date: string, timeZone: string): { from: Date; to: Dat
 async function buildReport(app: ApiContext, key: ApiKey, date: string, hotelId?: string) {
   const { from, to } = dayBounds(date, app.config.TIME_ZONE);
   const scope = [];
+  requireHotelBinding(key);
   if (key.role === 'hotel') {
-    if (!key.orgId) throw new HttpProblem(403, 'This key is bound to no hotel', { slug: 'jurisdiction' });
     if (hotelId && hotelId !== key.orgId) {
       throw new HttpProblem(403, `Hotel ${hotelId} is not this key's hotel`, { slug: 'jurisdiction' });
     }
-    hotelId = key.orgId;
+    hotelId = key.orgId!;
   }
   if (key.role !== 'admin' && key.district) scope.push(eq(hotels.district, key.district));
   if (hotelId) scope.push(eq(hotels.id, hotelId));
@@ -475,7 +476,7 @@ reportRoutes.push(
         const count = Math.min(MAX_WAVE_DAYS, Math.max(1, Math.ceil((now - since.getTime()) / (dayLengthS * 1000))));
         buckets = drillBuckets(dayLengthS, since, count);
       } else {
-        const today = new Intl.DateTimeFormat('en-CA', { timeZone: tz }).format(app.now());
+        const today = localDate(app.now(), tz);
         const to = query.to ?? today;
         const from = query.from ?? new Date(Date.parse(`${to}T00:00:00Z`) - 13 * 86_400_000).toISOString().slice(0, 10);
         const span = (Date.parse(to) - Date.parse(from)) / 86_400_000 + 1;
