@@ -31,6 +31,12 @@ export interface Policy {
     minApartMs: number;
     /** Kinds whose open escalations block release. */
     blockingSeverities: Severity[];
+    /**
+     * Observation itself: release needs a recorded health check without fever taken within this
+     * long before the moment of release (the built-in policies: one policy day). Absent or 0: off.
+     * Added with policies as data; cases recorded before it have no such rule.
+     */
+    afebrileCheckWithinMs?: number;
   };
   colour: {
     yellowAgeAtLeast: number;
@@ -71,6 +77,11 @@ export interface Policy {
    * away). `colourFirst`: red and yellow cases before green ones; otherwise by request time only.
    */
   roomQueue?: { recheckMs: number; colourFirst: boolean };
+  /**
+   * Days of home monitoring after release (the community's part, e.g. 14 + 7). 0 or absent: the
+   * case ends at release.
+   */
+  homeMonitoringDays?: number;
 }
 
 const HOUR = 3_600_000;
@@ -113,7 +124,7 @@ export function standardPolicy(timeZone = 'Asia/Shanghai'): Policy {
     feverThresholdC: 37.3,
     sampling: { days: [1, 4, 7, 13], type: 'PCR', time: '09:00' },
     extraSampleType: 'PCR',
-    release: { requiredNegatives: 2, minApartMs: 24 * HOUR, blockingSeverities: ['red'] },
+    release: { requiredNegatives: 2, minApartMs: 24 * HOUR, blockingSeverities: ['red'], afebrileCheckWithinMs: DAY },
     colour: {
       yellowAgeAtLeast: 65,
       yellowAgeBelow: 14,
@@ -151,7 +162,11 @@ export function drillPolicy(dayMs = 10_000): Policy {
     checkWindowBeforeMs: scale(base.checkWindowBeforeMs),
     checkWindowAfterMs: scale(base.checkWindowAfterMs),
     missedCheckSteps: base.missedCheckSteps.map((s) => ({ ...s, afterMs: scale(s.afterMs) })),
-    release: { ...base.release, minApartMs: scale(base.release.minApartMs) },
+    release: {
+      ...base.release,
+      minApartMs: scale(base.release.minApartMs),
+      afebrileCheckWithinMs: scale(base.release.afebrileCheckWithinMs!),
+    },
     inspectionLeadMs: scale(base.inspectionLeadMs),
     arrivalDeadlineMs: scale(base.arrivalDeadlineMs),
     lateArrivalRepeatMs: scale(base.lateArrivalRepeatMs),

@@ -93,7 +93,20 @@ export type Intent =
   /** The state through JSON, as continue-as-new carries it. */
   | { k: 'json' }
   /** A stay shortened below the time already spent. */
-  | { k: 'stayShort' };
+  | { k: 'stayShort' }
+  /**
+   * A directive: a new policy (stay, sampling days, negatives, observation rule, colour rule)
+   * for the case from now on; `again` repeats the last directive id (a fan-out retry).
+   */
+  | {
+      k: 'directive';
+      stayDays: number;
+      days: number[];
+      negatives: number;
+      afebrile: boolean;
+      yellowAge: number;
+      again: boolean;
+    };
 
 export interface Step {
   intent: Intent;
@@ -115,6 +128,7 @@ export class World {
   readonly seen = new Set<string>();
   private lastMessage?: CaseEvent;
   private seq = 0;
+  private directives = 0;
 
   constructor(
     readonly policy: Policy = shortPolicy(),
@@ -139,6 +153,7 @@ export class World {
     step.violations = this.check(prev, d);
     if ('by' in event) this.lastMessage = event;
     this.seen.add(`phase:${d.state.phase}`);
+    if (d.state.policy) this.seen.add(`phase:${d.state.phase}:directive`);
     for (const r of d.records) this.seen.add(r.kind);
     return d;
   }
@@ -233,6 +248,9 @@ export class World {
     if (s.inspection.status === 'requested' || s.inspection.status === 'requesting')
       this.apply({ k: 'inspection', pass: true, stale: false });
     if (s.closing?.awaitingDeparture) this.apply({ k: 'departure' });
+    // The nurse comes by: release waiting for a check without fever gets one.
+    if (this.state.releaseBlockers.includes('no_recent_afebrile_check'))
+      this.apply({ k: 'check', temperatureC: 36.6, symptoms: false, offsetMs: 0, reuse: false });
     const red = this.state.escalations.findIndex((e) => e.status !== 'closed' && e.severity === 'red');
     if (red >= 0) this.apply({ k: 'resolve', pick: red / this.state.escalations.length });
     if (this.state.room && !this.state.arrivedAt && !this.state.closing)
@@ -447,6 +465,28 @@ export class World {
       case 'stayShort':
         this.apply({ k: 'stay', days: -(this.policy.stayDays - 1) });
         return;
+      case 'directive': {
+        const id = intent.again && this.directives > 0 ? `D${this.directives}` : `D${++this.directives}`;
+        const current = this.state.policy ?? this.policy;
+        const policy: Policy = {
+          ...current,
+          name: 'directive',
+          version: this.directives + 1,
+          stayDays: intent.stayDays,
+          sampling: { ...current.sampling, days: intent.days },
+          release: {
+            ...current.release,
+            requiredNegatives: intent.negatives,
+            afebrileCheckWithinMs: intent.afebrile ? DAY : 0,
+          },
+          colour: { ...current.colour, yellowAgeAtLeast: intent.yellowAge },
+        };
+        this.send(
+          { type: 'applyPolicy', directiveId: id, policy, reason: 'new protocol', by: supervisor, key: `dir:${id}` },
+          intent,
+        );
+        return;
+      }
       case 'repeat': {
         // A client retrying after a timeout: the same message with the same key.
         if (!this.lastMessage) return;

@@ -104,6 +104,18 @@ const intent: fc.Arbitrary<Intent> = fc.oneof(
   { weight: 1, arbitrary: fc.constant<Intent>({ k: 'json' }) },
   { weight: 1, arbitrary: fc.constant<Intent>({ k: 'stayShort' }) },
   { weight: 1, arbitrary: fc.constant<Intent>({ k: 'roomOffered' }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      k: fc.constant('directive' as const),
+      stayDays: fc.integer({ min: 1, max: 8 }),
+      days: fc.uniqueArray(fc.integer({ min: 1, max: 8 }), { minLength: 0, maxLength: 4 }),
+      negatives: fc.integer({ min: 0, max: 3 }),
+      afebrile: fc.boolean(),
+      yellowAge: fc.constantFrom(65, 30, 0),
+      again: fc.boolean(),
+    }),
+  },
 );
 
 const policies = [
@@ -181,6 +193,9 @@ test(`invariants hold after every step of ${RUNS} generated event sequences`, ()
   expect(share('task_failed')).toBeGreaterThan(0.05);
   expect(share('stay_extended')).toBeGreaterThan(0.05);
   expect(share('departed')).toBeGreaterThan(0.01);
+  // Directives reach running cases, and cases judged by a directive's rules are released.
+  expect(share('policy_applied')).toBeGreaterThan(0.05);
+  expect(share('phase:RELEASED:directive')).toBeGreaterThan(0.01);
   // The waiting list is joined (leaving it is rare here: see the regression tests).
   expect(share('room_queued')).toBeGreaterThan(0.01);
 });

@@ -151,7 +151,9 @@ test('5. an acknowledged red escalation holds release and keeps the case open un
     by: nurse,
   });
   for (let i = 0; i < 60 && !w.state.endedAt; i++) w.settle();
+  // Its only check was the fever: the observation rule asks for a check without one.
   expect(w.state.phase).toBe('RELEASED');
+  expect(w.state.checks.filter((c) => !c.fever).length).toBeGreaterThan(0);
   w.now = Date.parse(w.state.endedAt!) + withCaseDefaults(w.policy).lateResultWindowMs + 1;
   w.send({ type: 'tick' });
   w.runDueTasks();

@@ -5,9 +5,8 @@
  * feeds events in and runs tasks (docs/ARCHITECTURE.md "The decision core").
  */
 import { classifyColour } from '../colour';
-import { withCaseDefaults, type CasePolicy } from '../policy';
+import { policyDayMs, withCaseDefaults, type CasePolicy, type Policy } from '../policy';
 import { nextCheckSlot, releaseDueAt } from '../schedule';
-import { policyDayMs } from '../policy';
 import {
   SYSTEM_ACTOR,
   TERMINAL_PHASES,
@@ -37,7 +36,7 @@ import type {
 } from './model';
 import { TASK_KINDS } from './model';
 import { releaseViolations } from './invariants';
-import { ANTIGEN_REPORTERS, CLOSE_REASONS, samplingSlots, unmetCriteria } from './rules';
+import { afebrileCheckExpiry, ANTIGEN_REPORTERS, CLOSE_REASONS, samplingSlots, unmetCriteria } from './rules';
 
 const iso = (t: number): string => new Date(t).toISOString();
 const ms = (s: string): number => Date.parse(s);
@@ -73,6 +72,10 @@ const WAIVABLE: readonly TaskKind[] = TASK_KINDS.filter(
 
 export const isTerminalPhase = (p: Phase): boolean => TERMINAL_PHASES.includes(p);
 
+/** The rules a case is judged by now: a directive's policy once one reached it, else its own. */
+export const policyOf = (s: Pick<CaseState, 'policy'>, ctx: CaseContext): CasePolicy =>
+  withCaseDefaults(s.policy ?? ctx.policy);
+
 // ---------------------------------------------------------------------------------------
 // The draft: a mutable copy of the state plus what this decision produced.
 // ---------------------------------------------------------------------------------------
@@ -81,7 +84,8 @@ class Draft {
   readonly commands: Task[] = [];
   readonly touched: Touched = { samples: [], escalations: [], checks: [], inspection: false };
   changed = false;
-  readonly policy: CasePolicy;
+  /** The rules in force: the case's own (a directive's) or the one it started with. */
+  policy: CasePolicy;
 
   readonly s: CaseState;
 
@@ -91,7 +95,7 @@ class Draft {
     readonly now: number,
   ) {
     this.s = clone(original);
-    this.policy = withCaseDefaults(ctx.policy);
+    this.policy = policyOf(original, ctx);
   }
 
   record(kind: string, by: Actor, payload: Record<string, unknown> = {}, reason?: string): void {
@@ -351,6 +355,7 @@ const MESSAGE_TYPES = new Set<CaseEvent['type']>([
   'cancel',
   'ackEscalation',
   'resolveEscalation',
+  'applyPolicy',
 ]);
 export const isMessage = (e: CaseEvent): e is MessageEvent => MESSAGE_TYPES.has(e.type);
 
@@ -461,7 +466,7 @@ export function validate(state: CaseState, e: MessageEvent, ctx: CaseContext, no
       ? undefined
       : reject('conflict', 'This idempotency key was used for a different message');
   if (kept) return undefined;
-  const policy = withCaseDefaults(ctx.policy);
+  const policy = policyOf(state, ctx);
   const closed = state.closing || isTerminalPhase(state.phase);
   const closedMsg = `case is ${state.closing?.target ?? state.phase}`;
   switch (e.type) {
@@ -516,6 +521,29 @@ export function validate(state: CaseState, e: MessageEvent, ctx: CaseContext, no
       const esc = state.escalations.find((x) => x.id === e.escalationId);
       if (!esc) return reject('not_found', `no escalation ${e.escalationId} on this case`);
       if (esc.status !== 'open') return reject('conflict', `escalation is already ${esc.status}`);
+      return undefined;
+    }
+    case 'applyPolicy': {
+      if (typeof e.directiveId !== 'string' || !e.directiveId.trim())
+        return reject('invalid', 'directiveId is required');
+      if (state.directives?.includes(e.directiveId)) return undefined; // answered as a duplicate
+      const p = e.policy as Partial<Policy> | undefined;
+      if (
+        !p ||
+        typeof p !== 'object' ||
+        typeof p.name !== 'string' ||
+        !Number.isInteger(p.version) ||
+        !Number.isInteger(p.stayDays) ||
+        p.stayDays! < 1 ||
+        !p.release ||
+        !p.sampling ||
+        !Array.isArray(p.checkTimes) ||
+        !p.clock
+      )
+        return reject('invalid', 'policy is not a complete policy');
+      if (p.clock.kind !== policy.clock.kind || policyDayMs(p as Policy) !== policyDayMs(policy))
+        return reject('invalid', "the policy's clock differs from the case's (a drill case takes drill policies)");
+      if (!e.reason?.trim()) return reject('invalid', 'reason is required');
       return undefined;
     }
     case 'resolveEscalation': {
@@ -608,7 +636,88 @@ function applyMessage(d: Draft, e: MessageEvent): { reply: Reply; duplicate: boo
       if (task && (task.status === 'pending' || task.status === 'running')) waiveTask(d, task, e.by);
       return { reply: ok(escalationReply(esc)), duplicate: false };
     }
+    case 'applyPolicy':
+      return onApplyPolicy(d, e);
   }
+}
+
+/** What a directive looks at, before and after: also what its dry run reports. */
+function policyFacts(s: CaseState): Record<string, unknown> {
+  const planned = s.samples.filter((x) => x.status === 'planned' || x.status === 'ordered');
+  return {
+    policy: s.policyName,
+    policyVersion: s.policyVersion,
+    phase: s.closing?.target ?? s.phase,
+    colour: s.colour,
+    releaseDue: s.releaseDue ?? null,
+    samplesOutstanding: planned.length,
+    releaseBlockers: [...s.releaseBlockers],
+  };
+}
+
+/**
+ * A directive: the case is judged by the new policy from now on. The stay is counted from the
+ * same arrival (a person's own extension stays on top), the samples still to come are planned
+ * by the new days (days already past are not caught up: what was taken counts, and the release
+ * rule plans any PCR still missing), the colour is judged again unless a person fixed it, and
+ * the checks follow the new times from the next one. Nothing here releases anyone: `evaluate`
+ * does, by the same criteria as always.
+ */
+function onApplyPolicy(
+  d: Draft,
+  e: Extract<MessageEvent, { type: 'applyPolicy' }>,
+): { reply: Reply; duplicate: boolean } {
+  const { s } = d;
+  if (s.directives?.includes(e.directiveId))
+    return { reply: ok({ applied: false, skipped: 'already_applied', after: policyFacts(s) }), duplicate: true };
+  if (s.closing || isTerminalPhase(s.phase))
+    return { reply: ok({ applied: false, skipped: 'ended', after: policyFacts(s) }), duplicate: false };
+  const before = policyFacts(s);
+  const samplesBefore = new Map(s.samples.map((x) => [x.sampleId, x.status]));
+  s.policy = clone(e.policy);
+  s.policyName = e.policy.name;
+  s.policyVersion = e.policy.version;
+  s.directives = [...(s.directives ?? []), e.directiveId];
+  d.policy = withCaseDefaults(s.policy);
+  const policy = d.policy;
+  if (!s.colourFixedBy) {
+    const c = classifyColour(d.ctx.request.person, policy, ms(s.arrivedAt ?? s.requestedAt));
+    if (c.colour !== s.colour) d.record('colour_classified', e.by, { colour: c.colour, directiveId: e.directiveId });
+    s.colour = c.colour;
+    s.colourReasons = c.reasons;
+  }
+  if (s.stayStart) {
+    s.releaseDue = iso(releaseDueAt(policy, ms(s.stayStart), s.stayAdjustDays));
+    replanSamples(d, false, 'policy changed');
+    stayMoved(d, e.by, 'policy changed');
+    if (ACTIVE.includes(s.phase)) {
+      s.currentSlot = undefined;
+      advanceSlot(d, d.now - 1);
+    }
+  }
+  const planned = s.samples.filter((x) => !samplesBefore.has(x.sampleId)).map((x) => x.sampleId);
+  const cancelled = s.samples
+    .filter((x) => x.status === 'cancelled' && samplesBefore.get(x.sampleId) !== 'cancelled')
+    .map((x) => x.sampleId);
+  evaluate(d);
+  const after = policyFacts(s);
+  d.record(
+    'policy_applied',
+    e.by,
+    { directiveId: e.directiveId, before, after, samplesPlanned: planned, samplesCancelled: cancelled },
+    e.reason,
+  );
+  return {
+    reply: ok({
+      applied: true,
+      before,
+      after,
+      samplesPlanned: planned.length,
+      samplesCancelled: cancelled.length,
+      released: s.phase === 'RELEASED',
+    }),
+    duplicate: false,
+  };
 }
 
 /** An escalation as an update answers it: as the case now holds it. */
@@ -874,13 +983,7 @@ function onChangeStay(d: Draft, e: Extract<MessageEvent, { type: 'changeStay' }>
   if (s.stayStart) {
     s.releaseDue = iso(releaseDueAt(policy, ms(s.stayStart), s.stayAdjustDays));
     replanSamples(d);
-    if (s.phase === 'RELEASE_PENDING' && d.now < ms(s.releaseDue) - policy.inspectionLeadMs) {
-      // Moved well into the future: back to observation; a failed or unanswered home is inspected
-      // again at the new lead time, a passed one stays passed.
-      d.setPhase('OBSERVATION', e.by, 'stay extended');
-      s.releaseBlockers = [];
-      if (s.inspection.status !== 'passed' && s.inspection.status !== 'none') newInspectionRound(d, false);
-    }
+    stayMoved(d, e.by, 'stay extended');
     if (!s.currentSlot && ACTIVE.includes(s.phase)) advanceSlot(d, d.now - 1);
   }
   d.record(
@@ -890,6 +993,18 @@ function onChangeStay(d: Draft, e: Extract<MessageEvent, { type: 'changeStay' }>
     e.reason,
   );
   return ok({ releaseDue: s.releaseDue ?? null, stayAdjustDays: s.stayAdjustDays });
+}
+
+/** The release date moved: a case waiting for release that is now well before it observes again. */
+function stayMoved(d: Draft, by: Actor, reason: string): void {
+  const { s, policy } = d;
+  if (s.phase === 'RELEASE_PENDING' && d.now < ms(s.releaseDue!) - policy.inspectionLeadMs) {
+    // Moved well into the future: back to observation; a failed or unanswered home is inspected
+    // again at the new lead time, a passed one stays passed.
+    d.setPhase('OBSERVATION', by, reason);
+    s.releaseBlockers = [];
+    if (s.inspection.status !== 'passed' && s.inspection.status !== 'none') newInspectionRound(d, false);
+  }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1260,6 +1375,7 @@ function evaluate(d: Draft): void {
     samples: s.samples,
     escalations: s.escalations,
     inspection: s.inspection.status,
+    checks: s.checks,
   });
   if (unmet.join() !== s.releaseBlockers.join()) {
     s.releaseBlockers = unmet;
@@ -1319,8 +1435,12 @@ function intake(d: Draft): void {
   d.setPhase('OBSERVATION');
 }
 
-/** Plans the policy's samples for the stay as it now stands (see samplingSlots). */
-function replanSamples(d: Draft): void {
+/**
+ * Plans the policy's samples for the stay as it now stands (see samplingSlots). `catchUp`: a
+ * day already past is planned at once (intake, a changed stay); a directive does not catch up
+ * (what was taken counts, and the release rule plans what is still missing).
+ */
+function replanSamples(d: Draft, catchUp = true, cancelReason = 'stay shortened'): void {
   const { s, policy } = d;
   const stayStart = ms(s.stayStart!);
   const releaseDue = ms(s.releaseDue!);
@@ -1339,12 +1459,13 @@ function replanSamples(d: Draft): void {
     }
     // Taken already: an end-anchored slot that moved well past it gets a new sample (an extension).
     if (existing && (!existing.order || w.dueAt <= ms(existing.order.takenAt) + margin)) continue;
+    if (!catchUp && w.dueAt < d.now) continue;
     d.addSample('scheduled', Math.max(w.dueAt, d.now), { day: w.day, anchor: w.anchor, slot: w.slot });
   }
   const wantedSlots = new Set(wanted.map((w) => w.slot));
   for (const x of s.samples) {
     if (x.reason === 'scheduled' && x.status === 'planned' && x.slot && !wantedSlots.has(x.slot))
-      d.cancelSample(x, 'stay shortened');
+      d.cancelSample(x, cancelReason);
   }
 }
 
@@ -1438,6 +1559,20 @@ function newInspectionRound(d: Draft, requestNow = true): void {
   if (requestNow && s.phase === 'RELEASE_PENDING') requestInspection(d);
 }
 
+/**
+ * A directive's dry run for one case: what applying `policy` now would do, computed by the same
+ * decider the case runs (nothing is kept). Ok with `applied: false` when the case would skip it.
+ */
+export function previewPolicy(
+  state: CaseState,
+  ctx: CaseContext,
+  e: Omit<Extract<MessageEvent, { type: 'applyPolicy' }>, 'type' | 'key'>,
+  now: number,
+): Reply {
+  const event: MessageEvent = { ...e, type: 'applyPolicy' };
+  return validate(state, event, ctx, now) ?? decide(state, event, ctx, now).reply!;
+}
+
 // ---------------------------------------------------------------------------------------
 // For the workflow: which tasks to run, when to wake, whether the case is over.
 // ---------------------------------------------------------------------------------------
@@ -1456,7 +1591,7 @@ export function dueTasks(s: CaseState, now: number): Task[] {
 
 /** The next instant after `now` at which time alone changes something; undefined when only a message can. */
 export function nextWakeAt(s: CaseState, ctx: CaseContext, now: number): number | undefined {
-  const policy = withCaseDefaults(ctx.policy);
+  const policy = policyOf(s, ctx);
   const due: number[] = [];
   for (const t of s.tasks) if (t.status === 'pending') due.push(ms(t.dueAt));
   if (s.closing) {
@@ -1469,6 +1604,8 @@ export function nextWakeAt(s: CaseState, ctx: CaseContext, now: number): number 
     if (ACTIVE.includes(s.phase) && s.releaseDue) {
       const releaseDue = ms(s.releaseDue);
       due.push(releaseDue - policy.inspectionLeadMs, releaseDue, releaseDue + policy.releaseBlockedEscalateAfterMs);
+      // The observation rule stops holding when the latest check without fever grows too old.
+      if ((policy.release.afebrileCheckWithinMs ?? 0) > 0) due.push(afebrileCheckExpiry(policy, s.checks) + 1);
       for (const x of s.samples) {
         if (x.status !== 'planned') continue;
         const ordering = s.tasks.some(
@@ -1497,7 +1634,7 @@ export function nextWakeAt(s: CaseState, ctx: CaseContext, now: number): number 
  */
 export function isComplete(s: CaseState, ctx: CaseContext, now: number): boolean {
   if (!s.endedAt) return false;
-  if (now < ms(s.endedAt) + withCaseDefaults(ctx.policy).lateResultWindowMs) return false;
+  if (now < ms(s.endedAt) + policyOf(s, ctx).lateResultWindowMs) return false;
   if (s.tasks.some((t) => t.status === 'pending' || t.status === 'running')) return false;
   if (s.parked.length) return false;
   return !s.escalations.some((e) => e.status !== 'closed' && e.severity !== 'info');

@@ -18,7 +18,8 @@ const resulted = (x: CaseSample) => x.status === 'resulted' || x.status === 'cor
  * with nothing positive, pending or planned — not how the decider chains them.
  */
 export function releaseViolations(policy: Policy, s: CaseState, now: number): string[] {
-  const p = withCaseDefaults(policy);
+  // Judged by the rules the case runs under: a directive's, once one reached it.
+  const p = withCaseDefaults(s.policy ?? policy);
   const out: string[] = [];
   if (!s.releaseDue || now < ms(s.releaseDue)) out.push('end date not reached');
   if (s.samples.some((x) => x.status === 'ordered')) out.push('a result is pending');
@@ -46,6 +47,11 @@ export function releaseViolations(policy: Policy, s: CaseState, now: number): st
     out.push('an unresolved blocking escalation');
   if (s.inspection.status !== 'passed') out.push('the address is not approved');
   if (s.inspection.inspectionId !== `${s.caseNo}-I${s.inspection.round}`) out.push('the inspection is not current');
+  const within = p.release.afebrileCheckWithinMs ?? 0;
+  if (within > 0) {
+    const latestWell = Math.max(-Infinity, ...s.checks.filter((c) => !c.fever).map((c) => ms(c.takenAt)));
+    if (now - latestWell > within) out.push('no health check without fever recently');
+  }
   return out;
 }
 

@@ -222,6 +222,13 @@ export interface CaseState {
   colourFixedBy?: Actor;
   policyName: string;
   policyVersion: number;
+  /**
+   * The rules the case is judged by since a directive reached it (absent: the policy it started
+   * with, from the workflow input). Carried across continue-as-new with the rest of the state.
+   */
+  policy?: import('../policy').Policy;
+  /** Directives applied, oldest first (each at most once). */
+  directives?: string[];
   requestedAt: string;
   /** PII: the home address to inspect; never leaves the workflow except to the community. */
   homeAddress: string;
@@ -297,6 +304,8 @@ export type CaseEvent =
   | ({ type: 'cancel'; reason: string } & Msg)
   | ({ type: 'ackEscalation'; escalationId: string; note?: string } & Msg)
   | ({ type: 'resolveEscalation'; escalationId: string; note: string } & Msg)
+  /** A directive: judge this case by `policy` from now on (src/workflows/directive.ts fans it out). */
+  | ({ type: 'applyPolicy'; directiveId: string; policy: import('../policy').Policy; reason: string } & Msg)
   /** The waiting list handed the case a room: ask for it now. */
   | { type: 'roomOffered' }
   | { type: 'taskStarted'; taskId: string }

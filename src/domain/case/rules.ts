@@ -4,7 +4,7 @@
 import type { CasePolicy } from '../policy';
 import { clockAt, dayStart } from '../schedule';
 import type { EscalationKind, Role } from '../types';
-import type { CaseEscalation, CaseSample, CloseReason, InspectionStatus } from './model';
+import type { CaseCheck, CaseEscalation, CaseSample, CloseReason, InspectionStatus } from './model';
 
 /** Why each kind of escalation may close on its own (besides `resolved` by a person with a note). */
 export const CLOSE_REASONS: Record<EscalationKind, readonly CloseReason[]> = {
@@ -37,7 +37,8 @@ export type UnmetCriterion =
   | 'not_enough_negatives'
   | 'negatives_too_close'
   | 'open_blocking_escalation'
-  | 'address_not_approved';
+  | 'address_not_approved'
+  | 'no_recent_afebrile_check';
 
 export interface ReleaseFacts {
   now: number;
@@ -45,6 +46,34 @@ export interface ReleaseFacts {
   samples: readonly CaseSample[];
   escalations: readonly CaseEscalation[];
   inspection: InspectionStatus;
+  /** The case's recorded health checks (the observation rule). */
+  checks: readonly Pick<CaseCheck, 'takenAt' | 'fever'>[];
+}
+
+/**
+ * The observation rule (policy.release.afebrileCheckWithinMs): a health check without fever,
+ * taken within that long before `now` (or after it, within the clock skew a report may have).
+ * Someone whose every check was missed is not released on the date alone.
+ */
+export function hasRecentAfebrileCheck(
+  policy: CasePolicy,
+  checks: readonly Pick<CaseCheck, 'takenAt' | 'fever'>[],
+  now: number,
+): boolean {
+  const within = policy.release.afebrileCheckWithinMs ?? 0;
+  if (within <= 0) return true;
+  return afebrileCheckExpiry(policy, checks) >= now;
+}
+
+/** Until when the latest check without fever counts for the observation rule (-Infinity: none). */
+export function afebrileCheckExpiry(
+  policy: CasePolicy,
+  checks: readonly Pick<CaseCheck, 'takenAt' | 'fever'>[],
+): number {
+  const within = policy.release.afebrileCheckWithinMs ?? 0;
+  let latest = -Infinity;
+  for (const c of checks) if (!c.fever) latest = Math.max(latest, Date.parse(c.takenAt));
+  return latest + within;
 }
 
 /** A sample with a result counts, timed by when it was taken (its order), never by its plan. */
@@ -71,6 +100,7 @@ export function unmetCriteria(policy: CasePolicy, f: ReleaseFacts): UnmetCriteri
   if (f.escalations.some((e) => e.status !== 'closed' && policy.release.blockingSeverities.includes(e.severity)))
     unmet.push('open_blocking_escalation');
   if (f.inspection !== 'passed') unmet.push('address_not_approved');
+  if (!hasRecentAfebrileCheck(policy, f.checks, f.now)) unmet.push('no_recent_afebrile_check');
   return unmet;
 }
 

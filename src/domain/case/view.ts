@@ -85,7 +85,7 @@ export interface CaseView {
 }
 
 export function caseView(s: CaseState, ctx: CaseContext, now: number, history: ChangeRecord[] = []): CaseView {
-  const policy = withCaseDefaults(ctx.policy);
+  const policy = withCaseDefaults(s.policy ?? ctx.policy);
   const blockers =
     s.phase === 'RELEASE_PENDING' && s.releaseDue && !s.closing
       ? unmetCriteria(policy, {
@@ -94,6 +94,7 @@ export function caseView(s: CaseState, ctx: CaseContext, now: number, history: C
           samples: s.samples,
           escalations: s.escalations,
           inspection: s.inspection.status,
+          checks: s.checks,
         })
       : [];
   return {
