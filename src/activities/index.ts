@@ -1,4 +1,5 @@
 import { sql, type SQL } from 'drizzle-orm';
+import { createDirectiveActivities } from './directives';
 import type { PgColumn } from 'drizzle-orm/pg-core';
 
 import type { Db } from '../db';
@@ -297,6 +298,8 @@ export function createActivities(deps: ActivityDeps): CaseActivities {
         return {};
       });
     },
+
+    ...createDirectiveActivities({ db, log: deps.log }),
 
     async recordCase(input) {
       const fresh = await recordCase(db, input);

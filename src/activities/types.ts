@@ -166,6 +166,27 @@ export interface CaseActivities {
   /** A positive result for someone no longer here (released, cancelled): the community must act. */
   alertCommunity(input: AlertCommunityInput): Promise<void>;
   recordCase(input: RecordCaseInput): Promise<void>;
+  /** A directive's batch: the policy sent to each case (an update keyed by the directive), outcomes recorded. */
+  applyDirectiveBatch(input: DirectiveBatchInput): Promise<DirectiveBatchResult>;
+  /** The directive's end (completed or cancelled), written to its row. */
+  finishDirective(input: { directiveId: string; status: 'completed' | 'cancelled' }): Promise<void>;
+}
+
+export interface DirectiveBatchInput {
+  directiveId: string;
+  policy: import('../domain/policy').Policy;
+  reason: string;
+  by: Actor;
+  caseNos: string[];
+  /** Cases of the batch worked on at once. */
+  concurrency?: number;
+}
+
+export type DirectiveOutcome = 'applied' | 'skipped' | 'failed';
+export interface DirectiveBatchResult {
+  applied: number;
+  skipped: number;
+  failed: number;
 }
 
 /** ApplicationFailure types raised by activities; permanent ones are nonRetryable. */

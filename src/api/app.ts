@@ -27,6 +27,8 @@ import { readRoutes } from './routes/reads';
 import { transferRoutes } from './routes/transfers';
 import { caseEventRoutes } from './routes/case-events';
 import { reportRoutes } from './routes/reports';
+import { policyRoutes } from './routes/policies';
+import { PolicyCache } from '../policies/store';
 import { certificateRoutes } from './routes/certificates';
 import { codecCors, codecPreauth, codecRoutes } from './routes/codec';
 import { loadCodec } from '../temporal/codec';
@@ -67,6 +69,7 @@ export function apiRoutes(document: () => unknown, getCodec: () => PayloadCodec 
     ...certificateRoutes,
     ...caseEventRoutes,
     ...reportRoutes,
+    ...policyRoutes,
     ...codecRoutes(getCodec),
   ];
 }
@@ -141,6 +144,7 @@ export function createApp(deps: AppDeps): express.Express {
     }),
     deps: monitor,
     hotels: createHotelService(deps.db),
+    policies: new PolicyCache(deps.db, deps.config),
     metrics,
     keys: createKeyResolver(
       deps.db,

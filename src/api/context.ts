@@ -1,6 +1,7 @@
 import type { Config } from '../config';
 import type { Db } from '../db';
 import type { HotelService } from '../integrations/hotel';
+import type { PolicyCache } from '../policies/store';
 import type { Logger } from '../log';
 import type { KeyResolver, RateLimiter } from './auth';
 import type { DependencyMonitor } from './dependencies';
@@ -20,6 +21,8 @@ export interface ApiContext {
   deps: DependencyMonitor;
   /** Hotels and rooms (inventory in our own database). */
   hotels: HotelService;
+  /** Each district's current policy for new transfers (cached a few seconds; see src/policies/store.ts). */
+  policies: PolicyCache;
   metrics: ApiMetrics;
   keys: KeyResolver;
   limiter: RateLimiter;

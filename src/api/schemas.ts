@@ -71,7 +71,10 @@ export const TransferBody = z
     transport: z.enum(['vehicle', 'self_drive']),
     reason: z.enum(['close_contact', 'secondary_contact', 'risk_area_return', 'other']),
     expectedArrivalAt: isoDateTime.optional(),
-    policyName: z.string().min(1).max(64).optional().meta({ description: 'A configured policy; default when absent.' }),
+    policyName: z.string().min(1).max(64).optional().meta({
+      description:
+        "A built-in policy by name (e.g. drill); when absent, the district's current policy version (GET /api/v1/districts/{district}/policies).",
+    }),
     note: text(1000).optional(),
   })
   .superRefine((b, ctx) => {

@@ -313,3 +313,69 @@ export const certificates = pgTable('certificates', {
   issuedAt: timestamp('issued_at', { withTimezone: true }).notNull().defaultNow(),
   downloads: integer('downloads').notNull().default(0),
 });
+
+/**
+ * Policies as data (issue 12): immutable, numbered versions per district. The latest version is
+ * the district's current one, which new transfers get; a case keeps the version it started
+ * with until a directive gives it another. Version 1 of a district is seeded from the built-in
+ * policy the first time the district's policy is read.
+ */
+export const policies = pgTable(
+  'policies',
+  {
+    district: text('district').notNull(),
+    version: integer('version').notNull(),
+    name: text('name').notNull(),
+    /** The whole policy (src/domain/policy.ts Policy), as validated when it was created. */
+    body: jsonb('body').notNull(),
+    note: text('note'),
+    /** The API key that created it (id only); null for a seed. */
+    createdBy: text('created_by'),
+    createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.district, t.version] })],
+);
+
+/**
+ * A directive: a policy version applied to the running cases of a district, by a Temporal
+ * workflow of its own (src/workflows/directive.ts). The case list is fixed when it is issued.
+ */
+export const directives = pgTable(
+  'directives',
+  {
+    id: text('id').primaryKey(),
+    /** The caller's requestId: a retried POST finds the same directive. */
+    requestId: text('request_id').notNull(),
+    district: text('district').notNull(),
+    policyVersion: integer('policy_version').notNull(),
+    filter: jsonb('filter').notNull().default({}),
+    reason: text('reason').notNull(),
+    createdBy: text('created_by').notNull(),
+    createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+    total: integer('total').notNull(),
+    /** The cases chosen when it was issued: a retried POST starts the same fan-out. */
+    caseNos: jsonb('case_nos').$type<string[]>().notNull(),
+    /** Cases a second, and per batch. */
+    ratePerSecond: integer('rate_per_second').notNull(),
+    /** running, paused, cancelled, completed (written by the directive workflow). */
+    status: text('status').notNull().default('running'),
+    finishedAt: timestamp('finished_at', { withTimezone: true }),
+  },
+  (t) => [uniqueIndex('directives_request').on(t.requestId), index('directives_district').on(t.district, t.createdAt)],
+);
+
+/** What a directive did to each case: applied, or skipped with the reason. No PII. */
+export const directiveCases = pgTable(
+  'directive_cases',
+  {
+    directiveId: text('directive_id').notNull(),
+    caseNo: text('case_no').notNull(),
+    /** applied | skipped | failed */
+    outcome: text('outcome').notNull(),
+    reason: text('reason'),
+    before: jsonb('before'),
+    after: jsonb('after'),
+    at: timestamp('at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.directiveId, t.caseNo] })],
+);

@@ -137,7 +137,10 @@ const CompressedClock = z
 const fields = {
   name: z
     .string()
-    .regex(/^[A-Za-z0-9._-]{1,64}$/, 'must be 1-64 letters, digits or . _ -')
+    .regex(
+      /^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$/,
+      'must be 1-64 letters, digits or . _ + - (starting with a letter or digit)',
+    )
     .meta({
       description: 'The policy name cases are started with (e.g. "standard"). Each save makes a new version of it.',
       example: 'standard',

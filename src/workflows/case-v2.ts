@@ -15,7 +15,17 @@ import {
 import type { SearchAttributeUpdatePair } from '@temporalio/common';
 
 import type { CaseActivities, RecordCaseInput } from '../activities/types';
-import { decide, decideQueued, dueTasks, initialState, isComplete, nextWakeAt, validate } from '../domain/case/decide';
+import {
+  decide,
+  decideQueued,
+  dueTasks,
+  initialState,
+  isComplete,
+  nextWakeAt,
+  policyOf,
+  previewPolicy,
+  validate,
+} from '../domain/case/decide';
 import type {
   CaseContext,
   CaseEvent,
@@ -28,7 +38,6 @@ import type {
   TaskResult,
 } from '../domain/case/model';
 import { caseView } from '../domain/case/view';
-import { withCaseDefaults } from '../domain/policy';
 import { maskName, SYSTEM_ACTOR } from '../domain/types';
 import {
   CaseColourKey,
@@ -39,6 +48,7 @@ import {
 } from '../temporal/search-attributes';
 import {
   ackEscalationUpdate,
+  applyPolicyUpdate,
   arrivalSignal,
   cancelUpdate,
   changeColourUpdate,
@@ -49,6 +59,7 @@ import {
   healthCheckUpdate,
   inspectionResultSignal,
   labResultSignal,
+  previewPolicyQuery,
   resolveEscalationUpdate,
   roomOfferedSignal,
   setAddressUpdate,
@@ -175,12 +186,14 @@ export async function caseWorkflowV2(input: CaseInputV2): Promise<CaseOutcome> {
     [cancelUpdate, 'cancel'],
     [ackEscalationUpdate, 'ackEscalation'],
     [resolveEscalationUpdate, 'resolveEscalation'],
+    [applyPolicyUpdate, 'applyPolicy'],
   ] as const) {
     const u = update(type);
     // The update definitions are typed for the v1 answers; v2 answers with the decider's reply.
     setHandler(def as never, u.handler as never, { validator: u.validator as never });
   }
   setHandler(viewQuery, () => caseView(s, ctx, Date.now(), history.slice(-100)));
+  setHandler(previewPolicyQuery, (i) => previewPolicy(s, ctx, i, Date.now()));
   setHandler(stateQuery, () => caseView(s, ctx, Date.now(), history.slice(-100)) as never);
 
   // A Temporal-level cancel (e.g. `temporal workflow cancel`) becomes a cancel of the case, which
@@ -226,7 +239,7 @@ export async function caseWorkflowV2(input: CaseInputV2): Promise<CaseOutcome> {
               ? {
                   queue: {
                     requestedAt: s.requestedAt,
-                    colourFirst: withCaseDefaults(policy).roomQueue.colourFirst,
+                    colourFirst: policyOf(s, ctx).roomQueue.colourFirst,
                   },
                 }
               : {}),

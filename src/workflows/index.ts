@@ -4,3 +4,4 @@
  */
 export { caseWorkflow } from './case';
 export { caseWorkflowV2 } from './case-v2';
+export { directiveWorkflow } from './directive';

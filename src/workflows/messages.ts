@@ -189,6 +189,26 @@ export const resolveEscalationUpdate = defineUpdate<Record<string, unknown>, [Re
   'resolveEscalation',
 );
 
+// ---- added with directives (issue 12): handlers only, no change to what older cases replay ----
+export interface ApplyPolicyInput {
+  directiveId: string;
+  /** The whole policy version the case is judged by from now on. */
+  policy: Policy;
+  reason: string;
+  by: Actor;
+  key?: string;
+}
+/**
+ * A directive reaches the case: `{ applied, skipped?, before, after, samplesPlanned,
+ * samplesCancelled, released }` (src/domain/case/decide.ts onApplyPolicy).
+ */
+export const applyPolicyUpdate = defineUpdate<Record<string, unknown>, [ApplyPolicyInput]>('applyPolicy');
+/** The directive's dry run for this case: the same answer, computed on a copy; nothing changes. */
+export const previewPolicyQuery = defineQuery<
+  { ok: true; value: Record<string, unknown> } | { ok: false; code: string; message: string },
+  [Omit<ApplyPolicyInput, 'key'>]
+>('previewPolicy');
+
 /** The case as people read it: no PII, typed (src/domain/case/view.ts). */
 export const viewQuery = defineQuery<CaseView>('view');
 
