@@ -203,6 +203,55 @@ const ROUTES: { pattern: string; call: Call; roles: string[] }[] = [
     roles: ['hotel', 'supervisor', 'admin'],
   },
   {
+    pattern: 'GET /api/v1/districts/:district/policies',
+    call: { method: 'get', path: '/api/v1/districts/D1/policies' },
+    roles: ['supervisor', 'admin'],
+  },
+  {
+    pattern: 'GET /api/v1/districts/:district/policies/:version',
+    call: { method: 'get', path: '/api/v1/districts/D1/policies/1' },
+    roles: ['supervisor', 'admin'],
+  },
+  {
+    pattern: 'POST /api/v1/districts/:district/policies',
+    // Invalid on purpose (an allowed role gets 400): the auth check comes first.
+    call: { method: 'post', path: '/api/v1/districts/D1/policies', body: () => ({ note: 'x', policy: {} }) },
+    roles: ['supervisor', 'admin'],
+  },
+  {
+    pattern: 'POST /api/v1/directives/preview',
+    call: {
+      method: 'post',
+      path: '/api/v1/directives/preview',
+      body: () => ({ district: 'D1', policyVersion: 99 }),
+    },
+    roles: ['supervisor', 'admin'],
+  },
+  {
+    pattern: 'POST /api/v1/directives',
+    call: {
+      method: 'post',
+      path: '/api/v1/directives',
+      body: () => ({ requestId: 'auth-test', district: 'D1', policyVersion: 99, reason: 'auth test' }),
+    },
+    roles: ['supervisor', 'admin'],
+  },
+  {
+    pattern: 'GET /api/v1/directives',
+    call: { method: 'get', path: '/api/v1/directives?district=D1' },
+    roles: ['supervisor', 'admin'],
+  },
+  ...['', '/cases'].map((tail) => ({
+    pattern: `GET /api/v1/directives/:id${tail}`,
+    call: { method: 'get' as const, path: `/api/v1/directives/DIR-000000000000${tail}` },
+    roles: ['supervisor', 'admin'],
+  })),
+  ...['pause', 'resume', 'cancel'].map((action) => ({
+    pattern: `POST /api/v1/directives/:id/${action}`,
+    call: { method: 'post' as const, path: `/api/v1/directives/DIR-000000000000/${action}`, body: () => ({}) },
+    roles: ['supervisor', 'admin'],
+  })),
+  {
     pattern: 'POST /api/v1/admin/seed-demo',
     call: { method: 'post', path: '/api/v1/admin/seed-demo', body: () => ({}) },
     roles: ['admin'],

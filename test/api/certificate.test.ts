@@ -81,6 +81,7 @@ async function releasedCase(): Promise<string> {
   const answered = new Set<string>();
   let arrived = false;
   let checked = false;
+  let checkedAgain = false;
   let inspected = false;
   const deadline = Date.now() + 90_000;
   while (Date.now() < deadline) {
@@ -96,14 +97,22 @@ async function releasedCase(): Promise<string> {
     } else if (s?.phase === 'OBSERVATION' && !checked) {
       checked = true;
       const nurse = await newKey({ name: 'Nurse Wang', role: 'medical', district: 'D1', orgId: s.room!.hotelId });
-      for (const [checkId, temperatureC] of [
-        ['c-1', 36.6],
-        ['c-2', 37.1],
-      ] as const)
-        await request(h.app)
-          .post(`/api/v1/cases/${no}/health-checks`)
-          .set(nurse)
-          .send({ checkId, temperatureC, symptoms: [] });
+      await request(h.app)
+        .post(`/api/v1/cases/${no}/health-checks`)
+        .set(nurse)
+        .send({ checkId: 'c-1', temperatureC: 36.6, symptoms: [] });
+    } else if (
+      s?.releaseBlockers.includes('no_recent_afebrile_check') &&
+      !s.releaseBlockers.includes('end_date_not_reached') &&
+      !checkedAgain
+    ) {
+      // The observation rule: a check without fever within the last policy day before release.
+      checkedAgain = true;
+      const nurse = await newKey({ name: 'Nurse Wang', role: 'medical', district: 'D1', orgId: s.room!.hotelId });
+      await request(h.app)
+        .post(`/api/v1/cases/${no}/health-checks`)
+        .set(nurse)
+        .send({ checkId: 'c-2', temperatureC: 37.1, symptoms: [] });
     }
     for (const smp of s?.samples ?? []) {
       if (smp.status === 'ordered' && !answered.has(smp.sampleId)) {

@@ -113,6 +113,7 @@ test('transfer → arrival → checks → results → inspection → release, ea
   // Answer every sample the workflow orders and the home inspection when it is requested.
   const answered = new Set<string>();
   let inspected = false;
+  let rechecked = false;
   const final = await waitFor(
     caseNo,
     (s) => {
@@ -128,6 +129,21 @@ test('transfer → arrival → checks → results → inspection → release, ea
               if (r.body.results[0].status === 'unknown_sample') answered.delete(smp.sampleId);
             });
         }
+      }
+      if (
+        s.releaseBlockers.includes('no_recent_afebrile_check') &&
+        !s.releaseBlockers.includes('end_date_not_reached') &&
+        !rechecked
+      ) {
+        // The observation rule: a check without fever within the last policy day before release.
+        rechecked = true;
+        void request(h.app)
+          .post(`/api/v1/cases/${caseNo}/health-checks`)
+          .set(nurseKey)
+          .send({ checkId: 'c-release', temperatureC: 36.5, symptoms: [] })
+          .then((r) => {
+            if (r.status !== 200) rechecked = false;
+          });
       }
       if (s.inspection.status === 'requested' && !inspected) {
         inspected = true;

@@ -67,6 +67,7 @@ export interface CaseView {
   checks: { checkId: string; fever: boolean }[];
   escalations: { kind: string; status: string }[];
   inspection: { status: string; inspectionId?: string };
+  releaseBlockers: string[];
 }
 
 export interface ClusterOptions {
@@ -367,6 +368,15 @@ export async function startCluster(opts: ClusterOptions): Promise<ClusterHarness
         for (const smp of s?.samples ?? [])
           if (smp.status === 'ordered' && !answered.has(smp.sampleId))
             results.push({ sampleId: smp.sampleId, result: 'negative' });
+        // The observation rule: a nurse checks a case whose release waits for a recent check.
+        if (s?.room && s.releaseBlockers.includes('no_recent_afebrile_check')) {
+          const nurse = await h.key(`nurse-${s.room.hotelId}`, { role: 'medical', orgId: s.room.hotelId });
+          await h.call(0, nurse, 'POST', `/api/v1/cases/${c}/health-checks`, {
+            checkId: `release-${c}-${Date.now()}`,
+            temperatureC: 36.5,
+            symptoms: [],
+          });
+        }
       }
       if (results.length === 0) return;
       const lab = await h.key('lab', { role: 'lab', orgId: 'SIM-LAB', district: undefined });

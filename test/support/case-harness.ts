@@ -42,7 +42,9 @@ export function testPolicy(overrides: Partial<Policy> = {}): Policy {
     checkTimes: [],
     sampling: { days: [1, 2], type: 'PCR', time: '00:00' },
     // Half a day: the day-2 sample is one day after day 1, give or take scheduling jitter.
-    release: { ...base.release, minApartMs: dayMs / 2 },
+    // No check times here, so no observation rule: these tests are about the other rules (the
+    // rule itself: test/unit/case-decider.directive.test.ts and test/api/directives.test.ts).
+    release: { ...base.release, minApartMs: dayMs / 2, afebrileCheckWithinMs: 0 },
     inspectionLeadMs: 2 * dayMs,
     arrivalDeadlineMs: 60_000,
     roomRetry: { initialMs: 200, maxMs: 500 },
