@@ -370,9 +370,14 @@ const fields = {
     .number()
     .int()
     .min(0)
-    .max(30)
+    .max(0, 'home monitoring after release is not built yet: use 0 (cases end at release)')
     .optional()
-    .meta({ description: 'Days of home monitoring by the community after release. 0 or absent: none.', example: 7 }),
+    .meta({
+      description:
+        'Days of home monitoring by the community after release. Only 0 (or absent) for now: the home phase is ' +
+        'not built yet, and a value that did nothing would mislead.',
+      example: 0,
+    }),
 };
 
 /** A cross-field problem, with the dotted path of the field to change. */

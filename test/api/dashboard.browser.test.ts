@@ -363,4 +363,29 @@ maybe('/dashboard in chromium', () => {
     await docsPage.screenshot({ path: path.join(ARTIFACTS, 'docs.png') });
     await docsPage.close();
   }, 60_000);
+  test("the district's policy: the current version and its history, as the API has them", async () => {
+    const { version: _v, ...doc } = (
+      await request(h.app).get('/api/v1/districts/D1/policies/1').set(h.auth('supervisor'))
+    ).body.policy as Record<string, unknown>;
+    const created = await request(h.app)
+      .post('/api/v1/districts/D1/policies')
+      .set(h.auth('supervisor'))
+      .send({
+        note: 'June 2022: seven days',
+        policy: { ...doc, name: 'seven-days', stayDays: 7, sampling: { ...(doc.sampling as object), days: [1, 5, 6] } },
+      });
+    expect(created.status).toBe(201);
+    await page.goto(`${base}/dashboard?refresh=1000`);
+    await page.waitForSelector('body[data-loaded]');
+    await page.locator('[data-testid="policy-history"] tbody tr').nth(1).waitFor();
+    const current = await text('policy-current');
+    expect(current).toContain('v2 seven-days');
+    expect(current).toContain('1, 5, 6');
+    const rows = await page.locator('[data-testid="policy-history"] tbody tr').allInnerTexts();
+    expect(rows).toHaveLength(2);
+    expect(rows[0]).toContain('June 2022: seven days');
+    expect(rows[1]).toMatch(/v1\s+drill/);
+    fs.mkdirSync(ARTIFACTS, { recursive: true });
+    await page.locator('#policy').screenshot({ path: path.join(ARTIFACTS, 'policy.png') });
+  }, 60_000);
 });

@@ -192,6 +192,14 @@ test('policy versions: the seed, field-level errors, a new current version, and 
     expect.objectContaining({ path: 'policy.release.requiredNegatives' }),
   ]);
 
+  // Home monitoring after release is not built: a policy may not pretend to have it.
+  const home = await request(h.app)
+    .post('/api/v1/districts/D1/policies')
+    .set(sup())
+    .send({ note: '7 + 3', policy: { ...doc, homeMonitoringDays: 3 } });
+  expect(home.status).toBe(400);
+  expect(home.body.errors).toEqual([expect.objectContaining({ path: 'policy.homeMonitoringDays' })]);
+
   // Another district's supervisor may not; a supervisor bound to none may not write.
   const other = await request(h.app)
     .post('/api/v1/districts/D1/policies')
@@ -221,7 +229,6 @@ test('14 + 7 → 7 + 3 on live cases: dry run, directive, nobody released withou
         ...doc,
         name: 'close-contact-7+3',
         stayDays: 7,
-        homeMonitoringDays: 3,
         sampling: { ...doc.sampling, days: [1, 5, 6] },
       },
     });

@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import request from 'supertest';
 
 import { apiRoutes } from '../../src/api/app';
+import { drillPolicy } from '../../src/domain/policy';
 import type { AnyRoute } from '../../src/api/router';
 import { createHarness, seedReadModel, validTransfer, type Harness } from './harness';
 
@@ -53,12 +54,28 @@ const VALID: Record<string, () => unknown> = {
   '/api/v1/rooms/:roomId/disinfected': () => ({}),
   '/api/v1/rooms/:roomId/out-of-service': () => ({ reason: 'broken heater' }),
   '/api/v1/rooms/:roomId/return-to-service': () => ({}),
+  '/api/v1/districts/:district/policies': () => {
+    const { version: _v, ...policy } = drillPolicy(2000);
+    return { note: 'fuzz', policy: { ...policy, name: 'fuzz' } };
+  },
+  '/api/v1/directives/preview': () => ({ district: 'D1', policyVersion: 1, filter: { phases: ['OBSERVATION'] } }),
+  '/api/v1/directives': () => ({
+    requestId: 'fuzz-directive',
+    district: 'D1',
+    policyVersion: 1,
+    reason: 'fuzz',
+    filter: { colours: ['red'] },
+  }),
   '/codec/decode': () => ({ payloads: [{ metadata: { encoding: 'anNvbi9wbGFpbg==' }, data: 'e30=' }] }),
   '/codec/encode': () => ({ payloads: [{ metadata: { encoding: 'anNvbi9wbGFpbg==' }, data: 'e30=' }] }),
 };
 
 const targetOf = (path: string) =>
-  path.replace(':caseNo', caseNo).replace(':id', 'QCSEED000002-E1').replace(':roomId', 'H1-105');
+  path
+    .replace(':caseNo', caseNo)
+    .replace(':district', 'D1')
+    .replace(':id', 'QCSEED000002-E1')
+    .replace(':roomId', 'H1-105');
 
 // Routes that take a body (POST /codec/session takes none: its key is the whole input).
 const postRoutes = apiRoutes(() => ({})).filter((r) => r.method === 'post' && (r.body || r.parseBody));

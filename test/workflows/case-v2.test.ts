@@ -8,6 +8,7 @@ import { eq } from 'drizzle-orm';
 import { schema } from '../../src/db';
 import type { CaseView } from '../../src/domain/case/view';
 import {
+  applyPolicyUpdate,
   arrivalSignal,
   cancelUpdate,
   departureSignal,
@@ -337,6 +338,59 @@ test('waiting list: no room means a place on the list; a freed room wakes exactl
   expect((await h.hotel.queue('Queue')).length).toBe(0);
   expect((await h.room(first.room!.roomId)).state).toBe('free');
   await maybeRecord('room-waiting-list', red);
+});
+
+test('a directive reaches a running case: the new stay, recorded once, a retry answered the same', async () => {
+  const handle = await h.startV2({
+    policy: testPolicy({ stayDays: 8, sampling: { days: [1, 6, 7], type: 'PCR', time: '00:00' } }),
+  });
+  await arrive(handle);
+  const before = await waitView(handle, (x) => x.phase === 'OBSERVATION', 'observation');
+  const shorter = {
+    ...testPolicy({ stayDays: 3, sampling: { days: [1, 2], type: 'PCR', time: '00:00' } }),
+    name: 'shorter',
+    version: 2,
+  };
+  const input = {
+    directiveId: 'DIR-TEST',
+    policy: shorter,
+    reason: 'new protocol',
+    by: supervisor,
+    key: 'directive:DIR-TEST',
+  };
+  const first = await handle.executeUpdate(applyPolicyUpdate, { args: [input] });
+  expect(first).toMatchObject({ applied: true, before: { policyVersion: 1 }, after: { policyVersion: 2 } });
+  // The fan-out retried: the same answer, nothing applied twice.
+  expect(await handle.executeUpdate(applyPolicyUpdate, { args: [input] })).toEqual(first);
+  const after = await view(handle);
+  expect(after.policy).toEqual({ name: 'shorter', version: 2 });
+  expect(Date.parse(after.releaseDue!) - Date.parse(after.stayStart!)).toBe(
+    ((Date.parse(before.releaseDue!) - Date.parse(before.stayStart!)) * 3) / 8,
+  );
+  // Released under the new rules, with its negatives.
+  const deadline = Date.now() + 30_000;
+  let v = after;
+  let inspected = false;
+  while (v.phase !== 'RELEASED' && Date.now() < deadline) {
+    await answerOrdered(handle, 'negative');
+    if (!inspected && v.inspection.status === 'requested') {
+      await passInspection(handle);
+      inspected = true;
+    }
+    await new Promise((r) => setTimeout(r, 150));
+    v = await view(handle);
+  }
+  v = await waitView(handle, (x) => !!x.endedAt, 'ended');
+  expect(v.phase).toBe('RELEASED');
+  expect(v.samples.filter((x) => x.result === 'negative').length).toBeGreaterThanOrEqual(2);
+  await waitFor(async () =>
+    (await h.db.db.select().from(schema.caseEvents).where(eq(schema.caseEvents.caseNo, v.caseNo))).some(
+      (r) => r.kind === 'case_ended',
+    ),
+  );
+  const rows = await h.db.db.select().from(schema.caseEvents).where(eq(schema.caseEvents.caseNo, v.caseNo));
+  expect(rows.filter((r) => r.kind === 'policy_applied')).toHaveLength(1);
+  await maybeRecord('directive-applied-released', handle);
 });
 
 test('every history these tests produced replays against the code that produced it', async () => {

@@ -21,6 +21,22 @@
 
   var I18N = {
     zh: {
+      policyTitle: '防控规则',
+      policyHistory: '版本记录',
+      directives: '指令',
+      p_version: '版本',
+      p_name: '名称',
+      p_stay: '集中隔离天数',
+      p_sampling: '采样日',
+      p_created: '创建',
+      p_note: '说明',
+      p_current: '当前版本',
+      p_days: '天',
+      p_negatives: '解除需阴性',
+      p_checks: '健康监测',
+      p_observation: '解除前须有无发热记录',
+      p_none: '无',
+      d_progress: '进度',
       title: '哨点 · 指挥中心',
       signIn: '进入',
       signOut: '退出',
@@ -170,6 +186,22 @@
       i_failed: '未通过',
     },
     en: {
+      policyTitle: 'Policy',
+      policyHistory: 'Versions',
+      directives: 'Directives',
+      p_version: 'Version',
+      p_name: 'Name',
+      p_stay: 'Stay (days)',
+      p_sampling: 'Sampling days',
+      p_created: 'Created',
+      p_note: 'Note',
+      p_current: 'Current version',
+      p_days: 'days',
+      p_negatives: 'negatives to release',
+      p_checks: 'checks',
+      p_observation: 'a check without fever before release within',
+      p_none: 'none',
+      d_progress: 'progress',
       title: 'Shaodian · Command centre',
       signIn: 'Open',
       signOut: 'Sign out',
@@ -471,6 +503,7 @@
             reportShown = true;
             showReport();
             showWave();
+            if (last.hotels.length) showPolicy(last.hotels[0].district);
           }
           setStatus('ok');
           $('updated').textContent =
@@ -487,6 +520,86 @@
           timer = setTimeout(refresh, REFRESH_MS);
         }
       });
+  }
+
+  /** The district's current policy, its versions and its directives (GET /districts/{d}/policies, /directives). */
+  function showPolicy(district) {
+    $('policy-district').textContent = district;
+    Promise.all([
+      api('/api/v1/districts/' + encodeURIComponent(district) + '/policies'),
+      api('/api/v1/directives?district=' + encodeURIComponent(district)),
+    ]).then(function (rs) {
+      if (rs[0].status !== 200) return;
+      var items = rs[0].json.items;
+      var cur = items[0];
+      var p = cur.policy;
+      var dayMs = p.clock.kind === 'compressed' ? p.clock.dayMs : 86400000;
+      var obs = p.release.afebrileCheckWithinMs
+        ? t('p_observation') + ' ' + Math.round((p.release.afebrileCheckWithinMs / dayMs) * 24) + ' h'
+        : t('p_observation') + ': ' + t('p_none');
+      $('policy-current').textContent =
+        t('p_current') +
+        ' v' +
+        cur.version +
+        ' ' +
+        cur.name +
+        ' · ' +
+        p.stayDays +
+        ' ' +
+        t('p_days') +
+        ' · ' +
+        t('p_sampling') +
+        ' ' +
+        p.sampling.days.join(', ') +
+        ' (' +
+        p.sampling.type +
+        ') · ' +
+        p.release.requiredNegatives +
+        ' ' +
+        t('p_negatives') +
+        ' · ' +
+        t('p_checks') +
+        ' ' +
+        p.checkTimes.join(', ') +
+        ' · ' +
+        obs;
+      var body = $('policy-history-body');
+      body.textContent = '';
+      items.forEach(function (v) {
+        var tr = document.createElement('tr');
+        [
+          'v' + v.version,
+          v.name,
+          String(v.policy.stayDays),
+          v.policy.sampling.days.join(', '),
+          v.createdAt.slice(0, 16).replace('T', ' ') + (v.createdBy ? ' · ' + v.createdBy : ''),
+          v.note || '',
+        ].forEach(function (x) {
+          var td = document.createElement('td');
+          td.textContent = x;
+          tr.appendChild(td);
+        });
+        body.appendChild(tr);
+      });
+      var dbody = $('directives-body');
+      dbody.textContent = '';
+      if (rs[1].status === 200)
+        rs[1].json.items.forEach(function (d) {
+          var tr = document.createElement('tr');
+          [
+            d.directiveId,
+            'v' + d.policyVersion,
+            d.status,
+            t('d_progress') + ' ' + d.done + '/' + d.total + ' (' + d.applied + ' / ' + d.skipped + ')',
+            d.reason,
+          ].forEach(function (x) {
+            var td = document.createElement('td');
+            td.textContent = x;
+            tr.appendChild(td);
+          });
+          dbody.appendChild(tr);
+        });
+    });
   }
 
   function render(d) {
