@@ -1,5 +1,10 @@
 import { Context } from '@temporalio/activity';
-import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
+import {
+  WorkflowNotFoundError,
+  WorkflowUpdateFailedError,
+  WorkflowUpdateRPCTimeoutOrCancelledError,
+  type Client,
+} from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { and, eq, inArray, sql } from 'drizzle-orm';
 
@@ -9,6 +14,12 @@ import type { Logger } from '../log';
 import { applyPolicyUpdate } from '../workflows/messages';
 import { workflowIdFor } from '../api/ids';
 import type { DirectiveBatchInput, DirectiveBatchResult, DirectiveOutcome } from './types';
+
+/** How long one case may take to answer before it is counted as failed (unanswered). */
+const UPDATE_DEADLINE_MS = 30_000;
+const isDeadline = (err: unknown): boolean =>
+  err instanceof WorkflowUpdateRPCTimeoutOrCancelledError ||
+  (err instanceof Error && /deadline|DEADLINE_EXCEEDED|timed? ?out/i.test(err.message + String(err.cause ?? '')));
 
 interface CaseOutcome {
   caseNo: string;
@@ -26,18 +37,21 @@ interface CaseOutcome {
 async function applyToCase(client: Client, input: DirectiveBatchInput, caseNo: string): Promise<CaseOutcome> {
   const handle = client.workflow.getHandle(workflowIdFor(caseNo));
   try {
-    const r = await handle.executeUpdate(applyPolicyUpdate, {
-      args: [
-        {
-          directiveId: input.directiveId,
-          policy: input.policy,
-          reason: input.reason,
-          by: input.by,
-          key: `directive:${input.directiveId}`,
-        },
-      ],
-      updateId: `directive:${input.directiveId}`,
-    });
+    // No idempotency key: the case answers a directive by its id (a client's key cannot collide).
+    const r = await client.connection.withDeadline(Date.now() + UPDATE_DEADLINE_MS, () =>
+      handle.executeUpdate(applyPolicyUpdate, {
+        args: [
+          {
+            directiveId: input.directiveId,
+            issuedAt: input.issuedAt,
+            policy: input.policy,
+            reason: input.reason,
+            by: input.by,
+          },
+        ],
+        updateId: `directive:${input.directiveId}`,
+      }),
+    );
     const applied = r.applied === true;
     const skipped = typeof r.skipped === 'string' ? r.skipped : undefined;
     return {
@@ -60,6 +74,9 @@ async function applyToCase(client: Client, input: DirectiveBatchInput, caseNo: s
     // The workflow ended between the selection and now: nothing to apply.
     if (err instanceof Error && /already completed|workflow execution.*(closed|completed)/i.test(err.message))
       return { caseNo, outcome: 'skipped', reason: 'ended' };
+    // A case that does not answer (its worker stuck, its task failing) must not hold the rest:
+    // it is counted as failed, and a later directive can reach it.
+    if (isDeadline(err)) return { caseNo, outcome: 'failed', reason: 'unanswered' };
     throw err;
   }
 }
@@ -80,6 +97,7 @@ export function createDirectiveActivities(deps: { db: Db; log: Logger; client?: 
       const worker = async () => {
         while (next < todo.length) {
           const caseNo = todo[next++]!;
+          ctx.heartbeat(done);
           const o = await applyToCase(client, input, caseNo);
           await db
             .insert(directiveCases)

@@ -174,6 +174,7 @@ export interface CaseActivities {
 
 export interface DirectiveBatchInput {
   directiveId: string;
+  issuedAt: string;
   policy: import('../domain/policy').Policy;
   reason: string;
   by: Actor;

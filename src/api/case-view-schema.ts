@@ -37,7 +37,7 @@ const EscalationView = z
   .object({
     id: z.string(),
     kind: z.string(),
-    level: z.enum(['reminder', 'nurse', 'point_leader', 'doctor', 'command_centre']),
+    level: z.enum(['reminder', 'nurse', 'point_leader', 'doctor', 'command_centre', 'community']),
     severity: z.enum(['info', 'amber', 'red']),
     reason: z.string(),
     status: z.enum(['open', 'acked', 'closed']),

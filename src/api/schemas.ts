@@ -352,6 +352,8 @@ export const ESCALATION_KINDS = [
   'result_corrected',
   'late_result',
   'unexpected_result',
+  'missed_home_check',
+  'home_fever',
 ] as const satisfies readonly EscalationKind[];
 export const ESCALATION_LEVELS = [
   'reminder',
@@ -359,6 +361,7 @@ export const ESCALATION_LEVELS = [
   'point_leader',
   'doctor',
   'command_centre',
+  'community',
 ] as const satisfies readonly EscalationLevel[];
 
 /** Filters shared by the escalation list and its summary. */

@@ -37,6 +37,8 @@ const KINDS = {
   result_corrected: true,
   late_result: true,
   unexpected_result: true,
+  missed_home_check: true,
+  home_fever: true,
 } as const satisfies Record<EscalationKind, true>;
 const LEVELS = {
   reminder: true,
@@ -44,6 +46,7 @@ const LEVELS = {
   point_leader: true,
   doctor: true,
   command_centre: true,
+  community: true,
 } as const satisfies Record<EscalationLevel, true>;
 const SEVERITY_SET = { info: true, amber: true, red: true } as const satisfies Record<Severity, true>;
 

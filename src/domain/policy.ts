@@ -105,6 +105,8 @@ const severity: Record<EscalationKind, Severity> = {
   result_corrected: 'red',
   late_result: 'red',
   unexpected_result: 'info',
+  missed_home_check: 'amber',
+  home_fever: 'red',
 };
 
 export function standardPolicy(timeZone = 'Asia/Shanghai'): Policy {

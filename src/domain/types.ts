@@ -13,9 +13,22 @@ export const PHASES = [
   'RELEASED',
   'HOSPITAL_TRANSFER',
   'CANCELLED',
+  /** Released from the hotel, in the community's care for the policy's home-monitoring days. */
+  'HOME_MONITORING',
+  /** Home monitoring over (its days done, or the person sent back through a transfer). */
+  'HOME_MONITORING_DONE',
 ] as const;
 export type Phase = (typeof PHASES)[number];
-export const TERMINAL_PHASES: readonly Phase[] = ['RELEASED', 'HOSPITAL_TRANSFER', 'CANCELLED'];
+/** The hotel stay is over (the case is closing or closed): no hotel command applies any more. */
+export const TERMINAL_PHASES: readonly Phase[] = [
+  'RELEASED',
+  'HOSPITAL_TRANSFER',
+  'CANCELLED',
+  'HOME_MONITORING',
+  'HOME_MONITORING_DONE',
+];
+/** Released from the hotel: released, and then perhaps at home. */
+export const RELEASED_PHASES: readonly Phase[] = ['RELEASED', 'HOME_MONITORING', 'HOME_MONITORING_DONE'];
 
 export const COLOURS = ['green', 'yellow', 'red'] as const;
 export type Colour = (typeof COLOURS)[number];
@@ -106,9 +119,13 @@ export type EscalationKind =
   /** A positive result after the case ended (released, cancelled): the person is no longer here. */
   | 'late_result'
   /** A result the case could not take (sample never ordered, or ordered from another lab). */
-  | 'unexpected_result';
+  | 'unexpected_result'
+  /** Home monitoring: a day passed without a check-in. */
+  | 'missed_home_check'
+  /** Home monitoring: a fever or symptom at home; the person goes back through a transfer. */
+  | 'home_fever';
 
-export type EscalationLevel = 'reminder' | 'nurse' | 'point_leader' | 'doctor' | 'command_centre';
+export type EscalationLevel = 'reminder' | 'nurse' | 'point_leader' | 'doctor' | 'command_centre' | 'community';
 export type Severity = 'info' | 'amber' | 'red';
 
 export interface Escalation {

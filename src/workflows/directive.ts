@@ -15,6 +15,8 @@ import type { Actor } from '../domain/types';
 
 export interface DirectiveInput {
   directiveId: string;
+  /** When it was issued: cases apply directives in this order. */
+  issuedAt: string;
   district: string;
   policy: Policy;
   reason: string;
@@ -87,6 +89,7 @@ export async function directiveWorkflow(input: DirectiveInput): Promise<Directiv
     const started = Date.now();
     const r = await acts.applyDirectiveBatch({
       directiveId: input.directiveId,
+      issuedAt: input.issuedAt,
       policy: input.policy,
       reason: input.reason,
       by: input.by,
@@ -98,6 +101,8 @@ export async function directiveWorkflow(input: DirectiveInput): Promise<Directiv
     next += batch.length;
     const rest = minBatchMs - (Date.now() - started);
     if (rest > 0 && next < input.caseNos.length) await sleep(rest);
+    // A cancel that came during the batch stops here, before any continue-as-new.
+    if (cancelled) break;
     if (workflowInfo().continueAsNewSuggested && next < input.caseNos.length) {
       await continueAsNew<typeof directiveWorkflow>({ ...input, carried: { next, ...counts, paused } });
     }

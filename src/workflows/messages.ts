@@ -192,6 +192,8 @@ export const resolveEscalationUpdate = defineUpdate<Record<string, unknown>, [Re
 // ---- added with directives (issue 12): handlers only, no change to what older cases replay ----
 export interface ApplyPolicyInput {
   directiveId: string;
+  /** When the directive was issued (a later-issued directive wins over an earlier one). */
+  issuedAt: string;
   /** The whole policy version the case is judged by from now on. */
   policy: Policy;
   reason: string;

@@ -155,15 +155,15 @@ describe('a directive and a killed worker', () => {
     const caseNos: string[] = [];
     for (let i = 0; i < CASES; i++) {
       const r = await call(supervisor, 'POST', '/api/v1/transfers', {
-        requestId: `dk-${i}`,
+        requestId: `directive-kill-${i}`,
         district: DEMO_DISTRICT,
         street: 'Fulilu',
-        person: { name: '测试', idNumber: '110101199001011234', phone: '+86 138 0000 0000', birthDate: '1990-01-01' },
+        person: { name: '测试者', idNumber: `dk-${i}`, phone: '10000000000', birthDate: '1990-01-01' },
         homeAddress: `${i} Fuli Road`,
         transport: 'self_drive',
         reason: 'close_contact',
       });
-      expect(r.status).toBe(202);
+      if (r.status !== 202) throw new Error(`transfer ${r.status}: ${JSON.stringify(r.json)}`);
       caseNos.push(r.json.caseNo as string);
     }
     const sql = postgres(db.url!, { max: 2, onnotice: () => undefined });

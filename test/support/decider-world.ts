@@ -482,7 +482,15 @@ export class World {
           colour: { ...current.colour, yellowAgeAtLeast: intent.yellowAge },
         };
         this.send(
-          { type: 'applyPolicy', directiveId: id, policy, reason: 'new protocol', by: supervisor, key: `dir:${id}` },
+          {
+            type: 'applyPolicy',
+            directiveId: id,
+            // Issued in order (a repeat keeps its time); a stale one is an older id resent.
+            issuedAt: new Date(T0 + Number(id.slice(1))).toISOString(),
+            policy,
+            reason: 'new protocol',
+            by: supervisor,
+          },
           intent,
         );
         return;

@@ -31,10 +31,10 @@ const directive = (w: World, policy: Policy, id = `D-${++n}`) =>
   w.send({
     type: 'applyPolicy',
     directiveId: id,
+    issuedAt: new Date(w.now).toISOString(),
     policy,
     reason: 'national protocol',
     by: supervisor,
-    key: `dir:${id}`,
   });
 
 /** A case in its room, `days` policy days after arrival, every sample so far negative. */
@@ -123,13 +123,16 @@ test('the same directive twice changes nothing the second time; a released case 
   const again = w.send({
     type: 'applyPolicy',
     directiveId: 'D-same',
+    issuedAt: new Date(w.now).toISOString(),
     policy: seven(),
     reason: 'national protocol',
     by: supervisor,
     key: 'another-key',
   });
   expect(first.reply).toMatchObject({ ok: true, value: { applied: true } });
-  expect(again.reply).toMatchObject({ ok: true, value: { applied: false, skipped: 'already_applied' } });
+  // The same answer as the first time, and nothing applied again.
+  expect(again.reply).toEqual(first.reply);
+  expect(again.duplicate).toBe(true);
   expect(again.records.filter((r) => r.kind === 'policy_applied')).toHaveLength(0);
   for (let i = 0; i < 40 && !w.state.endedAt; i++) w.settle();
   expect(w.state.phase).toBe('RELEASED');
@@ -144,7 +147,13 @@ test('the dry run tells what the directive would do and changes nothing', () => 
   const r = previewPolicy(
     w.state,
     w.ctx,
-    { directiveId: 'D-preview', policy: seven(), reason: 'preview', by: supervisor },
+    {
+      directiveId: 'D-preview',
+      issuedAt: new Date(w.now).toISOString(),
+      policy: seven(),
+      reason: 'preview',
+      by: supervisor,
+    },
     w.now,
   );
   expect(JSON.stringify(w.state)).toBe(before);
@@ -158,6 +167,7 @@ test('the dry run tells what the directive would do and changes nothing', () => 
     w.ctx,
     {
       directiveId: 'D-x',
+      issuedAt: new Date(w.now).toISOString(),
       policy: { ...seven(), clock: { kind: 'calendar', timeZone: 'Asia/Shanghai' } },
       reason: 'x',
       by: supervisor,

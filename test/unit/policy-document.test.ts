@@ -65,7 +65,14 @@ describe('PolicyDocument: the built-in policies', () => {
 
   test('the closed lists are complete', () => {
     expect([...ALL_ESCALATION_KINDS].sort()).toEqual(Object.keys(std().severity).sort());
-    expect(ALL_ESCALATION_LEVELS).toEqual(['reminder', 'nurse', 'point_leader', 'doctor', 'command_centre']);
+    expect(ALL_ESCALATION_LEVELS).toEqual([
+      'reminder',
+      'nurse',
+      'point_leader',
+      'doctor',
+      'command_centre',
+      'community',
+    ]);
     expect(ALL_SEVERITIES).toEqual(['info', 'amber', 'red']);
   });
 });
@@ -147,7 +154,7 @@ describe('PolicyDocument: field errors', () => {
     expect(errors({ ...std(), missedCheckSteps: [{ level: 'mayor', afterMs: 0 }] })).toEqual([
       {
         path: 'missedCheckSteps.0.level',
-        message: 'must be one of reminder, nurse, point_leader, doctor, command_centre',
+        message: 'must be one of reminder, nurse, point_leader, doctor, command_centre, community',
       },
     ]);
     expect(

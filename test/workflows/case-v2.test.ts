@@ -353,10 +353,10 @@ test('a directive reaches a running case: the new stay, recorded once, a retry a
   };
   const input = {
     directiveId: 'DIR-TEST',
+    issuedAt: now(),
     policy: shorter,
     reason: 'new protocol',
     by: supervisor,
-    key: 'directive:DIR-TEST',
   };
   const first = await handle.executeUpdate(applyPolicyUpdate, { args: [input] });
   expect(first).toMatchObject({ applied: true, before: { policyVersion: 1 }, after: { policyVersion: 2 } });

@@ -29,10 +29,8 @@ import { dbProblem } from './read-helpers';
  * supervisor key bound to none may not write policies or issue directives); admin anywhere.
  */
 
-const District = z
-  .string()
-  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'not a district')
-  .meta({ description: 'District, e.g. Xigu' });
+// The same as a transfer's district: any name a district has (西固区, Xigu).
+const District = z.string().trim().min(1, 'must not be empty').max(64).meta({ description: 'District, e.g. 西固区' });
 const DistrictParam = z.object({ district: District });
 const VersionParam = z.object({ district: District, version: z.coerce.number().int().min(1).max(1_000_000) });
 const DirectiveIdParam = z.object({ id: z.string().regex(/^DIR-[A-Z0-9]{12}$/, 'not a directive id') });
@@ -180,7 +178,13 @@ async function previewOne(
     const r = await app.temporal.connection.withDeadline(now + app.config.API_TEMPORAL_TIMEOUT_MS, () =>
       app.temporal.client.workflow
         .getHandle(workflowIdFor(caseNo))
-        .query(previewPolicyQuery, { directiveId: 'preview', policy, reason: 'preview', by: actorOf(key) }),
+        .query(previewPolicyQuery, {
+          directiveId: 'preview',
+          issuedAt: new Date(now).toISOString(),
+          policy,
+          reason: 'preview',
+          by: actorOf(key),
+        }),
     );
     if (!r.ok) return { caseNo, outcome: 'skipped', reason: `refused: ${r.message}` };
     const v = r.value;
@@ -252,6 +256,7 @@ const directiveWorkflowId = (id: string) => `directive-${id}`;
 async function startDirective(app: ApiContext, row: typeof directives.$inferSelect, policy: Policy, key: ApiKey) {
   const input: DirectiveInput = {
     directiveId: row.id,
+    issuedAt: row.createdAt.toISOString(),
     district: row.district,
     policy,
     reason: row.reason,

@@ -526,7 +526,8 @@ export function validate(state: CaseState, e: MessageEvent, ctx: CaseContext, no
     case 'applyPolicy': {
       if (typeof e.directiveId !== 'string' || !e.directiveId.trim())
         return reject('invalid', 'directiveId is required');
-      if (state.directives?.includes(e.directiveId)) return undefined; // answered as a duplicate
+      if (state.directives?.[e.directiveId]) return undefined; // answered as before
+      if (Number.isNaN(ms(e.issuedAt))) return reject('invalid', 'issuedAt is not a date');
       const p = e.policy as Partial<Policy> | undefined;
       if (
         !p ||
@@ -668,18 +669,29 @@ function onApplyPolicy(
   e: Extract<MessageEvent, { type: 'applyPolicy' }>,
 ): { reply: Reply; duplicate: boolean } {
   const { s } = d;
-  if (s.directives?.includes(e.directiveId))
-    return { reply: ok({ applied: false, skipped: 'already_applied', after: policyFacts(s) }), duplicate: true };
+  // A directive is answered once; any repeat (a retried fan-out, another key) gets that answer.
+  const earlier = s.directives?.[e.directiveId];
+  if (earlier) return { reply: earlier.reply, duplicate: true };
+  const answer = (reply: Reply, duplicate = false) => {
+    s.directives = { ...(s.directives ?? {}), [e.directiveId]: { issuedAt: e.issuedAt, reply } };
+    d.changed = true;
+    return { reply, duplicate };
+  };
   if (s.closing || isTerminalPhase(s.phase))
-    return { reply: ok({ applied: false, skipped: 'ended', after: policyFacts(s) }), duplicate: false };
+    return answer(ok({ applied: false, skipped: 'ended', after: policyFacts(s) }));
+  // Two directives in flight at once: the one issued later wins, whichever arrives last.
+  if (s.policyIssuedAt && ms(e.issuedAt) < ms(s.policyIssuedAt))
+    return answer(ok({ applied: false, skipped: 'superseded', after: policyFacts(s) }));
   const before = policyFacts(s);
   const samplesBefore = new Map(s.samples.map((x) => [x.sampleId, x.status]));
   s.policy = clone(e.policy);
   s.policyName = e.policy.name;
   s.policyVersion = e.policy.version;
-  s.directives = [...(s.directives ?? []), e.directiveId];
+  s.policyIssuedAt = e.issuedAt;
   d.policy = withCaseDefaults(s.policy);
   const policy = d.policy;
+  // A person's own shortening on top of a shorter stay: at least one day remains.
+  if (policy.stayDays + s.stayAdjustDays < 1) s.stayAdjustDays = 1 - policy.stayDays;
   if (!s.colourFixedBy) {
     const c = classifyColour(d.ctx.request.person, policy, ms(s.arrivedAt ?? s.requestedAt));
     if (c.colour !== s.colour) d.record('colour_classified', e.by, { colour: c.colour, directiveId: e.directiveId });
@@ -707,8 +719,8 @@ function onApplyPolicy(
     { directiveId: e.directiveId, before, after, samplesPlanned: planned, samplesCancelled: cancelled },
     e.reason,
   );
-  return {
-    reply: ok({
+  return answer(
+    ok({
       applied: true,
       before,
       after,
@@ -716,8 +728,7 @@ function onApplyPolicy(
       samplesCancelled: cancelled.length,
       released: s.phase === 'RELEASED',
     }),
-    duplicate: false,
-  };
+  );
 }
 
 /** An escalation as an update answers it: as the case now holds it. */
@@ -1449,9 +1460,12 @@ function replanSamples(d: Draft, catchUp = true, cancelReason = 'stay shortened'
   for (const w of wanted) {
     const existing = s.samples.filter((x) => x.slot === w.slot && x.status !== 'cancelled').pop();
     if (existing?.status === 'planned') {
-      if (existing.dueAt !== iso(w.dueAt) || existing.day !== w.day) {
+      // A new sampling type (a directive) applies to samples not yet on their way.
+      const retype = existing.type !== policy.sampling.type && !d.liveTask('orderSample', existing.sampleId);
+      if (existing.dueAt !== iso(w.dueAt) || existing.day !== w.day || retype) {
         existing.dueAt = iso(w.dueAt);
         existing.day = w.day;
+        if (retype) existing.type = policy.sampling.type;
         d.touchSample(existing.sampleId);
         d.record('sample_rescheduled', SYSTEM_ACTOR, { sampleId: existing.sampleId, day: w.day });
       }

@@ -49,8 +49,15 @@ export function releaseViolations(policy: Policy, s: CaseState, now: number): st
   if (s.inspection.inspectionId !== `${s.caseNo}-I${s.inspection.round}`) out.push('the inspection is not current');
   const within = p.release.afebrileCheckWithinMs ?? 0;
   if (within > 0) {
-    const latestWell = Math.max(-Infinity, ...s.checks.filter((c) => !c.fever).map((c) => ms(c.takenAt)));
-    if (now - latestWell > within) out.push('no health check without fever recently');
+    // The latest measured temperature, and only that: no fever (as judged when taken), recent enough.
+    // (Two at the same instant: the one recorded last.)
+    const measured = s.checks.filter((c) => c.temperatureC !== undefined);
+    const latest = measured.reduce<(typeof measured)[number] | undefined>(
+      (a, c) => (!a || ms(c.takenAt) >= ms(a.takenAt) ? c : a),
+      undefined,
+    );
+    if (!latest || latest.fever || now - ms(latest.takenAt) > within)
+      out.push('no recent temperature below the fever threshold');
   }
   return out;
 }

@@ -102,7 +102,9 @@ export type CloseReason =
   | 'transferred_to_hospital'
   /** The failing task was dropped because the case no longer needs it (e.g. an order for a case that ended). */
   | 'not_needed'
-  | 'case_ended';
+  | 'case_ended'
+  /** Home monitoring: a fever at home, and the person is back in a transfer (a new case). */
+  | 'returned_to_quarantine';
 
 // ---------------------------------------------------------------------------------------
 // Tasks: the effects the case asks for. The workflow runs every due task as an activity and
@@ -227,8 +229,14 @@ export interface CaseState {
    * with, from the workflow input). Carried across continue-as-new with the rest of the state.
    */
   policy?: import('../policy').Policy;
-  /** Directives applied, oldest first (each at most once). */
-  directives?: string[];
+  /**
+   * Directives this case answered, by id, with the answer: a repeat of one gets the same answer
+   * and changes nothing. Kept with when the directive was issued: an older one arriving after a
+   * newer one is skipped (`superseded`), never downgrading the case.
+   */
+  directives?: Record<string, { issuedAt: string; reply: Reply }>;
+  /** When the directive whose policy the case now runs under was issued. */
+  policyIssuedAt?: string;
   requestedAt: string;
   /** PII: the home address to inspect; never leaves the workflow except to the community. */
   homeAddress: string;
@@ -305,7 +313,14 @@ export type CaseEvent =
   | ({ type: 'ackEscalation'; escalationId: string; note?: string } & Msg)
   | ({ type: 'resolveEscalation'; escalationId: string; note: string } & Msg)
   /** A directive: judge this case by `policy` from now on (src/workflows/directive.ts fans it out). */
-  | ({ type: 'applyPolicy'; directiveId: string; policy: import('../policy').Policy; reason: string } & Msg)
+  | ({
+      type: 'applyPolicy';
+      directiveId: string;
+      /** When the directive was issued: directives apply in this order, whatever order they arrive in. */
+      issuedAt: string;
+      policy: import('../policy').Policy;
+      reason: string;
+    } & Msg)
   /** The waiting list handed the case a room: ask for it now. */
   | { type: 'roomOffered' }
   | { type: 'taskStarted'; taskId: string }

@@ -24,6 +24,10 @@ export const CLOSE_REASONS: Record<EscalationKind, readonly CloseReason[]> = {
   late_result: [],
   unknown_sample: [],
   unexpected_result: [],
+  // Home monitoring: a later check-in, or the home phase over.
+  missed_home_check: ['check_received', 'case_ended'],
+  // The person is back in a transfer (the return case was started).
+  home_fever: ['returned_to_quarantine'],
 };
 
 /** Who may report a rapid antigen result at the door: it is a medical result, not a driver's. */
@@ -47,17 +51,19 @@ export interface ReleaseFacts {
   escalations: readonly CaseEscalation[];
   inspection: InspectionStatus;
   /** The case's recorded health checks (the observation rule). */
-  checks: readonly Pick<CaseCheck, 'takenAt' | 'fever'>[];
+  checks: readonly Pick<CaseCheck, 'takenAt' | 'fever' | 'temperatureC'>[];
 }
 
 /**
- * The observation rule (policy.release.afebrileCheckWithinMs): a health check without fever,
- * taken within that long before `now` (or after it, within the clock skew a report may have).
- * Someone whose every check was missed is not released on the date alone.
+ * The observation rule (policy.release.afebrileCheckWithinMs): the latest health check with a
+ * temperature is below the fever threshold and was taken within that long before `now` (or
+ * after it, within the clock skew a report may have). A check without a temperature does not
+ * count; a later fever undoes an earlier normal check. Someone whose every check was missed is
+ * not released on the date alone.
  */
 export function hasRecentAfebrileCheck(
   policy: CasePolicy,
-  checks: readonly Pick<CaseCheck, 'takenAt' | 'fever'>[],
+  checks: readonly Pick<CaseCheck, 'takenAt' | 'fever' | 'temperatureC'>[],
   now: number,
 ): boolean {
   const within = policy.release.afebrileCheckWithinMs ?? 0;
@@ -65,15 +71,17 @@ export function hasRecentAfebrileCheck(
   return afebrileCheckExpiry(policy, checks) >= now;
 }
 
-/** Until when the latest check without fever counts for the observation rule (-Infinity: none). */
+/** Until when the observation rule holds (-Infinity: it does not). */
 export function afebrileCheckExpiry(
   policy: CasePolicy,
-  checks: readonly Pick<CaseCheck, 'takenAt' | 'fever'>[],
+  checks: readonly Pick<CaseCheck, 'takenAt' | 'fever' | 'temperatureC'>[],
 ): number {
   const within = policy.release.afebrileCheckWithinMs ?? 0;
-  let latest = -Infinity;
-  for (const c of checks) if (!c.fever) latest = Math.max(latest, Date.parse(c.takenAt));
-  return latest + within;
+  let latest: Pick<CaseCheck, 'takenAt' | 'fever'> | undefined;
+  for (const c of checks)
+    if (c.temperatureC !== undefined && (!latest || Date.parse(c.takenAt) >= Date.parse(latest.takenAt))) latest = c;
+  if (!latest || latest.fever) return -Infinity;
+  return Date.parse(latest.takenAt) + within;
 }
 
 /** A sample with a result counts, timed by when it was taken (its order), never by its plan. */
