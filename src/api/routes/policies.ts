@@ -176,15 +176,13 @@ async function previewOne(
 ): Promise<CasePreview> {
   try {
     const r = await app.temporal.connection.withDeadline(now + app.config.API_TEMPORAL_TIMEOUT_MS, () =>
-      app.temporal.client.workflow
-        .getHandle(workflowIdFor(caseNo))
-        .query(previewPolicyQuery, {
-          directiveId: 'preview',
-          issuedAt: new Date(now).toISOString(),
-          policy,
-          reason: 'preview',
-          by: actorOf(key),
-        }),
+      app.temporal.client.workflow.getHandle(workflowIdFor(caseNo)).query(previewPolicyQuery, {
+        directiveId: 'preview',
+        issuedAt: new Date(now).toISOString(),
+        policy,
+        reason: 'preview',
+        by: actorOf(key),
+      }),
     );
     if (!r.ok) return { caseNo, outcome: 'skipped', reason: `refused: ${r.message}` };
     const v = r.value;
