@@ -1,5 +1,6 @@
 import { Context } from '@temporalio/activity';
 import {
+  WorkflowExecutionAlreadyStartedError,
   WorkflowNotFoundError,
   WorkflowUpdateFailedError,
   WorkflowUpdateRPCTimeoutOrCancelledError,
@@ -12,7 +13,10 @@ import type { Db } from '../db';
 import { directiveCases, directives } from '../db/schema';
 import type { Logger } from '../log';
 import { applyPolicyUpdate } from '../workflows/messages';
-import { workflowIdFor } from '../api/ids';
+import { caseNoFor, workflowIdFor } from '../api/ids';
+import type { Policy } from '../domain/policy';
+import { SYSTEM_ACTOR, type TransferRequest } from '../domain/types';
+import { CasePhaseKey } from '../temporal/search-attributes';
 import type { DirectiveBatchInput, DirectiveBatchResult, DirectiveOutcome } from './types';
 
 /** How long one case may take to answer before it is counted as failed (unanswered). */
@@ -137,6 +141,50 @@ export function createDirectiveActivities(deps: { db: Db; log: Logger; client?: 
         .update(directives)
         .set({ status: input.status, finishedAt: new Date() })
         .where(eq(directives.id, input.directiveId));
+    },
+  };
+}
+
+/**
+ * Home monitoring: a fever at home starts a new case for the person, by vehicle from home, under
+ * the case's own rules. Its requestId is derived from the original's, so a retried activity finds
+ * the case it started instead of starting another.
+ */
+export function createReturnTransferActivity() {
+  return {
+    async startReturnTransfer(input: {
+      workflowId: string;
+      caseNo: string;
+      request: TransferRequest;
+      policy: Policy;
+    }): Promise<{ caseNo: string }> {
+      const ctx = Context.current();
+      const requestId = `${input.request.requestId}:return`;
+      const caseNo = caseNoFor(requestId);
+      const request: TransferRequest = {
+        ...input.request,
+        requestId,
+        caseNo,
+        requestedAt: new Date().toISOString(),
+        requestedBy: SYSTEM_ACTOR,
+        transport: 'vehicle',
+        pickupAddress: input.request.homeAddress,
+        note: `Fever during home monitoring after case ${input.caseNo}`,
+      };
+      try {
+        await ctx.client.workflow.start('caseWorkflowV2', {
+          workflowId: workflowIdFor(caseNo),
+          taskQueue: ctx.info.taskQueue,
+          args: [{ request, policy: input.policy }],
+          workflowIdConflictPolicy: 'FAIL',
+          workflowIdReusePolicy: 'REJECT_DUPLICATE',
+          typedSearchAttributes: [{ key: CasePhaseKey, value: 'REQUESTED' }],
+          memo: { bodyHash: `return:${input.caseNo}`, district: request.district, street: request.street },
+        });
+      } catch (err) {
+        if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+      }
+      return { caseNo };
     },
   };
 }

@@ -1,5 +1,5 @@
 import { sql, type SQL } from 'drizzle-orm';
-import { createDirectiveActivities } from './directives';
+import { createDirectiveActivities, createReturnTransferActivity } from './directives';
 import type { PgColumn } from 'drizzle-orm/pg-core';
 
 import type { Db } from '../db';
@@ -300,6 +300,7 @@ export function createActivities(deps: ActivityDeps): CaseActivities {
     },
 
     ...createDirectiveActivities({ db, log: deps.log }),
+    ...createReturnTransferActivity(),
 
     async recordCase(input) {
       const fresh = await recordCase(db, input);

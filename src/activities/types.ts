@@ -168,6 +168,16 @@ export interface CaseActivities {
   recordCase(input: RecordCaseInput): Promise<void>;
   /** A directive's batch: the policy sent to each case (an update keyed by the directive), outcomes recorded. */
   applyDirectiveBatch(input: DirectiveBatchInput): Promise<DirectiveBatchResult>;
+  /**
+   * Home monitoring: a fever at home sends the person back through a transfer, as a new case
+   * (requestId `<original>:return`, so a retry starts nothing twice). Returns its case number.
+   */
+  startReturnTransfer(input: {
+    workflowId: string;
+    caseNo: string;
+    request: import('../domain/types').TransferRequest;
+    policy: import('../domain/policy').Policy;
+  }): Promise<{ caseNo: string }>;
   /** The directive's end (completed or cancelled), written to its row. */
   finishDirective(input: { directiveId: string; status: 'completed' | 'cancelled' }): Promise<void>;
 }

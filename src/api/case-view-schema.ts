@@ -122,6 +122,22 @@ export const CaseViewSchema = z
           .meta({ description: 'Closing steps not done yet: the case has not ended until they are done or waived' }),
       })
       .optional(),
+    home: z
+      .object({
+        startedAt: z.string(),
+        until: z.string(),
+        days: z.number().int(),
+        checkedDays: z.array(z.number().int()),
+        missedDays: z.array(z.number().int()),
+        doneAt: z.string().optional(),
+        outcome: z.enum(['completed', 'returned']).optional(),
+        returnCaseNo: z
+          .string()
+          .optional()
+          .meta({ description: 'A fever at home: the new case the person was transferred back under' }),
+      })
+      .optional()
+      .meta({ description: "Home monitoring after release: the street's community checks in once a day" }),
     endedAt: z.string().optional(),
     refused: z.array(
       z.object({ kind: z.string(), at: z.string(), reason: z.string(), sampleId: z.string().optional(), by: Actor }),

@@ -124,6 +124,17 @@ export const HealthCheckBody = z
   })
   .meta({ id: 'HealthCheck' });
 
+export const HomeCheckInBody = z
+  .strictObject({
+    checkInId: ident(64)
+      .optional()
+      .meta({ description: 'Your id for this check-in; a retry with it is not recorded twice' }),
+    takenAt: isoDateTime.optional(),
+    temperatureC: z.number().min(30).max(45).meta({ description: 'Measured at home (required)' }),
+    symptoms: z.array(text(64)).max(20).optional(),
+  })
+  .meta({ id: 'HomeCheckIn' });
+
 export const InspectionBody = z
   .strictObject({
     inspectionId: ident(128),

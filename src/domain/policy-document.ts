@@ -373,13 +373,15 @@ const fields = {
     .number()
     .int()
     .min(0)
-    .max(0, 'home monitoring after release is not built yet: use 0 (cases end at release)')
+    .max(30)
     .optional()
     .meta({
       description:
-        'Days of home monitoring by the community after release. Only 0 (or absent) for now: the home phase is ' +
-        'not built yet, and a value that did nothing would mislead.',
-      example: 0,
+        'Days of home monitoring after release (e.g. 14 + 7): the case goes on in HOME_MONITORING, the ' +
+        "street's community checks in daily (POST /cases/{caseNo}/home-check-ins), a day without a check-in " +
+        'escalates to the community, a fever sends the person back through a transfer; it ends ' +
+        'HOME_MONITORING_DONE. 0 or absent: the case ends at release.',
+      example: 7,
     }),
 };
 

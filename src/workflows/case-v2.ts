@@ -50,6 +50,7 @@ import {
   ackEscalationUpdate,
   applyPolicyUpdate,
   arrivalSignal,
+  homeCheckInUpdate,
   cancelUpdate,
   changeColourUpdate,
   changeStayUpdate,
@@ -187,6 +188,7 @@ export async function caseWorkflowV2(input: CaseInputV2): Promise<CaseOutcome> {
     [ackEscalationUpdate, 'ackEscalation'],
     [resolveEscalationUpdate, 'resolveEscalation'],
     [applyPolicyUpdate, 'applyPolicy'],
+    [homeCheckInUpdate, 'homeCheckIn'],
   ] as const) {
     const u = update(type);
     // The update definitions are typed for the v1 answers; v2 answers with the decider's reply.
@@ -309,6 +311,14 @@ export async function caseWorkflowV2(input: CaseInputV2): Promise<CaseOutcome> {
           await notices.notifyEscalation({ ...base, ...(room ? { hotelId: room.hotelId } : {}), escalation: esc });
         return { kind: 'none' };
       }
+      case 'returnTransfer': {
+        const r = await acts.startReturnTransfer({
+          ...base,
+          request,
+          policy: policyOf(s, ctx),
+        });
+        return { kind: 'returned', caseNo: r.caseNo };
+      }
       case 'alertCommunity': {
         const esc = s.escalations.find((e) => e.id === t.subject)!;
         await acts.alertCommunity({
@@ -386,7 +396,8 @@ export async function caseWorkflowV2(input: CaseInputV2): Promise<CaseOutcome> {
         openEscalations: open.length,
         openRedEscalations: open.filter((e) => e.severity === 'red').length,
         inspectionStatus: s.inspection.status,
-        endedAt: s.endedAt,
+        // The read model's end is the end of the hotel stay: home monitoring comes after it.
+        endedAt: s.home?.startedAt ?? s.endedAt,
         stateVersion: s.version,
       },
       events: events.map((e) => ({

@@ -211,6 +211,17 @@ export const previewPolicyQuery = defineQuery<
   [Omit<ApplyPolicyInput, 'key'>]
 >('previewPolicy');
 
+export interface HomeCheckInInput {
+  checkInId: string;
+  takenAt: string;
+  temperatureC?: number;
+  symptoms: string[];
+  by: Actor;
+  key?: string;
+}
+/** Home monitoring: the community's daily check-in (`{ checkInId, day, fever, escalationIds, returning? }`). */
+export const homeCheckInUpdate = defineUpdate<Record<string, unknown>, [HomeCheckInInput]>('homeCheckIn');
+
 /** The case as people read it: no PII, typed (src/domain/case/view.ts). */
 export const viewQuery = defineQuery<CaseView>('view');
 

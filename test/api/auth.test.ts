@@ -203,6 +203,11 @@ const ROUTES: { pattern: string; call: Call; roles: string[] }[] = [
     roles: ['hotel', 'supervisor', 'admin'],
   },
   {
+    pattern: 'POST /api/v1/cases/:caseNo/home-check-ins',
+    call: { method: 'post', path: '/api/v1/cases/QCSEED000001/home-check-ins', body: () => ({ temperatureC: 36.5 }) },
+    roles: ['community', 'admin'],
+  },
+  {
     pattern: 'GET /api/v1/districts/:district/policies',
     call: { method: 'get', path: '/api/v1/districts/D1/policies' },
     roles: ['supervisor', 'admin'],

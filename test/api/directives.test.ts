@@ -3,7 +3,7 @@ import { and, eq } from 'drizzle-orm';
 import request from 'supertest';
 
 import { createActivities } from '../../src/activities';
-import { caseEvents, directiveCases } from '../../src/db/schema';
+import { caseEvents, cases, directiveCases, rooms } from '../../src/db/schema';
 import type { CaseView } from '../../src/domain/case/view';
 import { createIntegrations, type Integrations } from '../../src/integrations';
 import { createLogger } from '../../src/log';
@@ -192,11 +192,11 @@ test('policy versions: the seed, field-level errors, a new current version, and 
     expect.objectContaining({ path: 'policy.release.requiredNegatives' }),
   ]);
 
-  // Home monitoring after release is not built: a policy may not pretend to have it.
+  // At most 30 home days.
   const home = await request(h.app)
     .post('/api/v1/districts/D1/policies')
     .set(sup())
-    .send({ note: '7 + 3', policy: { ...doc, homeMonitoringDays: 3 } });
+    .send({ note: 'too long at home', policy: { ...doc, homeMonitoringDays: 31 } });
   expect(home.status).toBe(400);
   expect(home.body.errors).toEqual([expect.objectContaining({ path: 'policy.homeMonitoringDays' })]);
 
@@ -338,4 +338,112 @@ test('14 + 7 → 7 + 3 on live cases: dry run, directive, nobody released withou
     .send({ district: 'D1', policyVersion: 1, filter: { phases: ['OBSERVATION'] } });
   expect(after.status).toBe(200);
   expect((after.body.cases as { caseNo: string }[]).some((c) => all.includes(c.caseNo))).toBe(false);
+}, 180_000);
+
+test('home monitoring through the API: released home, the street checks in, a fever at home starts a new transfer', async () => {
+  // The district's policy gets eight home days (a new version: new transfers take it).
+  const current = (await request(h.app).get('/api/v1/districts/D1/policies').set(sup())).body.items[0];
+  const { version: _v, ...doc } = current.policy as Record<string, unknown>;
+  const created = await request(h.app)
+    .post('/api/v1/districts/D1/policies')
+    .set(sup())
+    .send({
+      note: 'home days',
+      policy: {
+        ...doc,
+        name: 'with-home',
+        stayDays: 3,
+        homeMonitoringDays: 8,
+        sampling: { ...(doc.sampling as object), days: [1, 2] },
+      },
+    });
+  expect(created.body.errors ?? []).toEqual([]);
+  expect(created.status).toBe(201);
+
+  // The rooms the earlier stays left are cleaned (the hotel's part, not this test's).
+  await h.db.update(rooms).set({ state: 'free', caseNo: null }).where(eq(rooms.state, 'awaiting_disinfection'));
+  const [calm, hot] = await admit(2);
+  expect((await view(calm!)).policy.name).toBe('with-home');
+  const f = field([calm!, hot!]);
+  for (const caseNo of [calm!, hot!])
+    await waitFor(
+      () => view(caseNo),
+      (v) => v.phase === 'HOME_MONITORING',
+      `home monitoring of ${caseNo}`,
+      60_000,
+    );
+  await f.stop();
+
+  const community = h.auth('community');
+  // Another street's community worker may not check in someone of this street.
+  const other = await request(h.app)
+    .post(`/api/v1/cases/${calm}/home-check-ins`)
+    .set(h.auth('communityOther'))
+    .send({ temperatureC: 36.5 });
+  expect(other.status).toBe(403);
+  // A check-in without a temperature is refused, field by field, and changes nothing.
+  const bad = await request(h.app).post(`/api/v1/cases/${calm}/home-check-ins`).set(community).send({ symptoms: [] });
+  expect(bad.status).toBe(400);
+  expect(bad.body.errors).toEqual([expect.objectContaining({ path: 'temperatureC' })]);
+
+  const ok = await request(h.app)
+    .post(`/api/v1/cases/${calm}/home-check-ins`)
+    .set(community)
+    .set('Idempotency-Key', 'home-calm-1')
+    .send({ temperatureC: 36.4, symptoms: [] });
+  expect(ok.status).toBe(200);
+  expect(ok.body.result).toMatchObject({ fever: false, day: expect.any(Number), duplicate: false });
+  // The tablet retries: the same answer, one check-in.
+  const again = await request(h.app)
+    .post(`/api/v1/cases/${calm}/home-check-ins`)
+    .set(community)
+    .set('Idempotency-Key', 'home-calm-1')
+    .send({ temperatureC: 36.4, symptoms: [] });
+  expect(again.body.result).toEqual(ok.body.result);
+
+  const fever = await request(h.app)
+    .post(`/api/v1/cases/${hot}/home-check-ins`)
+    .set(community)
+    .send({ temperatureC: 38.6, symptoms: ['cough'] });
+  expect(fever.status).toBe(200);
+  expect(fever.body.result).toMatchObject({ fever: true, returning: true });
+  const back = await waitFor(
+    () => view(hot!),
+    (v) => !!v.home?.returnCaseNo,
+    'the return transfer',
+    30_000,
+  );
+  expect(back.phase).toBe('HOME_MONITORING_DONE');
+  expect(back.home).toMatchObject({ outcome: 'returned' });
+  expect(back.escalations.find((e) => e.kind === 'home_fever')).toMatchObject({
+    status: 'closed',
+    closedReason: 'returned_to_quarantine',
+  });
+  // The person is in a new case, on its way back (by vehicle, from home).
+  const returned = await waitFor(
+    async () => (await request(h.app).get(`/api/v1/cases/${back.home!.returnCaseNo}`).set(sup())).body,
+    (b) => b.state?.phase !== undefined,
+    'the new case',
+    30_000,
+  );
+  expect(['REQUESTED', 'ROOM_ASSIGNED', 'IN_TRANSIT']).toContain(returned.state.phase);
+
+  // The calm one's two days pass: HOME_MONITORING_DONE; the missed day escalated to the community.
+  const done = await waitFor(
+    () => view(calm!),
+    (v) => v.phase === 'HOME_MONITORING_DONE',
+    'home days done',
+    30_000,
+  );
+  expect(done.home).toMatchObject({ outcome: 'completed', checkedDays: [1] });
+  expect(done.escalations.filter((e) => e.kind === 'missed_home_check').length).toBe(done.home!.missedDays.length);
+  // Released, for the reports and the certificate: the read model counts it as released.
+  const row = await waitFor(
+    async () => (await h.db.select().from(cases).where(eq(cases.caseNo, calm!)))[0],
+    (r) => r?.phase === 'HOME_MONITORING_DONE',
+    'the read model',
+    10_000,
+  );
+  // The read model's end is the end of the hotel stay (occupancy and releases count from it).
+  expect(row!.endedAt!.getTime()).toBeLessThanOrEqual(Date.parse(done.home!.startedAt));
 }, 180_000);

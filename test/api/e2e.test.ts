@@ -138,7 +138,9 @@ test('transfer → arrival → checks → results → inspection → release, ea
         void request(h.app)
           .post(`/api/v1/cases/${caseNo}/health-checks`)
           .set(nurseKey)
-          .send({ checkId: `c-release-${++rechecks}`, temperatureC: 36.5, symptoms: [] });
+          .send({ checkId: `c-release-${++rechecks}`, temperatureC: 36.5, symptoms: [] })
+          // (A supertest request is sent when awaited or then'd.)
+          .then(() => undefined);
       }
       if (s.inspection.status === 'requested' && !inspected) {
         inspected = true;

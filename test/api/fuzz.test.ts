@@ -35,6 +35,7 @@ const VALID: Record<string, () => unknown> = {
   '/api/v1/cases/:caseNo/address-inspections': () => ({ inspectionId: 'I-1', singleOccupancy: true, inspector: 'Li' }),
   '/api/v1/cases/:caseNo/health-checks': () => ({ checkId: 'c1', temperatureC: 36.5, symptoms: [] }),
   '/api/v1/cases/:caseNo/extend': () => ({ days: 2, reason: 'r' }),
+  '/api/v1/cases/:caseNo/home-check-ins': () => ({ checkInId: 'h1', temperatureC: 36.5, symptoms: [] }),
   '/api/v1/cases/:caseNo/colour': () => ({ colour: 'red', reason: 'r' }),
   '/api/v1/cases/:caseNo/address': () => ({ address: 'a', reason: 'r' }),
   '/api/v1/cases/:caseNo/cancel': () => ({ reason: 'r' }),

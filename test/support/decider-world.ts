@@ -94,6 +94,8 @@ export type Intent =
   | { k: 'json' }
   /** A stay shortened below the time already spent. */
   | { k: 'stayShort' }
+  /** Home monitoring: the community's check-in (any time: refused unless the case is at home). */
+  | { k: 'homeCheckIn'; temperatureC: number; offsetMs: number; reuse: boolean }
   /**
    * A directive: a new policy (stay, sampling days, negatives, observation rule, colour rule)
    * for the case from now on; `again` repeats the last directive id (a fan-out retry).
@@ -188,6 +190,8 @@ export class World {
       case 'dispatchTransport':
       case 'dispatchHospital':
         return { kind: 'dispatch', dispatchId: `D-${taskId}` };
+      case 'returnTransfer':
+        return { kind: 'returned', caseNo: 'QCRETURN0001' };
       case 'orderSample':
         // Sometimes the lab claims a time far from the truth; the case bounds it.
         return {
@@ -255,6 +259,15 @@ export class World {
     if (red >= 0) this.apply({ k: 'resolve', pick: red / this.state.escalations.length });
     if (this.state.room && !this.state.arrivedAt && !this.state.closing)
       this.apply({ k: 'arrival', offsetMs: 0, by: 'hotel' });
+    // At home, the street's worker calls in.
+    // (Now and then with a fever, which sends the person back.)
+    if (this.state.phase === 'HOME_MONITORING')
+      this.apply({
+        k: 'homeCheckIn',
+        temperatureC: this.steps.length % 9 === 0 ? 38.6 : 36.5,
+        offsetMs: 0,
+        reuse: false,
+      });
   }
 
   apply(intent: Intent): void {
@@ -465,6 +478,22 @@ export class World {
       case 'stayShort':
         this.apply({ k: 'stay', days: -(this.policy.stayDays - 1) });
         return;
+      case 'homeCheckIn': {
+        const reuse = intent.reuse ? s.checks.filter((c) => c.home).pop()?.checkId : undefined;
+        this.send(
+          {
+            type: 'homeCheckIn',
+            checkInId: reuse ?? `home-${++this.seq}`,
+            takenAt: new Date(this.now + intent.offsetMs).toISOString(),
+            temperatureC: intent.temperatureC,
+            symptoms: [],
+            by: community,
+            key: this.key(),
+          },
+          intent,
+        );
+        return;
+      }
       case 'directive': {
         const id = intent.again && this.directives > 0 ? `D${this.directives}` : `D${++this.directives}`;
         const current = this.state.policy ?? this.policy;

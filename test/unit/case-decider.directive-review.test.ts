@@ -11,7 +11,9 @@ import type { Policy } from '../../src/domain/policy';
 import { PolicyDocument } from '../../src/domain/policy-document';
 import { DAY, InvariantError, nurse, shortPolicy, supervisor, World, type Intent } from '../support/decider-world';
 
-const log = (...a: unknown[]) => console.log('[hostile]', ...a);
+const log = (...a: unknown[]) => {
+  if (process.env.REVIEW_LOG) console.log('[review]', ...a);
+};
 
 const fourteen = (): Policy =>
   shortPolicy({

@@ -68,8 +68,11 @@ test('14 + 7 to 7 + 3 on day 10: the new date is already past, the taken negativ
   // The day-13 sample of the old plan is no longer wanted.
   expect(w.state.samples.filter((x) => x.status === 'planned')).toEqual([]);
   for (let i = 0; i < 40 && !w.state.endedAt; i++) w.settle();
-  expect(w.state.phase).toBe('RELEASED');
+  expect(w.state.closing?.target).toBe('RELEASED');
   expect(Date.parse(w.state.closing!.startedAt)).toBeLessThan(start + 10 * DAY);
+  // Then 3 days at home (7 + 3), not 7: the directive changed that too.
+  expect(w.state.home?.days).toBe(3);
+  expect(w.state.phase).toBe('HOME_MONITORING_DONE');
 });
 
 test('14 + 7 to 7 + 3 on day 3: the release pair is planned on the new days, and release waits for it', () => {
@@ -82,7 +85,7 @@ test('14 + 7 to 7 + 3 on day 3: the release pair is planned on the new days, and
   // The old plan's day 4 (not yet taken), 7 and 13 are cancelled.
   expect(w.state.samples.filter((x) => x.cancelReason === 'policy changed').map((x) => x.day)).toEqual([4, 7, 13]);
   for (let i = 0; i < 60 && !w.state.endedAt; i++) w.settle();
-  expect(w.state.phase).toBe('RELEASED');
+  expect(w.state.closing?.target).toBe('RELEASED');
   expect(negativesTaken(w)).toEqual([1, 5, 6]);
 });
 
@@ -99,7 +102,7 @@ test('shortened past the date without the negatives: nobody is released; the cas
   expect(w.state.releaseBlockers).toContain('result_pending');
   // Results come in negative, the home passes, a nurse checks: only then, and with two negatives.
   for (let i = 0; i < 60 && !w.state.endedAt; i++) w.settle();
-  expect(w.state.phase).toBe('RELEASED');
+  expect(w.state.closing?.target).toBe('RELEASED');
   expect(w.state.samples.filter((x) => x.result === 'negative').length).toBeGreaterThanOrEqual(2);
 });
 
@@ -114,7 +117,7 @@ test('a directive needing more negatives than the case has plans one release che
   const extra = w.state.samples.filter((x) => x.reason === 'release_check');
   expect(extra).toHaveLength(1);
   for (let i = 0; i < 80 && !w.state.endedAt; i++) w.settle();
-  expect(w.state.phase).toBe('RELEASED');
+  expect(w.state.closing?.target).toBe('RELEASED');
 });
 
 test('the same directive twice changes nothing the second time; a released case is left alone', () => {
@@ -135,7 +138,7 @@ test('the same directive twice changes nothing the second time; a released case 
   expect(again.duplicate).toBe(true);
   expect(again.records.filter((r) => r.kind === 'policy_applied')).toHaveLength(0);
   for (let i = 0; i < 40 && !w.state.endedAt; i++) w.settle();
-  expect(w.state.phase).toBe('RELEASED');
+  expect(w.state.closing?.target).toBe('RELEASED');
   const late = directive(w, { ...seven(), version: 3, stayDays: 10 });
   expect(late.reply).toMatchObject({ ok: true, value: { applied: false, skipped: 'ended' } });
   expect(late.records.filter((r) => r.kind === 'policy_applied')).toHaveLength(0);
@@ -222,6 +225,6 @@ test('a policy with the observation rule off releases on the date without checks
     if (w.state.inspection.status === 'requested') w.apply({ k: 'inspection', pass: true, stale: false });
     if (w.state.room && !w.state.arrivedAt) w.apply({ k: 'arrival', offsetMs: 0, by: 'hotel' });
   }
-  expect(w.state.phase).toBe('RELEASED');
+  expect(w.state.closing?.target).toBe('RELEASED');
   expect(w.state.checks).toHaveLength(0);
 });

@@ -105,6 +105,15 @@ const intent: fc.Arbitrary<Intent> = fc.oneof(
   { weight: 1, arbitrary: fc.constant<Intent>({ k: 'stayShort' }) },
   { weight: 1, arbitrary: fc.constant<Intent>({ k: 'roomOffered' }) },
   {
+    weight: 3,
+    arbitrary: fc.record({
+      k: fc.constant('homeCheckIn' as const),
+      temperatureC: fc.constantFrom(36.5, 36.8, 38.6),
+      offsetMs: fc.oneof(fc.constant(0), fc.integer({ min: -DAY, max: DAY })),
+      reuse: fc.boolean(),
+    }),
+  },
+  {
     weight: 2,
     arbitrary: fc.record({
       k: fc.constant('directive' as const),
@@ -129,6 +138,8 @@ const policies = [
     checkTimes: [],
     release: { requiredNegatives: 1, minApartMs: DAY, blockingSeverities: ['red', 'amber'] },
   }),
+  // 4 + 3: home monitoring after release.
+  shortPolicy({ homeMonitoringDays: 3 }),
 ];
 
 const RUNS = Number(process.env.PROPERTY_RUNS ?? 10_000);
@@ -193,6 +204,10 @@ test(`invariants hold after every step of ${RUNS} generated event sequences`, ()
   expect(share('task_failed')).toBeGreaterThan(0.05);
   expect(share('stay_extended')).toBeGreaterThan(0.05);
   expect(share('departed')).toBeGreaterThan(0.01);
+  // Home monitoring: reached, ended, and a fever at home sends the person back.
+  expect(share('phase:HOME_MONITORING')).toBeGreaterThan(0.02);
+  expect(share('phase:HOME_MONITORING_DONE')).toBeGreaterThan(0.02);
+  expect(share('returned_to_quarantine')).toBeGreaterThan(0.002);
   // Directives reach running cases, and cases judged by a directive's rules are released.
   expect(share('policy_applied')).toBeGreaterThan(0.05);
   expect(share('phase:RELEASED:directive')).toBeGreaterThan(0.01);

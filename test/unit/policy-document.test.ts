@@ -184,7 +184,7 @@ describe('PolicyDocument: field errors', () => {
     expect(paths({ ...p, name: 'standard v2' })).toEqual(['name']);
     expect(paths({ ...p, name: 'x'.repeat(65) })).toEqual(['name']);
     expect(paths({ ...p, stayDays: 61 })).toEqual(['stayDays']);
-    expect(paths({ ...p, homeMonitoringDays: 3 })).toEqual(['homeMonitoringDays']);
+    expect(paths({ ...p, homeMonitoringDays: 31 })).toEqual(['homeMonitoringDays']);
     expect(paths({ ...p, feverThresholdC: 41 })).toEqual(['feverThresholdC']);
     expect(paths({ ...p, sampling: { ...p.sampling, days: [0, 4, 4] } })).toEqual(['sampling.days.0', 'sampling.days']);
     expect(paths({ ...p, sampling: { ...p.sampling, type: '', time: '9:00' } })).toEqual([

@@ -10,6 +10,7 @@ import {
   doorAlarmSignal,
   healthCheckSignal,
   healthCheckUpdate,
+  homeCheckInUpdate,
   inspectionResultSignal,
   setAddressUpdate,
 } from '../../workflows/messages';
@@ -26,6 +27,7 @@ import {
   DoorAlarmBody,
   ExtendBody,
   HealthCheckBody,
+  HomeCheckInBody,
   IdempotencyHeader,
   InspectionBody,
   SignalAccepted,
@@ -34,7 +36,7 @@ import {
 import { commandKey, sendCommand, sendReport, sendReportWithAnswer } from '../commands';
 import { HttpProblem, validationProblem } from '../problem';
 import { ANTIGEN_REPORTERS } from '../../domain/case/rules';
-import { authorizeCase } from '../scope';
+import { authorizeCase, requireStreetForCommunity } from '../scope';
 
 /** How far a reported time may lie ahead of ours (device clocks drift), and behind it. */
 const MAX_AHEAD_MS = 5 * 60_000;
@@ -152,8 +154,10 @@ function updateRoute<B extends object, R, T extends object>(opts: {
   roles: Role[];
   tags: string[];
   body: import('zod').ZodType<B>;
-  toInput(app: ApiContext, key: ApiKey, body: B): T;
+  toInput(app: ApiContext, key: ApiKey, body: B, idempotencyKey: string): T;
   update: UpdateDefinition<R, [T]>;
+  /** A check of the key beyond its role (e.g. a community key must be bound to a street). */
+  guard?: (key: ApiKey) => void;
 }): AnyRoute {
   return defineRoute({
     method: 'post',
@@ -170,7 +174,8 @@ function updateRoute<B extends object, R, T extends object>(opts: {
       const { key: idem } = commandKey(req);
       // Before anything is awaited: whatever answers this request (even the deadline) names the key.
       res.setHeader('Idempotency-Key', idem);
-      const input = { ...opts.toInput(app, key!, body as B), key: idem };
+      const input = { ...opts.toInput(app, key!, body as B, idem), key: idem };
+      opts.guard?.(key!);
       await authorizeCase(app, key!, params.caseNo);
       const result = await sendCommand(app, params.caseNo, opts.update, input, idem);
       res.setHeader('Idempotency-Key', idem);
@@ -283,6 +288,25 @@ export const caseCommandRoutes: AnyRoute[] = [
         detail: `Queued, not yet applied: ${outcome.reason}. It is kept in the case history and applied when a worker runs.`,
       });
     },
+  }),
+  updateRoute({
+    path: '/api/v1/cases/:caseNo/home-check-ins',
+    operationId: 'homeCheckIn',
+    summary: "Home monitoring: the street's daily check-in with a released person (temperature, symptoms)",
+    roles: ['community', 'admin'],
+    tags: caseTag,
+    body: HomeCheckInBody,
+    update: homeCheckInUpdate,
+    // The street's own community worker: a community key bound to no street checks in nobody.
+    guard: requireStreetForCommunity,
+    // Without the caller's id, the key (theirs, or one made here) names the check-in.
+    toInput: (app, key, b, idem) => ({
+      checkInId: b.checkInId ?? `home-${idem}`,
+      takenAt: boundedTime(app, 'takenAt', b.takenAt),
+      temperatureC: b.temperatureC,
+      symptoms: b.symptoms ?? [],
+      by: actorOf(key),
+    }),
   }),
   updateRoute({
     path: '/api/v1/cases/:caseNo/extend',

@@ -5,7 +5,7 @@ import { and, asc, eq, inArray, isNotNull, isNull, lt, lte, min, ne, notInArray,
 import { z } from 'zod';
 
 import { caseEvents, cases, certificates, hotels, samples } from '../../db/schema';
-import type { TransferRequest } from '../../domain/types';
+import { RELEASED_PHASES, type Phase, type TransferRequest } from '../../domain/types';
 import { actorOf } from '../auth';
 import { codesEqual, DEFAULT_CERTIFICATE_FONT, renderCertificate, verificationCode } from '../certificate';
 import type { ApiContext } from '../context';
@@ -223,7 +223,7 @@ export const certificateRoutes: AnyRoute[] = [
         throw dbProblem(app, err);
       }
       if (!c) throw new HttpProblem(404, `No case ${caseNo}`);
-      if (c.phase !== 'RELEASED' || !c.endedAt) {
+      if (!RELEASED_PHASES.includes(c.phase as Phase) || !c.endedAt) {
         throw new HttpProblem(409, `Case ${caseNo} is ${c.phase}: a certificate exists only after release`, {
           slug: 'not-released',
           phase: c.phase,

@@ -1,4 +1,5 @@
 import { and, asc, eq, inArray, sql } from 'drizzle-orm';
+import { RELEASED_PHASES } from '../../domain/types';
 import type { Response } from 'express';
 import { z } from 'zod';
 
@@ -10,6 +11,9 @@ import type { ApiContext } from '../context';
 import { HttpProblem, validationProblem } from '../problem';
 import { defineRoute, type AnyRoute } from '../router';
 import { requireHotelBinding } from '../scope';
+
+/** Released from the hotel, whether or not home monitoring followed (the read model's ended_at is the hotel's end). */
+const RELEASED_SQL = sql.raw(`('${RELEASED_PHASES.join("','")}')`);
 import { dbProblem, localDate, localDays } from './read-helpers';
 
 /**
@@ -118,7 +122,7 @@ async function buildReport(app: ApiContext, key: ApiKey, date: string, hotelId?:
         .select({
           hotelId: cases.hotelId,
           arrivals: count(inDay(cases.arrivedAt)),
-          releases: count(sql`${cases.phase} = 'RELEASED' and ${inDay(cases.endedAt)}`),
+          releases: count(sql`${cases.phase} in ${RELEASED_SQL} and ${inDay(cases.endedAt)}`),
           hospitalTransfers: count(sql`${cases.phase} = 'HOSPITAL_TRANSFER' and ${inDay(cases.endedAt)}`),
           occupied: count(
             sql`${cases.arrivedAt} < ${toTs} and (${cases.endedAt} is null or ${cases.endedAt} >= ${toTs})`,
@@ -371,7 +375,7 @@ async function buildWave(app: ApiContext, key: ApiKey, b: Buckets, dayKind: 'cal
   const [arrivals, releases, hospital, departures, taken, positives, opened, closed, base, capacity] =
     await Promise.all([
       hist(casesFrom, sql`c.arrived_at`, sql``),
-      hist(casesFrom, sql`c.ended_at`, sql`and c.phase = 'RELEASED'`),
+      hist(casesFrom, sql`c.ended_at`, sql`and c.phase in ${RELEASED_SQL}`),
       hist(casesFrom, sql`c.ended_at`, sql`and c.phase = 'HOSPITAL_TRANSFER'`),
       hist(casesFrom, sql`c.ended_at`, sql`and c.arrived_at is not null`),
       hist(samplesFrom, sql`s.ordered_at`, sql`and s.type = 'pcr'`),

@@ -17,6 +17,8 @@ import {
   type SampleReason,
 } from '../types';
 import type {
+  CaseCheck,
+  HomeMonitoring,
   CaseContext,
   CaseEscalation,
   CaseEvent,
@@ -67,7 +69,8 @@ const ENDS_WITH_CASE: readonly EscalationKind[] = [
  */
 const WAIVABLE: readonly TaskKind[] = TASK_KINDS.filter(
   // Leaving the waiting list neither: a room handed to the case would stay held for nobody.
-  (k) => k !== 'reserveRoom' && k !== 'notify' && k !== 'leaveRoomQueue',
+  // Nor sending a feverish person back from home: they must be transferred.
+  (k) => k !== 'reserveRoom' && k !== 'notify' && k !== 'leaveRoomQueue' && k !== 'returnTransfer',
 );
 
 export const isTerminalPhase = (p: Phase): boolean => TERMINAL_PHASES.includes(p);
@@ -356,6 +359,7 @@ const MESSAGE_TYPES = new Set<CaseEvent['type']>([
   'ackEscalation',
   'resolveEscalation',
   'applyPolicy',
+  'homeCheckIn',
 ]);
 export const isMessage = (e: CaseEvent): e is MessageEvent => MESSAGE_TYPES.has(e.type);
 
@@ -523,6 +527,26 @@ export function validate(state: CaseState, e: MessageEvent, ctx: CaseContext, no
       if (esc.status !== 'open') return reject('conflict', `escalation is already ${esc.status}`);
       return undefined;
     }
+    case 'homeCheckIn': {
+      if (state.checks.some((c) => c.checkId === e.checkInId)) return undefined; // answered as a duplicate
+      if (state.phase !== 'HOME_MONITORING' || !state.home || state.home.doneAt)
+        return reject('conflict', `case is ${state.phase}, not in home monitoring`);
+      if (!e.checkInId?.trim()) return reject('invalid', 'checkInId is required');
+      const t = ms(e.takenAt);
+      if (Number.isNaN(t)) return reject('invalid', 'takenAt is not a date');
+      if (t > now + policy.clockSkewMs) return reject('invalid', 'takenAt is in the future');
+      if (t < ms(state.home.startedAt) - policy.clockSkewMs)
+        return reject('invalid', 'takenAt is before the person went home');
+      if (!Array.isArray(e.symptoms) || e.symptoms.some((x) => typeof x !== 'string'))
+        return reject('invalid', 'symptoms must be a list of strings');
+      if (
+        e.temperatureC !== undefined &&
+        (typeof e.temperatureC !== 'number' ||
+          !(e.temperatureC >= TEMPERATURE.min && e.temperatureC <= TEMPERATURE.max))
+      )
+        return reject('invalid', `temperatureC out of range ${TEMPERATURE.min}–${TEMPERATURE.max}`);
+      return undefined;
+    }
     case 'applyPolicy': {
       if (typeof e.directiveId !== 'string' || !e.directiveId.trim())
         return reject('invalid', 'directiveId is required');
@@ -639,7 +663,112 @@ function applyMessage(d: Draft, e: MessageEvent): { reply: Reply; duplicate: boo
     }
     case 'applyPolicy':
       return onApplyPolicy(d, e);
+    case 'homeCheckIn':
+      return onHomeCheckIn(d, e);
   }
+}
+
+// ---------------------------------------------------------------------------------------
+// Home monitoring (policy.homeMonitoringDays): after release, the community checks in daily.
+// ---------------------------------------------------------------------------------------
+const homeDay = (h: HomeMonitoring, t: number, dayMs: number): number =>
+  Math.min(h.days, Math.max(1, Math.floor((t - ms(h.startedAt)) / dayMs) + 1));
+
+function startHome(d: Draft): void {
+  const { s, policy } = d;
+  const days = policy.homeMonitoringDays ?? 0;
+  s.home = {
+    startedAt: iso(d.now),
+    until: iso(d.now + days * policyDayMs(policy)),
+    days,
+    checkedDays: [],
+    missedDays: [],
+  };
+  d.setPhase('HOME_MONITORING', SYSTEM_ACTOR, 'handed over to the community');
+  d.record('home_monitoring_started', SYSTEM_ACTOR, { days, until: s.home.until });
+}
+
+function endHome(d: Draft, outcome: 'completed' | 'returned'): void {
+  const { s } = d;
+  const h = s.home!;
+  h.doneAt = iso(d.now);
+  h.outcome = outcome;
+  for (const x of s.escalations)
+    if (x.kind === 'missed_home_check' && x.status !== 'closed') d.closeEscalation(x.id, 'case_ended', SYSTEM_ACTOR);
+  d.setPhase(
+    'HOME_MONITORING_DONE',
+    SYSTEM_ACTOR,
+    outcome === 'returned' ? 'sent back through a transfer' : 'home days done',
+  );
+  d.record('home_monitoring_ended', SYSTEM_ACTOR, { outcome });
+}
+
+/** Days that passed without a check-in escalate to the community worker; the last day ends it. */
+function homeDays(d: Draft): void {
+  const { s, policy } = d;
+  const h = s.home;
+  if (!h || h.doneAt) return;
+  const dayMs = policyDayMs(policy);
+  const passed = Math.min(h.days, Math.floor((d.now - ms(h.startedAt)) / dayMs));
+  for (let day = 1; day <= passed; day++) {
+    if (h.checkedDays.includes(day) || h.missedDays.includes(day)) continue;
+    h.missedDays.push(day);
+    const esc = d.openEscalation('missed_home_check', 'community', `Home check-in for day ${day} missed`);
+    d.addTask('alertCommunity', `alertCommunity:${esc.id}`, { subject: esc.id });
+  }
+  if (d.now >= ms(h.until)) endHome(d, 'completed');
+}
+
+function onHomeCheckIn(
+  d: Draft,
+  e: Extract<MessageEvent, { type: 'homeCheckIn' }>,
+): { reply: Reply; duplicate: boolean } {
+  const { s, policy } = d;
+  const h = s.home!;
+  const previous = s.checks.find((c) => c.checkId === e.checkInId);
+  const reply = (c: CaseCheck, duplicate: boolean) =>
+    ok({
+      checkInId: c.checkId,
+      duplicate,
+      fever: c.fever,
+      day: homeDay(h, ms(c.takenAt), policyDayMs(policy)),
+      escalationIds: c.escalationIds,
+      ...(h.outcome === 'returned' ? { returning: true } : {}),
+    });
+  if (previous) return { reply: reply(previous, true), duplicate: true };
+  const takenAt = ms(e.takenAt);
+  const fever = e.temperatureC !== undefined && e.temperatureC >= policy.feverThresholdC;
+  const check: CaseCheck = {
+    checkId: e.checkInId,
+    takenAt: iso(takenAt),
+    ...(e.temperatureC !== undefined ? { temperatureC: e.temperatureC } : {}),
+    symptoms: e.symptoms.map(String),
+    by: e.by,
+    fever,
+    escalationIds: [],
+    home: true,
+  };
+  const day = homeDay(h, takenAt, policyDayMs(policy));
+  if (!h.checkedDays.includes(day)) h.checkedDays.push(day);
+  for (const x of s.escalations)
+    if (x.kind === 'missed_home_check' && x.status !== 'closed') d.closeEscalation(x.id, 'check_received', e.by);
+  s.checks.push(check);
+  d.touched.checks.push(check.checkId);
+  d.record('home_check_in', e.by, { checkId: check.checkId, day, fever, symptoms: check.symptoms.length });
+  if (fever || check.symptoms.length > 0) {
+    const esc = d.openEscalation(
+      'home_fever',
+      'community',
+      fever
+        ? `Temperature ${e.temperatureC} °C at home: back through a transfer`
+        : 'Symptoms at home: back through a transfer',
+    );
+    check.escalationIds.push(esc.id);
+    d.addTask('alertCommunity', `alertCommunity:${esc.id}`, { subject: esc.id });
+    d.addTask('returnTransfer', 'returnTransfer', { closing: true });
+    endHome(d, 'returned');
+  }
+  return { reply: reply(check, false), duplicate: false };
 }
 
 /** What a directive looks at, before and after: also what its dry run reports. */
@@ -1231,6 +1360,15 @@ function onTaskSucceeded(d: Draft, task: Task, result: TaskResult): void {
     case 'notify':
     case 'alertCommunity':
       break;
+    case 'returnTransfer': {
+      if (result.kind !== 'returned') return onTaskFailed(d, task, 'no case started');
+      s.home!.returnCaseNo = result.caseNo;
+      for (const x of s.escalations)
+        if (x.kind === 'home_fever' && x.status !== 'closed')
+          d.closeEscalation(x.id, 'returned_to_quarantine', SYSTEM_ACTOR);
+      d.record('returned_to_quarantine', SYSTEM_ACTOR, { caseNo: result.caseNo });
+      break;
+    }
   }
   completeTask(d, task);
 }
@@ -1338,6 +1476,11 @@ function maybeEnd(d: Draft): void {
   if (s.tasks.some((t) => t.closing && (t.status === 'pending' || t.status === 'running'))) return;
   // Anything still on its way (a reservation, a vehicle booking…) may yet bring back something to undo.
   if (s.tasks.some((t) => t.status === 'running' && t.kind !== 'notify' && t.kind !== 'alertCommunity')) return;
+  // Released with home days: the community's part comes before the end.
+  if (s.closing.target === 'RELEASED' && (d.policy.homeMonitoringDays ?? 0) > 0) {
+    if (!s.home) return startHome(d);
+    if (!s.home.doneAt) return;
+  }
   s.endedAt = iso(d.now);
   if (s.closing.target === 'HOSPITAL_TRANSFER') {
     for (const x of s.escalations.filter((x) => x.kind === 'positive_result' || x.kind === 'antigen_positive'))
@@ -1353,6 +1496,7 @@ function evaluate(d: Draft): void {
   const { s, policy, ctx } = d;
   if (s.closing) {
     lateDeparture(d);
+    homeDays(d);
     maybeEnd(d);
     return;
   }
@@ -1610,6 +1754,11 @@ export function nextWakeAt(s: CaseState, ctx: CaseContext, now: number): number 
   for (const t of s.tasks) if (t.status === 'pending') due.push(ms(t.dueAt));
   if (s.closing) {
     if (s.closing.awaitingDeparture && s.departureDeadline) due.push(ms(s.departureDeadline));
+    if (s.home && !s.home.doneAt) {
+      const dayMs = policyDayMs(policy);
+      const start = ms(s.home.startedAt);
+      due.push(start + (Math.floor((now - start) / dayMs) + 1) * dayMs, ms(s.home.until));
+    }
     if (s.endedAt) due.push(ms(s.endedAt) + policy.lateResultWindowMs);
   } else {
     const dl = arrivalDeadline(s, ctx, policy);

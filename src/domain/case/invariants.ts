@@ -129,6 +129,7 @@ export function invariantViolations(
       transferred_to_hospital: next.closing?.target === 'HOSPITAL_TRANSFER' && !!next.endedAt,
       case_ended: !!next.closing,
       new_address: next.inspection.round > 1,
+      returned_to_quarantine: !!next.home?.returnCaseNo,
       retry_succeeded:
         !!e.taskId && !next.tasks.some((t) => t.id === e.taskId && t.status === 'pending' && t.escalationId === e.id),
     };

@@ -124,6 +124,8 @@ export const TASK_KINDS = [
   'notify',
   'alertCommunity',
   'leaveRoomQueue',
+  /** Home monitoring: a fever at home starts a new transfer for the person. */
+  'returnTransfer',
 ] as const;
 export type TaskKind = (typeof TASK_KINDS)[number];
 export type TaskStatus = 'pending' | 'running' | 'done' | 'waived' | 'dropped' | 'failed';
@@ -162,6 +164,22 @@ export interface CaseCheck {
   fever: boolean;
   escalationIds: string[];
   extraSampleId?: string;
+  /** A check-in at home (home monitoring), by the community. */
+  home?: boolean;
+}
+
+/** Home monitoring after release (policy.homeMonitoringDays): the community's daily check-ins. */
+export interface HomeMonitoring {
+  startedAt: string;
+  until: string;
+  days: number;
+  /** Home days (1-based) with a check-in, and those that passed without one. */
+  checkedDays: number[];
+  missedDays: number[];
+  doneAt?: string;
+  outcome?: 'completed' | 'returned';
+  /** A fever at home: the new case the person was transferred back under. */
+  returnCaseNo?: string;
 }
 
 export type InspectionStatus = 'none' | 'requesting' | 'requested' | 'passed' | 'failed';
@@ -267,6 +285,8 @@ export interface CaseState {
   roomQueuedAt?: string;
   hospital?: { reason: 'positive_result' | 'antigen_positive'; sampleId?: string; dispatchId?: string };
   closing?: Closing;
+  /** After release, when the policy has home days. */
+  home?: HomeMonitoring;
   endedAt?: string;
   tasks: Task[];
   /** Results that arrived while their sample's order was still on its way; applied when it lands. */
@@ -312,6 +332,8 @@ export type CaseEvent =
   | ({ type: 'cancel'; reason: string } & Msg)
   | ({ type: 'ackEscalation'; escalationId: string; note?: string } & Msg)
   | ({ type: 'resolveEscalation'; escalationId: string; note: string } & Msg)
+  /** Home monitoring: the community's daily check-in with the person at home. */
+  | ({ type: 'homeCheckIn'; checkInId: string; takenAt: string; temperatureC?: number; symptoms: string[] } & Msg)
   /** A directive: judge this case by `policy` from now on (src/workflows/directive.ts fans it out). */
   | ({
       type: 'applyPolicy';
@@ -336,6 +358,7 @@ export type TaskResult =
   | { kind: 'room'; room: RoomAssignment | null }
   | { kind: 'dispatch'; dispatchId: string }
   | { kind: 'order'; labId: string; orderId?: string; orderedAt: string }
+  | { kind: 'returned'; caseNo: string }
   | { kind: 'none' };
 
 /** One line of the case's change log: who changed what, and why. */

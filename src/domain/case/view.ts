@@ -10,6 +10,7 @@ import type {
   CaseEscalation,
   CaseState,
   ChangeRecord,
+  HomeMonitoring,
   InspectionStatus,
   SampleStatus,
   TaskKind,
@@ -77,6 +78,8 @@ export interface CaseView {
     /** Closing steps not done yet: the case is not finished until they are done or waived. */
     unfinished: { kind: TaskKind; status: TaskStatus; attempts: number; lastError?: string; escalationId?: string }[];
   };
+  /** Home monitoring after release (policies with home days). */
+  home?: HomeMonitoring;
   endedAt?: string;
   /** Messages the case received but could not apply, newest last. */
   refused: { kind: string; at: string; reason: string; sampleId?: string; by: Actor }[];
@@ -169,6 +172,9 @@ export function caseView(s: CaseState, ctx: CaseContext, now: number, history: C
               })),
           },
         }
+      : {}),
+    ...(s.home
+      ? { home: { ...s.home, checkedDays: [...s.home.checkedDays], missedDays: [...s.home.missedDays] } }
       : {}),
     ...opt('endedAt', s.endedAt),
     refused: s.refused.slice(-20),
