@@ -10,6 +10,7 @@ import type { CaseView } from '../../src/domain/case/view';
 import {
   applyPolicyUpdate,
   arrivalSignal,
+  homeCheckInUpdate,
   cancelUpdate,
   departureSignal,
   healthCheckSignal,
@@ -391,6 +392,39 @@ test('a directive reaches a running case: the new stay, recorded once, a retry a
   const rows = await h.db.db.select().from(schema.caseEvents).where(eq(schema.caseEvents.caseNo, v.caseNo));
   expect(rows.filter((r) => r.kind === 'policy_applied')).toHaveLength(1);
   await maybeRecord('directive-applied-released', handle);
+});
+
+test('home monitoring: released home, a check-in, a fever at home starts a return case; the history replays', async () => {
+  const handle = await h.startV2({ policy: testPolicy({ homeMonitoringDays: 20 }) });
+  await arrive(handle);
+  const deadline = Date.now() + 30_000;
+  let v = await view(handle);
+  let inspected = false;
+  while (v.phase !== 'HOME_MONITORING' && Date.now() < deadline) {
+    await answerOrdered(handle, 'negative');
+    if (!inspected && v.inspection.status === 'requested') {
+      await passInspection(handle);
+      inspected = true;
+    }
+    await new Promise((r) => setTimeout(r, 150));
+    v = await view(handle);
+  }
+  expect(v.phase).toBe('HOME_MONITORING');
+  const calm = await handle.executeUpdate(homeCheckInUpdate, {
+    args: [{ checkInId: 'h-1', takenAt: now(), temperatureC: 36.4, symptoms: [], by: community, key: 'h-1' }],
+  });
+  expect(calm).toMatchObject({ fever: false, duplicate: false });
+  const hot = await handle.executeUpdate(homeCheckInUpdate, {
+    args: [{ checkInId: 'h-2', takenAt: now(), temperatureC: 38.9, symptoms: ['cough'], by: community, key: 'h-2' }],
+  });
+  expect(hot).toMatchObject({ fever: true, returning: true });
+  const done = await waitView(handle, (x) => !!x.endedAt, 'ended after the return transfer');
+  expect(done.phase).toBe('HOME_MONITORING_DONE');
+  expect(done.home?.returnCaseNo).toMatch(/^QC/);
+  const back = h.client.workflow.getHandle(`case-${done.home!.returnCaseNo}`);
+  expect((await back.describe()).status.name).toBe('RUNNING');
+  await back.terminate('test over');
+  await maybeRecord('home-monitoring-fever-returned', handle);
 });
 
 test('every history these tests produced replays against the code that produced it', async () => {
