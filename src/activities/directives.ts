@@ -156,10 +156,12 @@ export function createReturnTransferActivity() {
       workflowId: string;
       caseNo: string;
       request: TransferRequest;
+      homeAddress: string;
       policy: Policy;
     }): Promise<{ caseNo: string }> {
       const ctx = Context.current();
-      const requestId = `${input.request.requestId}:return`;
+      // '#' is not allowed in an API requestId: no transfer filed through the API can take this case number.
+      const requestId = `${input.request.requestId}#return`;
       const caseNo = caseNoFor(requestId);
       const request: TransferRequest = {
         ...input.request,
@@ -168,7 +170,8 @@ export function createReturnTransferActivity() {
         requestedAt: new Date().toISOString(),
         requestedBy: SYSTEM_ACTOR,
         transport: 'vehicle',
-        pickupAddress: input.request.homeAddress,
+        homeAddress: input.homeAddress,
+        pickupAddress: input.homeAddress,
         note: `Fever during home monitoring after case ${input.caseNo}`,
       };
       try {

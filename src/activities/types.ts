@@ -176,6 +176,8 @@ export interface CaseActivities {
     workflowId: string;
     caseNo: string;
     request: import('../domain/types').TransferRequest;
+    /** PII: where the person is now (pickup and the new case's home). */
+    homeAddress: string;
     policy: import('../domain/policy').Policy;
   }): Promise<{ caseNo: string }>;
   /** The directive's end (completed or cancelled), written to its row. */

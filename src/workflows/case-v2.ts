@@ -315,6 +315,8 @@ export async function caseWorkflowV2(input: CaseInputV2): Promise<CaseOutcome> {
         const r = await acts.startReturnTransfer({
           ...base,
           request,
+          // The address the case holds now (a new one after a failed inspection), not the first.
+          homeAddress: s.homeAddress,
           policy: policyOf(s, ctx),
         });
         return { kind: 'returned', caseNo: r.caseNo };

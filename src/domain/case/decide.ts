@@ -528,9 +528,11 @@ export function validate(state: CaseState, e: MessageEvent, ctx: CaseContext, no
       return undefined;
     }
     case 'homeCheckIn': {
-      if (state.checks.some((c) => c.checkId === e.checkInId)) return undefined; // answered as a duplicate
-      if (state.phase !== 'HOME_MONITORING' || !state.home || state.home.doneAt)
-        return reject('conflict', `case is ${state.phase}, not in home monitoring`);
+      if (!state.home) return reject('conflict', `case is ${state.phase}, not in home monitoring`);
+      if (state.checks.some((c) => c.home && c.checkId === e.checkInId)) return undefined; // answered as a duplicate
+      if (state.home.doneAt) return reject('conflict', `case is ${state.phase}, home monitoring is over`);
+      if (state.checks.some((c) => c.checkId === e.checkInId))
+        return reject('conflict', 'checkInId is the id of a health check in the hotel: use another');
       if (!e.checkInId?.trim()) return reject('invalid', 'checkInId is required');
       const t = ms(e.takenAt);
       if (Number.isNaN(t)) return reject('invalid', 'takenAt is not a date');
@@ -714,6 +716,7 @@ function homeDays(d: Draft): void {
     if (h.checkedDays.includes(day) || h.missedDays.includes(day)) continue;
     h.missedDays.push(day);
     const esc = d.openEscalation('missed_home_check', 'community', `Home check-in for day ${day} missed`);
+    h.missed = [...(h.missed ?? []), { day, escalationId: esc.id }];
     d.addTask('alertCommunity', `alertCommunity:${esc.id}`, { subject: esc.id });
   }
   if (d.now >= ms(h.until)) endHome(d, 'completed');
@@ -725,13 +728,13 @@ function onHomeCheckIn(
 ): { reply: Reply; duplicate: boolean } {
   const { s, policy } = d;
   const h = s.home!;
-  const previous = s.checks.find((c) => c.checkId === e.checkInId);
+  const previous = s.checks.find((c) => c.home && c.checkId === e.checkInId);
   const reply = (c: CaseCheck, duplicate: boolean) =>
     ok({
       checkInId: c.checkId,
       duplicate,
       fever: c.fever,
-      day: homeDay(h, ms(c.takenAt), policyDayMs(policy)),
+      day: homeDay(h, Math.min(ms(c.takenAt), d.now), policyDayMs(policy)),
       escalationIds: c.escalationIds,
       ...(h.outcome === 'returned' ? { returning: true } : {}),
     });
@@ -748,27 +751,29 @@ function onHomeCheckIn(
     escalationIds: [],
     home: true,
   };
-  const day = homeDay(h, takenAt, policyDayMs(policy));
-  if (!h.checkedDays.includes(day)) h.checkedDays.push(day);
-  for (const x of s.escalations)
-    if (x.kind === 'missed_home_check' && x.status !== 'closed') d.closeEscalation(x.id, 'check_received', e.by);
+  // The day it was taken on, never a day still to come (a clock running ahead fills no future day).
+  const day = homeDay(h, Math.min(takenAt, d.now), policyDayMs(policy));
+  // A day already counted as missed stays missed: a late report does not fill it.
+  if (!h.checkedDays.includes(day) && !h.missedDays.includes(day)) h.checkedDays.push(day);
+  // The person was seen: the missed days up to this check's day are answered.
+  for (const m of h.missed ?? []) if (m.day <= day) d.closeEscalation(m.escalationId, 'check_received', e.by);
   s.checks.push(check);
   d.touched.checks.push(check.checkId);
   d.record('home_check_in', e.by, { checkId: check.checkId, day, fever, symptoms: check.symptoms.length });
-  if (fever || check.symptoms.length > 0) {
-    const esc = d.openEscalation(
-      'home_fever',
-      'community',
-      fever
-        ? `Temperature ${e.temperatureC} °C at home: back through a transfer`
-        : 'Symptoms at home: back through a transfer',
+  if (fever || check.symptoms.length > 0)
+    check.escalationIds.push(
+      returnFromHome(d, fever ? `Temperature ${e.temperatureC} °C at home` : 'Symptoms at home').id,
     );
-    check.escalationIds.push(esc.id);
-    d.addTask('alertCommunity', `alertCommunity:${esc.id}`, { subject: esc.id });
-    d.addTask('returnTransfer', 'returnTransfer', { closing: true });
-    endHome(d, 'returned');
-  }
   return { reply: reply(check, false), duplicate: false };
+}
+
+/** A fever, a symptom or a positive result at home: the person goes back through a transfer. */
+function returnFromHome(d: Draft, why: string): CaseEscalation {
+  const esc = d.openEscalation('home_fever', 'community', `${why}: back through a transfer`);
+  d.addTask('alertCommunity', `alertCommunity:${esc.id}`, { subject: esc.id });
+  d.addTask('returnTransfer', 'returnTransfer', { closing: true });
+  endHome(d, 'returned');
+  return esc;
 }
 
 /** What a directive looks at, before and after: also what its dry run reports. */
@@ -855,7 +860,7 @@ function onApplyPolicy(
       after,
       samplesPlanned: planned.length,
       samplesCancelled: cancelled.length,
-      released: s.phase === 'RELEASED',
+      released: (s.closing as Closing | undefined)?.target === 'RELEASED',
     }),
   );
 }
@@ -1030,6 +1035,8 @@ function positiveResult(d: Draft, sampleId: string, correction?: CaseEscalation)
       sampleId,
     });
   d.addTask('alertCommunity', `alertCommunity:${esc.id}`, { subject: esc.id });
+  // At home under monitoring: back through a transfer, like a fever.
+  if (s.home && !s.home.doneAt) returnFromHome(d, 'Positive result at home');
 }
 
 function onInspectionResult(d: Draft, e: Extract<MessageEvent, { type: 'inspectionResult' }>): Reply {
@@ -1477,10 +1484,7 @@ function maybeEnd(d: Draft): void {
   // Anything still on its way (a reservation, a vehicle booking…) may yet bring back something to undo.
   if (s.tasks.some((t) => t.status === 'running' && t.kind !== 'notify' && t.kind !== 'alertCommunity')) return;
   // Released with home days: the community's part comes before the end.
-  if (s.closing.target === 'RELEASED' && (d.policy.homeMonitoringDays ?? 0) > 0) {
-    if (!s.home) return startHome(d);
-    if (!s.home.doneAt) return;
-  }
+  if (s.closing.target === 'RELEASED' && (d.policy.homeMonitoringDays ?? 0) > 0 && !s.home?.doneAt) return;
   s.endedAt = iso(d.now);
   if (s.closing.target === 'HOSPITAL_TRANSFER') {
     for (const x of s.escalations.filter((x) => x.kind === 'positive_result' || x.kind === 'antigen_positive'))
@@ -1496,6 +1500,8 @@ function evaluate(d: Draft): void {
   const { s, policy, ctx } = d;
   if (s.closing) {
     lateDeparture(d);
+    // Released with home days: the community's part starts at release (the person is going home).
+    if (s.closing.target === 'RELEASED' && !s.home && (policy.homeMonitoringDays ?? 0) > 0) startHome(d);
     homeDays(d);
     maybeEnd(d);
     return;
@@ -1542,6 +1548,7 @@ function evaluate(d: Draft): void {
     const violations = releaseViolations(policy, s, d.now);
     if (violations.length) throw new Error(`release refused by the invariant check: ${violations.join('; ')}`);
     startClosing(d, 'RELEASED', 'criteria met', SYSTEM_ACTOR);
+    if ((policy.homeMonitoringDays ?? 0) > 0) startHome(d);
     maybeEnd(d);
     return;
   }

@@ -176,6 +176,8 @@ export interface HomeMonitoring {
   /** Home days (1-based) with a check-in, and those that passed without one. */
   checkedDays: number[];
   missedDays: number[];
+  /** Each missed day's escalation (a check-in answers those up to its own day). */
+  missed?: { day: number; escalationId: string }[];
   doneAt?: string;
   outcome?: 'completed' | 'returned';
   /** A fever at home: the new case the person was transferred back under. */
