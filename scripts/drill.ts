@@ -126,6 +126,9 @@ export interface DrillReport {
   held: Record<string, number>;
   extended: number;
   addressChanged: number;
+  /** Failed inspections the supervisor saw open, and those whose case had closed when they acted (409). */
+  failedInspectionsSeen: number;
+  addressRefused: number;
   escalationsByKind: Record<string, number>;
   peakOccupancy: { rooms: number; activeCases: number; totalRooms: number };
   checks: { recorded: number; queued: number; skipped: number; failedToRecord: number; fevers: number };
@@ -294,6 +297,8 @@ export async function runDrill(
     held: {},
     extended: 0,
     addressChanged: 0,
+    failedInspectionsSeen: 0,
+    addressRefused: 0,
     escalationsByKind: {},
     peakOccupancy: { rooms: 0, activeCases: 0, totalRooms: 0 },
     checks: { recorded: 0, queued: 0, skipped: 0, failedToRecord: 0, fevers: 0 },
@@ -461,6 +466,7 @@ export async function runDrill(
       if (!p) return;
       if (e.kind === 'failed_inspection') {
         handled.add(e.id);
+        report.failedInspectionsSeen++;
         try {
           // Every other case stays longer in the hotel before moving to the new address.
           if (p.i % 2 === 1) {
@@ -476,6 +482,8 @@ export async function runDrill(
           });
           report.addressChanged++;
         } catch (err) {
+          // The case closed meanwhile (a positive, a cancel): no new address is needed.
+          if (err instanceof HttpError && err.status === 409) report.addressRefused++;
           apiError(`failed inspection ${e.case_no}`, err);
         }
       } else if (Date.now() - new Date(e.opened_at).getTime() > dayMs / 4) {
