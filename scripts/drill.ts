@@ -129,6 +129,8 @@ export interface DrillReport {
   /** Failed inspections the supervisor saw open, and those whose case had closed when they acted (409). */
   failedInspectionsSeen: number;
   addressRefused: number;
+  /** …and those the API did not confirm (503 not sent, 504 unknown, 429) on a machine at its limit. */
+  addressUnanswered: number;
   escalationsByKind: Record<string, number>;
   peakOccupancy: { rooms: number; activeCases: number; totalRooms: number };
   checks: { recorded: number; queued: number; skipped: number; failedToRecord: number; fevers: number };
@@ -299,6 +301,7 @@ export async function runDrill(
     addressChanged: 0,
     failedInspectionsSeen: 0,
     addressRefused: 0,
+    addressUnanswered: 0,
     escalationsByKind: {},
     peakOccupancy: { rooms: 0, activeCases: 0, totalRooms: 0 },
     checks: { recorded: 0, queued: 0, skipped: 0, failedToRecord: 0, fevers: 0 },
@@ -484,6 +487,7 @@ export async function runDrill(
         } catch (err) {
           // The case closed meanwhile (a positive, a cancel): no new address is needed.
           if (err instanceof HttpError && err.status === 409) report.addressRefused++;
+          else report.addressUnanswered++;
           apiError(`failed inspection ${e.case_no}`, err);
         }
       } else if (Date.now() - new Date(e.opened_at).getTime() > dayMs / 4) {
