@@ -483,15 +483,7 @@ export function validate(state: CaseState, e: MessageEvent, ctx: CaseContext, no
       if (t > now + policy.clockSkewMs) return reject('invalid', 'takenAt is in the future');
       if (state.arrivedAt && t < ms(state.arrivedAt) - policy.checkWindowBeforeMs)
         return reject('invalid', 'takenAt is before the person arrived');
-      if (!Array.isArray(e.symptoms) || e.symptoms.some((x) => typeof x !== 'string'))
-        return reject('invalid', 'symptoms must be a list of strings');
-      if (
-        e.temperatureC !== undefined &&
-        (typeof e.temperatureC !== 'number' ||
-          !(e.temperatureC >= TEMPERATURE.min && e.temperatureC <= TEMPERATURE.max))
-      )
-        return reject('invalid', `temperatureC out of range ${TEMPERATURE.min}–${TEMPERATURE.max}`);
-      return undefined;
+      return measurementProblem(e);
     }
     case 'changeStay': {
       if (closed) return reject('conflict', closedMsg);
@@ -539,15 +531,7 @@ export function validate(state: CaseState, e: MessageEvent, ctx: CaseContext, no
       if (t > now + policy.clockSkewMs) return reject('invalid', 'takenAt is in the future');
       if (t < ms(state.home.startedAt) - policy.clockSkewMs)
         return reject('invalid', 'takenAt is before the person went home');
-      if (!Array.isArray(e.symptoms) || e.symptoms.some((x) => typeof x !== 'string'))
-        return reject('invalid', 'symptoms must be a list of strings');
-      if (
-        e.temperatureC !== undefined &&
-        (typeof e.temperatureC !== 'number' ||
-          !(e.temperatureC >= TEMPERATURE.min && e.temperatureC <= TEMPERATURE.max))
-      )
-        return reject('invalid', `temperatureC out of range ${TEMPERATURE.min}–${TEMPERATURE.max}`);
-      return undefined;
+      return measurementProblem(e);
     }
     case 'applyPolicy': {
       if (typeof e.directiveId !== 'string' || !e.directiveId.trim())
@@ -590,6 +574,18 @@ export function validate(state: CaseState, e: MessageEvent, ctx: CaseContext, no
     default:
       return undefined;
   }
+}
+
+/** What a health check and a home check-in both report: symptoms as strings, a temperature in range. */
+function measurementProblem(e: { symptoms: unknown; temperatureC?: unknown }): Reply | undefined {
+  if (!Array.isArray(e.symptoms) || e.symptoms.some((x) => typeof x !== 'string'))
+    return reject('invalid', 'symptoms must be a list of strings');
+  if (
+    e.temperatureC !== undefined &&
+    (typeof e.temperatureC !== 'number' || !(e.temperatureC >= TEMPERATURE.min && e.temperatureC <= TEMPERATURE.max))
+  )
+    return reject('invalid', `temperatureC out of range ${TEMPERATURE.min}–${TEMPERATURE.max}`);
+  return undefined;
 }
 
 // ---------------------------------------------------------------------------------------
