@@ -1,11 +1,14 @@
 import crypto from 'node:crypto';
 
 import { Client, Connection } from '@temporalio/client';
+import { eq, sql } from 'drizzle-orm';
 import request from 'supertest';
 
 import { createApp } from '../../src/api/app';
 import { createApiKey } from '../../src/auth/keys';
 import { createLogger } from '../../src/log';
+import { toSummary } from '../../src/api/routes/read-helpers';
+import { cases, rooms } from '../../src/db/schema';
 import { createTestDatabase } from '../support/db';
 import { freePort } from '../support/ports';
 import { createHarness, seedReadModel, validTransfer, type Harness } from './harness';
@@ -61,6 +64,58 @@ describe('GET /api/v1/cases', () => {
       hotelId: 'H1',
     });
     expect(Object.keys(res.body.items[0])).not.toEqual(expect.arrayContaining(['idNumber', 'phone', 'homeAddress']));
+  });
+  test('each row the database builds as JSON equals toSummary of the same row (every field, every format)', async () => {
+    // Edge values: microseconds (truncated to milliseconds, as Date does), nulls, a year before
+    // 1970, quotes, backslashes and characters outside ASCII in text, a room number joined in.
+    const rows = [
+      { caseNo: 'QCJSON000001', at: '2022-04-10 02:00:00.999999+00', name: '李"\\\u2028*明', room: 'H1-103' },
+      { caseNo: 'QCJSON000002', at: '1969-12-31 23:59:59.0005+08', name: null, room: null },
+      { caseNo: 'QCJSON000003', at: '2038-01-19 03:14:07.123+00', name: '𠀀*x', room: null },
+    ];
+    for (const r of rows)
+      await h.db.insert(cases).values({
+        caseNo: r.caseNo,
+        workflowId: `case-${r.caseNo}`,
+        requestId: `req-${r.caseNo}`,
+        district: 'D1',
+        street: 'S9',
+        displayName: r.name,
+        phase: 'OBSERVATION',
+        colour: r.name ? 'yellow' : null,
+        policyName: 'standard',
+        hotelId: r.room ? 'H1' : null,
+        roomId: r.room,
+        requestedAt: new Date(),
+        arrivedAt: r.name ? new Date() : null,
+        stayStart: null,
+        releaseDue: new Date(),
+        nextCheckDue: null,
+        pendingResults: 2,
+        openEscalations: 1,
+        openRedEscalations: 0,
+        inspectionStatus: 'requested',
+        endedAt: null,
+        stateVersion: 3,
+      });
+    // The timestamps as Postgres stores them (microseconds), for the comparison.
+    for (const r of rows)
+      await h.db.execute(sql`
+        update cases set requested_at = ${r.at}::timestamptz, release_due = ${r.at}::timestamptz + interval '1 microsecond'
+        where case_no = ${r.caseNo}`);
+    const listed = (await get('/api/v1/cases?street=S9', 'admin')).body.items;
+    const stored = await h.db
+      .select({ c: cases, roomNo: rooms.roomNo })
+      .from(cases)
+      .leftJoin(rooms, eq(rooms.id, cases.roomId))
+      .where(eq(cases.street, 'S9'))
+      .orderBy(cases.caseNo);
+    expect(listed).toEqual(stored.map((r) => toSummary({ ...r.c, roomNo: r.roomNo })));
+    expect(listed[0].requestedAt).toBe('2022-04-10T02:00:00.999Z');
+    expect(listed[0].roomNo).toBe('103');
+    // Key order too: the page is the same bytes a JSON.stringify of toSummary would give.
+    expect(Object.keys(listed[1])).toEqual(Object.keys(toSummary({ ...stored[1]!.c, roomNo: null })));
+    await h.db.delete(cases).where(eq(cases.street, 'S9'));
   });
 });
 
