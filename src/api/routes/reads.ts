@@ -1,5 +1,5 @@
 import { WorkflowNotFoundError } from '@temporalio/client';
-import { and, asc, eq, gte, lt, min, notInArray, sql, type SQL } from 'drizzle-orm';
+import { and, asc, eq, gt, gte, lt, min, notInArray, sql, type SQL } from 'drizzle-orm';
 import type { z } from 'zod';
 
 import { cases, escalations, hotels, rooms } from '../../db/schema';
@@ -51,38 +51,66 @@ async function selectCases(app: ApiContext, where: SQL[], limit: number, order: 
 }
 
 /** A timestamptz as the API prints instants (Date#toISOString: UTC, milliseconds, "Z"), in SQL. */
-const isoSql = (column: string) =>
-  `to_char(c.${column} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+const isoSql = (column: string) => `to_char(cases.${column} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
 
 /**
  * One case summary (schemas CaseSummary, read-helpers toSummary) built by Postgres as JSON
  * text: the API passes the page's rows through without mapping, parsing dates or stringifying.
- * Same fields, same order, same formats as toSummary (test/api/list-json.test.ts compares them).
+ * Same fields, same order, same formats as toSummary (test/api/reads.test.ts compares them).
  */
-const SUMMARY_JSON = sql.raw(`json_build_object(
-  'caseNo', c.case_no, 'workflowId', c.workflow_id, 'district', c.district, 'street', c.street,
-  'displayName', c.display_name, 'phase', c.phase, 'colour', c.colour, 'policyName', c.policy_name,
-  'hotelId', c.hotel_id, 'roomId', c.room_id, 'roomNo', r.room_no,
+const SUMMARY_JSON = sql<string>`${sql.raw(`json_build_object(
+  'caseNo', cases.case_no, 'workflowId', cases.workflow_id, 'district', cases.district, 'street', cases.street,
+  'displayName', cases.display_name, 'phase', cases.phase, 'colour', cases.colour, 'policyName', cases.policy_name,
+  'hotelId', cases.hotel_id, 'roomId', cases.room_id, 'roomNo', rooms.room_no,
   'requestedAt', ${isoSql('requested_at')}, 'arrivedAt', ${isoSql('arrived_at')},
   'stayStart', ${isoSql('stay_start')}, 'releaseDue', ${isoSql('release_due')},
-  'nextCheckDue', ${isoSql('next_check_due')}, 'pendingResults', c.pending_results,
-  'openEscalations', c.open_escalations, 'openRedEscalations', c.open_red_escalations,
-  'inspectionStatus', c.inspection_status, 'endedAt', ${isoSql('ended_at')}, 'updatedAt', ${isoSql('updated_at')}
-)::text`);
+  'nextCheckDue', ${isoSql('next_check_due')}, 'pendingResults', cases.pending_results,
+  'openEscalations', cases.open_escalations, 'openRedEscalations', cases.open_red_escalations,
+  'inspectionStatus', cases.inspection_status, 'endedAt', ${isoSql('ended_at')}, 'updatedAt', ${isoSql('updated_at')}
+)::text`)}`;
 
 /**
- * The supervisor list as one hand-written statement per combination of filters (its text is
- * the same for every page, so postgres.js prepares it once): an index range by case number,
- * each row already JSON. Profiled (docs/PERFORMANCE.md) the time of a page went to drizzle's
- * row mapping, date parsing, toSummary and JSON.stringify, none of which happen here.
+ * The supervisor list as prepared statements, one per combination of filters (a handful in
+ * practice; values are placeholders, so each is planned once), each row already JSON.
+ * Profiled (docs/PERFORMANCE.md), a page's time went to planning the query on every call,
+ * drizzle's row mapping, date parsing, toSummary and JSON.stringify; none of them happen here.
  */
-async function listPage(app: ApiContext, filters: SQL[], limit: number): Promise<{ caseNo: string; json: string }[]> {
-  const where = filters.length ? sql` where ${sql.join(filters, sql` and `)}` : sql``;
-  const result = await app.db.execute(sql`
-    select c.case_no as "caseNo", ${SUMMARY_JSON} as json
-    from cases c left join rooms r on r.id = c.room_id${where}
-    order by c.case_no limit ${limit}`);
-  return (Array.isArray(result) ? result : (result as { rows: unknown[] }).rows) as { caseNo: string; json: string }[];
+function buildListStatement(db: ApiContext['db'], shape: string[], name: string) {
+  const p = (n: string) => sql.placeholder(n);
+  const where: SQL[] = [];
+  for (const f of shape) {
+    if (f === 'keyDistrict') where.push(eq(cases.district, p('keyDistrict')));
+    else if (f === 'keyStreet') where.push(eq(cases.street, p('keyStreet')));
+    else if (f === 'phase') where.push(eq(cases.phase, p('phase')));
+    else if (f === 'colour') where.push(eq(cases.colour, p('colour')));
+    else if (f === 'hotelId') where.push(eq(cases.hotelId, p('hotelId')));
+    else if (f === 'street') where.push(eq(cases.street, p('street')));
+    else if (f === 'releaseDueBefore') where.push(lt(cases.releaseDue, p('releaseDueBefore')));
+    else if (f === 'open:true') where.push(gt(cases.openEscalations, 0));
+    else if (f === 'open:false') where.push(eq(cases.openEscalations, 0));
+    else if (f === 'cursor') where.push(gt(cases.caseNo, p('cursor')));
+  }
+  return db
+    .select({ caseNo: cases.caseNo, json: SUMMARY_JSON })
+    .from(cases)
+    .leftJoin(rooms, eq(rooms.id, cases.roomId))
+    .where(where.length ? and(...where) : undefined)
+    .orderBy(asc(cases.caseNo))
+    .limit(p('limit'))
+    .prepare(name);
+}
+
+const listStatements = new WeakMap<ApiContext['db'], Map<string, ReturnType<typeof buildListStatement>>>();
+function listStatement(app: ApiContext, shape: string[]) {
+  let byShape = listStatements.get(app.db);
+  if (!byShape) listStatements.set(app.db, (byShape = new Map()));
+  const key = shape.join(',');
+  let stmt = byShape.get(key);
+  if (!stmt) {
+    stmt = buildListStatement(app.db, shape, `list_cases_json_${byShape.size}`);
+    byShape.set(key, stmt);
+  }
+  return stmt;
 }
 
 async function hotelVacancy(app: ApiContext, key: ApiKey) {
@@ -123,23 +151,27 @@ export const readRoutes: AnyRoute[] = [
     query: CaseListQuery,
     responses: { 200: { description: 'A page of cases', schema: CasePage } },
     async handler({ app, key, query, res }) {
-      // Values are parameters; the filters present decide the statement's text.
-      const w: SQL[] = [];
+      // The filters present pick a prepared statement; their values are its parameters.
+      const params: Record<string, unknown> = { limit: query.limit + 1 };
+      const shape: string[] = [];
+      const use = (name: string, value: unknown) => {
+        shape.push(name);
+        params[name] = value;
+      };
       if (key!.role !== 'admin') {
-        if (key!.district) w.push(sql`c.district = ${key!.district}`);
-        if (key!.street) w.push(sql`c.street = ${key!.street}`);
+        if (key!.district) use('keyDistrict', key!.district);
+        if (key!.street) use('keyStreet', key!.street);
       }
-      if (query.phase) w.push(sql`c.phase = ${query.phase}`);
-      if (query.colour) w.push(sql`c.colour = ${query.colour}`);
-      if (query.hotelId) w.push(sql`c.hotel_id = ${query.hotelId}`);
-      if (query.street) w.push(sql`c.street = ${query.street}`);
-      if (query.releaseDueBefore) w.push(sql`c.release_due < ${new Date(query.releaseDueBefore).toISOString()}`);
-      if (query.hasOpenEscalations === 'true') w.push(sql`c.open_escalations > 0`);
-      if (query.hasOpenEscalations === 'false') w.push(sql`c.open_escalations = 0`);
-      if (query.cursor) w.push(sql`c.case_no > ${decodeCursor(query.cursor)}`);
+      if (query.phase) use('phase', query.phase);
+      if (query.colour) use('colour', query.colour);
+      if (query.hotelId) use('hotelId', query.hotelId);
+      if (query.street) use('street', query.street);
+      if (query.releaseDueBefore) use('releaseDueBefore', new Date(query.releaseDueBefore).toISOString());
+      if (query.hasOpenEscalations) shape.push(`open:${query.hasOpenEscalations}`);
+      if (query.cursor) use('cursor', decodeCursor(query.cursor));
       let rows;
       try {
-        rows = await listPage(app, w, query.limit + 1);
+        rows = await listStatement(app, shape).execute(params);
       } catch (err) {
         throw dbProblem(app, err);
       }
