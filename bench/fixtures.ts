@@ -5,6 +5,7 @@
 import { sql } from 'drizzle-orm';
 
 import { createApiKey } from '../src/auth/keys';
+import { SIMULATED_LAB_ID } from '../src/integrations/lab';
 import type { Db } from '../src/db';
 import { createHotelService } from '../src/integrations/hotel';
 
@@ -43,12 +44,13 @@ export async function seedBenchHotels(db: Db, rooms: number): Promise<{ hotels: 
 export interface BenchKeys {
   community: string;
   transport: string;
-  medical: string;
+  /** One nurse key per bench hotel: medical keys act for their own hotel only. */
+  medical: Record<string, string>;
   lab: string;
   supervisor: string;
 }
 
-export async function createBenchKeys(db: Db, runId: string): Promise<BenchKeys> {
+export async function createBenchKeys(db: Db, runId: string, hotels: string[]): Promise<BenchKeys> {
   const mk = async (role: 'community' | 'transport' | 'medical' | 'lab' | 'supervisor', extra: object = {}) =>
     (
       await createApiKey(db, {
@@ -62,9 +64,11 @@ export async function createBenchKeys(db: Db, runId: string): Promise<BenchKeys>
   return {
     community: await mk('community', { street: BENCH_STREET }),
     transport: await mk('transport'),
-    medical: await mk('medical'),
-    // A lab key speaks for its own samples; bench samples are planned, not yet ordered from any lab.
-    lab: await mk('lab', { district: undefined, orgId: 'BENCH-LAB' }),
+    medical: Object.fromEntries(
+      await Promise.all(hotels.map(async (h) => [h, await mk('medical', { orgId: h })] as const)),
+    ),
+    // A lab key speaks for its own samples: the bench's samples are ordered from the simulated lab.
+    lab: await mk('lab', { district: undefined, orgId: SIMULATED_LAB_ID }),
     supervisor: await mk('supervisor'),
   };
 }
