@@ -370,6 +370,20 @@ async function orderFeverSamples(ctx: Ctx, caseNos: string[]): Promise<string[]>
     500,
   );
   if (!ok) throw new Error(`only ${ids.length} of ${caseNos.length} fever samples were ordered`);
+  // The fevers also opened escalations whose notices are still going out: the burst starts on a
+  // quiet system (no case changed for 3 s), as the baseline does.
+  let last = -1;
+  await waitUntil(
+    async () => {
+      const [r] = await ctx.sql<{ v: number }[]>`
+        select coalesce(sum(state_version), 0)::int as v from cases where case_no = any(${caseNos})`;
+      const quiet = r!.v === last;
+      last = r!.v;
+      return quiet;
+    },
+    120_000,
+    3000,
+  );
   return ids;
 }
 
