@@ -154,6 +154,49 @@ describe('the other bodies', () => {
   });
 });
 
+describe('control characters are refused in every field, and change nothing', () => {
+  // Postgres text cannot hold a NUL: one accepted would fail every later read-model write of the case.
+  test('in a body: a transfer street, a symptom, a nested name', async () => {
+    const before = await h.db.select({ n: cases.caseNo }).from(cases);
+    const transfer = validTransfer();
+    expect(fieldsOf(await post('/api/v1/transfers', { ...transfer, street: 'S1\u0000' }, 'community'))).toEqual([
+      'body.street',
+    ]);
+    expect(
+      fieldsOf(
+        await post(
+          '/api/v1/transfers',
+          { ...transfer, person: { ...(transfer.person as object), name: '张\u0007三' } },
+          'community',
+        ),
+      ),
+    ).toEqual(['body.person.name']);
+    expect(
+      fieldsOf(
+        await post(
+          '/api/v1/cases/QCSEED000001/health-checks',
+          { temperatureC: 36.5, symptoms: ['cough', 'x\u0000'] },
+          'medical',
+        ),
+      ),
+    ).toEqual(['body.symptoms.1']);
+    expect(await h.db.select({ n: cases.caseNo }).from(cases)).toHaveLength(before.length);
+  });
+
+  test('a line break or a tab in a note is text, not a control character', async () => {
+    const res = await post('/api/v1/transfers', { ...validTransfer(), note: 'first line\nsecond\tline' }, 'community');
+    expect(res.status).not.toBe(400);
+  });
+
+  test('in a query: a filter, and a cursor that decodes to one (400, never 503 "database unavailable")', async () => {
+    const get = (q: string) => request(h.app).get(`/api/v1/cases?${q}`).set(h.auth('admin'));
+    expect(fieldsOf(await get('street=%00'))).toEqual(['query.street']);
+    // "AA" is base64url for a single NUL byte.
+    expect(fieldsOf(await get('cursor=AA'))).toEqual(['query.cursor']);
+    expect((await get(`cursor=${Buffer.from('QCSEED000002').toString('base64url')}`)).status).toBe(200);
+  });
+});
+
 describe('transfers are idempotent on requestId', () => {
   test('the same request twice → the same case, 202 with Location', async () => {
     const body = validTransfer();

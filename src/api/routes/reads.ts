@@ -6,7 +6,7 @@ import { cases, escalations, hotels, rooms } from '../../db/schema';
 import type { ApiKey } from '../auth';
 import type { ApiContext } from '../context';
 import { within } from '../dependencies';
-import { HttpProblem } from '../problem';
+import { HttpProblem, validationProblem } from '../problem';
 
 /** The read model's row for one case: a database that hangs must not hold the answer the workflow already gave. */
 const READ_DB_TIMEOUT_MS = 1500;
@@ -168,7 +168,13 @@ export const readRoutes: AnyRoute[] = [
       if (query.street) use('street', query.street);
       if (query.releaseDueBefore) use('releaseDueBefore', new Date(query.releaseDueBefore).toISOString());
       if (query.hasOpenEscalations) shape.push(`open:${query.hasOpenEscalations}`);
-      if (query.cursor) use('cursor', decodeCursor(query.cursor));
+      if (query.cursor) {
+        const after = decodeCursor(query.cursor);
+        // A case number: printable, as the API gives it; anything else is a forged cursor.
+        if (!/^[\x21-\x7e]{1,64}$/.test(after))
+          throw validationProblem([{ in: 'query', path: 'cursor', message: 'not a cursor' }]);
+        use('cursor', after);
+      }
       let rows;
       try {
         rows = await listStatement(app, shape).execute(params);
