@@ -626,12 +626,13 @@ export async function runDrill(
         log(`deadline reached with ${open} cases still open`);
         break;
       }
-      // Nothing has moved for a while and every open case is past its end date: they are held.
+      // Nothing has moved for a while and every open case is days past its end date: they are
+      // held (a case just past it is about to move: its release runs on a timer).
       if (Date.now() - lastChange > STALL_DAYS * dayMs) {
         const [held] = await rows<{ n: number }>(sql`
           select count(*)::int as n from cases where case_no like 'QC%'
             and phase not in ('RELEASED', 'HOSPITAL_TRANSFER', 'CANCELLED')
-            and (release_due is null or release_due > now())`);
+            and (release_due is null or release_due > ${new Date(Date.now() - STALL_DAYS * dayMs).toISOString()}::timestamptz)`);
         if (Number(held?.n ?? 1) === 0) {
           log(`nothing moved for ${STALL_DAYS} days; ${open} cases are held past their end date`);
           break;
