@@ -388,13 +388,15 @@ export async function startCluster(opts: ClusterOptions): Promise<ClusterHarness
     async workflowId(caseNo) {
       // The read model's first row is written by the case's first activity, a moment after the
       // API answered the transfer (seconds on a busy cluster): wait for it, within reason.
-      const deadline = Date.now() + 60_000;
-      for (;;) {
-        const [row] = await appSql`select workflow_id from cases where case_no = ${caseNo}`;
-        if (row) return String(row.workflow_id);
-        if (Date.now() > deadline) throw new Error(`no read-model row for ${caseNo} after 60 s`);
-        await new Promise((r) => setTimeout(r, 250));
-      }
+      return waitFor(
+        `the read-model row of ${caseNo}`,
+        async () => {
+          const [row] = await appSql`select workflow_id from cases where case_no = ${caseNo}`;
+          return row ? String(row.workflow_id) : undefined;
+        },
+        60_000,
+        250,
+      );
     },
     async stop() {
       await appSql.end();
