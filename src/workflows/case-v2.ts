@@ -95,6 +95,8 @@ const records = proxyActivities<Pick<CaseActivities, 'recordCase'>>({
 const HISTORY_KEPT = 400;
 /** The waiting list for rooms (src/integrations/hotel.ts reserveInQueue). */
 export const ROOM_QUEUE_PATCH = 'room-waiting-list';
+/** One missed-check escalation per person at a time (CaseContext.foldMissedChecks). */
+export const MISSED_CHECK_FOLD_PATCH = 'missed-check-fold';
 
 /**
  * One person's quarantine (v2): a thin interpreter around the pure decision core in
@@ -106,7 +108,14 @@ export async function caseWorkflowV2(input: CaseInputV2): Promise<CaseOutcome> {
   const { request, policy } = input;
   // Cases started on code with the district's waiting list use it; cases started before keep
   // asking for a room on their own backoff (their histories replay unchanged).
-  const ctx: CaseContext = { policy, request, roomQueue: patched(ROOM_QUEUE_PATCH) };
+  // Likewise, cases started on code that folds missed checks into one escalation do so; older
+  // ones keep an escalation per missed slot.
+  const ctx: CaseContext = {
+    policy,
+    request,
+    roomQueue: patched(ROOM_QUEUE_PATCH),
+    foldMissedChecks: patched(MISSED_CHECK_FOLD_PATCH),
+  };
   const { workflowId } = workflowInfo();
   const caseNo = request.caseNo;
 

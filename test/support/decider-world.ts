@@ -10,6 +10,7 @@ import type {
   CaseContext,
   CaseEvent,
   CaseState,
+  ChangeRecord,
   Decision,
   MessageEvent,
   Reply,
@@ -127,6 +128,8 @@ export class World {
   state: CaseState;
   readonly ctx: CaseContext;
   readonly steps: Step[] = [];
+  /** Every change record the decisions wrote (what the event log gets), in order. */
+  readonly records: ChangeRecord[] = [];
   readonly seen = new Set<string>();
   private lastMessage?: CaseEvent;
   private seq = 0;
@@ -136,8 +139,9 @@ export class World {
     readonly policy: Policy = shortPolicy(),
     req: TransferRequest = request(),
     roomQueue = false,
+    foldMissedChecks = false,
   ) {
-    this.ctx = { policy, request: req, roomQueue };
+    this.ctx = { policy, request: req, roomQueue, foldMissedChecks };
     const d = initialState(this.ctx, req.homeAddress, req.requestedBy, this.now);
     this.state = d.state;
     this.check(undefined, d);
@@ -154,6 +158,7 @@ export class World {
     this.steps.push(step);
     step.violations = this.check(prev, d);
     if ('by' in event) this.lastMessage = event;
+    this.records.push(...d.records);
     this.seen.add(`phase:${d.state.phase}`);
     if (d.state.policy) this.seen.add(`phase:${d.state.phase}:directive`);
     for (const r of d.records) this.seen.add(r.kind);
@@ -161,7 +166,7 @@ export class World {
   }
 
   private check(prev: CaseState | undefined, d: Decision): string[] {
-    const v = invariantViolations(this.policy, prev, d.state, this.now);
+    const v = invariantViolations(this.policy, prev, d.state, this.now, this.ctx);
     // A decision that changed nothing must say so, and never touch the state it was given.
     if (prev && !d.changed && d.state !== prev && JSON.stringify(d.state) !== JSON.stringify(prev))
       v.push('unchanged decision returned a different state');

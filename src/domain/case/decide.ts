@@ -29,6 +29,7 @@ import type {
   Closing,
   Decision,
   MessageEvent,
+  MissedChain,
   RejectCode,
   Reply,
   Task,
@@ -1643,9 +1644,24 @@ function missedChecks(d: Draft): void {
   const firstStepMs = policy.checkWindowAfterMs + (policy.missedCheckSteps[0]?.afterMs ?? 0);
   let slot = s.currentSlot ? ms(s.currentSlot) : undefined;
   while (slot !== undefined && d.now >= slot + firstStepMs) {
-    const first = policy.missedCheckSteps[0];
-    const esc = d.openEscalation('missed_check', first?.level ?? 'nurse', `Health check due ${iso(slot)} missed`);
-    s.missedChains.push({ escalationId: esc.id, slotAt: iso(slot), step: 0 });
+    const open = d.ctx.foldMissedChecks ? openMissedChain(d) : undefined;
+    if (open) {
+      // The person's chain is still open: this slot is one more in it, not a new escalation.
+      const esc = d.escalation(open.escalationId)!;
+      open.missed = (open.missed ?? 1) + 1;
+      esc.reason = `${open.missed} health checks missed since ${open.slotAt}`;
+      d.touchEscalation(esc.id);
+      d.record('check_missed', SYSTEM_ACTOR, { escalationId: esc.id, slotAt: iso(slot), missed: open.missed });
+    } else {
+      const first = policy.missedCheckSteps[0];
+      const esc = d.openEscalation('missed_check', first?.level ?? 'nurse', `Health check due ${iso(slot)} missed`);
+      s.missedChains.push({
+        escalationId: esc.id,
+        slotAt: iso(slot),
+        step: 0,
+        ...(d.ctx.foldMissedChecks ? { missed: 1 } : {}),
+      });
+    }
     advanceSlot(d, slot);
     slot = s.currentSlot ? ms(s.currentSlot) : undefined;
   }
@@ -1659,6 +1675,11 @@ function missedChecks(d: Draft): void {
         d.raiseEscalation(esc, next.level, `Health check due ${chain.slotAt} still missing`);
     }
   }
+}
+
+/** The person's missed-check chain whose escalation is still open (folded chains: at most one). */
+function openMissedChain(d: Draft): MissedChain | undefined {
+  return d.s.missedChains.find((c) => d.escalation(c.escalationId)?.status === 'open');
 }
 
 function arrivalDeadline(s: CaseState, ctx: CaseContext, policy: CasePolicy): number | undefined {

@@ -68,6 +68,7 @@ export function invariantViolations(
   prev: CaseState | undefined,
   next: CaseState,
   now: number,
+  opts: { foldMissedChecks?: boolean } = {},
 ): string[] {
   const out: string[] = [];
   const v = (cond: boolean, msg: string) => {
@@ -143,6 +144,14 @@ export function invariantViolations(
     v(
       prev.escalations.every((e) => next.escalations.some((x) => x.id === e.id)),
       'an escalation vanished',
+    );
+
+  // One missed-check escalation per person at a time (when missed checks fold): a nurse sees one
+  // alert counting the slots, not one per slot.
+  if (opts.foldMissedChecks)
+    v(
+      next.escalations.filter((e) => e.kind === 'missed_check' && e.status === 'open').length <= 1,
+      'more than one open missed-check escalation',
     );
 
   // One escalation per failing task, not one per retry.

@@ -206,8 +206,11 @@ export interface RefusedMessage {
 
 export interface MissedChain {
   escalationId: string;
+  /** The first slot missed: the chain's steps are timed from it. */
   slotAt: string;
   step: number;
+  /** Slots missed in a row while the chain was open, the first included (folded chains only). */
+  missed?: number;
 }
 
 export interface Closing {
@@ -403,5 +406,12 @@ export interface CaseContext {
    * instead of asking again and again.
    */
   roomQueue?: boolean;
+  /**
+   * One missed-check escalation per person at a time (cases started on code that has it,
+   * `patched` in the workflow): a slot missed while the person's chain is still open adds to it
+   * (its reason counts the slots, the event log records each one) instead of opening another
+   * escalation with notices of its own.
+   */
+  foldMissedChecks?: boolean;
   request: Pick<TransferRequest, 'caseNo' | 'transport' | 'expectedArrivalAt' | 'person' | 'requestedAt'>;
 }

@@ -1,0 +1,91 @@
+/**
+ * Missed health checks fold into one escalation per person (CaseContext.foldMissedChecks, the
+ * `missed-check-fold` patch). Before it, every missed slot opened an escalation and climbed
+ * three steps with a notice each: a person nobody saw for a day meant six escalations and
+ * eighteen notices, and a drill at a compressed day drowned the worker in them.
+ */
+import type { World as WorldType } from '../support/decider-world';
+import { DAY, nurse, shortPolicy, World } from '../support/decider-world';
+
+/** A case in its room, nobody checking it, until `days` policy days after arrival. */
+function unchecked(fold: boolean, days: number): WorldType {
+  const w = new World(shortPolicy({ stayDays: 10 }), undefined, false, fold);
+  for (let i = 0; i < 20 && w.state.phase !== 'OBSERVATION'; i++) w.settle();
+  expect(w.state.phase).toBe('OBSERVATION');
+  const start = Date.parse(w.state.stayStart!);
+  while (w.now < start + days * DAY) w.drive();
+  return w;
+}
+
+const missedEscalations = (w: WorldType) => w.state.escalations.filter((e) => e.kind === 'missed_check');
+/** Notices asked for (each is a notify task; done ones leave the state, the count stays). */
+const notices = (w: WorldType, escalationId: string) =>
+  w.state.escalations.find((e) => e.id === escalationId)!.notices;
+const records = (w: WorldType, kind: string) => w.records.filter((r) => r.kind === kind);
+
+test('folded: three days unchecked is one escalation that climbed its steps once, counting every slot', () => {
+  const w = unchecked(true, 3);
+  const [esc, ...more] = missedEscalations(w);
+  expect(more).toEqual([]);
+  expect(esc).toMatchObject({ status: 'open', level: 'point_leader' });
+  // reminder, nurse, point leader: one notice each, none per later slot.
+  expect(notices(w, esc!.id)).toBe(3);
+  // Each later slot is in the event log, in order, and counted in the reason.
+  const folded = records(w, 'check_missed');
+  expect(folded.length).toBeGreaterThanOrEqual(4);
+  const slots = folded.map((r) => Date.parse(String(r.payload.slotAt)));
+  expect([...slots].sort((a, b) => a - b)).toEqual(slots);
+  expect(new Set(slots).size).toBe(slots.length);
+  expect(folded.every((r) => r.payload.escalationId === esc!.id)).toBe(true);
+  expect(esc!.reason).toMatch(new RegExp(`^${folded.length + 1} health checks missed since `));
+  expect(w.state.missedChains).toHaveLength(1);
+  expect(w.state.missedChains[0]!.missed).toBe(folded.length + 1);
+});
+
+test('folded: a check closes the escalation as check_received; the next missed slot opens a new one', () => {
+  const w = unchecked(true, 2);
+  const [first] = missedEscalations(w);
+  w.send({
+    type: 'healthCheck',
+    checkId: 'seen-at-last',
+    takenAt: new Date(w.now).toISOString(),
+    temperatureC: 36.6,
+    symptoms: [],
+    by: nurse,
+  });
+  expect(w.state.escalations.find((e) => e.id === first!.id)).toMatchObject({
+    status: 'closed',
+    closedReason: 'check_received',
+  });
+  w.now += DAY;
+  w.drive();
+  w.drive();
+  const open = missedEscalations(w).filter((e) => e.status === 'open');
+  expect(open).toHaveLength(1);
+  expect(open[0]!.id).not.toBe(first!.id);
+  expect(open[0]!.reason).toMatch(/^(Health check due .* missed|\d+ health checks missed since )/);
+});
+
+test('folded: an acknowledged escalation stops climbing; a slot missed after it reaches the nurse again', () => {
+  const w = unchecked(true, 1);
+  const [first] = missedEscalations(w);
+  w.send({ type: 'ackEscalation', escalationId: first!.id, by: nurse, key: 'ack-1' });
+  const noticesAtAck = notices(w, first!.id);
+  w.now += DAY;
+  w.drive();
+  w.drive();
+  const all = missedEscalations(w);
+  expect(all.find((e) => e.id === first!.id)).toMatchObject({ status: 'acked' });
+  expect(notices(w, first!.id)).toBe(noticesAtAck);
+  const fresh = all.filter((e) => e.status === 'open');
+  expect(fresh).toHaveLength(1);
+  expect(notices(w, fresh[0]!.id)).toBeGreaterThanOrEqual(1);
+});
+
+test('not folded (cases started before the patch): an escalation per missed slot, as their histories recorded', () => {
+  const w = unchecked(false, 3);
+  const all = missedEscalations(w);
+  expect(all.length).toBeGreaterThanOrEqual(5);
+  expect(records(w, 'check_missed')).toEqual([]);
+  expect(w.state.missedChains.every((c) => c.missed === undefined)).toBe(true);
+});
