@@ -10,6 +10,9 @@ import { testCodec } from '../support/temporal';
  * Replays every recorded history (test/histories/*.history.pb) against today's workflow code. A
  * change that would break running cases (a non-deterministic change without `patched`) makes
  * this fail. Histories are recorded by `npm run histories:record`.
+ * v2-missed-checks-unfolded was recorded on the code before the `missed-check-fold` patch (a case
+ * missing checks, an escalation per slot): replayed with the fold applied regardless of the
+ * patch, it fails with a nondeterminism error, which is what this test is for.
  */
 const dir = path.resolve(__dirname, '..', 'histories');
 const files = fs.readdirSync(dir).filter((f) => f.endsWith('.history.pb'));

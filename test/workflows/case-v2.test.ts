@@ -427,6 +427,59 @@ test('home monitoring: released home, a check-in, a fever at home starts a retur
   await maybeRecord('home-monitoring-fever-returned', handle);
 });
 
+test('missed checks fold: nobody checks a person for days, one escalation climbs once and counts the slots; a check closes it', async () => {
+  const policy = testPolicy({ stayDays: 8, checkTimes: ['08:00', '16:00'] });
+  // Every notice the case sends (the notify activity), counted as the worker runs it.
+  const notices: { id: string; level: string }[] = [];
+  h.faults.notifyEscalation = (input) => {
+    const { escalation } = input as { escalation: { id: string; level: string; kind: string } };
+    if (escalation.kind === 'missed_check') notices.push({ id: escalation.id, level: escalation.level });
+    return false;
+  };
+  const handle = await h.startV2({ policy });
+  await arrive(handle);
+  // Two policy days nobody comes by: four slots or more.
+  let v = await waitView(
+    handle,
+    (x) =>
+      x.escalations.some(
+        (e) => e.kind === 'missed_check' && Number(/^(\d+) health checks missed since /.exec(e.reason)?.[1]) >= 4,
+      ),
+    'four slots missed',
+    20_000,
+  );
+  const missed = v.escalations.filter((e) => e.kind === 'missed_check');
+  expect(missed).toHaveLength(1);
+  expect(missed[0]).toMatchObject({ status: 'open', level: 'point_leader' });
+  // The three steps (reminder, nurse, point leader) were noticed once each, no notice per later
+  // slot. (Each notice carries the escalation as it is when sent: at this day's length the steps
+  // are milliseconds apart, so the later ones may all say point_leader.)
+  await waitFor(async () => notices.length >= 3);
+  await new Promise((r) => setTimeout(r, 1500));
+  expect(notices).toHaveLength(3);
+  expect(notices[2]!.level).toBe('point_leader');
+  expect(new Set(notices.map((n) => n.id))).toEqual(new Set([missed[0]!.id]));
+  // The read model: one escalation row, and a check_missed record per folded slot.
+  await waitFor(async () => {
+    const rows = await h.db.db.select().from(schema.caseEvents).where(eq(schema.caseEvents.caseNo, v.caseNo));
+    return rows.filter((r) => r.kind === 'check_missed').length >= 3;
+  });
+  const escRows = await h.db.db.select().from(schema.escalations).where(eq(schema.escalations.caseNo, v.caseNo));
+  expect(escRows.filter((r) => r.kind === 'missed_check')).toHaveLength(1);
+  // The nurse comes at last: the check closes it as check_received.
+  await handle.executeUpdate(healthCheckUpdate, {
+    args: [{ checkId: 'chk-late', takenAt: now(), temperatureC: 36.6, symptoms: [], by: nurse, key: 'late' }],
+  });
+  v = await view(handle);
+  expect(v.escalations.find((e) => e.id === missed[0]!.id)).toMatchObject({
+    status: 'closed',
+    closedReason: 'check_received',
+  });
+  await handle.executeUpdate(cancelUpdate, { args: [{ reason: 'test over', by: supervisor }] });
+  await waitView(handle, (x) => !!x.endedAt, 'ended');
+  await maybeRecord('missed-checks-folded', handle);
+});
+
 test('every history these tests produced replays against the code that produced it', async () => {
   expect(started.length).toBeGreaterThanOrEqual(5);
   const histories = await Promise.all(
