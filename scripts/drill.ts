@@ -132,6 +132,11 @@ export interface DrillReport {
   /** …and those the API did not confirm (503 not sent, 504 unknown, 429) on a machine at its limit. */
   addressUnanswered: number;
   escalationsByKind: Record<string, number>;
+  /**
+   * Health-check slots that passed without a check: each opened a missed-check escalation or, when
+   * the person's escalation was still open, was added to it (a `check_missed` record).
+   */
+  missedSlots: number;
   peakOccupancy: { rooms: number; activeCases: number; totalRooms: number };
   checks: { recorded: number; queued: number; skipped: number; failedToRecord: number; fevers: number };
   /** Per policy day: API calls per route, CPU, worker task latency. */
@@ -319,6 +324,7 @@ export async function runDrill(
     addressRefused: 0,
     addressUnanswered: 0,
     escalationsByKind: {},
+    missedSlots: 0,
     peakOccupancy: { rooms: 0, activeCases: 0, totalRooms: 0 },
     checks: { recorded: 0, queued: 0, skipped: 0, failedToRecord: 0, fevers: 0 },
     days: [],
@@ -664,6 +670,9 @@ export async function runDrill(
   const esc = await rows<{ kind: string; n: number }>(sql`
     select kind, count(*)::int as n from escalations where case_no like 'QC%' group by kind order by kind`);
   report.escalationsByKind = Object.fromEntries(esc.map((e) => [e.kind, Number(e.n)]));
+  const [folded] = await rows<{ n: number }>(sql`
+    select count(*)::int as n from case_events where case_no like 'QC%' and kind = 'check_missed'`);
+  report.missedSlots = (report.escalationsByKind.missed_check ?? 0) + Number(folded?.n ?? 0);
   report.violations = [...violations];
   report.wallSeconds = Math.round((Date.now() - started) / 1000);
   report.targets = verdict(report);
@@ -672,11 +681,12 @@ export async function runDrill(
 
 /**
  * Issue 11's targets for a drill run: every invariant checked and holding, every check the
- * nurse recorded taken (none refused or timed out), missed-check escalations only for the
- * slots skipped on purpose, and the invariant check itself under two minutes.
+ * nurse recorded taken (none refused or timed out), slots missed only where the nurse
+ * skipped them on purpose (an escalation or a check_missed record each), and the invariant
+ * check itself under two minutes.
  */
 export function verdict(r: DrillReport): DrillReport['targets'] {
-  const missed = r.escalationsByKind.missed_check ?? 0;
+  const missed = r.missedSlots;
   return [
     { name: 'invariants hold', met: r.violations.length === 0, detail: `${r.violations.length} violations` },
     {
@@ -685,9 +695,9 @@ export function verdict(r: DrillReport): DrillReport['targets'] {
       detail: `${r.checks.failedToRecord} of ${r.checks.recorded + r.checks.failedToRecord} not taken (${r.checks.queued} queued, which counts as taken)`,
     },
     {
-      name: 'missed-check escalations only for skipped checks',
+      name: 'checks missed only where skipped on purpose',
       met: missed <= r.checks.skipped,
-      detail: `${missed} missed-check escalations for ${r.checks.skipped} checks skipped on purpose`,
+      detail: `${missed} slots missed (${r.escalationsByKind.missed_check ?? 0} missed-check escalations) for ${r.checks.skipped} checks skipped on purpose`,
     },
     { name: 'invariant check under 2 minutes', met: r.checkSeconds < 120, detail: `${r.checkSeconds} s` },
   ];
@@ -1023,6 +1033,7 @@ export function printReport(r: DrillReport): void {
       .map(([k, n]) => `${k} ${n}`)
       .join(', ')}`,
     `  checks answered       ${r.checks.recorded - r.checks.queued} applied, ${r.checks.queued} queued (202)`,
+    `  slots missed          ${r.missedSlots} (skipped on purpose ${r.checks.skipped})`,
     `  invariant check       ${r.checkSeconds} s`,
     ...(r.caseDay
       ? [
