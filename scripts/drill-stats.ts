@@ -22,7 +22,12 @@ export interface RouteDay {
 export interface DayStats {
   day: number;
   routes: Record<string, RouteDay>;
-  cpu: { machinePct: number; processPct: number };
+  cpu: {
+    machinePct: number;
+    processPct: number;
+    /** Of the machine, by process: temporal (the server), postgres, drill (this process: API, worker, actors), other. */
+    byProcess?: Record<string, number>;
+  };
   /** Workflow-task latencies (ms) from the worker's metrics: waiting for a worker, and running. */
   worker?: { scheduleToStartP50: number; scheduleToStartP99: number; executionP50: number; executionP99: number };
 }
@@ -40,6 +45,40 @@ function machineTicks(): { busy: number; total: number } | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** CPU ticks (user + system, 1/100 s) used so far by each group of processes (see DayStats.cpu). */
+export function processTicks(): Map<string, number> | undefined {
+  const out = new Map<string, number>();
+  let dirs: string[];
+  try {
+    dirs = fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d));
+  } catch {
+    return undefined;
+  }
+  for (const d of dirs) {
+    let stat: string;
+    try {
+      stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
+    } catch {
+      continue; // gone meanwhile
+    }
+    const close = stat.lastIndexOf(')');
+    const comm = stat.slice(stat.indexOf('(') + 1, close);
+    const f = stat.slice(close + 2).split(' ');
+    const ticks = Number(f[11]) + Number(f[12]);
+    if (!Number.isFinite(ticks)) continue;
+    const group =
+      Number(d) === process.pid
+        ? 'drill'
+        : comm.startsWith('temporal')
+          ? 'temporal'
+          : comm.startsWith('postgres')
+            ? 'postgres'
+            : 'other';
+    out.set(group, (out.get(group) ?? 0) + ticks);
+  }
+  return out;
 }
 
 type Buckets = Map<number, number>;
@@ -75,6 +114,7 @@ export class DayRecorder {
   private day = 0;
   private ticks = machineTicks();
   private cpu = process.cpuUsage();
+  private procs = processTicks();
   private wall = Date.now();
   private histos: { s2s?: Buckets; exec?: Buckets } = {};
   readonly days: DayStats[] = [];
@@ -117,10 +157,25 @@ export class DayRecorder {
     const usedUs = cpu.user - this.cpu.user + (cpu.system - this.cpu.system);
     // Of the whole machine, like machinePct.
     const processPct = wallUs > 0 ? Math.round((100 * usedUs) / wallUs / os.cpus().length) : 0;
+    const procs = processTicks();
+    let byProcess: Record<string, number> | undefined;
+    if (procs && this.procs && wallUs > 0) {
+      byProcess = {};
+      for (const g of ['temporal', 'postgres', 'drill', 'other']) {
+        // Ticks are 1/100 s; a process that ended meanwhile takes its ticks with it (never below 0).
+        const used = Math.max(0, (procs.get(g) ?? 0) - (this.procs.get(g) ?? 0)) * 10_000;
+        byProcess[g] = Math.round((100 * used) / wallUs / os.cpus().length);
+      }
+    }
+    this.procs = procs;
     this.ticks = ticks;
     this.cpu = cpu;
     this.wall = Date.now();
-    const stats: DayStats = { day: this.day++, routes, cpu: { machinePct, processPct } };
+    const stats: DayStats = {
+      day: this.day++,
+      routes,
+      cpu: { machinePct, processPct, ...(byProcess ? { byProcess } : {}) },
+    };
     const worker = await this.workerLatency();
     if (worker) stats.worker = worker;
     this.days.push(stats);
@@ -161,5 +216,10 @@ export function formatDay(d: DayStats): string {
   const w = d.worker
     ? `; workflow tasks: wait p50/p99 ${d.worker.scheduleToStartP50}/${d.worker.scheduleToStartP99} ms, run ${d.worker.executionP50}/${d.worker.executionP99} ms`
     : '';
-  return `day ${d.day}: CPU machine ${d.cpu.machinePct}%, drill process ${d.cpu.processPct}%${w}; ${routes || 'no API calls'}`;
+  const by = d.cpu.byProcess
+    ? ` (${Object.entries(d.cpu.byProcess)
+        .map(([k, v]) => `${k} ${v}%`)
+        .join(', ')})`
+    : `, drill process ${d.cpu.processPct}%`;
+  return `day ${d.day}: CPU machine ${d.cpu.machinePct}%${by}${w}; ${routes || 'no API calls'}`;
 }
