@@ -256,7 +256,7 @@ export function createActivities(deps: ActivityDeps): CaseActivities {
 
     async notifyEscalation(input) {
       // Each level of an escalation chain is a separate notice to a different person.
-      const step = `notify:${input.escalation.id}:${input.escalation.level}`;
+      const step = `notify:${input.escalation.id}:${input.escalation.level}${input.repeat ? `:again-${input.repeat}` : ''}`;
       // An alert must not wait for our database: the webhook carries the idempotency key. An
       // attempt that delivered it but could not write the list says so in its heartbeat, which
       // Temporal hands to the next attempt on whichever worker: that one writes the list only.

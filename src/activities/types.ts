@@ -78,6 +78,8 @@ export interface NotifyInput {
   caseNo: string;
   hotelId?: string;
   escalation: Escalation;
+  /** A reminder at the escalation's current level (1, 2, …): a notice of its own, not a retry of the last. */
+  repeat?: number;
 }
 
 export interface CaseEventRecord {

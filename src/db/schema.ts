@@ -147,7 +147,14 @@ export const caseEvents = pgTable(
     at: timestamp('at', { withTimezone: true }).notNull(),
     recordedAt: timestamp('recorded_at', { withTimezone: true }).notNull().defaultNow(),
   },
-  (t) => [uniqueIndex('case_events_case_seq').on(t.caseNo, t.seq)],
+  (t) => [
+    uniqueIndex('case_events_case_seq').on(t.caseNo, t.seq),
+    // The evening report counts missed check slots per day: those folded into an open escalation
+    // are only here (the first of a run opens a missed_check escalation).
+    index('case_events_check_missed_at')
+      .on(t.at)
+      .where(sql`${t.kind} = 'check_missed'`),
+  ],
 );
 
 export const samples = pgTable(

@@ -109,12 +109,13 @@ export async function caseWorkflowV2(input: CaseInputV2): Promise<CaseOutcome> {
   // Cases started on code with the district's waiting list use it; cases started before keep
   // asking for a room on their own backoff (their histories replay unchanged).
   // Likewise, cases started on code that folds missed checks into one escalation do so; older
-  // ones keep an escalation per missed slot.
+  // ones keep an escalation per missed slot, also after continuing as new (the new run would see
+  // the patch as new code: the rule is carried, or the state would mix both kinds of chain).
   const ctx: CaseContext = {
     policy,
     request,
     roomQueue: patched(ROOM_QUEUE_PATCH),
-    foldMissedChecks: patched(MISSED_CHECK_FOLD_PATCH),
+    foldMissedChecks: input.carried ? input.carried.foldMissedChecks === true : patched(MISSED_CHECK_FOLD_PATCH),
   };
   const { workflowId } = workflowInfo();
   const caseNo = request.caseNo;
@@ -317,7 +318,12 @@ export async function caseWorkflowV2(input: CaseInputV2): Promise<CaseOutcome> {
       case 'notify': {
         const esc = s.escalations.find((e) => e.id === t.subject);
         if (esc)
-          await notices.notifyEscalation({ ...base, ...(room ? { hotelId: room.hotelId } : {}), escalation: esc });
+          await notices.notifyEscalation({
+            ...base,
+            ...(room ? { hotelId: room.hotelId } : {}),
+            escalation: esc,
+            ...(t.repeat ? { repeat: t.repeat } : {}),
+          });
         return { kind: 'none' };
       }
       case 'returnTransfer': {
@@ -500,7 +506,7 @@ export async function caseWorkflowV2(input: CaseInputV2): Promise<CaseOutcome> {
       if (quiet && shouldContinueAsNew()) {
         return await continueAsNew<typeof caseWorkflowV2>({
           ...input,
-          carried: { state: s, history, unrecorded },
+          carried: { state: s, history, unrecorded, foldMissedChecks: ctx.foldMissedChecks === true },
         });
       }
 

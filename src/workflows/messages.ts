@@ -229,7 +229,16 @@ export interface CaseInputV2 {
   request: TransferRequest;
   policy: Policy;
   /** Present only when the workflow continues as new. */
-  carried?: { state: DecidedState; history: CaseChange[]; unrecorded: CaseChange[] };
+  carried?: {
+    state: DecidedState;
+    history: CaseChange[];
+    unrecorded: CaseChange[];
+    /**
+     * Whether the run before folded missed checks: a case keeps the rule it started under across
+     * continue-as-new (absent: a run from before the fold, which did not).
+     */
+    foldMissedChecks?: boolean;
+  };
   options?: CaseInput['options'];
 }
 

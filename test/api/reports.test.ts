@@ -1,6 +1,6 @@
 import request from 'supertest';
 
-import { cases, escalations, samples } from '../../src/db/schema';
+import { caseEvents, cases, escalations, samples } from '../../src/db/schema';
 import { createHarness, seedReadModel, type Harness } from './harness';
 
 /**
@@ -89,6 +89,20 @@ beforeAll(async () => {
       e('RPW-E1', 'RPW', null, 'no_room', local('09:00')),
       e('RPX-E1', 'RPX', 'H9', 'fever', local('09:00')),
     ]);
+  // Two more slots missed by A while its 18:00 escalation was open (folded into it), and one
+  // the evening before, which is not this day's.
+  const missed = (seq: number, at: Date) => ({
+    caseNo: 'RPA',
+    seq,
+    actor: 'workflow',
+    actorRole: 'system',
+    kind: 'check_missed',
+    payload: { escalationId: 'RPA-E2' },
+    at,
+  });
+  await h.db
+    .insert(caseEvents)
+    .values([missed(1, local('22:00', -1)), missed(2, local('21:00')), missed(3, local('23:30'))]);
 });
 afterAll(async () => h?.close());
 
@@ -118,7 +132,8 @@ test('per hotel and for the district: the day between its local midnights, nothi
     pcrNegative: 1,
     pcrPositive: 1,
     fevers: 1,
-    missedChecks: 2,
+    // Two escalations opened, two slots folded into the second: four slots missed.
+    missedChecks: 4,
     otherExceptions: 0,
     exceptions: { fever: 1, missed_check: 2 },
   });
@@ -142,7 +157,7 @@ test('per hotel and for the district: the day between its local midnights, nothi
     pcrNegative: 1,
     pcrPositive: 1,
     fevers: 1,
-    missedChecks: 2,
+    missedChecks: 4,
     otherExceptions: 2, // the door alarm, and the case still waiting for a room
     waitingForRoom: 1,
     exceptions: { fever: 1, missed_check: 2, door_alarm: 1, no_room: 1 },

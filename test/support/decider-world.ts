@@ -14,6 +14,7 @@ import type {
   Decision,
   MessageEvent,
   Reply,
+  Task,
   TaskResult,
 } from '../../src/domain/case/model';
 import { drillPolicy, type Policy } from '../../src/domain/policy';
@@ -130,6 +131,8 @@ export class World {
   readonly steps: Step[] = [];
   /** Every change record the decisions wrote (what the event log gets), in order. */
   readonly records: ChangeRecord[] = [];
+  /** Every task the decisions asked for, in order (done ones leave the state). */
+  readonly tasksSeen: Task[] = [];
   readonly seen = new Set<string>();
   private lastMessage?: CaseEvent;
   private seq = 0;
@@ -159,6 +162,7 @@ export class World {
     step.violations = this.check(prev, d);
     if ('by' in event) this.lastMessage = event;
     this.records.push(...d.records);
+    this.tasksSeen.push(...d.commands);
     this.seen.add(`phase:${d.state.phase}`);
     if (d.state.policy) this.seen.add(`phase:${d.state.phase}:directive`);
     for (const r of d.records) this.seen.add(r.kind);

@@ -19,8 +19,7 @@ function unchecked(fold: boolean, days: number): WorldType {
 
 const missedEscalations = (w: WorldType) => w.state.escalations.filter((e) => e.kind === 'missed_check');
 /** Notices asked for (each is a notify task; done ones leave the state, the count stays). */
-const notices = (w: WorldType, escalationId: string) =>
-  w.state.escalations.find((e) => e.id === escalationId)!.notices;
+const notices = (w: WorldType, escalationId: string) => w.state.escalations.find((e) => e.id === escalationId)!.notices;
 const records = (w: WorldType, kind: string) => w.records.filter((r) => r.kind === kind);
 
 test('folded: three days unchecked is one escalation that climbed its steps once, counting every slot', () => {
@@ -28,10 +27,14 @@ test('folded: three days unchecked is one escalation that climbed its steps once
   const [esc, ...more] = missedEscalations(w);
   expect(more).toEqual([]);
   expect(esc).toMatchObject({ status: 'open', level: 'point_leader' });
-  // reminder, nurse, point leader: one notice each, none per later slot.
-  expect(notices(w, esc!.id)).toBe(3);
   // Each later slot is in the event log, in order, and counted in the reason.
   const folded = records(w, 'check_missed');
+  // reminder, nurse, point leader: one notice each; then a reminder per further policy day of
+  // slots missed (two check times a day here), not a notice per slot.
+  const missed = folded.length + 1;
+  expect(notices(w, esc!.id)).toBe(3 + Math.floor((missed - 1) / 2));
+  const repeats = w.tasksSeen.filter((t) => t.kind === 'notify' && t.subject === esc!.id && t.repeat);
+  expect(repeats.map((t) => t.repeat)).toEqual(Array.from({ length: Math.floor((missed - 1) / 2) }, (_, i) => i + 1));
   expect(folded.length).toBeGreaterThanOrEqual(4);
   const slots = folded.map((r) => Date.parse(String(r.payload.slotAt)));
   expect([...slots].sort((a, b) => a - b)).toEqual(slots);
@@ -88,4 +91,47 @@ test('not folded (cases started before the patch): an escalation per missed slot
   expect(all.length).toBeGreaterThanOrEqual(5);
   expect(records(w, 'check_missed')).toEqual([]);
   expect(w.state.missedChains.every((c) => c.missed === undefined)).toBe(true);
+});
+
+test('folded: a directive that cuts the steps while a chain is open moves it to where the new steps put it', () => {
+  // Open at reminder level, then the rules change to a single step: straight to the nurse.
+  const w = new World(shortPolicy({ stayDays: 10 }), undefined, false, true);
+  for (let i = 0; i < 20 && w.state.phase !== 'OBSERVATION'; i++) w.settle();
+  const slot = Date.parse(w.state.currentSlot!);
+  const firstStep = w.policy.checkWindowAfterMs + w.policy.missedCheckSteps[0]!.afterMs;
+  w.now = slot + firstStep;
+  w.send({ type: 'tick' });
+  const [esc] = missedEscalations(w);
+  expect(esc).toMatchObject({ status: 'open', level: 'reminder' });
+  w.send({
+    type: 'applyPolicy',
+    directiveId: 'D-steps',
+    issuedAt: new Date(w.now).toISOString(),
+    policy: { ...w.policy, version: 2, missedCheckSteps: [{ level: 'nurse', afterMs: 0 }] },
+    reason: 'one step only',
+    by: { id: 'k-sup', role: 'supervisor', name: 'Supervisor' },
+  });
+  w.now += 1;
+  w.send({ type: 'tick' });
+  expect(w.state.escalations.find((e) => e.id === esc!.id)).toMatchObject({ status: 'open', level: 'nurse' });
+  expect(notices(w, esc!.id)).toBe(2);
+});
+
+test('folded: a step reached after several slots folded keeps the count in its reason', () => {
+  // Steps far apart: the point leader step comes a day and a half after the first slot.
+  const policy = shortPolicy({
+    stayDays: 10,
+    missedCheckSteps: [
+      { level: 'reminder', afterMs: 0 },
+      { level: 'point_leader', afterMs: 1.5 * DAY },
+    ],
+  });
+  const w = new World(policy, undefined, false, true);
+  for (let i = 0; i < 20 && w.state.phase !== 'OBSERVATION'; i++) w.settle();
+  const start = Date.parse(w.state.stayStart!);
+  while (w.now < start + 3 * DAY) w.drive();
+  const [esc, ...more] = missedEscalations(w);
+  expect(more).toEqual([]);
+  expect(esc!.level).toBe('point_leader');
+  expect(esc!.reason).toMatch(/^\d+ health checks missed since /);
 });

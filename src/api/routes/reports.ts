@@ -4,7 +4,7 @@ import type { Response } from 'express';
 import { z } from 'zod';
 
 import { zoneOffsetMs } from '../../domain/schedule';
-import { cases, escalations, hotels, rooms, samples } from '../../db/schema';
+import { caseEvents, cases, escalations, hotels, rooms, samples } from '../../db/schema';
 import { rowsOf } from '../../integrations/hotel';
 import type { ApiKey } from '../auth';
 import type { ApiContext } from '../context';
@@ -112,7 +112,7 @@ async function buildReport(app: ApiContext, key: ApiKey, date: string, hotelId?:
   let waitingForRoom = 0;
   const totalExceptions: Record<string, number> = {};
   if (ids.length) {
-    const [roomCounts, caseCounts, sampleCounts, escalationCounts] = await Promise.all([
+    const [roomCounts, caseCounts, sampleCounts, escalationCounts, foldedMisses] = await Promise.all([
       app.db
         .select({ hotelId: rooms.hotelId, n: sql<number>`count(*)`.mapWith(Number) })
         .from(rooms)
@@ -164,6 +164,14 @@ async function buildReport(app: ApiContext, key: ApiKey, date: string, hotelId?:
           ),
         )
         .groupBy(sql`1`, escalations.kind),
+      // Slots missed while the person's missed-check escalation was already open: counted in it,
+      // recorded as check_missed events (the first of a run opened the escalation, counted above).
+      app.db
+        .select({ hotelId: cases.hotelId, n: sql<number>`count(*)`.mapWith(Number) })
+        .from(caseEvents)
+        .innerJoin(cases, eq(cases.caseNo, caseEvents.caseNo))
+        .where(and(sql`${caseEvents.kind} = 'check_missed'`, inDay(caseEvents.at), inArray(cases.hotelId, ids)))
+        .groupBy(cases.hotelId),
     ]);
     for (const r of roomCounts) byHotel.get(r.hotelId)!.rooms = r.n;
     for (const r of caseCounts) {
@@ -192,6 +200,10 @@ async function buildReport(app: ApiContext, key: ApiKey, date: string, hotelId?:
       if (r.kind === 'fever') h.fevers += r.n;
       else if (r.kind === 'missed_check') h.missedChecks += r.n;
       else h.otherExceptions += r.n;
+    }
+    for (const r of foldedMisses) {
+      const h = r.hotelId ? byHotel.get(r.hotelId) : undefined;
+      if (h) h.missedChecks += r.n;
     }
   }
   const hotelsOut = hotelRows.map((h) => {

@@ -134,7 +134,7 @@ class Draft {
   addTask(
     kind: TaskKind,
     id: string,
-    opts: Partial<Pick<Task, 'subject' | 'terminal' | 'closing'>> = {},
+    opts: Partial<Pick<Task, 'subject' | 'terminal' | 'closing' | 'repeat'>> = {},
     dueAt = this.now,
   ): Task {
     const existing = this.task(id);
@@ -205,9 +205,17 @@ class Draft {
     this.notify(esc);
   }
 
-  private notify(esc: CaseEscalation): void {
+  private notify(esc: CaseEscalation, repeat?: number): void {
     esc.notices++;
-    this.addTask('notify', `notify:${esc.id}:${esc.notices}`, { subject: esc.id });
+    this.addTask('notify', `notify:${esc.id}:${esc.notices}`, { subject: esc.id, ...(repeat ? { repeat } : {}) });
+  }
+
+  /** The escalation is still open and still true: tell its level again (a reminder, numbered). */
+  remind(esc: CaseEscalation, reason: string, repeat: number): void {
+    if (esc.status !== 'open') return;
+    esc.reason = reason;
+    this.touchEscalation(esc.id);
+    this.notify(esc, repeat);
   }
 
   /**
@@ -1649,9 +1657,14 @@ function missedChecks(d: Draft): void {
       // The person's chain is still open: this slot is one more in it, not a new escalation.
       const esc = d.escalation(open.escalationId)!;
       open.missed = (open.missed ?? 1) + 1;
-      esc.reason = `${open.missed} health checks missed since ${open.slotAt}`;
-      d.touchEscalation(esc.id);
       d.record('check_missed', SYSTEM_ACTOR, { escalationId: esc.id, slotAt: iso(slot), missed: open.missed });
+      // Each further policy day of slots missed, whoever holds it now hears it again.
+      const perDay = Math.max(1, policy.checkTimes.length);
+      if ((open.missed - 1) % perDay === 0) d.remind(esc, foldedReason(open), (open.missed - 1) / perDay);
+      else {
+        esc.reason = foldedReason(open);
+        d.touchEscalation(esc.id);
+      }
     } else {
       const first = policy.missedCheckSteps[0];
       const esc = d.openEscalation('missed_check', first?.level ?? 'nurse', `Health check due ${iso(slot)} missed`);
@@ -1666,6 +1679,10 @@ function missedChecks(d: Draft): void {
     slot = s.currentSlot ? ms(s.currentSlot) : undefined;
   }
   for (const chain of s.missedChains) {
+    if (d.ctx.foldMissedChecks) {
+      climbFolded(d, chain);
+      continue;
+    }
     for (;;) {
       const next = policy.missedCheckSteps[chain.step + 1];
       if (!next || d.now < ms(chain.slotAt) + policy.checkWindowAfterMs + next.afterMs) break;
@@ -1675,6 +1692,31 @@ function missedChecks(d: Draft): void {
         d.raiseEscalation(esc, next.level, `Health check due ${chain.slotAt} still missing`);
     }
   }
+}
+
+/**
+ * A folded chain climbs to the last step whose time has passed under the rules in force now: a
+ * directive that changed the steps while the chain was open (fewer steps, other levels) moves it
+ * to where those rules put it, never back down. Skipped steps are one notice, at the level reached.
+ */
+function climbFolded(d: Draft, chain: MissedChain): void {
+  const { policy } = d;
+  const esc = d.escalation(chain.escalationId);
+  if (!esc || esc.status !== 'open') return;
+  const steps = policy.missedCheckSteps;
+  const since = ms(chain.slotAt) + policy.checkWindowAfterMs;
+  let target = -1;
+  for (let i = 0; i < steps.length; i++) if (d.now >= since + steps[i]!.afterMs) target = i;
+  if (target < 0 || target < chain.step) return;
+  const level = steps[target]!.level;
+  if (target === chain.step && level === esc.level) return;
+  chain.step = target;
+  const reason = (chain.missed ?? 1) > 1 ? foldedReason(chain) : `Health check due ${chain.slotAt} still missing`;
+  d.raiseEscalation(esc, level, reason);
+}
+
+function foldedReason(chain: MissedChain): string {
+  return `${chain.missed ?? 1} health checks missed since ${chain.slotAt}`;
 }
 
 /** The person's missed-check chain whose escalation is still open (folded chains: at most one). */
@@ -1805,6 +1847,12 @@ export function nextWakeAt(s: CaseState, ctx: CaseContext, now: number): number 
       const firstStepMs = policy.checkWindowAfterMs + (policy.missedCheckSteps[0]?.afterMs ?? 0);
       if (s.currentSlot) due.push(ms(s.currentSlot) + firstStepMs);
       for (const chain of s.missedChains) {
+        if (ctx.foldMissedChecks) {
+          // Every step still ahead under the rules in force now (climbFolded picks the level).
+          for (const step of policy.missedCheckSteps.slice(chain.step))
+            due.push(ms(chain.slotAt) + policy.checkWindowAfterMs + step.afterMs);
+          continue;
+        }
         const next = policy.missedCheckSteps[chain.step + 1];
         if (next) due.push(ms(chain.slotAt) + policy.checkWindowAfterMs + next.afterMs);
       }

@@ -147,6 +147,11 @@ export interface Task {
   escalationId?: string;
   /** Part of closing the case: the case is not finished until it is done or waived. */
   closing?: boolean;
+  /**
+   * notify: a reminder at the escalation's current level (a folded missed-check chain, once a
+   * policy day of further slots is missed), not a new level: its own notice, not a repeat of one.
+   */
+  repeat?: number;
   waivedBy?: Actor;
 }
 

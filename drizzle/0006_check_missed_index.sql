@@ -1,0 +1,1 @@
+CREATE INDEX "case_events_check_missed_at" ON "case_events" USING btree ("at") WHERE "case_events"."kind" = 'check_missed';
