@@ -135,3 +135,95 @@ test('folded: a step reached after several slots folded keeps the count in its r
   expect(esc!.level).toBe('point_leader');
   expect(esc!.reason).toMatch(/^\d+ health checks missed since /);
 });
+
+const supervisorActor = { id: 'k-sup', role: 'supervisor' as const, name: 'Supervisor' };
+const reminderTasks = (w: WorldType, id: string) =>
+  w.tasksSeen.filter((t) => t.kind === 'notify' && t.subject === id && t.repeat).map((t) => t.repeat!);
+
+test('folded: more check times by directive mid-chain never reuse a reminder number nor leave a day without one', () => {
+  const w = unchecked(true, 4);
+  const [esc] = missedEscalations(w);
+  const before = reminderTasks(w, esc!.id);
+  expect(before.length).toBeGreaterThanOrEqual(2);
+  const recordsBefore = w.records.length;
+  w.send({
+    type: 'applyPolicy',
+    directiveId: 'D-four-checks',
+    issuedAt: new Date(w.now).toISOString(),
+    policy: { ...w.policy, version: 2, checkTimes: ['06:00', '11:00', '16:00', '21:00'] },
+    reason: 'four checks a day',
+    by: supervisorActor,
+  });
+  const end = w.now + 3 * DAY;
+  while (w.now < end) w.drive();
+  expect(missedEscalations(w).filter((e) => e.status === 'open')).toHaveLength(1);
+  const all = reminderTasks(w, esc!.id);
+  // Numbered 1, 2, 3, … with no number twice (a number used twice is a notice the activity drops).
+  expect(all).toEqual(all.map((_, i) => i + 1));
+  // A reminder for every day of slots (four now) missed since the directive.
+  const foldedSince = w.records.slice(recordsBefore).filter((r) => r.kind === 'check_missed').length;
+  expect(foldedSince).toBeGreaterThanOrEqual(8);
+  expect(all.length - before.length).toBeGreaterThanOrEqual(Math.floor(foldedSince / 4));
+});
+
+test('folded: steps a directive reorders never send the escalation back down to someone already told', () => {
+  const w = unchecked(true, 1);
+  const [esc] = missedEscalations(w);
+  expect(esc!.level).toBe('point_leader');
+  const stepNotices = () => w.tasksSeen.filter((t) => t.kind === 'notify' && t.subject === esc!.id && !t.repeat).length;
+  const told = stepNotices();
+  w.send({
+    type: 'applyPolicy',
+    directiveId: 'D-reorder',
+    issuedAt: new Date(w.now).toISOString(),
+    policy: {
+      ...w.policy,
+      version: 2,
+      missedCheckSteps: [
+        { level: 'reminder', afterMs: 0 },
+        { level: 'nurse', afterMs: 1 },
+        { level: 'nurse', afterMs: 2 },
+      ],
+    },
+    reason: 'nurses only',
+    by: supervisorActor,
+  });
+  w.now += 10;
+  w.send({ type: 'tick' });
+  expect(w.state.escalations.find((e) => e.id === esc!.id)).toMatchObject({ level: 'point_leader', status: 'open' });
+  // No new step notice (a day's reminder at point_leader may fall due meanwhile: that is not one).
+  expect(stepNotices()).toBe(told);
+});
+
+test('folded: a directive that arrives while a slot is overdue but not yet escalated does not drop the slot', () => {
+  // The first step fires half an hour after the window closed; the directive comes in between.
+  const policy = shortPolicy({
+    stayDays: 10,
+    missedCheckSteps: [
+      { level: 'nurse', afterMs: DAY / 48 },
+      { level: 'point_leader', afterMs: DAY / 16 },
+    ],
+  });
+  for (const fold of [true, false]) {
+    const w = new World(policy, undefined, false, fold);
+    for (let i = 0; i < 20 && w.state.phase !== 'OBSERVATION'; i++) w.settle();
+    const slot = Date.parse(w.state.currentSlot!);
+    w.now = slot + policy.checkWindowAfterMs + DAY / 96;
+    w.send({ type: 'tick' });
+    expect(missedEscalations(w)).toEqual([]);
+    w.send({
+      type: 'applyPolicy',
+      directiveId: 'D-longer',
+      issuedAt: new Date(w.now).toISOString(),
+      policy: { ...policy, version: 2, stayDays: 12 },
+      reason: 'longer stay',
+      by: supervisorActor,
+    });
+    w.now = slot + policy.checkWindowAfterMs + DAY / 48;
+    w.send({ type: 'tick' });
+    // Folded: the slot is escalated as due. (Cases from before the patch lost it, as recorded.)
+    expect(missedEscalations(w).map((e) => e.reason)).toEqual(
+      fold ? [`Health check due ${new Date(slot).toISOString()} missed`] : [],
+    );
+  }
+});

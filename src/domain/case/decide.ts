@@ -842,8 +842,12 @@ function onApplyPolicy(
     replanSamples(d, false, 'policy changed');
     stayMoved(d, e.by, 'policy changed');
     if (ACTIVE.includes(s.phase)) {
+      // Folded cases (code with the missed-check-fold patch): the slot being watched is not
+      // dropped; the new rules' next slot from it on is watched, so one overdue now is escalated
+      // by them. (Older cases skipped to the first slot after now, as their histories recorded.)
+      const watched = s.currentSlot ? ms(s.currentSlot) : undefined;
       s.currentSlot = undefined;
-      advanceSlot(d, d.now - 1);
+      advanceSlot(d, (d.ctx.foldMissedChecks && watched !== undefined ? Math.min(watched, d.now) : d.now) - 1);
     }
   }
   const planned = s.samples.filter((x) => !samplesBefore.has(x.sampleId)).map((x) => x.sampleId);
@@ -1658,10 +1662,14 @@ function missedChecks(d: Draft): void {
       const esc = d.escalation(open.escalationId)!;
       open.missed = (open.missed ?? 1) + 1;
       d.record('check_missed', SYSTEM_ACTOR, { escalationId: esc.id, slotAt: iso(slot), missed: open.missed });
-      // Each further policy day of slots missed, whoever holds it now hears it again.
+      // Each further policy day of slots missed (by the check times in force now), whoever holds
+      // it now hears it again: reminders numbered by the chain, so no number is ever used twice.
       const perDay = Math.max(1, policy.checkTimes.length);
-      if ((open.missed - 1) % perDay === 0) d.remind(esc, foldedReason(open), (open.missed - 1) / perDay);
-      else {
+      if (open.missed - (open.remindedAt ?? 1) >= perDay) {
+        open.reminders = (open.reminders ?? 0) + 1;
+        open.remindedAt = open.missed;
+        d.remind(esc, foldedReason(open), open.reminders);
+      } else {
         esc.reason = foldedReason(open);
         d.touchEscalation(esc.id);
       }
@@ -1672,7 +1680,7 @@ function missedChecks(d: Draft): void {
         escalationId: esc.id,
         slotAt: iso(slot),
         step: 0,
-        ...(d.ctx.foldMissedChecks ? { missed: 1 } : {}),
+        ...(d.ctx.foldMissedChecks ? { missed: 1, levels: [esc.level] } : {}),
       });
     }
     advanceSlot(d, slot);
@@ -1710,7 +1718,18 @@ function climbFolded(d: Draft, chain: MissedChain): void {
   if (target < 0 || target < chain.step) return;
   const level = steps[target]!.level;
   if (target === chain.step && level === esc.level) return;
+  const held = chain.levels ?? [esc.level];
+  if (held.includes(level)) {
+    // A level it held before (steps a directive reordered, or repeated): whoever that is was told
+    // once already; the chain moves on without going back down to them.
+    if (target > chain.step) {
+      chain.step = target;
+      d.changed = true;
+    }
+    return;
+  }
   chain.step = target;
+  chain.levels = [...held, level];
   const reason = (chain.missed ?? 1) > 1 ? foldedReason(chain) : `Health check due ${chain.slotAt} still missing`;
   d.raiseEscalation(esc, level, reason);
 }

@@ -216,6 +216,11 @@ export interface MissedChain {
   step: number;
   /** Slots missed in a row while the chain was open, the first included (folded chains only). */
   missed?: number;
+  /** Reminders sent so far, and `missed` when the last one (or the opening) went out (folded chains). */
+  reminders?: number;
+  remindedAt?: number;
+  /** Levels this chain's escalation has held: a notice goes to each once (folded chains). */
+  levels?: import('../types').EscalationLevel[];
 }
 
 export interface Closing {
