@@ -489,6 +489,39 @@ test('missed checks fold: nobody checks a person for days, one escalation climbs
   await maybeRecord('missed-checks-folded', handle);
 });
 
+test('missed checks fold across continue-as-new: the new run carries the rule and the open chain', async () => {
+  const policy = testPolicy({ stayDays: 30, checkTimes: ['08:00', '16:00'] });
+  const handle = await h.startV2({ policy, options: { continueAsNewAtHistoryLength: 60 } });
+  const firstRun = (await handle.describe()).runId;
+  await arrive(handle);
+  // Nobody checks the person; the history grows past 60 events and the case continues as new.
+  await waitFor(async () => (await handle.describe()).runId !== firstRun, 30_000);
+  const continuedAt = await view(handle);
+  const countOf = (v: CaseView) =>
+    Math.max(
+      0,
+      ...v.escalations
+        .filter((e) => e.kind === 'missed_check' && e.status === 'open')
+        .map((e) => Number(/^(\d+) health checks/.exec(e.reason)?.[1] ?? 1)),
+    );
+  // In the new run further slots still fold into the one open escalation (they would open one
+  // each if the rule were lost, and an old case's would fold if it were asked of patched again).
+  const v = await waitView(handle, (x) => countOf(x) >= countOf(continuedAt) + 3, 'more slots folded', 20_000);
+  expect(v.escalations.filter((e) => e.kind === 'missed_check' && e.status === 'open')).toHaveLength(1);
+  const latest = await handle.describe();
+  expect(latest.runId).not.toBe(firstRun);
+  await handle.executeUpdate(cancelUpdate, { args: [{ reason: 'test over', by: supervisor }] });
+  await waitView(handle, (x) => !!x.endedAt, 'ended');
+  // The continued run's history starts from the carried input: replaying it runs that branch.
+  if (process.env.RECORD_HISTORIES === '1') {
+    const history = await h.client.workflow.getHandle(handle.workflowId, latest.runId).fetchHistory();
+    fs.writeFileSync(
+      path.join(HISTORIES, 'v2-missed-checks-continued.history.pb'),
+      temporal.api.history.v1.History.encode(history).finish(),
+    );
+  }
+});
+
 test('every history these tests produced replays against the code that produced it', async () => {
   expect(started.length).toBeGreaterThanOrEqual(5);
   const histories = await Promise.all(
