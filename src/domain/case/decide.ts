@@ -211,11 +211,8 @@ class Draft {
   }
 
   /** The escalation is still open and still true: tell its level again (a reminder, numbered). */
-  remind(esc: CaseEscalation, reason: string, repeat: number): void {
-    if (esc.status !== 'open') return;
-    esc.reason = reason;
-    this.touchEscalation(esc.id);
-    this.notify(esc, repeat);
+  remind(esc: CaseEscalation, repeat: number): void {
+    if (esc.status === 'open') this.notify(esc, repeat);
   }
 
   /**
@@ -1664,14 +1661,13 @@ function missedChecks(d: Draft): void {
       d.record('check_missed', SYSTEM_ACTOR, { escalationId: esc.id, slotAt: iso(slot), missed: open.missed });
       // Each further policy day of slots missed (by the check times in force now), whoever holds
       // it now hears it again: reminders numbered by the chain, so no number is ever used twice.
+      esc.reason = foldedReason(open);
+      d.touchEscalation(esc.id);
       const perDay = Math.max(1, policy.checkTimes.length);
       if (open.missed - (open.remindedAt ?? 1) >= perDay) {
         open.reminders = (open.reminders ?? 0) + 1;
         open.remindedAt = open.missed;
-        d.remind(esc, foldedReason(open), open.reminders);
-      } else {
-        esc.reason = foldedReason(open);
-        d.touchEscalation(esc.id);
+        d.remind(esc, open.reminders);
       }
     } else {
       const first = policy.missedCheckSteps[0];
