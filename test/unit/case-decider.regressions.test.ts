@@ -315,3 +315,18 @@ describe('the waiting list for rooms', () => {
     expect(due).toContain('releaseRoom');
   });
 });
+
+test('a directive that drops the remaining samples and releases in the same step: the samples it dropped were not required (property test, seed 2145882175)', () => {
+  const w = new World();
+  toObservation(w);
+  w.apply({ k: 'wait', ms: 30_000 });
+  w.apply({ k: 'inspection', pass: true, stale: false });
+  // One day, no sampling days, no negatives required: the new rules release at once. Checked by
+  // the invariants on the step (World.send): the samples cancelled as "policy changed" do not
+  // count as planned at release; those closing cancels ("case ended") still would.
+  w.apply({ k: 'directive', stayDays: 1, days: [], negatives: 0, afebrile: false, yellowAge: 65, again: false });
+  expect(w.state.closing?.target).toBe('RELEASED');
+  const dropped = w.state.samples.filter((x) => x.status === 'cancelled');
+  expect(dropped.length).toBeGreaterThan(0);
+  expect(dropped.every((x) => x.cancelReason === 'policy changed')).toBe(true);
+});

@@ -39,7 +39,14 @@ import type {
 } from './model';
 import { TASK_KINDS } from './model';
 import { releaseViolations } from './invariants';
-import { afebrileCheckExpiry, ANTIGEN_REPORTERS, CLOSE_REASONS, samplingSlots, unmetCriteria } from './rules';
+import {
+  afebrileCheckExpiry,
+  ANTIGEN_REPORTERS,
+  CLOSE_REASONS,
+  CLOSING_CANCEL_REASON,
+  samplingSlots,
+  unmetCriteria,
+} from './rules';
 
 const iso = (t: number): string => new Date(t).toISOString();
 const ms = (s: string): number => Date.parse(s);
@@ -1454,7 +1461,7 @@ function startClosing(d: Draft, target: Closing['target'], reason: string, by: A
   // What the case no longer needs (room hunting, intake transport, check-in, orders, inspection):
   // the same judgement that drops a failed task once it is no longer wanted.
   d.dropTask((t) => !stillWanted(s, t));
-  for (const x of s.samples) d.cancelSample(x, 'case ended');
+  for (const x of s.samples) d.cancelSample(x, CLOSING_CANCEL_REASON);
   for (const x of s.escalations) {
     if (!ENDS_WITH_CASE.includes(x.kind)) continue;
     d.closeEscalation(x.id, target === 'RELEASED' && x.kind === 'release_blocked' ? 'released' : 'case_ended', by);

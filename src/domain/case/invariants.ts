@@ -6,7 +6,7 @@
  */
 import { withCaseDefaults, type Policy } from '../policy';
 import { TERMINAL_PHASES } from '../types';
-import { CLOSE_REASONS } from './rules';
+import { CLOSE_REASONS, CLOSING_CANCEL_REASON } from './rules';
 import type { CaseSample, CaseState } from './model';
 
 const ms = (s: string): number => Date.parse(s);
@@ -78,11 +78,15 @@ export function invariantViolations(
   // Released only when every criterion held at the moment of release.
   if (next.closing?.target === 'RELEASED' && prev && prev.closing?.target !== 'RELEASED') {
     // Judged on the state at the moment of release: closing then cancels what was still planned.
+    // (A sample the same step cancelled for another reason, a directive's rules that no longer
+    // want it, was not required at release.)
     const wasPlanned = new Set(prev.samples.filter((x) => x.status === 'planned').map((x) => x.sampleId));
     const atRelease: CaseState = {
       ...next,
       samples: next.samples.map((x) =>
-        wasPlanned.has(x.sampleId) && x.status === 'cancelled' ? { ...x, status: 'planned' } : x,
+        wasPlanned.has(x.sampleId) && x.status === 'cancelled' && x.cancelReason === CLOSING_CANCEL_REASON
+          ? { ...x, status: 'planned' }
+          : x,
       ),
     };
     for (const why of releaseViolations(policy, atRelease, now)) out.push(`released although ${why}`);

@@ -7,6 +7,9 @@ import type { EscalationKind, Role } from '../types';
 import type { CaseCheck, CaseEscalation, CaseSample, CloseReason, InspectionStatus } from './model';
 
 /** Why each kind of escalation may close on its own (besides `resolved` by a person with a note). */
+/** Why closing cancels the samples still planned (a release, hospital transfer or cancel). */
+export const CLOSING_CANCEL_REASON = 'case ended';
+
 export const CLOSE_REASONS: Record<EscalationKind, readonly CloseReason[]> = {
   no_room: ['room_assigned', 'case_ended'],
   late_arrival: ['arrived', 'case_ended'],
