@@ -19,7 +19,7 @@ import { createLogger } from '../../src/log';
 import { createWorker } from '../../src/worker';
 import type { CaseView as CaseState } from '../../src/domain/case/view';
 import { freePort } from '../support/ports';
-import { createHarness, seedReadModel, validTransfer, type Harness, type KeyName } from './harness';
+import { createHarness, type Harness, type KeyName, liveState, seedReadModel, validTransfer } from './harness';
 
 /**
  * The release certificate: a whole stay through the API on the drill clock, then the PDF for the
@@ -59,10 +59,7 @@ afterAll(async () => {
   await h?.close();
 });
 
-async function live(no: string): Promise<CaseState> {
-  const res = await request(h.app).get(`/api/v1/cases/${no}`).set(h.auth('supervisor'));
-  return res.body.state as CaseState;
-}
+const live = (no: string) => liveState<CaseState>(h, no);
 
 async function newKey(body: Record<string, unknown>): Promise<{ Authorization: string }> {
   const res = await request(h.app).post('/api/v1/admin/keys').set('X-Admin-Token', h.adminToken).send(body);

@@ -8,7 +8,7 @@ import { createIntegrations, type Integrations } from '../../src/integrations';
 import { createLogger } from '../../src/log';
 import type { CaseView as CaseState } from '../../src/domain/case/view';
 import { createWorker } from '../../src/worker';
-import { createHarness, seedReadModel, validTransfer, type Harness } from './harness';
+import { createHarness, type Harness, liveState, seedReadModel, validTransfer } from './harness';
 
 /**
  * One case through the API with a real worker, each step by the role that does it in the
@@ -47,12 +47,7 @@ async function newKey(body: Record<string, unknown>): Promise<{ Authorization: s
   return { Authorization: `Bearer ${res.body.key}` };
 }
 
-async function live(caseNo: string): Promise<CaseState> {
-  const res = await request(h.app).get(`/api/v1/cases/${caseNo}`).set(h.auth('supervisor'));
-  expect(res.status).toBe(200);
-  expect(res.body.source).toBe('workflow');
-  return res.body.state as CaseState;
-}
+const live = (caseNo: string) => liveState<CaseState>(h, caseNo);
 
 async function waitFor(caseNo: string, pred: (s: CaseState) => boolean, what: string, ms = 30_000): Promise<CaseState> {
   const deadline = Date.now() + ms;

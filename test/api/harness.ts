@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 
 import type express from 'express';
+import request from 'supertest';
 
 import { createApp, type AppDeps } from '../../src/api/app';
 import { createMetrics, type ApiMetrics } from '../../src/api/metrics';
@@ -14,6 +15,7 @@ import { cases, escalations, hotels, rooms, samples } from '../../src/db/schema'
 import { createLogger } from '../../src/log';
 import { createTestDatabase, type TestDatabase } from '../support/db';
 import { connectTest, testNamespace, uniqueQueue } from '../support/temporal';
+import { waitFor } from '../support/wait';
 
 /** The keys every API test can use: each role, inside and outside the seeded jurisdiction. */
 export const KEY_SPECS = {
@@ -279,4 +281,22 @@ export async function seedReadModel(db: Db, now = new Date()): Promise<{ caseNos
     },
   ]);
   return { caseNos: rows.map((r) => r.caseNo) };
+}
+
+/**
+ * The live case from its workflow, as a supervisor sees it. When the query misses the API's
+ * deadline (a loaded CI box) the API answers from the read model with `state: null` and source
+ * "read-model", its documented fallback; this asks again until the workflow answers.
+ */
+export async function liveState<T>(h: Harness, caseNo: string, ms = 30_000): Promise<T> {
+  return waitFor(
+    `the live view of ${caseNo}`,
+    async () => {
+      const res = await request(h.app).get(`/api/v1/cases/${caseNo}`).set(h.auth('supervisor'));
+      if (res.status !== 200) throw new Error(`GET /cases/${caseNo}: ${res.status} ${JSON.stringify(res.body)}`);
+      return res.body.source === 'workflow' ? (res.body.state as T) : undefined;
+    },
+    ms,
+    250,
+  );
 }

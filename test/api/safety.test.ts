@@ -10,7 +10,7 @@ import type { CaseView } from '../../src/domain/case/view';
 import { createIntegrations, type Integrations } from '../../src/integrations';
 import { createLogger } from '../../src/log';
 import { createWorker } from '../../src/worker';
-import { createHarness, validTransfer, type Harness } from './harness';
+import { createHarness, type Harness, liveState, validTransfer } from './harness';
 
 /**
  * Issue 9's defects, each driven through the public API against a real worker and dev server,
@@ -84,11 +84,7 @@ beforeAll(async () => {
   labKey = await newKey({ name: 'Simulated lab', role: 'lab', orgId: 'SIM-LAB' });
 });
 
-async function live(caseNo: string): Promise<CaseView> {
-  const res = await request(h.app).get(`/api/v1/cases/${caseNo}`).set(h.auth('supervisor'));
-  expect(res.status).toBe(200);
-  return res.body.state as CaseView;
-}
+const live = (caseNo: string) => liveState<CaseView>(h, caseNo);
 async function waitFor(caseNo: string, pred: (s: CaseView) => boolean, what: string, ms = 40_000): Promise<CaseView> {
   const deadline = Date.now() + ms;
   let s: CaseView | undefined;
