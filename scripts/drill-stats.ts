@@ -25,7 +25,11 @@ export interface DayStats {
   cpu: {
     machinePct: number;
     processPct: number;
-    /** Of the machine, by process: temporal (the server), postgres, drill (this process: API, worker, actors), other. */
+    /**
+     * Of the machine, by process: temporal (the server), postgres, drill (this process: the API
+     * and the actors, and the worker unless it runs apart), worker (when it runs in a process of
+     * its own), other.
+     */
     byProcess?: Record<string, number>;
   };
   /** Workflow-task latencies (ms) from the worker's metrics: waiting for a worker, and running. */
@@ -48,7 +52,7 @@ function machineTicks(): { busy: number; total: number } | undefined {
 }
 
 /** CPU ticks (user + system, 1/100 s) used so far by each group of processes (see DayStats.cpu). */
-export function processTicks(): Map<string, number> | undefined {
+export function processTicks(named: ReadonlyMap<number, string> = new Map()): Map<string, number> | undefined {
   const out = new Map<string, number>();
   let dirs: string[];
   try {
@@ -69,13 +73,14 @@ export function processTicks(): Map<string, number> | undefined {
     const ticks = Number(f[11]) + Number(f[12]);
     if (!Number.isFinite(ticks)) continue;
     const group =
-      Number(d) === process.pid
+      named.get(Number(d)) ??
+      (Number(d) === process.pid
         ? 'drill'
         : comm.startsWith('temporal')
           ? 'temporal'
           : comm.startsWith('postgres')
             ? 'postgres'
-            : 'other';
+            : 'other');
     out.set(group, (out.get(group) ?? 0) + ticks);
   }
   return out;
@@ -114,12 +119,18 @@ export class DayRecorder {
   private day = 0;
   private ticks = machineTicks();
   private cpu = process.cpuUsage();
-  private procs = processTicks();
+  private procs: Map<string, number> | undefined;
   private wall = Date.now();
   private histos: { s2s?: Buckets; exec?: Buckets } = {};
   readonly days: DayStats[] = [];
 
-  constructor(private readonly metricsUrl?: string) {}
+  /** `named`: processes counted apart from the rest, by pid (the drill's own worker). */
+  constructor(
+    private readonly metricsUrl?: string,
+    private readonly named: ReadonlyMap<number, string> = new Map(),
+  ) {
+    this.procs = processTicks(named);
+  }
 
   record(call: ApiCall): void {
     this.calls.push(call);
@@ -157,11 +168,11 @@ export class DayRecorder {
     const usedUs = cpu.user - this.cpu.user + (cpu.system - this.cpu.system);
     // Of the whole machine, like machinePct.
     const processPct = wallUs > 0 ? Math.round((100 * usedUs) / wallUs / os.cpus().length) : 0;
-    const procs = processTicks();
+    const procs = processTicks(this.named);
     let byProcess: Record<string, number> | undefined;
     if (procs && this.procs && wallUs > 0) {
       byProcess = {};
-      for (const g of ['temporal', 'postgres', 'drill', 'other']) {
+      for (const g of ['temporal', 'postgres', 'drill', ...new Set(this.named.values()), 'other']) {
         // Ticks are 1/100 s; a process that ended meanwhile takes its ticks with it (never below 0).
         const used = Math.max(0, (procs.get(g) ?? 0) - (this.procs.get(g) ?? 0)) * 10_000;
         byProcess[g] = Math.round((100 * used) / wallUs / os.cpus().length);

@@ -1,8 +1,9 @@
 /**
  * `npm run drill`: a time-compressed rehearsal of a quarantine wave.
  *
- * Brings up the whole system in this process (Temporal dev server unless --temporal-address,
- * Postgres database shaodian_drill unless --database-url, worker, API) with the drill
+ * Brings up the whole system (Temporal dev server unless --temporal-address, Postgres database
+ * shaodian_drill unless --database-url, API in this process, the worker in a process of its own,
+ * scripts/drill-worker.ts, unless --worker-in-process or --pglite) with the drill
  * policy (a day of --day-seconds) and the simulators calling back (transport, lab with a
  * positive rate, community with failing homes), seeds the 21 demo hotels, and then plays
  * every human role through the public API:
@@ -23,6 +24,7 @@
  * The drill reads the read model directly to see what is due (what the dashboard shows);
  * every action goes through the API.
  */
+import { fork, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -183,7 +185,51 @@ export interface DrillSystem {
   client: Client;
   namespace: string;
   runtime: Runtime;
+  /** The worker's process when it runs apart (`workerProcess`), for the CPU split. */
+  workerPid?: number;
+  /** The worker's SDK metrics (Prometheus text) when it runs apart. */
+  workerMetricsUrl?: string;
   stop(): Promise<void>;
+}
+
+/**
+ * Starts scripts/drill-worker.ts as a child with `env` and waits until its worker runs. The child
+ * stops when asked, and by itself when this process goes away (its IPC channel closes).
+ */
+async function startWorkerProcess(
+  env: Record<string, string | undefined>,
+): Promise<{ child: ChildProcess; pid: number }> {
+  const child = fork(path.join(__dirname, 'drill-worker.ts'), [], {
+    env: env as NodeJS.ProcessEnv,
+    execArgv: ['--import', 'tsx'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const pid = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('the drill worker did not start within 120 s')), 120_000);
+    child.on('message', (m: { type?: string; pid?: number; error?: string }) => {
+      if (m.type === 'ready') {
+        clearTimeout(timer);
+        resolve(m.pid!);
+      } else if (m.type === 'failed') {
+        clearTimeout(timer);
+        reject(new Error(`the drill worker failed to start: ${m.error}`));
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`the drill worker exited (${code}) before it was ready`));
+    });
+  });
+  return { child, pid };
+}
+
+async function stopWorkerProcess(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.send({ type: 'stop' });
+  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+  await exited;
+  clearTimeout(timer);
 }
 
 /**
@@ -194,6 +240,7 @@ export async function startDrillSystem(
   o: DrillOptions,
   env: Record<string, string | undefined>,
   log: Logger,
+  opts: { workerProcess?: boolean } = {},
 ): Promise<DrillSystem> {
   const port = await freePort();
   const config = loadConfig({
@@ -206,7 +253,31 @@ export async function startDrillSystem(
       : { TEMPORAL_DEV_PORT: String(await freePort()), TEMPORAL_UI_PORT: String(await freePort()) }),
     TEMPORAL_DEV_HEADLESS: 'true',
   });
-  const runtime = await startRuntime(config, { worker: true, api: true, devServer: true }, log);
+  // The worker apart needs a database both processes can open (not the embedded one).
+  const apart = opts.workerProcess === true && !!config.DATABASE_URL;
+  const runtime = await startRuntime(config, { worker: !apart, api: true, devServer: true }, log);
+  let worker: { child: ChildProcess; pid: number } | undefined;
+  let workerMetricsUrl: string | undefined;
+  if (apart) {
+    const metricsPort = await freePort();
+    workerMetricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
+    try {
+      worker = await startWorkerProcess({
+        ...env,
+        ...drillEnv(o),
+        // The same dev server, database and data directory (its codec key) as the API.
+        TEMPORAL_ADDRESS: runtime.temporalAddress,
+        DATABASE_URL: config.DATABASE_URL,
+        DATA_DIR: config.dataDir,
+        // The simulators post their results back to this process's API.
+        SIMULATOR_CALLBACK_URL: runtime.apiUrl,
+        DRILL_WORKER_METRICS_PORT: String(metricsPort),
+      });
+    } catch (err) {
+      await runtime.stop();
+      throw err;
+    }
+  }
   // The drill watches the read model as an observer, on a pool of its own: the API's database
   // breaker (which refuses calls for a moment when a ping is slow on a saturated box) is for
   // the API's callers, not for the referee. The embedded database has one owner: shared.
@@ -224,7 +295,10 @@ export async function startDrillSystem(
     client,
     namespace: config.TEMPORAL_NAMESPACE,
     runtime,
+    workerPid: worker?.pid,
+    workerMetricsUrl,
     async stop() {
+      if (worker) await stopWorkerProcess(worker.child);
       await connection.close();
       await observer?.close();
       await runtime.stop();
@@ -257,7 +331,10 @@ export async function runDrill(
   opts: { metricsUrl?: string } = {},
 ): Promise<DrillReport> {
   const started = Date.now();
-  const recorder = new DayRecorder(opts.metricsUrl);
+  const recorder = new DayRecorder(
+    sys.workerMetricsUrl ?? opts.metricsUrl,
+    new Map(sys.workerPid ? [[sys.workerPid, 'worker']] : []),
+  );
   ApiClient.onCall = (c) => recorder.record(c);
   const dayMs = o.daySeconds * 1000;
   const policy: Policy = drillPolicy(dayMs);
@@ -979,6 +1056,7 @@ function parseFlags(argv: string[]): {
   temporalAddress?: string;
   keepDb: boolean;
   pglite: boolean;
+  workerProcess: boolean;
   out?: string;
 } {
   const o = { ...defaultDrillOptions };
@@ -986,6 +1064,7 @@ function parseFlags(argv: string[]): {
   let temporalAddress: string | undefined;
   let keepDb = false;
   let pglite = false;
+  let workerProcess = true;
   let out: string | undefined;
   const numeric: Record<string, keyof DrillOptions> = {
     people: 'people',
@@ -1012,10 +1091,12 @@ function parseFlags(argv: string[]): {
     else if (flag === 'temporal-address') temporalAddress = value();
     else if (flag === 'keep-db') keepDb = true;
     else if (flag === 'pglite') pglite = true;
+    else if (flag === 'worker-process') workerProcess = true;
+    else if (flag === 'worker-in-process') workerProcess = false;
     else if (flag === 'out') out = value();
     else throw new Error(`unknown flag --${flag}`);
   }
-  return { o, databaseUrl, temporalAddress, keepDb, pglite, out };
+  return { o, databaseUrl, temporalAddress, keepDb, pglite, workerProcess, out };
 }
 
 async function recreate(url: string, drop = false): Promise<void> {
@@ -1101,6 +1182,7 @@ async function main(): Promise<void> {
       LOG_LEVEL: 'warn',
     },
     log,
+    { workerProcess: flags.workerProcess },
   );
   let report: DrillReport | undefined;
   try {

@@ -17,6 +17,18 @@ test('CPU this process burns is counted under drill', () => {
   for (const g of after.keys()) expect(['temporal', 'postgres', 'drill', 'other']).toContain(g);
 });
 
+test('a process named by pid is counted under its name, not under drill', () => {
+  const named = new Map([[process.pid, 'worker']]);
+  const before = processTicks(named)!;
+  const until = Date.now() + 400;
+  let x = 0;
+  while (Date.now() < until) x += Math.sqrt(x + 1);
+  expect(x).toBeGreaterThan(0);
+  const after = processTicks(named)!;
+  expect(after.get('worker')! - before.get('worker')!).toBeGreaterThanOrEqual(10);
+  expect(after.has('drill')).toBe(false);
+});
+
 test('a day line names each group of processes', () => {
   const line = formatDay({
     day: 3,
