@@ -169,25 +169,30 @@ export class ApiClient {
     return this.send<T>('GET', path);
   }
 
-  post<T>(path: string, body: unknown): Promise<T> {
-    return this.send<T>('POST', path, body);
+  post<T>(path: string, body: unknown, headers: Record<string, string> = {}): Promise<T> {
+    return this.send<T>('POST', path, body, headers);
   }
 
   /**
    * A reused keep-alive socket the server has just closed fails with ECONNRESET / "socket
    * hang up"; every call the bench and the drill make is idempotent, so it is sent once more.
    */
-  private async send<T>(method: string, path: string, body?: unknown): Promise<T> {
+  private async send<T>(
+    method: string,
+    path: string,
+    body?: unknown,
+    headers: Record<string, string> = {},
+  ): Promise<T> {
     try {
-      return await this.sendOnce<T>(method, path, body);
+      return await this.sendOnce<T>(method, path, body, headers);
     } catch (err) {
       const code = (err as { code?: string }).code;
       if (code !== 'ECONNRESET' && !/socket hang up/.test((err as Error).message)) throw err;
-      return this.sendOnce<T>(method, path, body);
+      return this.sendOnce<T>(method, path, body, headers);
     }
   }
 
-  private sendOnce<T>(method: string, path: string, body?: unknown): Promise<T> {
+  private sendOnce<T>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<T> {
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     const t0 = Date.now();
     const note = (status: number, text: string) => {
@@ -206,6 +211,7 @@ export class ApiClient {
           agent: ApiClient.agent,
           timeout: 60_000,
           headers: {
+            ...headers,
             authorization: `Bearer ${this.key}`,
             ...(payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {}),
           },

@@ -160,8 +160,21 @@ export interface DrillReport {
   targets: { name: string; met: boolean; detail: string }[];
   arrivalsReported: number;
   roomsDisinfected: number;
+  /** Supervisor commands sent again (same Idempotency-Key) after a 503 or a 504. */
+  commandRetries: number;
   wallSeconds: number;
   violations: string[];
+}
+
+/** A problem document's title and detail (what a person reads), or the start of the body. */
+function problemDetail(body: string): string {
+  try {
+    const p = JSON.parse(body) as { title?: string; detail?: string };
+    if (p.title || p.detail) return `${p.title ?? ''}: ${p.detail ?? ''}`.slice(0, 400);
+  } catch {
+    // not JSON
+  }
+  return body.slice(0, 200);
 }
 
 // ---------------------------------------------------------------- randomness
@@ -201,7 +214,8 @@ async function startWorkerProcess(
 ): Promise<{ child: ChildProcess; pid: number }> {
   const child = fork(path.join(__dirname, 'drill-worker.ts'), [], {
     env: env as NodeJS.ProcessEnv,
-    execArgv: ['--import', 'tsx'],
+    // DRILL_WORKER_NODE_ARGS: extra flags for the worker's Node, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
+    execArgv: ['--import', 'tsx', ...(env.DRILL_WORKER_NODE_ARGS ?? '').split(' ').filter(Boolean)],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   const pid = await new Promise<number>((resolve, reject) => {
@@ -409,6 +423,7 @@ export async function runDrill(
     failedInspectionsSeen: 0,
     addressRefused: 0,
     addressUnanswered: 0,
+    commandRetries: 0,
     escalationsByKind: {},
     missedSlots: 0,
     peakOccupancy: { rooms: 0, activeCases: 0, totalRooms: 0 },
@@ -429,7 +444,28 @@ export async function runDrill(
   const apiError = (what: string, err: unknown) => {
     // 409s are expected races (a case ended between looking and acting); others are worth a line.
     if (err instanceof HttpError && err.status === 409) return;
-    log(`${what}: ${(err as Error).message.slice(0, 200)}`);
+    log(
+      `${what}: ${err instanceof HttpError ? `HTTP ${err.status} ${problemDetail(err.body)}` : (err as Error).message.slice(0, 200)}`,
+    );
+  };
+  /**
+   * A supervisor's command as a person at a desk sends it: with an Idempotency-Key, and sent again
+   * with the same key when the API answers 503 (not sent) or 504 (outcome unknown), as its problem
+   * document asks, until it is answered or the drill ends. Applied at most once either way.
+   */
+  const command = async <T>(client: ApiClient, path: string, body: unknown): Promise<T> => {
+    const headers = { 'Idempotency-Key': crypto.randomUUID() };
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await client.post<T>(path, body, headers);
+      } catch (err) {
+        if (!(err instanceof HttpError) || (err.status !== 503 && err.status !== 504) || stop || attempt >= 20)
+          throw err;
+        report.commandRetries++;
+        apiError(`${path} (attempt ${attempt}, sent again with the same key)`, err);
+        await sleep(Math.max(1000, dayMs / 10));
+      }
+    }
   };
 
   let stop = false;
@@ -585,13 +621,13 @@ export async function runDrill(
         try {
           // Every other case stays longer in the hotel before moving to the new address.
           if (p.i % 2 === 1) {
-            await supervisor.post(`/api/v1/cases/${e.case_no}/extend`, {
+            await command(supervisor, `/api/v1/cases/${e.case_no}/extend`, {
               days: 2,
               reason: 'home not single-occupancy',
             });
             report.extended++;
           }
-          await supervisor.post(`/api/v1/cases/${e.case_no}/address`, {
+          await command(supervisor, `/api/v1/cases/${e.case_no}/address`, {
             address: `${p.i} Drill Lane, single flat`,
             reason: 'family arranged a single-occupancy flat',
           });
@@ -606,9 +642,9 @@ export async function runDrill(
         // The doctor has seen the person and resolves it, saying so (the extra sample decides what
         // happens next); an acknowledgement alone would hold release, as a red escalation should.
         handled.add(e.id);
-        await supervisor
-          .post(`/api/v1/escalations/${e.id}/resolve`, { note: 'seen by the doctor; extra sample taken' })
-          .catch((err: unknown) => apiError(`resolve ${e.id}`, err));
+        await command(supervisor, `/api/v1/escalations/${e.id}/resolve`, {
+          note: 'seen by the doctor; extra sample taken',
+        }).catch((err: unknown) => apiError(`resolve ${e.id}`, err));
       }
     });
   });
@@ -1125,6 +1161,7 @@ export function printReport(r: DrillReport): void {
     `  peak occupancy        ${r.peakOccupancy.rooms} of ${r.peakOccupancy.totalRooms} rooms, ${r.peakOccupancy.activeCases} active cases`,
     `  health checks         ${r.checks.recorded} recorded, ${r.checks.skipped} skipped on purpose, ${r.checks.failedToRecord} refused, ${r.checks.afterEnd} after the case ended, ${r.checks.fevers} fevers`,
     `  arrivals at the desk  ${r.arrivalsReported}; rooms disinfected ${r.roomsDisinfected}`,
+    `  supervisor commands   ${r.commandRetries} sent again with the same key after a 503 or 504`,
     `  escalations by kind   ${Object.entries(r.escalationsByKind)
       .map(([k, n]) => `${k} ${n}`)
       .join(', ')}`,
