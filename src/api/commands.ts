@@ -83,7 +83,10 @@ export async function sendCommand<R, T extends object>(
     return await app.ops.update(caseNo, def, input, { updateId: updateIdFor(def.name, key, input) });
   } catch (err) {
     if (isTimeout(err)) {
-      app.deps.suspect('worker', `no worker answered a ${def.name} within ${app.config.API_UPDATE_WAIT_MS} ms`);
+      // A worker that keeps polling is behind (a wave), not gone: the command may still land, and
+      // the next one is sent too. Only a timeout while nobody polls marks the worker down.
+      if (!app.deps.workerPolling())
+        app.deps.suspect('worker', `no worker answered a ${def.name} within ${app.config.API_UPDATE_WAIT_MS} ms`);
       throw unknownOutcome(key);
     }
     throw writeFailure(err, caseNo, key);
@@ -184,7 +187,8 @@ export async function sendReportWithAnswer<R, T extends object>(
       }
       sent = true;
       reason = `no worker answered within ${app.config.API_REPORT_WAIT_MS} ms`;
-      app.deps.suspect('worker', reason);
+      // As for commands: behind is not gone (the report is queued below either way).
+      if (!app.deps.workerPolling()) app.deps.suspect('worker', reason);
     }
   }
   // Only the v2 case knows the queued form; an earlier case's report waits for its worker.
