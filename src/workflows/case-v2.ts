@@ -7,6 +7,7 @@ import {
   log,
   patched,
   proxyActivities,
+  proxyLocalActivities,
   setHandler,
   sleep,
   upsertSearchAttributes,
@@ -82,9 +83,10 @@ const notices = proxyActivities<Pick<CaseActivities, 'notifyEscalation'>>({
   retry: { initialInterval: '500 milliseconds', backoffCoefficient: 2, maximumInterval: '30 seconds' },
 });
 /**
- * Read-model writes: an ordinary activity, running beside the loop. (A local activity would save
- * round trips, but one left running while the loop goes on resolves at a different point on
- * replay than it did live, which breaks determinism; and awaiting it would hold alerts behind it.)
+ * Read-model writes as an ordinary activity, running beside the loop: the path of cases started
+ * before LOCAL_RECORDS_PATCH, and the fallback of newer ones while a local write fails. (A local
+ * activity left running while the loop goes on resolves at a different point on replay than it
+ * did live, which breaks determinism: the local write below is awaited by the loop instead.)
  */
 const records = proxyActivities<Pick<CaseActivities, 'recordCase'>>({
   startToCloseTimeout: '30 seconds',
@@ -92,11 +94,27 @@ const records = proxyActivities<Pick<CaseActivities, 'recordCase'>>({
   retry: { initialInterval: '500 milliseconds', backoffCoefficient: 2, maximumInterval: '10 seconds' },
 });
 
+/**
+ * Read-model writes as a local activity awaited by the loop (LOCAL_RECORDS_PATCH): the write runs
+ * inside the workflow task that made the change and leaves one marker in history, instead of an
+ * activity task and a second workflow task per message. Short and tried once: alerts started in
+ * the same task reach the server when the task completes, so a slow or failing write must not hold
+ * them; it falls back to the activity path (LOCAL_WRITE_PAUSE_MS) and the loop goes on.
+ */
+const localRecords = proxyLocalActivities<Pick<CaseActivities, 'recordCase'>>({
+  startToCloseTimeout: '2 seconds',
+  retry: { maximumAttempts: 1 },
+});
+/** After a local write failed, the activity path writes for this long (workflow time). */
+const LOCAL_WRITE_PAUSE_MS = 60_000;
+
 const HISTORY_KEPT = 400;
 /** The waiting list for rooms (src/integrations/hotel.ts reserveInQueue). */
 export const ROOM_QUEUE_PATCH = 'room-waiting-list';
 /** One missed-check escalation per person at a time (CaseContext.foldMissedChecks). */
 export const MISSED_CHECK_FOLD_PATCH = 'missed-check-fold';
+/** The read model written inside the workflow task (localRecords). */
+export const LOCAL_RECORDS_PATCH = 'v2-local-records';
 
 /**
  * One person's quarantine (v2): a thin interpreter around the pure decision core in
@@ -117,6 +135,9 @@ export async function caseWorkflowV2(input: CaseInputV2): Promise<CaseOutcome> {
     roomQueue: patched(ROOM_QUEUE_PATCH),
     foldMissedChecks: input.carried ? input.carried.foldMissedChecks === true : patched(MISSED_CHECK_FOLD_PATCH),
   };
+  // Cases started on code that writes the read model inside the workflow task do so (also after
+  // continuing as new: the path leaves no trace in the state); older ones keep the activity.
+  const localWrites = patched(LOCAL_RECORDS_PATCH);
   const { workflowId } = workflowInfo();
   const caseNo = request.caseNo;
 
@@ -351,13 +372,23 @@ export async function caseWorkflowV2(input: CaseInputV2): Promise<CaseOutcome> {
     }
   }
 
-  // ---- the read model: written beside the loop, one write at a time, never in the alerts' way ----
+  // ---- the read model: one write at a time, never long in the alerts' way ----
   let recording = false;
+  const nothingToWrite = () =>
+    !unrecorded.length && s.version === recordedVersion && !touched.samples.size && !touched.escalations.size;
+  /** A batch that was not written goes back in front of what came since, for the next write. */
+  function keep(events: ChangeRecord[], batch: RecordCaseInput): void {
+    unrecorded = [...events, ...unrecorded];
+    for (const x of batch.samples) touched.samples.add(x.sampleId);
+    for (const x of batch.escalations) touched.escalations.add(x.id);
+    for (const x of batch.checks) touched.checks.add(x.checkId);
+    if (batch.inspection) touched.inspection = true;
+  }
+  /** The activity path: beside the loop (older cases; newer ones while local writes fail). */
   function writeRecords(): void {
-    if (recording) return;
-    const events = unrecorded;
-    if (!events.length && s.version === recordedVersion && !touched.samples.size && !touched.escalations.size) return;
+    if (recording || nothingToWrite()) return;
     recording = true;
+    const events = unrecorded;
     unrecorded = [];
     const batch = recordInput(events);
     const version = s.version;
@@ -367,11 +398,7 @@ export async function caseWorkflowV2(input: CaseInputV2): Promise<CaseOutcome> {
         recordedVersion = version;
       } catch {
         // Postgres away: keep the batch and try again shortly; the case goes on meanwhile.
-        unrecorded = [...events, ...unrecorded];
-        for (const x of batch.samples) touched.samples.add(x.sampleId);
-        for (const x of batch.escalations) touched.escalations.add(x.id);
-        for (const x of batch.checks) touched.checks.add(x.checkId);
-        if (batch.inspection) touched.inspection = true;
+        keep(events, batch);
         log.warn('read model write failed; will retry', { caseNo });
         await sleep('5 seconds');
       } finally {
@@ -379,6 +406,27 @@ export async function caseWorkflowV2(input: CaseInputV2): Promise<CaseOutcome> {
         wake++;
       }
     })();
+  }
+  /**
+   * The local path: awaited by the loop, inside the workflow task (LOCAL_RECORDS_PATCH). A failed
+   * or slow write (over 2 s) hands the batch to the activity path for LOCAL_WRITE_PAUSE_MS.
+   */
+  let localPausedUntil = 0;
+  async function writeRecordsHere(): Promise<void> {
+    if (recording || nothingToWrite()) return;
+    const events = unrecorded;
+    unrecorded = [];
+    const batch = recordInput(events);
+    const version = s.version;
+    try {
+      await localRecords.recordCase(batch);
+      recordedVersion = version;
+    } catch {
+      keep(events, batch);
+      localPausedUntil = Date.now() + LOCAL_WRITE_PAUSE_MS;
+      log.warn('read model write in the workflow task failed; the activity path takes over', { caseNo });
+      writeRecords();
+    }
   }
 
   function recordInput(events: ChangeRecord[]): RecordCaseInput {
@@ -488,7 +536,13 @@ export async function caseWorkflowV2(input: CaseInputV2): Promise<CaseOutcome> {
       const now = Date.now();
       for (const t of dueTasks(s, now)) if (!running.has(t.id)) startTask(t);
       updateSearchAttributes();
-      writeRecords();
+      if (localWrites && !recording && now >= localPausedUntil) {
+        const before = wake;
+        await writeRecordsHere();
+        // Anything that happened while the write ran (a message, a task's outcome) is handled
+        // before the loop waits: go round again.
+        if (wake !== before) continue;
+      } else writeRecords();
 
       const quiet = running.size === 0 && !recording && unrecorded.length === 0;
       if (quiet && isComplete(s, ctx, now)) {

@@ -134,7 +134,53 @@ test('happy path: released on two negatives of samples really taken, read model 
     async () =>
       (await h.db.db.select().from(schema.cases).where(eq(schema.cases.caseNo, v.caseNo)))[0]?.phase === 'RELEASED',
   );
-  await maybeRecord('happy-path-released', handle);
+  // The read model was written inside the workflow tasks (local activities, a marker each), not as
+  // activity tasks: no recordCase activity task in the whole history.
+  const events = (await handle.fetchHistory()).events ?? [];
+  const recordTasks = events.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'recordCase');
+  const markers = events.filter((e) => e.markerRecordedEventAttributes?.markerName === 'core_local_activity');
+  expect(recordTasks).toHaveLength(0);
+  expect(markers.length).toBeGreaterThanOrEqual(5);
+  // (v2-happy-path-released is the same story recorded before LOCAL_RECORDS_PATCH: kept, replayed.)
+  await maybeRecord('local-records-released', handle);
+});
+
+test('a read-model write that fails in the workflow task: the case goes on, the activity path writes it, nothing is lost', async () => {
+  const handle = await h.startV2();
+  const v0 = await arrive(handle);
+  const rowOf = async () => (await h.db.db.select().from(schema.cases).where(eq(schema.cases.caseNo, v0.caseNo)))[0];
+  await waitFor(async () => (await rowOf())?.phase === v0.phase);
+  // Postgres refuses the case's writes for a while (the fault refuses the local write and the
+  // activity's alike).
+  let refused = 0;
+  h.faults.recordCase = () => {
+    refused++;
+    return true;
+  };
+  const reply = await handle.executeUpdate(healthCheckUpdate, {
+    args: [{ checkId: 'chk-while-down', takenAt: now(), temperatureC: 36.7, symptoms: [], by: nurse, key: 'down-1' }],
+  });
+  expect(reply).toBeDefined();
+  await waitFor(async () => refused >= 2);
+  const checksOf = () =>
+    h.db.db
+      .select()
+      .from(schema.healthChecks)
+      .where(eq(schema.healthChecks.caseNo, v0.caseNo))
+      .then((rows) => rows.map((r) => r.id));
+  expect(await checksOf()).not.toContain('chk-while-down');
+  // The case answers meanwhile.
+  expect((await view(handle)).checks.map((c) => c.checkId)).toContain('chk-while-down');
+  // Postgres back: the activity path (retrying every few seconds) writes the kept batch.
+  delete h.faults.recordCase;
+  await waitFor(async () => (await checksOf()).includes('chk-while-down'), 20_000);
+  const live = await view(handle);
+  await waitFor(async () => (await rowOf())?.stateVersion === live.version, 20_000);
+  const events = (await handle.fetchHistory()).events ?? [];
+  expect(events.some((e) => e.markerRecordedEventAttributes?.markerName === 'core_local_activity')).toBe(true);
+  expect(events.some((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'recordCase')).toBe(true);
+  await handle.executeUpdate(cancelUpdate, { args: [{ reason: 'test over', by: supervisor }] });
+  await waitView(handle, (x) => !!x.endedAt, 'ended');
 });
 
 test('a result for a planned, never-ordered sample is refused and counts for nothing', async () => {
