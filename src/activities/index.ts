@@ -5,6 +5,7 @@ import type { PgColumn } from 'drizzle-orm/pg-core';
 import type { Db } from '../db';
 import { addressInspections, caseEvents, cases, escalations, healthChecks, samples } from '../db/schema';
 import { Context } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
 
 import type { Integrations } from '../integrations';
 import type { Handoff } from '../integrations/hotel';
@@ -81,9 +82,51 @@ const idemKey = (workflowId: string, step: string) => `${workflowId}:${step}`;
  * activity_effects (and carry an Idempotency-Key), and records upsert by natural keys.
  * Logs carry ids and counts only.
  */
+/**
+ * A read-model write inside a workflow task (a local activity, case-v2's LOCAL_RECORDS_PATCH) holds
+ * that task, and with it the case's answer and its alerts: it gets LOCAL_WRITE_DEADLINE_MS, and
+ * after one failed or hung, this worker's next ones fail at once for LOCAL_WRITE_COOLDOWN_MS. The
+ * case hands the batch to its activity path, which retries until the database is back.
+ */
+export const LOCAL_WRITE_DEADLINE_MS = 1000;
+export const LOCAL_WRITE_COOLDOWN_MS = 10_000;
+/** Whether this activity runs as a local activity (false when called outside any activity). */
+function inWorkflowTask(): boolean {
+  try {
+    return Context.current().info.isLocal;
+  } catch {
+    return false;
+  }
+}
+
 export function createActivities(deps: ActivityDeps): CaseActivities {
   const { db, integrations: sys } = deps;
   const log = deps.log.child({ component: 'activities' });
+  let localWriteFailedAt = -Infinity;
+  const writeInTask = async (input: RecordCaseInput): Promise<boolean> => {
+    if (Date.now() - localWriteFailedAt < LOCAL_WRITE_COOLDOWN_MS)
+      throw ApplicationFailure.nonRetryable(
+        'the read model failed moments ago: this write goes by the activity path',
+        'ReadModelAway',
+      );
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      return await Promise.race([
+        recordCase(db, input),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () => reject(new Error(`read model: no answer within ${LOCAL_WRITE_DEADLINE_MS} ms`)),
+            LOCAL_WRITE_DEADLINE_MS,
+          );
+        }),
+      ]);
+    } catch (err) {
+      localWriteFailedAt = Date.now();
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
+  };
   const wake = async (handed: Handoff[]) => {
     if (!handed.length) return;
     const signal = deps.wake ?? wakeFromActivity;
@@ -303,7 +346,7 @@ export function createActivities(deps: ActivityDeps): CaseActivities {
     ...createReturnTransferActivity(),
 
     async recordCase(input) {
-      const fresh = await recordCase(db, input);
+      const fresh = inWorkflowTask() ? await writeInTask(input) : await recordCase(db, input);
       log.debug('case recorded', {
         caseNo: input.row.caseNo,
         version: input.row.stateVersion,

@@ -1,7 +1,9 @@
+import { MockActivityEnvironment } from '@temporalio/testing/lib/mocking-activity-environment';
 import { asc, eq } from 'drizzle-orm';
 
-import { createActivities } from '../../src/activities';
+import { createActivities, LOCAL_WRITE_COOLDOWN_MS, LOCAL_WRITE_DEADLINE_MS } from '../../src/activities';
 import type { CaseActivities, CaseEventRecord, CaseRow, RecordCaseInput } from '../../src/activities/types';
+import type { Db } from '../../src/db';
 import { addressInspections, caseEvents, cases, escalations, healthChecks, samples } from '../../src/db/schema';
 import type { Actor, Escalation, Sample } from '../../src/domain/types';
 import { createIntegrations, type Integrations } from '../../src/integrations';
@@ -211,4 +213,31 @@ it('a read model that follows a whole lifecycle ends matching the last state', a
   for (const [v, patch] of steps) await acts.recordCase(input(row('R5', v, patch), [ev(v, String(patch.phase))]));
   expect(await caseRow('R5')).toMatchObject({ phase: 'RELEASED', inspectionStatus: 'passed', stateVersion: 6 });
   expect((await eventsOf('R5')).map((e) => e.kind)).toEqual(steps.map(([, p]) => p.phase));
+});
+
+it('a write inside a workflow task gets a deadline; after one hangs, the next fail at once and the activity path still writes', async () => {
+  // A database that takes every transaction and never answers (a partition).
+  let hanging = true;
+  const db = new Proxy(tdb.db, {
+    get: (target, prop, receiver) =>
+      prop === 'transaction' && hanging ? () => new Promise(() => undefined) : Reflect.get(target, prop, receiver),
+  }) as Db;
+  const local = createActivities({ db, integrations: integ, log: silentLog });
+  const inTask = new MockActivityEnvironment({ isLocal: true });
+  const asActivity = new MockActivityEnvironment({ isLocal: false });
+
+  const t0 = Date.now();
+  await expect(inTask.run(local.recordCase, input(row('R6', 1)))).rejects.toThrow(/no answer within/);
+  const waited = Date.now() - t0;
+  expect(waited).toBeGreaterThanOrEqual(LOCAL_WRITE_DEADLINE_MS - 50);
+  // The next write in a task fails at once, even with the database back, for the cooldown.
+  hanging = false;
+  const t1 = Date.now();
+  await expect(inTask.run(local.recordCase, input(row('R6', 2)))).rejects.toThrow(/activity path/);
+  expect(Date.now() - t1).toBeLessThan(LOCAL_WRITE_DEADLINE_MS);
+  expect(await caseRow('R6')).toBeUndefined();
+  // The activity path is not held back by it: it writes.
+  await asActivity.run(local.recordCase, input(row('R6', 2)));
+  expect((await caseRow('R6'))!.stateVersion).toBe(2);
+  expect(LOCAL_WRITE_COOLDOWN_MS).toBeGreaterThan(LOCAL_WRITE_DEADLINE_MS);
 });
