@@ -68,6 +68,21 @@ const isTimeout = (err: unknown) =>
   (err instanceof Error && /deadline exceeded/i.test(err.message));
 
 /**
+ * An update nobody answered in time says the worker is gone only when work waits on its task
+ * queue and nobody polls it. A worker that keeps polling is behind (a wave), and one whose poll is
+ * parked on an empty queue (its cases are in its cache, their tasks on its own sticky queue) is
+ * there: neither is marked down, so the next command is still sent (504 if it too goes
+ * unanswered). A worker that died leaves its cases' tasks on the queue, unpolled, and the probe
+ * (or this) marks it down within API_WORKER_STALL_MS of them waiting.
+ */
+async function suspectWorker(app: ApiContext, reason: string): Promise<void> {
+  // A fresh look at the queue (the last probe may predate the work this update left there),
+  // waited for briefly: the caller's answer is not held for a slow cluster.
+  await Promise.race([app.deps.probe().catch(() => undefined), new Promise((r) => setTimeout(r, 250).unref())]);
+  if (!app.deps.workerPolling() && app.deps.workerBehindMs() > 0) app.deps.suspect('worker', reason);
+}
+
+/**
  * A supervisor's or staff member's command: sent only when a worker is there to answer it,
  * answered with the case's answer, or 504 "unknown" when none came in time.
  */
@@ -83,10 +98,7 @@ export async function sendCommand<R, T extends object>(
     return await app.ops.update(caseNo, def, input, { updateId: updateIdFor(def.name, key, input) });
   } catch (err) {
     if (isTimeout(err)) {
-      // A worker that keeps polling is behind (a wave), not gone: the command may still land, and
-      // the next one is sent too. Only a timeout while nobody polls marks the worker down.
-      if (!app.deps.workerPolling())
-        app.deps.suspect('worker', `no worker answered a ${def.name} within ${app.config.API_UPDATE_WAIT_MS} ms`);
+      await suspectWorker(app, `no worker answered a ${def.name} within ${app.config.API_UPDATE_WAIT_MS} ms`);
       throw unknownOutcome(key);
     }
     throw writeFailure(err, caseNo, key);
@@ -187,8 +199,7 @@ export async function sendReportWithAnswer<R, T extends object>(
       }
       sent = true;
       reason = `no worker answered within ${app.config.API_REPORT_WAIT_MS} ms`;
-      // As for commands: behind is not gone (the report is queued below either way).
-      if (!app.deps.workerPolling()) app.deps.suspect('worker', reason);
+      await suspectWorker(app, reason);
     }
   }
   // Only the v2 case knows the queued form; an earlier case's report waits for its worker.

@@ -1,7 +1,8 @@
 /**
  * What an unanswered update says about the worker (src/api/commands.ts): a worker that keeps
- * polling is behind (a wave), not gone, so its breaker is not tripped and the next command is
- * still sent; a timeout while nobody polls marks it down, and the next command is not sent (503).
+ * polling is behind (a wave), and one whose poll is parked on an empty queue is there; neither is
+ * marked down and the next command is still sent. A timeout while work waits on the queue and
+ * nobody polls marks it down, and the next command is not sent (503).
  */
 import { WorkflowUpdateRPCTimeoutOrCancelledError } from '@temporalio/client';
 import { defineSignal, defineUpdate } from '@temporalio/workflow';
@@ -14,7 +15,7 @@ const command = defineUpdate<{ ok: boolean }, [{ days: number }]>('changeStay');
 const report = defineUpdate<{ ok: boolean }, [{ checkId: string }]>('healthCheck');
 const queuedReport = defineSignal<[{ checkId: string }]>('healthCheckQueued');
 
-function world(polling: boolean) {
+function world(polling: boolean, behindMs = 0) {
   const suspected: string[] = [];
   const sent = { updates: 0, signals: 0 };
   const app = {
@@ -27,7 +28,7 @@ function world(polling: boolean) {
       probe: async () => undefined,
       suspect: (_name: string, reason: string) => void suspected.push(reason),
       workerPolling: () => polling,
-      workerBehindMs: () => 0,
+      workerBehindMs: () => behindMs,
       worker: {
         get isOpen() {
           return suspected.length > 0;
@@ -62,8 +63,16 @@ test('a command unanswered while the worker keeps polling: 504, and the next com
   expect(w.sent.updates).toBe(2);
 });
 
-test('a command unanswered while nobody polls: 504, the worker is marked down, the next is not sent (503)', async () => {
-  const w = world(false);
+test("a command unanswered while the worker's poll is parked on an empty queue: 504, and the next is sent", async () => {
+  const w = world(false, 0);
+  expect(await statusOf(sendCommand(w.app, 'QC1', command, { days: 1 }, 'k1'))).toBe(504);
+  expect(w.suspected).toEqual([]);
+  expect(await statusOf(sendCommand(w.app, 'QC1', command, { days: 1 }, 'k2'))).toBe(504);
+  expect(w.sent.updates).toBe(2);
+});
+
+test('a command unanswered while work waits and nobody polls: 504, the worker is marked down, the next is not sent (503)', async () => {
+  const w = world(false, 3000);
   expect(await statusOf(sendCommand(w.app, 'QC1', command, { days: 1 }, 'k1'))).toBe(504);
   expect(w.suspected).toHaveLength(1);
   expect(await statusOf(sendCommand(w.app, 'QC1', command, { days: 1 }, 'k2'))).toBe(503);
@@ -78,8 +87,8 @@ test('a report unanswered while the worker keeps polling is queued, and the work
   expect(w.suspected).toEqual([]);
 });
 
-test('a report unanswered while nobody polls is queued, and the worker is marked down', async () => {
-  const w = world(false);
+test('a report unanswered while work waits and nobody polls is queued, and the worker is marked down', async () => {
+  const w = world(false, 500);
   const r = await sendReportWithAnswer(w.app, 'QC1', report, queuedReport, { checkId: 'c1' }, 'k1');
   expect(r.status).toBe('queued');
   expect(w.suspected).toHaveLength(1);
