@@ -143,6 +143,8 @@ export interface DrillReport {
   checks: {
     recorded: number;
     queued: number;
+    /** Queued checks by the reason the API gave (numbers left out). */
+    queuedWhy: Record<string, number>;
     skipped: number;
     /** Refused or unanswered (5xx, timeouts, 400s): what the target counts. */
     failedToRecord: number;
@@ -427,7 +429,7 @@ export async function runDrill(
     escalationsByKind: {},
     missedSlots: 0,
     peakOccupancy: { rooms: 0, activeCases: 0, totalRooms: 0 },
-    checks: { recorded: 0, queued: 0, skipped: 0, failedToRecord: 0, afterEnd: 0, fevers: 0 },
+    checks: { recorded: 0, queued: 0, queuedWhy: {}, skipped: 0, failedToRecord: 0, afterEnd: 0, fevers: 0 },
     days: [],
     checkSeconds: 0,
     targets: [],
@@ -588,7 +590,16 @@ export async function runDrill(
             .then(
               (answer) => {
                 report.checks.recorded++;
-                if ((answer as { status?: string }).status === 'queued') report.checks.queued++;
+                const a = answer as { status?: string; detail?: string };
+                if (a.status === 'queued') {
+                  report.checks.queued++;
+                  // Why it was queued, numbers left out: "no worker answered within N ms", ...
+                  const why = (/^Queued, not yet applied: ([^.]*)/.exec(a.detail ?? '')?.[1] ?? 'unknown').replace(
+                    /\d+/g,
+                    'N',
+                  );
+                  report.checks.queuedWhy[why] = (report.checks.queuedWhy[why] ?? 0) + 1;
+                }
                 if (fever) report.checks.fevers++;
               },
               (err: unknown) => {
@@ -1165,7 +1176,7 @@ export function printReport(r: DrillReport): void {
     `  escalations by kind   ${Object.entries(r.escalationsByKind)
       .map(([k, n]) => `${k} ${n}`)
       .join(', ')}`,
-    `  checks answered       ${r.checks.recorded - r.checks.queued} applied, ${r.checks.queued} queued (202)`,
+    `  checks answered       ${r.checks.recorded - r.checks.queued} applied, ${r.checks.queued} queued (202) ${JSON.stringify(r.checks.queuedWhy)}`,
     `  slots missed          ${r.missedSlots} (skipped on purpose ${r.checks.skipped})`,
     `  invariant check       ${r.checkSeconds} s`,
     ...(r.caseDay
