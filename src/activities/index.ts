@@ -1,4 +1,4 @@
-import { sql, type SQL } from 'drizzle-orm';
+import { and, eq, gt, sql, type SQL } from 'drizzle-orm';
 import { createDirectiveActivities, createReturnTransferActivity } from './directives';
 import type { PgColumn } from 'drizzle-orm/pg-core';
 
@@ -84,34 +84,46 @@ const idemKey = (workflowId: string, step: string) => `${workflowId}:${step}`;
  */
 /**
  * A read-model write inside a workflow task (a local activity, case-v2's LOCAL_RECORDS_PATCH) holds
- * that task, and with it the case's answer and its alerts: it gets LOCAL_WRITE_DEADLINE_MS, and
- * after one failed or hung, this worker's next ones fail at once for LOCAL_WRITE_COOLDOWN_MS. The
- * case hands the batch to its activity path, which retries until the database is back.
+ * that task, and with it the case's answer and its alerts: it gets LOCAL_WRITE_DEADLINE_MS. When
+ * LOCAL_WRITE_FAILURES_AWAY of them in a row failed or hung with no write succeeding since (a
+ * database away, not one slow under load), this worker's next ones fail at once for
+ * LOCAL_WRITE_COOLDOWN_MS. Each case hands a failed batch to its activity path, which retries
+ * until the database is back; a write that succeeds there ends the cooldown.
  */
 export const LOCAL_WRITE_DEADLINE_MS = 1000;
+export const LOCAL_WRITE_FAILURES_AWAY = 3;
 export const LOCAL_WRITE_COOLDOWN_MS = 10_000;
-/** Whether this activity runs as a local activity (false when called outside any activity). */
-function inWorkflowTask(): boolean {
+/**
+ * Whether this is a v2 case's write inside its workflow task (a local activity from
+ * caseWorkflowV2): only those have a path to fall back on. v1's local writes retry as before.
+ */
+function inV2WorkflowTask(): boolean {
   try {
-    return Context.current().info.isLocal;
+    const { info } = Context.current();
+    return info.isLocal && info.workflowType === 'caseWorkflowV2';
   } catch {
-    return false;
+    return false; // called outside any activity
   }
 }
 
 export function createActivities(deps: ActivityDeps): CaseActivities {
   const { db, integrations: sys } = deps;
   const log = deps.log.child({ component: 'activities' });
-  let localWriteFailedAt = -Infinity;
+  const wake = async (handed: Handoff[]) => {
+    if (!handed.length) return;
+    const signal = deps.wake ?? wakeFromActivity;
+    await wakeAll(handed, signal, log);
+  };
+  const local = { failures: 0, lastFailureAt: -Infinity };
   const writeInTask = async (input: RecordCaseInput): Promise<boolean> => {
-    if (Date.now() - localWriteFailedAt < LOCAL_WRITE_COOLDOWN_MS)
+    if (local.failures >= LOCAL_WRITE_FAILURES_AWAY && Date.now() - local.lastFailureAt < LOCAL_WRITE_COOLDOWN_MS)
       throw ApplicationFailure.nonRetryable(
         'the read model failed moments ago: this write goes by the activity path',
         'ReadModelAway',
       );
     let timer: NodeJS.Timeout | undefined;
     try {
-      return await Promise.race([
+      const fresh = await Promise.race([
         recordCase(db, input),
         new Promise<never>((_, reject) => {
           timer = setTimeout(
@@ -120,17 +132,15 @@ export function createActivities(deps: ActivityDeps): CaseActivities {
           );
         }),
       ]);
+      local.failures = 0;
+      return fresh;
     } catch (err) {
-      localWriteFailedAt = Date.now();
+      local.failures++;
+      local.lastFailureAt = Date.now();
       throw err;
     } finally {
       clearTimeout(timer);
     }
-  };
-  const wake = async (handed: Handoff[]) => {
-    if (!handed.length) return;
-    const signal = deps.wake ?? wakeFromActivity;
-    await wakeAll(handed, signal, log);
   };
 
   return {
@@ -346,7 +356,12 @@ export function createActivities(deps: ActivityDeps): CaseActivities {
     ...createReturnTransferActivity(),
 
     async recordCase(input) {
-      const fresh = inWorkflowTask() ? await writeInTask(input) : await recordCase(db, input);
+      let fresh: boolean;
+      if (inV2WorkflowTask()) fresh = await writeInTask(input);
+      else {
+        fresh = await recordCase(db, input);
+        local.failures = 0; // the database answers again: writes in tasks may go on
+      }
       log.debug('case recorded', {
         caseNo: input.row.caseNo,
         version: input.row.stateVersion,
@@ -392,10 +407,14 @@ function caseValues(row: CaseRow) {
 }
 
 /**
- * Writes the read model and the event log in one transaction. The cases row moves only
- * forward (a late retry of an older write changes nothing); events are de-duplicated by
- * (case, seq); detail rows are overwritten only by the newest write and otherwise only
- * filled in where missing. Returns whether this write was the newest.
+ * Writes the read model and the event log in one transaction. The cases row never moves back (a
+ * late retry of an older write changes nothing); a write at the version the row holds replaces it,
+ * so the last write at a version wins: a write made inside a workflow task that never completed
+ * (the worker killed after the write, before the task completed) is replaced by the retried task's
+ * write, which reaches the same version with the true content (times, ids). Events go by (case,
+ * seq): the newest write replaces those it carries and, with `lastSeq`, removes any past it (a
+ * phantom's); an older write only adds missing ones. Detail rows are overwritten only by the newest
+ * write and otherwise only filled in where missing. Returns whether this write was the newest.
  */
 export async function recordCase(db: Db, input: RecordCaseInput): Promise<boolean> {
   const { row } = input;
@@ -413,28 +432,40 @@ export async function recordCase(db: Db, input: RecordCaseInput): Promise<boolea
       .onConflictDoUpdate({
         target: cases.caseNo,
         set: { ...set, updatedAt: sql`now()` },
-        setWhere: sql`${cases.stateVersion} < ${excluded(cases.stateVersion)}`,
+        setWhere: sql`${cases.stateVersion} <= ${excluded(cases.stateVersion)}`,
       })
       .returning({ v: cases.stateVersion });
     const fresh = applied.length > 0;
 
     if (input.events.length > 0) {
-      await tx
-        .insert(caseEvents)
-        .values(
-          input.events.map((e) => ({
-            caseNo: row.caseNo,
-            seq: e.seq,
-            actor: e.actor.id,
-            actorRole: e.actor.role,
-            actorName: e.actor.name ?? null,
-            kind: e.kind,
-            payload: e.payload,
-            at: new Date(e.at),
-          })),
-        )
-        .onConflictDoNothing({ target: [caseEvents.caseNo, caseEvents.seq] });
+      const q = tx.insert(caseEvents).values(
+        input.events.map((e) => ({
+          caseNo: row.caseNo,
+          seq: e.seq,
+          actor: e.actor.id,
+          actorRole: e.actor.role,
+          actorName: e.actor.name ?? null,
+          kind: e.kind,
+          payload: e.payload,
+          at: new Date(e.at),
+        })),
+      );
+      await (fresh
+        ? q.onConflictDoUpdate({
+            target: [caseEvents.caseNo, caseEvents.seq],
+            set: {
+              actor: excluded(caseEvents.actor),
+              actorRole: excluded(caseEvents.actorRole),
+              actorName: excluded(caseEvents.actorName),
+              kind: excluded(caseEvents.kind),
+              payload: excluded(caseEvents.payload),
+              at: excluded(caseEvents.at),
+            },
+          })
+        : q.onConflictDoNothing({ target: [caseEvents.caseNo, caseEvents.seq] }));
     }
+    if (fresh && input.lastSeq !== undefined)
+      await tx.delete(caseEvents).where(and(eq(caseEvents.caseNo, row.caseNo), gt(caseEvents.seq, input.lastSeq)));
 
     if (input.samples.length > 0) {
       const q = tx.insert(samples).values(

@@ -134,6 +134,13 @@ export type EscalationRecord = Escalation & {
 export interface RecordCaseInput {
   row: CaseRow;
   events: CaseEventRecord[];
+  /**
+   * The last event-log sequence number the state holds (v2). A write at a state version another
+   * write already reached replaces that one's events up to it and removes any past it: a write
+   * made inside a workflow task that then never completed (a worker killed) is repaired by the
+   * task's retry, which reaches the same version with the true content.
+   */
+  lastSeq?: number;
   /** Only what changed since the last write. */
   samples: SampleRecord[];
   checks: HealthCheck[];

@@ -194,6 +194,7 @@ export function createDependencyMonitor(opts: DependencyMonitorOptions): Depende
   // The worker's polls are timed by the cluster's clock, so "a poll since it went down" is judged
   // against the newest poll seen before it went down (same clock), not against ours.
   let lastSeenPoll = 0;
+  let lastWorkerProbeAt = -Infinity;
   let pollMark = 0;
   let behindMs = 0;
   let polledLately = false;
@@ -282,8 +283,13 @@ export function createDependencyMonitor(opts: DependencyMonitorOptions): Depende
       // A worker that polled since the last probe is there, however far behind (a wave, a busy
       // host): its commands are sent and wait their turn. Only work waiting while nobody polls
       // says the worker is gone.
-      // Two probes in a row: a worker that stopped leaves one last poll behind it.
-      pollStreak = lastSeenPoll > 0 && lastPoll > lastSeenPoll ? pollStreak + 1 : 0;
+      // Two probes in a row: a worker that stopped leaves one last poll behind it. A probe that
+      // comes hard on the heels of another (one asked for by a timed-out call) proves nothing
+      // either way about polls: it leaves the streak as it is.
+      const t = now();
+      if (lastSeenPoll > 0 && lastPoll > lastSeenPoll) pollStreak++;
+      else if (t - lastWorkerProbeAt >= opts.intervalMs / 2) pollStreak = 0;
+      lastWorkerProbeAt = t;
       const polling = pollStreak >= 2;
       polledLately = polling;
       if (backlog > 0 && backlogAge > opts.workerStallMs && !polling) {

@@ -99,14 +99,15 @@ const records = proxyActivities<Pick<CaseActivities, 'recordCase'>>({
  * inside the workflow task that made the change and leaves one marker in history, instead of an
  * activity task and a second workflow task per message. Short and tried once: alerts started in
  * the same task reach the server when the task completes, so a slow or failing write must not hold
- * them; it falls back to the activity path (LOCAL_WRITE_PAUSE_MS) and the loop goes on.
+ * them; its batch goes to the activity path and the loop goes on (the worker fails these writes
+ * at once while its database is away: LOCAL_WRITE_DEADLINE_MS in src/activities).
  */
 const localRecords = proxyLocalActivities<Pick<CaseActivities, 'recordCase'>>({
   startToCloseTimeout: '2 seconds',
+  // Waiting for a free local-activity slot counts too: a worker full of them does not hold alerts.
+  scheduleToCloseTimeout: '3 seconds',
   retry: { maximumAttempts: 1 },
 });
-/** After a local write failed, the activity path writes for this long (workflow time). */
-const LOCAL_WRITE_PAUSE_MS = 60_000;
 
 const HISTORY_KEPT = 400;
 /** The waiting list for rooms (src/integrations/hotel.ts reserveInQueue). */
@@ -409,9 +410,9 @@ export async function caseWorkflowV2(input: CaseInputV2): Promise<CaseOutcome> {
   }
   /**
    * The local path: awaited by the loop, inside the workflow task (LOCAL_RECORDS_PATCH). A failed
-   * or slow write (over 2 s) hands the batch to the activity path for LOCAL_WRITE_PAUSE_MS.
+   * or slow write hands its batch to the activity path; the loop writes here again once that one
+   * is done (`recording`), so a database that stays away costs one quick refusal per retry.
    */
-  let localPausedUntil = 0;
   async function writeRecordsHere(): Promise<void> {
     if (recording || nothingToWrite()) return;
     const events = unrecorded;
@@ -423,7 +424,6 @@ export async function caseWorkflowV2(input: CaseInputV2): Promise<CaseOutcome> {
       recordedVersion = version;
     } catch {
       keep(events, batch);
-      localPausedUntil = Date.now() + LOCAL_WRITE_PAUSE_MS;
       log.warn('read model write in the workflow task failed; the activity path takes over', { caseNo });
       writeRecords();
     }
@@ -440,6 +440,7 @@ export async function caseWorkflowV2(input: CaseInputV2): Promise<CaseOutcome> {
     touched.checks.clear();
     touched.inspection = false;
     return {
+      lastSeq: s.eventSeq,
       row: {
         caseNo,
         workflowId,
@@ -536,7 +537,7 @@ export async function caseWorkflowV2(input: CaseInputV2): Promise<CaseOutcome> {
       const now = Date.now();
       for (const t of dueTasks(s, now)) if (!running.has(t.id)) startTask(t);
       updateSearchAttributes();
-      if (localWrites && !recording && now >= localPausedUntil) {
+      if (localWrites && !recording) {
         const before = wake;
         await writeRecordsHere();
         // Anything that happened while the write ran (a message, a task's outcome) is handled

@@ -1,7 +1,12 @@
 import { MockActivityEnvironment } from '@temporalio/testing/lib/mocking-activity-environment';
 import { asc, eq } from 'drizzle-orm';
 
-import { createActivities, LOCAL_WRITE_COOLDOWN_MS, LOCAL_WRITE_DEADLINE_MS } from '../../src/activities';
+import {
+  createActivities,
+  LOCAL_WRITE_COOLDOWN_MS,
+  LOCAL_WRITE_DEADLINE_MS,
+  LOCAL_WRITE_FAILURES_AWAY,
+} from '../../src/activities';
 import type { CaseActivities, CaseEventRecord, CaseRow, RecordCaseInput } from '../../src/activities/types';
 import type { Db } from '../../src/db';
 import { addressInspections, caseEvents, cases, escalations, healthChecks, samples } from '../../src/db/schema';
@@ -215,29 +220,85 @@ it('a read model that follows a whole lifecycle ends matching the last state', a
   expect((await eventsOf('R5')).map((e) => e.kind)).toEqual(steps.map(([, p]) => p.phase));
 });
 
-it('a write inside a workflow task gets a deadline; after one hangs, the next fail at once and the activity path still writes', async () => {
+it('a write at a version already written replaces it: a phantom from a task that never completed is repaired by its retry', async () => {
+  // The task that made version 3 wrote inside itself, then its worker died before the task
+  // completed: its content (times, a check nobody will resend) never became the case's.
+  await acts.recordCase({ ...input(row('R8', 2), [ev(1, 'requested'), ev(2, 'room_assigned')]), lastSeq: 2 });
+  const phantomAt = '2024-03-01T05:00:00.000Z';
+  await acts.recordCase({
+    ...input(row('R8', 3, { phase: 'OBSERVATION', arrivedAt: phantomAt }), [
+      { ...ev(3, 'arrived'), at: phantomAt },
+      ev(4, 'health_check'),
+    ]),
+    lastSeq: 4,
+  });
+  // The retried task reaches version 3 too, with the true content and one event fewer.
+  const trueAt = '2024-03-01T05:00:07.000Z';
+  await acts.recordCase({
+    ...input(row('R8', 3, { phase: 'OBSERVATION', arrivedAt: trueAt }), [{ ...ev(3, 'arrived'), at: trueAt }]),
+    lastSeq: 3,
+  });
+  expect((await caseRow('R8'))!.arrivedAt?.toISOString()).toBe(trueAt);
+  const events = await eventsOf('R8');
+  expect(events.map((e) => [e.seq, e.kind, e.at.toISOString()])).toEqual([
+    [1, 'requested', '2024-03-01T00:01:00.000Z'],
+    [2, 'room_assigned', '2024-03-01T00:02:00.000Z'],
+    [3, 'arrived', trueAt],
+  ]);
+  // An older write arriving late still changes nothing and removes nothing.
+  await acts.recordCase({ ...input(row('R8', 2), [ev(2, 'room_assigned')]), lastSeq: 2 });
+  expect((await caseRow('R8'))!.stateVersion).toBe(3);
+  expect((await eventsOf('R8')).map((e) => e.seq)).toEqual([1, 2, 3]);
+});
+
+it('a write inside a workflow task gets a deadline; after some hang in a row, the next fail at once until the activity path writes again', async () => {
   // A database that takes every transaction and never answers (a partition).
   let hanging = true;
   const db = new Proxy(tdb.db, {
     get: (target, prop, receiver) =>
       prop === 'transaction' && hanging ? () => new Promise(() => undefined) : Reflect.get(target, prop, receiver),
   }) as Db;
-  const local = createActivities({ db, integrations: integ, log: silentLog });
-  const inTask = new MockActivityEnvironment({ isLocal: true });
+  const acts2 = createActivities({ db, integrations: integ, log: silentLog });
+  const inTask = new MockActivityEnvironment({ isLocal: true, workflowType: 'caseWorkflowV2' });
   const asActivity = new MockActivityEnvironment({ isLocal: false });
 
-  const t0 = Date.now();
-  await expect(inTask.run(local.recordCase, input(row('R6', 1)))).rejects.toThrow(/no answer within/);
-  const waited = Date.now() - t0;
-  expect(waited).toBeGreaterThanOrEqual(LOCAL_WRITE_DEADLINE_MS - 50);
-  // The next write in a task fails at once, even with the database back, for the cooldown.
+  // Each of the first ones waits out the deadline: slow is not away.
+  for (let i = 0; i < LOCAL_WRITE_FAILURES_AWAY; i++) {
+    const t0 = Date.now();
+    await expect(inTask.run(acts2.recordCase, input(row('R6', 1)))).rejects.toThrow(/no answer within/);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(LOCAL_WRITE_DEADLINE_MS - 50);
+  }
+  // That many in a row: away. The next fails at once, even with the database back.
   hanging = false;
   const t1 = Date.now();
-  await expect(inTask.run(local.recordCase, input(row('R6', 2)))).rejects.toThrow(/activity path/);
+  await expect(inTask.run(acts2.recordCase, input(row('R6', 2)))).rejects.toThrow(/activity path/);
   expect(Date.now() - t1).toBeLessThan(LOCAL_WRITE_DEADLINE_MS);
   expect(await caseRow('R6')).toBeUndefined();
-  // The activity path is not held back by it: it writes.
-  await asActivity.run(local.recordCase, input(row('R6', 2)));
-  expect((await caseRow('R6'))!.stateVersion).toBe(2);
   expect(LOCAL_WRITE_COOLDOWN_MS).toBeGreaterThan(LOCAL_WRITE_DEADLINE_MS);
+  // A v1 case's local write has no other path: it is never refused by the cooldown.
+  const v1Task = new MockActivityEnvironment({ isLocal: true, workflowType: 'caseWorkflow' });
+  await v1Task.run(acts2.recordCase, input(row('R6v1', 1)));
+  expect((await caseRow('R6v1'))!.stateVersion).toBe(1);
+  // The activity path is not held back by it; its success ends the cooldown.
+  await asActivity.run(acts2.recordCase, input(row('R6', 2)));
+  expect((await caseRow('R6'))!.stateVersion).toBe(2);
+  await inTask.run(acts2.recordCase, input(row('R6', 3)));
+  expect((await caseRow('R6'))!.stateVersion).toBe(3);
+});
+
+it('a write inside a workflow task that succeeds between slow ones keeps the path open (a loaded database is not away)', async () => {
+  let hanging = false;
+  const db = new Proxy(tdb.db, {
+    get: (target, prop, receiver) =>
+      prop === 'transaction' && hanging ? () => new Promise(() => undefined) : Reflect.get(target, prop, receiver),
+  }) as Db;
+  const acts3 = createActivities({ db, integrations: integ, log: silentLog });
+  const inTask = new MockActivityEnvironment({ isLocal: true, workflowType: 'caseWorkflowV2' });
+  for (let v = 1; v <= 2 * LOCAL_WRITE_FAILURES_AWAY; v++) {
+    hanging = v % 2 === 1;
+    const write = inTask.run(acts3.recordCase, input(row('R7', v)));
+    if (hanging) await expect(write).rejects.toThrow(/no answer within/);
+    else await write;
+  }
+  expect((await caseRow('R7'))!.stateVersion).toBe(2 * LOCAL_WRITE_FAILURES_AWAY);
 });

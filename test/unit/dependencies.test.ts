@@ -17,6 +17,7 @@ function world() {
     backlog: 0,
     backlogAgeS: 0,
     now: 1_000_000,
+    probeGapMs: 1000,
   };
   const connection = {
     withDeadline: <T>(_d: number, fn: () => Promise<T>) => fn(),
@@ -25,10 +26,14 @@ function world() {
         if (!w.temporalUp) throw new Error('14 UNAVAILABLE: connect ECONNREFUSED');
         return {};
       },
-      describeTaskQueue: async () => ({
-        pollers: w.lastPollS ? [{ lastAccessTime: { seconds: w.lastPollS, nanos: 0 } }] : [],
-        stats: { approximateBacklogCount: w.backlog, approximateBacklogAge: { seconds: w.backlogAgeS, nanos: 0 } },
-      }),
+      describeTaskQueue: async () => {
+        // Probes here are a second apart unless a test says otherwise (see the quick-probe test).
+        w.now += w.probeGapMs;
+        return {
+          pollers: w.lastPollS ? [{ lastAccessTime: { seconds: w.lastPollS, nanos: 0 } }] : [],
+          stats: { approximateBacklogCount: w.backlog, approximateBacklogAge: { seconds: w.backlogAgeS, nanos: 0 } },
+        };
+      },
     },
   } as unknown as Connection;
   const monitor = createDependencyMonitor({
@@ -180,4 +185,23 @@ test('an update no worker answered marks the worker down until a later poll; a s
   expect(monitor.isDown('worker')).toBe(true); // this call kicks a probe, it does not wait for it
   await monitor.probe();
   expect(monitor.isDown('worker')).toBe(false);
+});
+
+test('a probe right after another (asked for by a timed-out call) does not break the polling streak', async () => {
+  const { w, monitor } = world();
+  w.backlog = 3;
+  w.backlogAgeS = 2;
+  for (const poll of [100, 101, 102]) {
+    w.lastPollS = poll;
+    await monitor.probe();
+  }
+  expect(monitor.workerPolling()).toBe(true);
+  // A quick second look before the worker's next poll: still polling, still not down.
+  w.probeGapMs = 20;
+  await monitor.probe();
+  expect(monitor.workerPolling()).toBe(true);
+  // A probe a full interval later with no new poll: the streak is broken.
+  w.probeGapMs = 1000;
+  await monitor.probe();
+  expect(monitor.workerPolling()).toBe(false);
 });

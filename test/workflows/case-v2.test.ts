@@ -181,6 +181,7 @@ test('a read-model write that fails in the workflow task: the case goes on, the 
   expect(events.some((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'recordCase')).toBe(true);
   await handle.executeUpdate(cancelUpdate, { args: [{ reason: 'test over', by: supervisor }] });
   await waitView(handle, (x) => !!x.endedAt, 'ended');
+  await maybeRecord('local-records-fallback', handle);
 });
 
 test('a result for a planned, never-ordered sample is refused and counts for nothing', async () => {
