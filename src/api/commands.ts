@@ -68,18 +68,17 @@ const isTimeout = (err: unknown) =>
   (err instanceof Error && /deadline exceeded/i.test(err.message));
 
 /**
- * An update nobody answered in time says the worker is gone only when work waits on its task
- * queue and nobody polls it. A worker that keeps polling is behind (a wave), and one whose poll is
- * parked on an empty queue (its cases are in its cache, their tasks on its own sticky queue) is
- * there: neither is marked down, so the next command is still sent (504 if it too goes
- * unanswered). A worker that died leaves its cases' tasks on the queue, unpolled, and the probe
- * (or this) marks it down within API_WORKER_STALL_MS of them waiting.
+ * An update nobody answered in time marks the worker down unless it is seen polling its task
+ * queue (probes in a row that each saw a newer poll): a worker that keeps polling is behind (a
+ * wave), not gone, so the next command is still sent (504 if it too goes unanswered). A fresh
+ * look at the queue first (at most 250 ms; a probe this soon after another leaves the polling
+ * verdict as it was). A worker whose poll is parked on an empty queue cannot be told from a dead
+ * one this way: it is marked down until its next poll, as a killed worker must be at once (its
+ * cases' tasks wait on its own sticky queue, out of the probe's sight, for seconds).
  */
 async function suspectWorker(app: ApiContext, reason: string): Promise<void> {
-  // A fresh look at the queue (the last probe may predate the work this update left there),
-  // waited for briefly: the caller's answer is not held for a slow cluster.
   await Promise.race([app.deps.probe().catch(() => undefined), new Promise((r) => setTimeout(r, 250).unref())]);
-  if (!app.deps.workerPolling() && app.deps.workerBehindMs() > 0) app.deps.suspect('worker', reason);
+  if (!app.deps.workerPolling()) app.deps.suspect('worker', reason);
 }
 
 /**
