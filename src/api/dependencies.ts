@@ -194,7 +194,7 @@ export function createDependencyMonitor(opts: DependencyMonitorOptions): Depende
   // The worker's polls are timed by the cluster's clock, so "a poll since it went down" is judged
   // against the newest poll seen before it went down (same clock), not against ours.
   let lastSeenPoll = 0;
-  let lastWorkerProbeAt = -Infinity;
+  let lastJudgedAt = -Infinity;
   let pollMark = 0;
   let behindMs = 0;
   let polledLately = false;
@@ -286,10 +286,16 @@ export function createDependencyMonitor(opts: DependencyMonitorOptions): Depende
       // Two probes in a row: a worker that stopped leaves one last poll behind it. A probe that
       // comes hard on the heels of another (one asked for by a timed-out call) proves nothing
       // either way about polls: it leaves the streak as it is.
+      // ("Hard on the heels" counts from the last probe that judged, so a stream of quick probes,
+      // one per timed-out call, cannot keep a stopped worker's streak alive.)
       const t = now();
-      if (lastSeenPoll > 0 && lastPoll > lastSeenPoll) pollStreak++;
-      else if (t - lastWorkerProbeAt >= opts.intervalMs / 2) pollStreak = 0;
-      lastWorkerProbeAt = t;
+      if (lastSeenPoll > 0 && lastPoll > lastSeenPoll) {
+        pollStreak++;
+        lastJudgedAt = t;
+      } else if (t - lastJudgedAt >= opts.intervalMs / 2) {
+        pollStreak = 0;
+        lastJudgedAt = t;
+      }
       const polling = pollStreak >= 2;
       polledLately = polling;
       if (backlog > 0 && backlogAge > opts.workerStallMs && !polling) {

@@ -205,3 +205,20 @@ test('a probe right after another (asked for by a timed-out call) does not break
   await monitor.probe();
   expect(monitor.workerPolling()).toBe(false);
 });
+
+test('a stream of quick probes (one per timed-out call) cannot keep a stopped worker looking alive', async () => {
+  const { w, monitor } = world();
+  w.backlog = 3;
+  w.backlogAgeS = 2;
+  for (const poll of [100, 101, 102]) {
+    w.lastPollS = poll;
+    await monitor.probe();
+  }
+  expect(monitor.workerPolling()).toBe(true);
+  // The worker is killed: no more polls; probes come every 200 ms, each too soon after the last.
+  w.probeGapMs = 200;
+  for (let i = 0; i < 2; i++) await monitor.probe();
+  expect(monitor.workerPolling()).toBe(true); // 400 ms: too soon to say
+  for (let i = 0; i < 3; i++) await monitor.probe();
+  expect(monitor.workerPolling()).toBe(false); // half an interval without a poll: not polling
+});
