@@ -5,6 +5,7 @@ import type { SignalDefinition, UpdateDefinition } from '@temporalio/common';
 
 import type { ApiContext } from './context';
 import { HttpProblem, validationProblem } from './problem';
+import { workflowIdFor } from './ids';
 import { IdempotencyHeader } from './schemas';
 import { temporalProblem } from './temporal-ops';
 
@@ -76,9 +77,9 @@ const isTimeout = (err: unknown) =>
  * one this way: it is marked down until its next poll, as a killed worker must be at once (its
  * cases' tasks wait on its own sticky queue, out of the probe's sight, for seconds).
  */
-async function suspectWorker(app: ApiContext, reason: string): Promise<void> {
+async function suspectWorker(app: ApiContext, reason: string, caseNo: string): Promise<void> {
   await Promise.race([app.deps.probe().catch(() => undefined), new Promise((r) => setTimeout(r, 250).unref())]);
-  if (!app.deps.workerPolling()) app.deps.suspect('worker', reason);
+  if (!app.deps.workerPolling()) app.deps.suspect('worker', reason, workflowIdFor(caseNo));
 }
 
 /**
@@ -97,7 +98,7 @@ export async function sendCommand<R, T extends object>(
     return await app.ops.update(caseNo, def, input, { updateId: updateIdFor(def.name, key, input) });
   } catch (err) {
     if (isTimeout(err)) {
-      await suspectWorker(app, `no worker answered a ${def.name} within ${app.config.API_UPDATE_WAIT_MS} ms`);
+      await suspectWorker(app, `no worker answered a ${def.name} within ${app.config.API_UPDATE_WAIT_MS} ms`, caseNo);
       throw unknownOutcome(key);
     }
     throw writeFailure(err, caseNo, key);
@@ -198,7 +199,7 @@ export async function sendReportWithAnswer<R, T extends object>(
       }
       sent = true;
       reason = `no worker answered within ${app.config.API_REPORT_WAIT_MS} ms`;
-      await suspectWorker(app, reason);
+      await suspectWorker(app, reason, caseNo);
     }
   }
   // Only the v2 case knows the queued form; an earlier case's report waits for its worker.

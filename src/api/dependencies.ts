@@ -127,7 +127,12 @@ export interface DependencyMonitor {
   /** Whether it is known down now (and, while it is, probes again when a probe is due). */
   isDown(name: DependencyName): boolean;
   /** A call failed in a way that suggests the dependency is down: probe now rather than at the next tick. */
-  suspect(name: DependencyName, reason: string): void;
+  /**
+   * `workflowId`: for the worker, the case whose update went unanswered. While the worker is
+   * marked down on that account (not for work left waiting), each probe asks that case a query:
+   * an answer proves a worker runs it, and the worker is back.
+   */
+  suspect(name: DependencyName, reason: string, workflowId?: string): void;
   /**
    * How long workflow tasks have been waiting on the worker's task queue at the last probe (0
    * when none wait): a worker that is there but behind. Reports that would wait longer than the
@@ -182,6 +187,9 @@ const msOf = (d: { seconds?: unknown; nanos?: unknown } | null | undefined): num
  * answer it (the command routes trip it); it counts as back when a worker has polled since it
  * was marked down and nothing is left waiting that long.
  */
+/** How long a probe waits for the unanswered case's query (a live worker answers from its cache). */
+const CASE_QUERY_TIMEOUT_MS = 1000;
+
 export function createDependencyMonitor(opts: DependencyMonitorOptions): DependencyMonitor {
   const now = opts.now ?? Date.now;
   const log = opts.log.child({ component: 'dependencies' });
@@ -201,6 +209,22 @@ export function createDependencyMonitor(opts: DependencyMonitorOptions): Depende
   let pollStreak = 0;
   /** Down because work waited: back when the work is taken (only a worker takes it). */
   let stalled = false;
+  /** Down because this case's update went unanswered: back when it answers a query. */
+  let unansweredCase: string | undefined;
+  const caseAnswers = async (workflowId: string): Promise<boolean> => {
+    try {
+      await opts.connection.withDeadline(Date.now() + CASE_QUERY_TIMEOUT_MS, () =>
+        opts.connection.workflowService.queryWorkflow({
+          namespace: opts.namespace,
+          execution: { workflowId },
+          query: { queryType: 'view' },
+        }),
+      );
+      return true;
+    } catch {
+      return false;
+    }
+  };
   const tripWorker = (reason: string) => {
     if (!workerB.isOpen) pollMark = lastSeenPoll;
     workerB.trip(reason);
@@ -309,6 +333,13 @@ export function createDependencyMonitor(opts: DependencyMonitorOptions): Depende
         // Either the waiting work was taken, or a worker has polled since no worker answered.
         workerB.reset();
         stalled = false;
+        unansweredCase = undefined;
+      } else if (workerB.isOpen && !stalled && unansweredCase && (await caseAnswers(unansweredCase))) {
+        // Marked down because a case did not answer, and now it does: its worker runs. (A worker
+        // whose poll on the shared queue is parked, its cases in its cache, polls nothing new
+        // for up to a minute; this is how it is seen to be there.)
+        workerB.reset();
+        unansweredCase = undefined;
       }
       lastSeenPoll = Math.max(lastSeenPoll, lastPoll);
     } catch (err) {
@@ -355,9 +386,12 @@ export function createDependencyMonitor(opts: DependencyMonitorOptions): Depende
       if (isDown(name))
         throw dependencyDown(name, `${WHAT[name]} (${b.state().reason ?? 'probe failed'}); retry later`);
     },
-    suspect(name, reason) {
+    suspect(name, reason, workflowId) {
       // The worker is judged by its task queue, the others by a probe: a slow call alone proves nothing.
-      if (name === 'worker') tripWorker(reason);
+      if (name === 'worker') {
+        tripWorker(reason);
+        if (workflowId) unansweredCase = workflowId;
+      }
       void probe();
     },
     workerBehindMs: () => behindMs,

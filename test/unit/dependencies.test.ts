@@ -18,12 +18,20 @@ function world() {
     backlogAgeS: 0,
     now: 1_000_000,
     probeGapMs: 1000,
+    /** Whether a worker answers the unanswered case's query. */
+    caseAnswers: false,
+    queried: [] as string[],
   };
   const connection = {
     withDeadline: <T>(_d: number, fn: () => Promise<T>) => fn(),
     workflowService: {
       describeNamespace: async () => {
         if (!w.temporalUp) throw new Error('14 UNAVAILABLE: connect ECONNREFUSED');
+        return {};
+      },
+      queryWorkflow: async (r: { execution: { workflowId: string } }) => {
+        w.queried.push(r.execution.workflowId);
+        if (!w.caseAnswers) throw new Error('4 DEADLINE_EXCEEDED');
         return {};
       },
       describeTaskQueue: async () => {
@@ -221,4 +229,25 @@ test('a stream of quick probes (one per timed-out call) cannot keep a stopped wo
   expect(monitor.workerPolling()).toBe(true); // 400 ms: too soon to say
   for (let i = 0; i < 3; i++) await monitor.probe();
   expect(monitor.workerPolling()).toBe(false); // half an interval without a poll: not polling
+});
+
+test('marked down because a case did not answer, back when that case answers a query (a worker whose poll is parked)', async () => {
+  const { w, monitor } = world();
+  w.lastPollS = 500;
+  await monitor.probe();
+  monitor.suspect('worker', 'no worker answered within 1500 ms', 'case-QC1');
+  await monitor.probe();
+  expect(monitor.isDown('worker')).toBe(true);
+  expect(w.queried).toContain('case-QC1');
+  // The worker's poll stays parked (no newer poll), but the case answers now: back.
+  w.caseAnswers = true;
+  await monitor.probe();
+  expect(monitor.isDown('worker')).toBe(false);
+  // Down for work left waiting, a case's answer is not enough: the waiting work must be taken.
+  w.backlog = 4;
+  w.backlogAgeS = 9;
+  w.probeGapMs = 1000;
+  await monitor.probe();
+  await monitor.probe();
+  expect(monitor.isDown('worker')).toBe(true);
 });
