@@ -129,8 +129,8 @@ export interface DependencyMonitor {
   /** A call failed in a way that suggests the dependency is down: probe now rather than at the next tick. */
   /**
    * `workflowId`: for the worker, the case whose update went unanswered. While the worker is
-   * marked down on that account (not for work left waiting), each probe asks that case a query:
-   * an answer proves a worker runs it, and the worker is back.
+   * marked down on that account (not for work left waiting), each probe has the last few such
+   * cases asked a query in the background: an answer proves a worker runs them, and it is back.
    */
   suspect(name: DependencyName, reason: string, workflowId?: string): void;
   /**
@@ -187,7 +187,7 @@ const msOf = (d: { seconds?: unknown; nanos?: unknown } | null | undefined): num
  * answer it (the command routes trip it); it counts as back when a worker has polled since it
  * was marked down and nothing is left waiting that long.
  */
-/** How long a probe waits for the unanswered case's query (a live worker answers from its cache). */
+/** How long the unanswered cases' queries may take (a live worker answers from its cache). */
 const CASE_QUERY_TIMEOUT_MS = 1000;
 
 export function createDependencyMonitor(opts: DependencyMonitorOptions): DependencyMonitor {
@@ -209,22 +209,47 @@ export function createDependencyMonitor(opts: DependencyMonitorOptions): Depende
   let pollStreak = 0;
   /** Down because work waited: back when the work is taken (only a worker takes it). */
   let stalled = false;
-  /** Down because this case's update went unanswered: back when it answers a query. */
-  let unansweredCase: string | undefined;
-  const caseAnswers = async (workflowId: string): Promise<boolean> => {
-    try {
-      await opts.connection.withDeadline(Date.now() + CASE_QUERY_TIMEOUT_MS, () =>
-        opts.connection.workflowService.queryWorkflow({
-          namespace: opts.namespace,
-          execution: { workflowId },
-          query: { queryType: 'view' },
-        }),
-      );
-      return true;
-    } catch {
-      return false;
-    }
+  /**
+   * Down because these cases' updates went unanswered (the last few): back when one of them
+   * answers a query. Asked in the background, never holding a probe, one round at a time; the
+   * query is the SDK's built-in stack trace, which every workflow of every version answers.
+   */
+  const unansweredCases: string[] = [];
+  let asking = false;
+  const askUnansweredCases = (): void => {
+    if (asking || !unansweredCases.length) return;
+    asking = true;
+    const asked = [...unansweredCases];
+    void Promise.all(
+      asked.map(async (workflowId) => {
+        try {
+          await opts.connection.withDeadline(Date.now() + CASE_QUERY_TIMEOUT_MS, () =>
+            opts.connection.workflowService.queryWorkflow({
+              namespace: opts.namespace,
+              execution: { workflowId },
+              query: { queryType: '__stack_trace' },
+            }),
+          );
+          return true;
+        } catch {
+          return false;
+        }
+      }),
+    )
+      .then((answers) => {
+        // Marked down because a case did not answer, and one does now: a worker runs them. (A
+        // worker whose poll on the shared queue is parked, its cases in its cache, polls nothing
+        // new for up to a minute; this is how it is seen to be there.)
+        if (answers.some(Boolean) && workerB.isOpen && !stalled) {
+          workerB.reset();
+          unansweredCases.length = 0;
+        }
+      })
+      .finally(() => {
+        asking = false;
+      });
   };
+
   const tripWorker = (reason: string) => {
     if (!workerB.isOpen) pollMark = lastSeenPoll;
     workerB.trip(reason);
@@ -333,14 +358,8 @@ export function createDependencyMonitor(opts: DependencyMonitorOptions): Depende
         // Either the waiting work was taken, or a worker has polled since no worker answered.
         workerB.reset();
         stalled = false;
-        unansweredCase = undefined;
-      } else if (workerB.isOpen && !stalled && unansweredCase && (await caseAnswers(unansweredCase))) {
-        // Marked down because a case did not answer, and now it does: its worker runs. (A worker
-        // whose poll on the shared queue is parked, its cases in its cache, polls nothing new
-        // for up to a minute; this is how it is seen to be there.)
-        workerB.reset();
-        unansweredCase = undefined;
-      }
+        unansweredCases.length = 0;
+      } else if (workerB.isOpen && !stalled) askUnansweredCases();
       lastSeenPoll = Math.max(lastSeenPoll, lastPoll);
     } catch (err) {
       // The cluster answered the namespace but not this: say nothing new about the worker.
@@ -390,7 +409,10 @@ export function createDependencyMonitor(opts: DependencyMonitorOptions): Depende
       // The worker is judged by its task queue, the others by a probe: a slow call alone proves nothing.
       if (name === 'worker') {
         tripWorker(reason);
-        if (workflowId) unansweredCase = workflowId;
+        if (workflowId && !unansweredCases.includes(workflowId)) {
+          unansweredCases.push(workflowId);
+          if (unansweredCases.length > 4) unansweredCases.shift();
+        }
       }
       void probe();
     },

@@ -239,9 +239,11 @@ test('marked down because a case did not answer, back when that case answers a q
   await monitor.probe();
   expect(monitor.isDown('worker')).toBe(true);
   expect(w.queried).toContain('case-QC1');
-  // The worker's poll stays parked (no newer poll), but the case answers now: back.
+  // The worker's poll stays parked (no newer poll), but the case answers now: back (the query
+  // runs beside the probe, not inside it).
   w.caseAnswers = true;
   await monitor.probe();
+  await new Promise((r) => setImmediate(r));
   expect(monitor.isDown('worker')).toBe(false);
   // Down for work left waiting, a case's answer is not enough: the waiting work must be taken.
   w.backlog = 4;
