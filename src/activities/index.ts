@@ -3,6 +3,7 @@ import { createDirectiveActivities, createReturnTransferActivity } from './direc
 import type { PgColumn } from 'drizzle-orm/pg-core';
 
 import type { Db } from '../db';
+import { within } from '../deadline';
 import { addressInspections, caseEvents, cases, escalations, healthChecks, samples } from '../db/schema';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
@@ -121,25 +122,14 @@ export function createActivities(deps: ActivityDeps): CaseActivities {
         'the read model failed moments ago: this write goes by the activity path',
         'ReadModelAway',
       );
-    let timer: NodeJS.Timeout | undefined;
     try {
-      const fresh = await Promise.race([
-        recordCase(db, input),
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(
-            () => reject(new Error(`read model: no answer within ${LOCAL_WRITE_DEADLINE_MS} ms`)),
-            LOCAL_WRITE_DEADLINE_MS,
-          );
-        }),
-      ]);
+      const fresh = await within(LOCAL_WRITE_DEADLINE_MS, 'read model', () => recordCase(db, input));
       local.failures = 0;
       return fresh;
     } catch (err) {
       local.failures++;
       local.lastFailureAt = Date.now();
       throw err;
-    } finally {
-      clearTimeout(timer);
     }
   };
 

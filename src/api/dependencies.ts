@@ -1,5 +1,6 @@
 import type { Connection } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
+import { within } from '../deadline';
 
 import type { Logger } from '../log';
 import { HttpProblem } from './problem';
@@ -161,19 +162,7 @@ const DB_PROBE_TIMEOUT_MS = 2000;
 const definite = (message: string) =>
   /ECONNREFUSED|ECONNRESET|CONNECTION_CLOSED|UNAVAILABLE|EHOSTUNREACH|ENOTFOUND/i.test(message);
 
-export async function within<T>(ms: number, what: string, fn: () => Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      fn(),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
+export { within };
 
 const msOf = (d: { seconds?: unknown; nanos?: unknown } | null | undefined): number =>
   d ? Number(d.seconds ?? 0) * 1000 + Math.floor(Number(d.nanos ?? 0) / 1e6) : 0;

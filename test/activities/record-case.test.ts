@@ -66,6 +66,15 @@ const input = (r: CaseRow, events: CaseEventRecord[] = [], extra: Partial<Record
   escalations: [],
   ...extra,
 });
+/** The test database, except that while `hanging` every transaction is taken and never answered. */
+function hangingDb(hanging: boolean): { db: Db; hanging: boolean } {
+  const h = { hanging, db: undefined as unknown as Db };
+  h.db = new Proxy(tdb.db, {
+    get: (target, prop, receiver) =>
+      prop === 'transaction' && h.hanging ? () => new Promise(() => undefined) : Reflect.get(target, prop, receiver),
+  }) as Db;
+  return h;
+}
 const caseRow = async (caseNo: string) => (await tdb.db.select().from(cases).where(eq(cases.caseNo, caseNo)))[0];
 const eventsOf = (caseNo: string) =>
   tdb.db.select().from(caseEvents).where(eq(caseEvents.caseNo, caseNo)).orderBy(asc(caseEvents.seq));
@@ -253,12 +262,8 @@ it('a write at a version already written replaces it: a phantom from a task that
 
 it('a write inside a workflow task gets a deadline; after some hang in a row, the next fail at once until the activity path writes again', async () => {
   // A database that takes every transaction and never answers (a partition).
-  let hanging = true;
-  const db = new Proxy(tdb.db, {
-    get: (target, prop, receiver) =>
-      prop === 'transaction' && hanging ? () => new Promise(() => undefined) : Reflect.get(target, prop, receiver),
-  }) as Db;
-  const acts2 = createActivities({ db, integrations: integ, log: silentLog });
+  const partition = hangingDb(true);
+  const acts2 = createActivities({ db: partition.db, integrations: integ, log: silentLog });
   const inTask = new MockActivityEnvironment({ isLocal: true, workflowType: 'caseWorkflowV2' });
   const asActivity = new MockActivityEnvironment({ isLocal: false });
 
@@ -269,7 +274,7 @@ it('a write inside a workflow task gets a deadline; after some hang in a row, th
     expect(Date.now() - t0).toBeGreaterThanOrEqual(LOCAL_WRITE_DEADLINE_MS - 50);
   }
   // That many in a row: away. The next fails at once, even with the database back.
-  hanging = false;
+  partition.hanging = false;
   const t1 = Date.now();
   await expect(inTask.run(acts2.recordCase, input(row('R6', 2)))).rejects.toThrow(/activity path/);
   expect(Date.now() - t1).toBeLessThan(LOCAL_WRITE_DEADLINE_MS);
@@ -287,17 +292,13 @@ it('a write inside a workflow task gets a deadline; after some hang in a row, th
 });
 
 it('a write inside a workflow task that succeeds between slow ones keeps the path open (a loaded database is not away)', async () => {
-  let hanging = false;
-  const db = new Proxy(tdb.db, {
-    get: (target, prop, receiver) =>
-      prop === 'transaction' && hanging ? () => new Promise(() => undefined) : Reflect.get(target, prop, receiver),
-  }) as Db;
-  const acts3 = createActivities({ db, integrations: integ, log: silentLog });
+  const slow = hangingDb(false);
+  const acts3 = createActivities({ db: slow.db, integrations: integ, log: silentLog });
   const inTask = new MockActivityEnvironment({ isLocal: true, workflowType: 'caseWorkflowV2' });
   for (let v = 1; v <= 2 * LOCAL_WRITE_FAILURES_AWAY; v++) {
-    hanging = v % 2 === 1;
+    slow.hanging = v % 2 === 1;
     const write = inTask.run(acts3.recordCase, input(row('R7', v)));
-    if (hanging) await expect(write).rejects.toThrow(/no answer within/);
+    if (slow.hanging) await expect(write).rejects.toThrow(/no answer within/);
     else await write;
   }
   expect((await caseRow('R7'))!.stateVersion).toBe(2 * LOCAL_WRITE_FAILURES_AWAY);

@@ -195,7 +195,8 @@ test('an update no worker answered marks the worker down until a later poll; a s
   expect(monitor.isDown('worker')).toBe(false);
 });
 
-test('a probe right after another (asked for by a timed-out call) does not break the polling streak', async () => {
+/** A worker behind (work waiting 2 s) that polled on three probes in a row: seen polling. */
+async function pollingBehind() {
   const { w, monitor } = world();
   w.backlog = 3;
   w.backlogAgeS = 2;
@@ -204,6 +205,11 @@ test('a probe right after another (asked for by a timed-out call) does not break
     await monitor.probe();
   }
   expect(monitor.workerPolling()).toBe(true);
+  return { w, monitor };
+}
+
+test('a probe right after another (asked for by a timed-out call) does not break the polling streak', async () => {
+  const { w, monitor } = await pollingBehind();
   // A quick second look before the worker's next poll: still polling, still not down.
   w.probeGapMs = 20;
   await monitor.probe();
@@ -215,14 +221,7 @@ test('a probe right after another (asked for by a timed-out call) does not break
 });
 
 test('a stream of quick probes (one per timed-out call) cannot keep a stopped worker looking alive', async () => {
-  const { w, monitor } = world();
-  w.backlog = 3;
-  w.backlogAgeS = 2;
-  for (const poll of [100, 101, 102]) {
-    w.lastPollS = poll;
-    await monitor.probe();
-  }
-  expect(monitor.workerPolling()).toBe(true);
+  const { w, monitor } = await pollingBehind();
   // The worker is killed: no more polls; probes come every 200 ms, each too soon after the last.
   w.probeGapMs = 200;
   for (let i = 0; i < 2; i++) await monitor.probe();
