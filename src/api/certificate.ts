@@ -54,6 +54,7 @@ export function codesEqual(a: string, b: string): boolean {
   return x.length === y.length && crypto.timingSafeEqual(x, y);
 }
 
+/** Sample types are policy data ('PCR', 'antigen'); looked up without regard to case. */
 const SAMPLE_TYPE: Record<string, string> = { pcr: '核酸 PCR', antigen: '抗原 antigen' };
 
 export function renderCertificate(f: CertificateFacts, fontPath: string): Promise<Buffer> {
@@ -83,8 +84,28 @@ export function renderCertificate(f: CertificateFacts, fontPath: string): Promis
     doc.moveDown(0.2).fontSize(12).text('Certificate of Release from Medical Observation', { align: 'center' });
     doc.moveDown(1.5);
 
+    // A number (a case, a certificate, a sample) must never be split across lines: pdfkit breaks
+    // at a hyphen, and a case number may be up to 64 characters. A line that carries one is set
+    // in the largest size, at most its own, that fits the width, so it does not wrap.
+    const width = doc.page.width - doc.page.margins.left - doc.page.margins.right;
+    /** The scale (at most 1) at which these parts, each at its own size, fit on one line. */
+    const fit = (parts: [size: number, text: string][], indent = 0) => {
+      const at = (k: number) => parts.reduce((w, [size, text]) => w + doc.fontSize(size * k).widthOfString(text), 0);
+      let k = 1;
+      while (k > 0.5 && at(k) > width - indent - 2) k -= 0.025;
+      return k;
+    };
     const line = (zh: string, en: string, value: string) => {
-      doc.fontSize(12).text(`${zh}  ${en}:  `, { continued: true }).fontSize(13).text(value);
+      const label = `${zh}  ${en}:  `;
+      const k = fit([
+        [12, label],
+        [13, value],
+      ]);
+      doc
+        .fontSize(12 * k)
+        .text(label, { continued: true })
+        .fontSize(13 * k)
+        .text(value);
       doc.moveDown(0.4);
     };
     line('证明编号', 'Certificate No.', f.certificateNo);
@@ -98,12 +119,15 @@ export function renderCertificate(f: CertificateFacts, fontPath: string): Promis
     doc.moveDown(0.3);
     if (!f.negatives.length) doc.fontSize(11).text('—');
     f.negatives.forEach((n, i) => {
+      const type = SAMPLE_TYPE[n.type.toLowerCase()] ?? n.type;
       doc
         .fontSize(11)
-        .text(
-          `${i + 1}. ${SAMPLE_TYPE[n.type] ?? n.type}  采样 taken ${day(n.takenAt)}  结果 result ${day(n.resultAt)}  阴性 negative  (${n.sampleId})`,
-          { indent: 16 },
-        );
+        .text(`${i + 1}. ${type}  阴性 negative  采样 taken ${day(n.takenAt)}  结果 result ${day(n.resultAt)}`, {
+          indent: 16,
+        });
+      const sample = `样本编号 Sample No.:  ${n.sampleId}`;
+      doc.fontSize(11 * fit([[11, sample]], 32)).text(sample, { indent: 32 });
+      doc.moveDown(0.2);
     });
 
     doc.moveDown(1.2);
