@@ -6,6 +6,16 @@
 // nulled socket and throws from the timer: an uncatchable TypeError that kills the process. Our
 // fault suite hit it (the worker died when the database reset its connections). The guard settles
 // the write as the closed connection's error instead, which the query's caller can catch.
+//
+// @temporalio/worker (temporalio/sdk-typescript#1587, "Using async functions degrades
+// performance"): the workflow thread installs a V8 promise hook that captures and formats a stack
+// trace for every promise a workflow creates, and keeps it while the promise is pending, only to
+// answer the `__stack_trace` query. A cached case waits on several promises at all times, so each
+// one held about 200 KiB of stack strings and frames (worker memory per open case: 400 KiB with
+// it, 204 KiB without, npm run bench -- --only memory). The SDK has no option to turn it off; this
+// adds one: SHAODIAN_WORKFLOW_STACK_TRACES=off in the environment when the Worker is created (our
+// worker sets it from WORKER_WORKFLOW_STACK_TRACES, off by default). Unset, the SDK behaves as
+// released. With it off, the stack-trace queries answer "not enabled"; nothing else changes.
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -39,3 +49,44 @@ for (const build of ['src', 'cjs/src', 'cf/src']) {
   patched++;
 }
 if (patched) console.log(`patch-deps: postgres nextWrite guard applied to ${patched} build(s)`);
+
+// Two edits in @temporalio/worker, one mark each.
+const SDK = path.join(root, 'node_modules', '@temporalio', 'worker', 'lib', 'workflow');
+const sdkPatches = [
+  {
+    // The hook is installed only if the setting is not 'off'.
+    file: path.join(SDK, 'vm-shared.js'),
+    mark: '/* shaodian: temporalio/sdk-typescript#1587 */',
+    from: `            this.overridePrepareStackTrace();
+            this.setPromiseHook();`,
+    to: (mark) => `            this.overridePrepareStackTrace();
+            ${mark}
+            if (process.env.SHAODIAN_WORKFLOW_STACK_TRACES !== 'off')
+                this.setPromiseHook();`,
+  },
+  {
+    // The workflow thread gets the environment this module sees. The same object in production;
+    // under jest, the test's own process.env, where a test worker's setting is written.
+    file: path.join(SDK, 'threaded-vm.js'),
+    mark: '/* shaodian: workflow thread env */',
+    from: `new node_worker_threads_1.Worker(require.resolve('./workflow-worker-thread'))`,
+    to: (mark) =>
+      `new node_worker_threads_1.Worker(require.resolve('./workflow-worker-thread'), ${mark} { env: { ...process.env } })`,
+  },
+];
+let sdkPatched = 0;
+for (const p of sdkPatches) {
+  if (!fs.existsSync(p.file)) continue;
+  const text = fs.readFileSync(p.file, 'utf8');
+  if (text.includes(p.mark)) continue;
+  if (!text.includes(p.from)) {
+    console.error(
+      `patch-deps: ${p.file} has changed upstream; check whether the workflow promise hook can be turned off (temporalio/sdk-typescript#1587) and update this patch`,
+    );
+    process.exit(1);
+  }
+  fs.writeFileSync(p.file, text.replace(p.from, p.to(p.mark)));
+  sdkPatched++;
+}
+if (sdkPatched)
+  console.log(`patch-deps: @temporalio/worker workflow stack traces made optional (${sdkPatched} file(s))`);

@@ -62,6 +62,12 @@ export const envSchema = z.object({
   WORKER_MAX_CACHED_WORKFLOWS: z.coerce.number().int().positive().optional(),
   WORKER_MAX_CONCURRENT_ACTIVITIES: z.coerce.number().int().positive().default(200),
   WORKER_MAX_CONCURRENT_WORKFLOW_TASKS: z.coerce.number().int().positive().default(100),
+  /**
+   * The SDK's per-promise stack traces, which answer the `__stack_trace` query (the Temporal UI's
+   * "Stack Trace" tab). Off by default: they cost about half of a cached case's memory
+   * (scripts/patch-deps.mjs). Turn on to see where a stuck workflow waits.
+   */
+  WORKER_WORKFLOW_STACK_TRACES: bool.default(false),
   /** Integrations: a URL selects the real HTTP client, unset selects the simulator. */
   LAB_URL: optionalUrl,
   LAB_KEY: z.string().optional(),

@@ -14,13 +14,38 @@ export interface CreateWorkerOptions {
   overrides?: Partial<WorkerOptions>;
 }
 
+/**
+ * How the workflow bundle is built; the replay tests build theirs the same way.
+ *
+ * The pure case core (src/domain: decide, model, rules, invariants, view, policy, schedule) is
+ * preloaded: evaluated once per worker and shared by every cached case. Without this, the SDK's
+ * reusable context evaluates each module again for each workflow, so every cached case held its
+ * own copy of every function of the core, and V8 its own type feedback for each. These modules
+ * keep no state at module scope (their few module-level Sets and arrays are read-only constants,
+ * and the shared ones are frozen by the SDK), import nothing from @temporalio/workflow, and read
+ * the clock only through their arguments, so sharing them changes no decision and no command.
+ */
+export const WORKFLOW_BUNDLE = {
+  workflowsPath: require.resolve('./workflows'),
+  bundlerOptions: {
+    preloadModules: [
+      require.resolve('./domain/case/decide'),
+      require.resolve('./domain/case/view'),
+      require.resolve('./domain/release'),
+      require.resolve('./domain/types'),
+    ],
+  },
+} satisfies Pick<WorkerOptions, 'workflowsPath' | 'bundlerOptions'>;
+
 /** The case worker: workflows from src/workflows, activities built by the caller. */
 export async function createWorker(opts: CreateWorkerOptions): Promise<Worker> {
+  // Read by the workflow thread the SDK starts below (the patch in scripts/patch-deps.mjs).
+  process.env.SHAODIAN_WORKFLOW_STACK_TRACES = opts.config.WORKER_WORKFLOW_STACK_TRACES ? 'on' : 'off';
   return Worker.create({
     connection: opts.connection,
     namespace: opts.config.TEMPORAL_NAMESPACE,
     taskQueue: opts.taskQueue ?? opts.config.TEMPORAL_TASK_QUEUE,
-    workflowsPath: require.resolve('./workflows'),
+    ...WORKFLOW_BUNDLE,
     activities: opts.activities,
     dataConverter: { payloadCodecs: [opts.codec] },
     maxConcurrentActivityTaskExecutions: opts.config.WORKER_MAX_CONCURRENT_ACTIVITIES,

@@ -201,7 +201,8 @@ export function createDependencyMonitor(opts: DependencyMonitorOptions): Depende
   /**
    * Down because these cases' updates went unanswered (the last few): back when one of them
    * answers a query. Asked in the background, never holding a probe, one round at a time; the
-   * query is the SDK's built-in stack trace, which every workflow of every version answers.
+   * query is the SDK's built-in metadata query, which every workflow of every version answers
+   * (the stack-trace query does not while the worker's stack traces are off).
    */
   const unansweredCases: string[] = [];
   let asking = false;
@@ -216,7 +217,7 @@ export function createDependencyMonitor(opts: DependencyMonitorOptions): Depende
             opts.connection.workflowService.queryWorkflow({
               namespace: opts.namespace,
               execution: { workflowId },
-              query: { queryType: '__stack_trace' },
+              query: { queryType: '__temporal_workflow_metadata' },
             }),
           );
           return true;

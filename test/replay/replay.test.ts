@@ -4,6 +4,7 @@ import path from 'node:path';
 import { temporal } from '@temporalio/proto';
 import { Worker } from '@temporalio/worker';
 
+import { WORKFLOW_BUNDLE } from '../../src/worker';
 import { testCodec } from '../support/temporal';
 
 /**
@@ -29,7 +30,7 @@ test('every recorded history replays without non-determinism', async () => {
   const results: { workflowId: string; error?: unknown }[] = [];
   for await (const r of Worker.runReplayHistories(
     {
-      workflowsPath: require.resolve('../../src/workflows'),
+      ...WORKFLOW_BUNDLE,
       dataConverter: { payloadCodecs: [testCodec()] },
       replayName: 'ci-replay',
     },

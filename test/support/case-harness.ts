@@ -87,11 +87,16 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-export async function createHarness(label: string): Promise<Harness> {
+export async function createHarness(label: string, env: Record<string, string> = {}): Promise<Harness> {
   const db = await createTestDatabase(label);
   const t = await connectTest();
   const taskQueue = uniqueQueue(label);
-  const config = loadConfig({ TEMPORAL_TASK_QUEUE: taskQueue, LOG_LEVEL: 'warn', DATA_DIR: '/tmp/shaodian-unused' });
+  const config = loadConfig({
+    TEMPORAL_TASK_QUEUE: taskQueue,
+    LOG_LEVEL: 'warn',
+    DATA_DIR: '/tmp/shaodian-unused',
+    ...env,
+  });
   const log = createLogger('warn');
   const integrations = createIntegrations(config, { db: db.db, log });
   const real = createActivities({ db: db.db, integrations, log });

@@ -18,3 +18,21 @@ test('every build of postgres.js carries the nextWrite guard', () => {
     });
   }
 });
+
+/**
+ * And @temporalio/worker: the workflow promise hook (a stack trace per promise, about half of a
+ * cached case's memory) is installed only when SHAODIAN_WORKFLOW_STACK_TRACES is not 'off', and
+ * the workflow thread is given that setting (temporalio/sdk-typescript#1587). Behaviour:
+ * test/workflows/stack-traces.test.ts.
+ */
+test('the SDK installs its workflow promise hook only when stack traces are on', () => {
+  const dir = path.resolve(__dirname, '..', '..', 'node_modules', '@temporalio', 'worker', 'lib', 'workflow');
+  const vmShared = fs.readFileSync(path.join(dir, 'vm-shared.js'), 'utf8');
+  const install = vmShared.slice(vmShared.indexOf('    install() {'), vmShared.indexOf('    uninstall() {'));
+  expect(install).toMatch(/if \(process\.env\.SHAODIAN_WORKFLOW_STACK_TRACES !== 'off'\)\s+this\.setPromiseHook\(\);/);
+  expect(install.match(/setPromiseHook\(\)/g)).toHaveLength(1);
+  const threaded = fs.readFileSync(path.join(dir, 'threaded-vm.js'), 'utf8');
+  expect(threaded).toMatch(
+    /Worker\(require\.resolve\('\.\/workflow-worker-thread'\), \/\* [^*]+ \*\/ \{ env: \{ \.\.\.process\.env \} \}\)/,
+  );
+});

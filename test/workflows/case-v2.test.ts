@@ -20,6 +20,7 @@ import {
   resolveEscalationUpdate,
   viewQuery,
 } from '../../src/workflows/messages';
+import { WORKFLOW_BUNDLE } from '../../src/worker';
 import {
   PERSON,
   community,
@@ -576,7 +577,7 @@ test('every history these tests produced replays against the code that produced 
   );
   const errors: string[] = [];
   for await (const r of Worker.runReplayHistories(
-    { workflowsPath: require.resolve('../../src/workflows'), dataConverter: { payloadCodecs: [h.codec] } },
+    { ...WORKFLOW_BUNDLE, dataConverter: { payloadCodecs: [h.codec] } },
     histories,
   )) {
     if (r.error) errors.push(`${r.workflowId}: ${String(r.error).slice(0, 300)}`);
