@@ -3,6 +3,8 @@ FROM node:20-bookworm-slim
 WORKDIR /app
 ENV NODE_ENV=production
 COPY package.json package-lock.json ./
+# postinstall patches dependencies (scripts/patch-deps.mjs): it must be there when npm ci runs.
+COPY scripts/patch-deps.mjs ./scripts/
 RUN npm ci --omit=dev && npm cache clean --force
 COPY tsconfig.json ./
 COPY drizzle ./drizzle

@@ -267,10 +267,17 @@ export interface Child {
 
 export function forkTs(
   file: string,
-  opts: { args?: string[]; env?: Record<string, string | undefined>; logFile?: number; gc?: boolean },
+  opts: {
+    args?: string[];
+    env?: Record<string, string | undefined>;
+    logFile?: number;
+    gc?: boolean;
+    /** More flags for the child's Node, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`. */
+    nodeArgs?: string[];
+  },
 ): Child {
   const proc = fork(file, opts.args ?? [], {
-    execArgv: ['--import', 'tsx', ...(opts.gc ? ['--expose-gc'] : [])],
+    execArgv: ['--import', 'tsx', ...(opts.gc ? ['--expose-gc'] : []), ...(opts.nodeArgs ?? [])],
     env: opts.env as NodeJS.ProcessEnv,
     stdio:
       opts.logFile === undefined

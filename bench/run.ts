@@ -191,6 +191,8 @@ async function startOwnSystem(o: Options): Promise<System> {
   const child = forkTs(path.join(__dirname, 'system.ts'), {
     gc: true,
     logFile,
+    // BENCH_SYSTEM_NODE_ARGS='--cpu-prof --cpu-prof-dir=/tmp/prof' profiles the system (API and worker).
+    nodeArgs: process.env.BENCH_SYSTEM_NODE_ARGS?.split(/\s+/).filter(Boolean),
     env: {
       ...process.env,
       NODE_ENV: 'production',

@@ -76,7 +76,11 @@ const sdkPatches = [
 ];
 let sdkPatched = 0;
 for (const p of sdkPatches) {
-  if (!fs.existsSync(p.file)) continue;
+  // The SDK is a dependency: a file that moved is a changed SDK, not a reason to skip.
+  if (!fs.existsSync(p.file)) {
+    console.error(`patch-deps: ${p.file} is missing; the SDK has changed upstream, update this patch`);
+    process.exit(1);
+  }
   const text = fs.readFileSync(p.file, 'utf8');
   if (text.includes(p.mark)) continue;
   if (!text.includes(p.from)) {

@@ -102,7 +102,7 @@ export async function startRuntime(config: Config, parts: RuntimeParts, log: Log
     const apiUrl = `http://${config.API_HOST === '0.0.0.0' ? '127.0.0.1' : config.API_HOST}:${config.PORT}`;
 
     if (parts.worker) {
-      const { createWorker } = await import('./worker');
+      const { createWorker, stackTraceSwitchInstalled } = await import('./worker');
       const { createActivities } = await import('./activities');
       const { createIntegrations } = await import('./integrations');
       // Simulators call back through the public API, each with a key of its own role.
@@ -118,6 +118,10 @@ export async function startRuntime(config: Config, parts: RuntimeParts, log: Log
       const integrations = createIntegrations(config, { db: database.db, log, callback });
       stops.push(async () => integrations.close());
       const activities = createActivities({ db: database.db, integrations, log });
+      if (!config.WORKER_WORKFLOW_STACK_TRACES && !stackTraceSwitchInstalled())
+        log.warn(
+          'the SDK was installed without scripts/patch-deps.mjs (npm ci --ignore-scripts?): its workflow stack traces stay on whatever WORKER_WORKFLOW_STACK_TRACES says, and each cached case costs about twice the memory',
+        );
       const worker = await startWorkerWhenReachable(
         () => NativeConnection.connect({ address: temporalAddress! }),
         (connection) => createWorker({ connection, config, codec, activities }),

@@ -1,3 +1,6 @@
+import fs from 'node:fs';
+import path from 'node:path';
+
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import type { PayloadCodec } from '@temporalio/common';
 
@@ -36,6 +39,20 @@ export const WORKFLOW_BUNDLE = {
     ],
   },
 } satisfies Pick<WorkerOptions, 'workflowsPath' | 'bundlerOptions'>;
+
+/**
+ * Whether this install of the SDK has the switch for its workflow stack traces (the patch in
+ * scripts/patch-deps.mjs, applied after every install). Without it the setting is ignored and
+ * every cached case costs about twice the memory: the caller warns.
+ */
+export function stackTraceSwitchInstalled(): boolean {
+  try {
+    const file = path.join(path.dirname(require.resolve('@temporalio/worker')), 'workflow', 'vm-shared.js');
+    return fs.readFileSync(file, 'utf8').includes('SHAODIAN_WORKFLOW_STACK_TRACES');
+  } catch {
+    return false;
+  }
+}
 
 /** The case worker: workflows from src/workflows, activities built by the caller. */
 export async function createWorker(opts: CreateWorkerOptions): Promise<Worker> {

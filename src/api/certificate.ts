@@ -95,12 +95,15 @@ export function renderCertificate(f: CertificateFacts, fontPath: string): Promis
       while (k > 0.5 && at(k) > width - indent - 2) k -= 0.025;
       return k;
     };
-    const line = (zh: string, en: string, value: string) => {
+    /** A label and its value; `number` lines are fitted, others (a name, a hotel) may wrap. */
+    const line = (zh: string, en: string, value: string, number = false) => {
       const label = `${zh}  ${en}:  `;
-      const k = fit([
-        [12, label],
-        [13, value],
-      ]);
+      const k = number
+        ? fit([
+            [12, label],
+            [13, value],
+          ])
+        : 1;
       doc
         .fontSize(12 * k)
         .text(label, { continued: true })
@@ -108,26 +111,21 @@ export function renderCertificate(f: CertificateFacts, fontPath: string): Promis
         .text(value);
       doc.moveDown(0.4);
     };
-    line('证明编号', 'Certificate No.', f.certificateNo);
-    line('案例编号', 'Case No.', f.caseNo);
+    line('证明编号', 'Certificate No.', f.certificateNo, true);
+    line('案例编号', 'Case No.', f.caseNo, true);
     line('姓名', 'Name', f.name);
     line('隔离点', 'Quarantine point', f.hotelName ?? '—');
-    line('隔离期间', 'Period', `${day(f.stayStart)} 至 to ${day(f.releasedAt)}`);
-    line('解除日期', 'Released on', day(f.releasedAt));
+    line('隔离期间', 'Period', `${day(f.stayStart)} 至 to ${day(f.releasedAt)}`, true);
+    line('解除日期', 'Released on', day(f.releasedAt), true);
 
     doc.moveDown(0.6).fontSize(12).text('解除依据 Basis of release:');
     doc.moveDown(0.3);
     if (!f.negatives.length) doc.fontSize(11).text('—');
+    // One line per negative, fitted: a daily-sampling policy lists 14 or more and the page holds them.
     f.negatives.forEach((n, i) => {
       const type = SAMPLE_TYPE[n.type.toLowerCase()] ?? n.type;
-      doc
-        .fontSize(11)
-        .text(`${i + 1}. ${type}  阴性 negative  采样 taken ${day(n.takenAt)}  结果 result ${day(n.resultAt)}`, {
-          indent: 16,
-        });
-      const sample = `样本编号 Sample No.:  ${n.sampleId}`;
-      doc.fontSize(11 * fit([[11, sample]], 32)).text(sample, { indent: 32 });
-      doc.moveDown(0.2);
+      const text = `${i + 1}. ${n.sampleId}  ${type}  采样 taken ${day(n.takenAt)}  结果 result ${day(n.resultAt)}  阴性 negative`;
+      doc.fontSize(11 * fit([[11, text]], 16)).text(text, { indent: 16 });
     });
 
     doc.moveDown(1.2);
@@ -143,7 +141,11 @@ export function renderCertificate(f: CertificateFacts, fontPath: string): Promis
 
     doc.moveDown(1.5);
     doc.fontSize(12).text(`验证码 Verification code:  ${f.verificationCode}`);
-    doc.moveDown(0.2).fontSize(9).text(`核验 Verify: ${f.verifyUrl}`);
+    const verify = `核验 Verify: ${f.verifyUrl}`;
+    doc
+      .moveDown(0.2)
+      .fontSize(9 * fit([[9, verify]]))
+      .text(verify);
     doc.end();
   });
 }

@@ -20,7 +20,7 @@ function text(pdf: Buffer): string {
   return fs.readFileSync(path.join(dir, 'c.txt'), 'utf8');
 }
 
-function facts(caseNo: string, types: string[]): CertificateFacts {
+function facts(caseNo: string, types: string[], host = '127.0.0.1:46795'): CertificateFacts {
   const at = new Date('2026-12-05T01:00:00Z');
   return {
     certificateNo: `${caseNo}-R`,
@@ -31,27 +31,38 @@ function facts(caseNo: string, types: string[]): CertificateFacts {
     releasedAt: at,
     negatives: types.map((type, i) => ({ sampleId: `${caseNo}-S${i + 1}`, type, takenAt: at, resultAt: at })),
     verificationCode: 'UQXW7-LFM4G',
-    verifyUrl: 'http://127.0.0.1:46795/api/v1/certificates/x/verify?code=UQXW7-LFM4G',
+    verifyUrl: `http://${host}/api/v1/certificates/${caseNo}-R/verify?code=UQXW7-LFM4G`,
     timeZone: 'Asia/Shanghai',
   };
 }
 
+const DAILY = Array.from({ length: 14 }, (_, i) => (i % 3 ? 'PCR' : 'antigen'));
+
 test.each([
-  ['the case number of the CI failure', 'QCPJCTRJFJHF'],
-  ['the widest letters', 'WWWWWWWWWWWW'],
-  ['a 64-character case number', 'W'.repeat(40) + 'M'.repeat(24)],
-])('every number stays whole on one line: %s', async (_, caseNo) => {
-  const f = facts(caseNo, ['antigen', 'PCR', 'PCR', 'antigen', 'PCR']);
+  ['the case number of the CI failure', 'QCPJCTRJFJHF', ['antigen', 'PCR', 'PCR', 'antigen', 'PCR'], undefined],
+  ['the widest letters', 'WWWWWWWWWWWW', ['antigen', 'PCR', 'PCR', 'antigen', 'PCR'], undefined],
+  ['a 64-character case number', 'W'.repeat(40) + 'M'.repeat(24), ['antigen', 'PCR', 'PCR'], undefined],
+  ['a daily-sampling policy: 14 negatives', 'QCPJCTRJFJHF', DAILY, undefined],
+  [
+    'a long host in the verify link',
+    'QCPJCTRJFJHF',
+    ['PCR', 'PCR'],
+    'shaodian.command-centre.xigu-district.example.gov.cn',
+  ],
+])('every number stays whole on one line, on one page: %s', async (_, caseNo, types, host) => {
+  const f = facts(caseNo, types, host);
   const out = text(await renderCertificate(f, font));
   const lines = out.split('\n');
   const onOneLine = (s: string) => lines.some((l) => l.includes(s));
   expect(onOneLine(f.certificateNo)).toBe(true);
   expect(lines.some((l) => l.includes(caseNo) && l.includes('Case No.'))).toBe(true);
   for (const n of f.negatives) expect(onOneLine(n.sampleId)).toBe(true);
+  expect(onOneLine(f.verificationCode)).toBe(true);
+  expect(onOneLine(f.verifyUrl)).toBe(true);
   // Each negative once, with its type in both languages whatever the policy's spelling.
-  expect(out.match(/阴性 negative/g)?.length).toBe(5);
-  expect(out.match(/核酸 PCR/g)?.length).toBe(3);
-  expect(out.match(/抗原 antigen/g)?.length).toBe(2);
-  // Still one page.
+  expect(out.match(/阴性 negative/g)?.length).toBe(types.length);
+  expect(out.match(/核酸 PCR/g)?.length ?? 0).toBe(types.filter((t) => t === 'PCR').length);
+  expect(out.match(/抗原 antigen/g)?.length ?? 0).toBe(types.filter((t) => t === 'antigen').length);
+  // One page, the verification code on it.
   expect(out.split('\f').filter((p) => p.trim()).length).toBe(1);
 });

@@ -36,3 +36,8 @@ test('the SDK installs its workflow promise hook only when stack traces are on',
     /Worker\(require\.resolve\('\.\/workflow-worker-thread'\), \/\* [^*]+ \*\/ \{ env: \{ \.\.\.process\.env \} \}\)/,
   );
 });
+
+test('the worker can tell that the switch is installed (it warns at start when not)', async () => {
+  const { stackTraceSwitchInstalled } = await import('../../src/worker');
+  expect(stackTraceSwitchInstalled()).toBe(true);
+});
