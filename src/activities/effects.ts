@@ -1,6 +1,7 @@
 import { and, eq } from 'drizzle-orm';
 
 import type { Db } from '../db';
+import { within } from '../deadline';
 import { activityEffects } from '../db/schema';
 
 /**
@@ -10,20 +11,6 @@ import { activityEffects } from '../db/schema';
  * Idempotency-Key of the same workflow id and step, so the remote system drops the repeat.
  */
 const DOWN_AFTER_MS = 2000;
-
-async function within<T>(ms: number, what: string, fn: () => Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      fn(),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 export interface OnceOptions {
   /**

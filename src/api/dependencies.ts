@@ -167,6 +167,9 @@ export { within };
 const msOf = (d: { seconds?: unknown; nanos?: unknown } | null | undefined): number =>
   d ? Number(d.seconds ?? 0) * 1000 + Math.floor(Number(d.nanos ?? 0) / 1e6) : 0;
 
+/** How long the unanswered cases' queries may take (a live worker answers from its cache). */
+const CASE_QUERY_TIMEOUT_MS = 1000;
+
 /**
  * Probes Temporal, the database and the worker every `intervalMs` and keeps one breaker each.
  *
@@ -176,9 +179,6 @@ const msOf = (d: { seconds?: unknown; nanos?: unknown } | null | undefined): num
  * answer it (the command routes trip it); it counts as back when a worker has polled since it
  * was marked down and nothing is left waiting that long.
  */
-/** How long the unanswered cases' queries may take (a live worker answers from its cache). */
-const CASE_QUERY_TIMEOUT_MS = 1000;
-
 export function createDependencyMonitor(opts: DependencyMonitorOptions): DependencyMonitor {
   const now = opts.now ?? Date.now;
   const log = opts.log.child({ component: 'dependencies' });

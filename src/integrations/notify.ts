@@ -1,6 +1,7 @@
 import { eq } from 'drizzle-orm';
 
 import type { Db } from '../db';
+import { within } from '../deadline';
 import { escalations } from '../db/schema';
 import type { Escalation } from '../domain/types';
 import type { Logger } from '../log';
@@ -37,16 +38,6 @@ export interface EscalationNotifierOptions {
 }
 
 const LIST_WAIT_MS = 5000;
-
-function withinMs<T>(ms: number, p: PromiseLike<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    Promise.resolve(p),
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`escalation list: no answer within ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
 
 /** Idempotency keys this process has already delivered to the webhook (bounded). */
 const MAX_REMEMBERED = 10_000;
@@ -104,7 +95,10 @@ export class EscalationNotifier implements NotifyService {
         : Promise.resolve();
     // The list insert is bounded like the lookup: a database that hangs must not hold the
     // activity (and its retries) for the length of an outage; the retry writes it.
-    const [list, hook] = await Promise.allSettled([withinMs(LIST_WAIT_MS, listed), posted]);
+    const [list, hook] = await Promise.allSettled([
+      within(LIST_WAIT_MS, 'escalation list', () => Promise.resolve(listed)),
+      posted,
+    ]);
     if (hook.status === 'rejected') throw hook.reason;
     if (list.status === 'rejected') throw list.reason;
     // Notified: on the list and through the webhook.
