@@ -55,6 +55,35 @@ describe('GET /api/v1/cases', () => {
     expect(pages).toBe(3);
   });
 
+  test('page edges: a page that ends the list has no cursor, one row more has; nothing matching is an empty page', async () => {
+    // Five seeded cases: pages of 5 and of 6 end the list; a page of 4 leaves one.
+    for (const limit of [5, 6]) {
+      const res = await get(`/api/v1/cases?limit=${limit}`);
+      expect(res.body.items).toHaveLength(5);
+      expect(res.body.nextCursor).toBeNull();
+    }
+    const four = await get('/api/v1/cases?limit=4');
+    expect(four.body.items.map((c: { caseNo: string }) => c.caseNo)).toEqual([
+      'QCSEED000001',
+      'QCSEED000002',
+      'QCSEED000003',
+      'QCSEED000004',
+    ]);
+    expect(Buffer.from(four.body.nextCursor, 'base64url').toString()).toBe('QCSEED000004');
+    const rest = await get(`/api/v1/cases?limit=4&cursor=${four.body.nextCursor}`);
+    expect(rest.body).toEqual({ items: [expect.objectContaining({ caseNo: 'QCSEED000005' })], nextCursor: null });
+    const none = await get('/api/v1/cases?colour=red&phase=RELEASED');
+    expect(none.status).toBe(200);
+    expect(none.headers['content-type']).toBe('application/json; charset=utf-8');
+    expect(none.body).toEqual({ items: [], nextCursor: null });
+    const past = await get(`/api/v1/cases?cursor=${Buffer.from('QCSEED999999').toString('base64url')}`);
+    expect(past.body).toEqual({ items: [], nextCursor: null });
+    // HEAD answers the headers of the page without it.
+    const head = await request(h.app).head('/api/v1/cases?limit=1').set(h.auth('supervisor'));
+    expect(head.status).toBe(200);
+    expect(Number(head.headers['content-length'])).toBeGreaterThan(20);
+  });
+
   test('rows carry the masked name and room number, nothing more personal', async () => {
     const res = await get('/api/v1/cases?colour=green&phase=OBSERVATION');
     expect(res.body.items[0]).toMatchObject({

@@ -184,7 +184,11 @@ export const readRoutes: AnyRoute[] = [
       const more = rows.length > query.limit;
       if (more) rows = rows.slice(0, query.limit);
       const nextCursor = more ? JSON.stringify(encodeCursor(rows[rows.length - 1]!.caseNo)) : 'null';
-      res.type('application/json').send(`{"items":[${rows.map((r) => r.json).join(',')}],"nextCursor":${nextCursor}}`);
+      // Written as is: no ETag (a page is read once, never revalidated), so no hash of the page's text.
+      const body = `{"items":[${rows.map((r) => r.json).join(',')}],"nextCursor":${nextCursor}}`;
+      res.status(200).setHeader('Content-Type', 'application/json; charset=utf-8');
+      res.setHeader('Content-Length', Buffer.byteLength(body));
+      res.end(body);
     },
   }),
   defineRoute({

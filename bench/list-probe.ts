@@ -1,0 +1,183 @@
+/**
+ * The supervisor list's route alone: the API app (no worker, no Temporal) over a Postgres
+ * database with M synthetic read-model rows, against the bench's bare indexed SQL on the same
+ * database. Where `npm run bench -- --only list` measures the whole system, this splits a page's
+ * time (p50 of each, printed as JSON):
+ *
+ * - `api`: a page of 50 through HTTP, the client in the same process (no hop between processes);
+ * - `apiOtherProcess`: the same page from a child process, as the bench's client calls the API;
+ * - `apiLimit1`: a page of one (what a page costs apart from its rows);
+ * - `httpFloor`: a bare Node HTTP server answering the same bytes (HTTP and the client's parse);
+ * - `unmatched404`: a path no route takes (Express, its middleware and a problem answer);
+ * - `bareSql`: the bench's bare query.
+ *
+ * With `--cpu-prof` it shows where the route's time goes.
+ *
+ *   node --import tsx bench/list-probe.ts --m 100000 --pages 2000 [--keep]
+ *   node --import tsx --cpu-prof --cpu-prof-dir=/tmp/prof bench/list-probe.ts --m 100000
+ *
+ * Needs the Postgres of TEST_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/test);
+ * makes and drops a database of its own.
+ */
+import crypto from 'node:crypto';
+import { fork } from 'node:child_process';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+
+import { Client, Connection } from '@temporalio/client';
+import postgres from 'postgres';
+
+import { createApp } from '../src/api/app';
+import { loadConfig } from '../src/config';
+import { openDatabase } from '../src/db';
+import { createLogger } from '../src/log';
+import type { DependencyMonitor } from '../src/api/dependencies';
+import { ApiClient } from './lib';
+import { createBenchKeys, insertSyntheticCases, seedBenchHotels } from './fixtures';
+
+const arg = (name: string, dflt: number) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? Number(process.argv[i + 1]) : dflt;
+};
+
+function stat(xs: number[]) {
+  const s = [...xs].sort((a, b) => a - b);
+  const pick = (p: number) => Math.round(s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]! * 1000) / 1000;
+  return { n: s.length, p50: pick(50), p95: pick(95), p99: pick(99) };
+}
+
+/** `--client URL KEY QS`: the API's pages from a process of its own (as the bench calls the system). */
+async function clientMain(): Promise<void> {
+  const i = process.argv.indexOf('--client');
+  const [url, key, qs] = process.argv.slice(i + 1, i + 4) as [string, string, string];
+  const api = new ApiClient(url, key);
+  const pages = arg('pages', 2000);
+  const xs: number[] = [];
+  for (let r = 0; r < 2; r++)
+    for (let p = 0; p < pages; p++) {
+      const t = performance.now();
+      await api.get(`/api/v1/cases?${qs}&limit=50`);
+      if (r === 1) xs.push(performance.now() - t);
+    }
+  process.send!(stat(xs));
+}
+
+async function main(): Promise<void> {
+  const m = arg('m', 100_000);
+  const pages = arg('pages', 2000);
+  const base = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+  const name = `shaodian_listprobe_${crypto.randomBytes(4).toString('hex')}`;
+  const admin = postgres(base, { max: 1, onnotice: () => undefined });
+  await admin.unsafe(`create database "${name}"`);
+  const u = new URL(base);
+  u.pathname = `/${name}`;
+  const database = await openDatabase({ databaseUrl: u.toString(), dataDir: os.tmpdir() });
+  const sql = postgres(u.toString(), { max: 1, onnotice: () => undefined });
+  try {
+    const { hotels } = await seedBenchHotels(database.db, 2000);
+    const keys = await createBenchKeys(database.db, crypto.randomBytes(3).toString('hex'), hotels);
+    await insertSyntheticCases(database.db, m, hotels);
+    await sql`analyze cases`;
+
+    const config = loadConfig({ ...process.env, LOG_LEVEL: 'silent', DATABASE_URL: u.toString() });
+    const connection = Connection.lazy({ address: '127.0.0.1:1', connectTimeout: 200 });
+    const up = { isDown: () => false, require: () => undefined } as unknown as DependencyMonitor;
+    const app = createApp({
+      config,
+      db: database.db,
+      temporal: { client: new Client({ connection }), connection },
+      log: createLogger('silent'),
+      monitor: up,
+    });
+    const server = http.createServer(app);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const api = new ApiClient(url, keys.supervisor);
+
+    const filters = [
+      { qs: 'phase=OBSERVATION&colour=red', phase: 'OBSERVATION', colour: 'red' as string | undefined },
+      { qs: `phase=OBSERVATION&hotelId=${hotels[0]}`, phase: 'OBSERVATION', hotelId: hotels[0] as string | undefined },
+    ];
+    // The floor: a bare Node HTTP server answering a page of the same bytes, no Express, no query.
+    const pageText = JSON.stringify(await api.get(`/api/v1/cases?${filters[0]!.qs}&limit=50`));
+    const bare = http.createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(pageText) });
+      res.end(pageText);
+    });
+    await new Promise<void>((r) => bare.listen(0, '127.0.0.1', r));
+    const bareApi = new ApiClient(`http://127.0.0.1:${(bare.address() as AddressInfo).port}`, keys.supervisor);
+    const floorLat: number[] = [];
+    const missLat: number[] = [];
+    const apiLat: number[] = [];
+    const sqlLat: number[] = [];
+    const oneLat: number[] = [];
+    const round = async (record: boolean) => {
+      for (let i = 0; i < pages; i++) {
+        const f = filters[i % 2]!;
+        let t = performance.now();
+        await api.get(`/api/v1/cases?${f.qs}&limit=50`);
+        if (record) apiLat.push(performance.now() - t);
+        t = performance.now();
+        await sql`
+          select c.*, r.room_no from cases c left join rooms r on r.id = c.room_id
+          where c.district = ${'Bench'} and c.phase = ${f.phase}
+            ${'colour' in f && f.colour ? sql`and c.colour = ${f.colour}` : sql``}
+            ${'hotelId' in f && f.hotelId ? sql`and c.hotel_id = ${f.hotelId}` : sql``}
+            and c.case_no > ${''}
+          order by c.case_no limit 51`;
+        if (record) sqlLat.push(performance.now() - t);
+        t = performance.now();
+        await api.get(`/api/v1/cases?${f.qs}&limit=1`);
+        if (record) oneLat.push(performance.now() - t);
+        t = performance.now();
+        await bareApi.get(`/x`);
+        if (record) floorLat.push(performance.now() - t);
+        t = performance.now();
+        await api.get(`/api/v1/nothing-here`).catch(() => undefined);
+        if (record) missLat.push(performance.now() - t);
+      }
+    };
+    await round(false);
+    await round(true);
+    // The same page from another process, as the bench calls the system.
+    const child = fork(process.argv[1]!, ['--client', url, keys.supervisor, filters[0]!.qs, '--pages', String(pages)], {
+      execArgv: process.execArgv.filter((a) => !a.startsWith('--cpu-prof')),
+    });
+    const apiOtherProcess = await new Promise((resolve) => child.once('message', resolve));
+    const a = stat(apiLat);
+    const b = stat(sqlLat);
+    console.log(
+      JSON.stringify(
+        {
+          rows: m,
+          api: a,
+          apiOtherProcess,
+          apiLimit1: stat(oneLat),
+          httpFloor: stat(floorLat),
+          unmatched404: stat(missLat),
+          pageBytes: pageText.length,
+          bareSql: b,
+          ratio: Math.round((b.p50 / a.p50) * 1000) / 1000,
+        },
+        null,
+        2,
+      ),
+    );
+    server.close();
+    bare.close();
+  } finally {
+    await sql.end();
+    await database.close();
+    if (!process.argv.includes('--keep')) await admin.unsafe(`drop database if exists "${name}" with (force)`);
+    await admin.end();
+  }
+}
+
+void (process.argv.includes('--client') ? clientMain() : main()).then(
+  () => process.exit(0),
+  (err) => {
+    console.error(err);
+    process.exit(1);
+  },
+);
