@@ -1,8 +1,9 @@
 /**
  * `npm run bench`: Shaodian against bare Temporal on the same server, in the same run.
  *
- * Starts its own system (bench/system.ts: dev server, Postgres database shaodian_bench,
- * worker, API, i.e. what `npm start` runs) and a bare baseline worker (bench/baseline-worker.ts,
+ * Starts its own system in the production topology (bench/system.ts twice: the API with the dev
+ * server, and the worker, on the Postgres database shaodian_bench; `--one-process` runs both in
+ * one process as `npm start` does) and a bare baseline worker (bench/baseline-worker.ts,
  * own task queue, no codec, no activities), then runs each scenario twice, ours and bare:
  *   1. intake burst        N × POST /api/v1/transfers          vs N × client.workflow.start (empty workflow)
  *   2. lab-result burst    N results in POST /api/v1/lab/results batches vs N bare signals
@@ -12,7 +13,7 @@
  * Prints a table and writes bench/results.json.
  *
  * Flags: --n 2000 --m 100000 --k 3000 --concurrency 32 --lab-batch 1000 --lab-parallel 1
- *        --list-pages 20 --list-repeats 5 --only intake,lab,health,list,memory,wave --keep-db
+ *        --list-pages 20 --list-repeats 5 --only intake,lab,health,list,memory,wave --keep-db --one-process
  *        --database-url URL (default postgres://postgres@127.0.0.1:5432/shaodian_bench)
  * Against a running system instead: --api-url URL --temporal-address host:port --database-url URL
  * (or BENCH_API_URL, BENCH_TEMPORAL_ADDRESS, DATABASE_URL); --policy names its policy (default
@@ -63,6 +64,8 @@ interface Options {
   policy: string;
   out: string;
   labConcurrency: number;
+  /** API and worker in one process (`npm start`) instead of the production topology's two. */
+  oneProcess: boolean;
 }
 
 const SCENARIOS = ['intake', 'lab', 'health', 'list', 'memory', 'wave'];
@@ -109,6 +112,7 @@ function parseOptions(argv: string[]): Options {
     out: flags.get('out') ?? path.join(__dirname, 'results.json'),
     // What the API uses per lab batch (API_LAB_BATCH_CONCURRENCY): the bare signals get as many in flight.
     labConcurrency: num('lab-concurrency', 32),
+    oneProcess: flags.get('one-process') === 'true',
   };
   if (o.apiUrl && !o.temporalAddress) throw new Error('--api-url needs --temporal-address (or BENCH_TEMPORAL_ADDRESS)');
   for (const s of o.only) if (!SCENARIOS.includes(s)) throw new Error(`--only: unknown scenario ${s}`);
@@ -188,49 +192,82 @@ async function startOwnSystem(o: Options): Promise<System> {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'shaodian-bench-'));
   const [port, devPort, uiPort] = [await freePort(), await freePort(), await freePort()];
   const logFile = fs.openSync(path.join(dataDir, 'system.log'), 'a');
-  const child = forkTs(path.join(__dirname, 'system.ts'), {
+  const env: Record<string, string | undefined> = {
+    ...process.env,
+    NODE_ENV: 'production',
+    PORT: String(port),
+    API_HOST: '127.0.0.1',
+    DATA_DIR: dataDir,
+    DATABASE_URL: o.databaseUrl,
+    TEMPORAL_ADDRESS: '',
+    TEMPORAL_NAMESPACE: o.namespace,
+    TEMPORAL_DEV_PORT: String(devPort),
+    TEMPORAL_UI_PORT: String(uiPort),
+    TEMPORAL_DEV_HEADLESS: 'true',
+    SEED_DEMO: 'never',
+    LOG_LEVEL: 'warn',
+    // Compressed days of a real day's length: nothing falls due during the run.
+    DEFAULT_POLICY: 'drill',
+    DRILL_DAY_SECONDS: '86400',
+    // Simulators stay quiet: the bench plays lab, hotel desk and nurse itself.
+    SIM_LAB_DELAY_MS: '86400000',
+    SIM_COMMUNITY_DELAY_MS: '86400000',
+    SIM_TRANSPORT_DELAY_MS: '86400000',
+    API_RATE_LIMIT_PER_MINUTE: '100000000',
+    // Every open case stays in the worker's cache, so memory per case is the worst case.
+    WORKER_MAX_CACHED_WORKFLOWS: String(o.k + o.n + 1000),
+  };
+  // BENCH_SYSTEM_NODE_ARGS='--cpu-prof --cpu-prof-dir=/tmp/prof' profiles the system (each of its processes).
+  const nodeArgs = process.env.BENCH_SYSTEM_NODE_ARGS?.split(/\s+/).filter(Boolean);
+  // The production topology (docker-compose): the API (here with the dev server) and the worker
+  // in processes of their own. `--one-process`: everything in one, as `npm start` runs it.
+  const main = forkTs(path.join(__dirname, 'system.ts'), {
     gc: true,
     logFile,
-    // BENCH_SYSTEM_NODE_ARGS='--cpu-prof --cpu-prof-dir=/tmp/prof' profiles the system (API and worker).
-    nodeArgs: process.env.BENCH_SYSTEM_NODE_ARGS?.split(/\s+/).filter(Boolean),
-    env: {
-      ...process.env,
-      NODE_ENV: 'production',
-      PORT: String(port),
-      API_HOST: '127.0.0.1',
-      DATA_DIR: dataDir,
-      DATABASE_URL: o.databaseUrl,
-      TEMPORAL_ADDRESS: '',
-      TEMPORAL_NAMESPACE: o.namespace,
-      TEMPORAL_DEV_PORT: String(devPort),
-      TEMPORAL_UI_PORT: String(uiPort),
-      TEMPORAL_DEV_HEADLESS: 'true',
-      SEED_DEMO: 'never',
-      LOG_LEVEL: 'warn',
-      // Compressed days of a real day's length: nothing falls due during the run.
-      DEFAULT_POLICY: 'drill',
-      DRILL_DAY_SECONDS: '86400',
-      // Simulators stay quiet: the bench plays lab, hotel desk and nurse itself.
-      SIM_LAB_DELAY_MS: '86400000',
-      SIM_COMMUNITY_DELAY_MS: '86400000',
-      SIM_TRANSPORT_DELAY_MS: '86400000',
-      API_RATE_LIMIT_PER_MINUTE: '100000000',
-      // Every open case stays in the worker's cache, so memory per case is the worst case.
-      WORKER_MAX_CACHED_WORKFLOWS: String(o.k + o.n + 1000),
-    },
+    nodeArgs,
+    env: { ...env, BENCH_SYSTEM_PARTS: o.oneProcess ? 'all' : 'api' },
   });
-  const ready = await child.ready;
+  const ready = await main.ready;
   const apiUrl = String(ready.apiUrl);
-  if (!(await waitUntil(async () => (await fetch(`${apiUrl}/healthz`).catch(() => undefined))?.ok === true, 60_000))) {
-    throw new Error('the API did not answer /healthz');
+  const temporalAddress = String(ready.temporalAddress);
+  let worker: Child | undefined;
+  try {
+    if (!o.oneProcess) {
+      worker = forkTs(path.join(__dirname, 'system.ts'), {
+        gc: true,
+        logFile,
+        nodeArgs,
+        env: {
+          ...env,
+          BENCH_SYSTEM_PARTS: 'worker',
+          // The same dev server, database and data directory (its codec key) as the API.
+          TEMPORAL_ADDRESS: temporalAddress,
+          SIMULATOR_CALLBACK_URL: apiUrl,
+        },
+      });
+      await worker.ready;
+    }
+    if (
+      !(await waitUntil(async () => (await fetch(`${apiUrl}/healthz`).catch(() => undefined))?.ok === true, 60_000))
+    ) {
+      throw new Error('the API did not answer /healthz');
+    }
+  } catch (err) {
+    await worker?.stop();
+    await main.stop();
+    throw err;
   }
+  // Memory per open case is the worker's: the process that holds the cases.
+  const holder = worker ?? main;
   return {
     apiUrl,
-    temporalAddress: String(ready.temporalAddress),
+    temporalAddress,
     dataDir,
-    memory: () => child.ask<{ rss: number; heapUsed: number; gc: boolean }>('memory'),
+    memory: () => holder.ask<{ rss: number; heapUsed: number; gc: boolean }>('memory'),
     async stop() {
-      await child.stop();
+      // The worker first (it drains), then the API and the dev server it talks to.
+      await worker?.stop();
+      await main.stop();
       fs.closeSync(logFile);
     },
   };
