@@ -47,17 +47,20 @@ function stat(xs: number[]) {
   return { n: s.length, p50: pick(50), p95: pick(95), p99: pick(99) };
 }
 
-/** `--client URL KEY QS`: the API's pages from a process of its own (as the bench calls the system). */
+/**
+ * `--client URL KEY QS QS`: the API's pages from a process of its own (as the bench calls the
+ * system), alternating the two filters as the in-process loop does.
+ */
 async function clientMain(): Promise<void> {
   const i = process.argv.indexOf('--client');
-  const [url, key, qs] = process.argv.slice(i + 1, i + 4) as [string, string, string];
+  const [url, key, ...qs] = process.argv.slice(i + 1, i + 5) as [string, string, string, string];
   const api = new ApiClient(url, key);
   const pages = arg('pages', 2000);
   const xs: number[] = [];
   for (let r = 0; r < 2; r++)
     for (let p = 0; p < pages; p++) {
       const t = performance.now();
-      await api.get(`/api/v1/cases?${qs}&limit=50`);
+      await api.get(`/api/v1/cases?${qs[p % 2]}&limit=50`);
       if (r === 1) xs.push(performance.now() - t);
     }
   process.send!(stat(xs));
@@ -141,10 +144,17 @@ async function main(): Promise<void> {
     await round(false);
     await round(true);
     // The same page from another process, as the bench calls the system.
-    const child = fork(process.argv[1]!, ['--client', url, keys.supervisor, filters[0]!.qs, '--pages', String(pages)], {
-      execArgv: process.execArgv.filter((a) => !a.startsWith('--cpu-prof')),
+    const child = fork(
+      process.argv[1]!,
+      ['--client', url, keys.supervisor, filters[0]!.qs, filters[1]!.qs, '--pages', String(pages)],
+      {
+        execArgv: process.execArgv.filter((a) => !a.startsWith('--cpu-prof')),
+      },
+    );
+    const apiOtherProcess = await new Promise((resolve, reject) => {
+      child.once('message', resolve);
+      child.once('exit', (code) => reject(new Error(`the client process exited (${code}) without a result`)));
     });
-    const apiOtherProcess = await new Promise((resolve) => child.once('message', resolve));
     const a = stat(apiLat);
     const b = stat(sqlLat);
     console.log(
@@ -156,7 +166,7 @@ async function main(): Promise<void> {
           apiLimit1: stat(oneLat),
           httpFloor: stat(floorLat),
           unmatched404: stat(missLat),
-          pageBytes: pageText.length,
+          pageBytes: Buffer.byteLength(pageText),
           bareSql: b,
           ratio: Math.round((b.p50 / a.p50) * 1000) / 1000,
         },
