@@ -1,9 +1,9 @@
 /**
  * `npm run bench`: Shaodian against bare Temporal on the same server, in the same run.
  *
- * Starts its own system in the production topology (bench/system.ts twice: the API with the dev
- * server, and the worker, on the Postgres database shaodian_bench; `--one-process` runs both in
- * one process as `npm start` does) and a bare baseline worker (bench/baseline-worker.ts,
+ * Starts its own system (bench/system.ts: dev server, Postgres database shaodian_bench, worker,
+ * API, i.e. what `npm start` runs; `--apart`: the API and the worker in processes of their own,
+ * as docker-compose runs them) and a bare baseline worker (bench/baseline-worker.ts,
  * own task queue, no codec, no activities), then runs each scenario twice, ours and bare:
  *   1. intake burst        N × POST /api/v1/transfers          vs N × client.workflow.start (empty workflow)
  *   2. lab-result burst    N results in POST /api/v1/lab/results batches vs N bare signals
@@ -13,7 +13,7 @@
  * Prints a table and writes bench/results.json.
  *
  * Flags: --n 2000 --m 100000 --k 3000 --concurrency 32 --lab-batch 1000 --lab-parallel 1
- *        --list-pages 20 --list-repeats 5 --only intake,lab,health,list,memory,wave --keep-db --one-process
+ *        --list-pages 20 --list-repeats 5 --only intake,lab,health,list,memory,wave --keep-db --apart
  *        --database-url URL (default postgres://postgres@127.0.0.1:5432/shaodian_bench)
  * Against a running system instead: --api-url URL --temporal-address host:port --database-url URL
  * (or BENCH_API_URL, BENCH_TEMPORAL_ADDRESS, DATABASE_URL); --policy names its policy (default
@@ -64,8 +64,8 @@ interface Options {
   policy: string;
   out: string;
   labConcurrency: number;
-  /** API and worker in one process (`npm start`) instead of the production topology's two. */
-  oneProcess: boolean;
+  /** API and worker in processes of their own (docker-compose's topology) instead of `npm start`'s one. */
+  apart: boolean;
 }
 
 const SCENARIOS = ['intake', 'lab', 'health', 'list', 'memory', 'wave'];
@@ -80,12 +80,24 @@ function parseOptions(argv: string[]): Options {
     else if (argv[i + 1] && !argv[i + 1]!.startsWith('--')) flags.set(k, argv[++i]!);
     else flags.set(k, 'true');
   }
+  const known = new Set([
+    ...['n', 'm', 'k', 'concurrency', 'lab-batch', 'lab-parallel', 'lab-concurrency', 'list-pages', 'list-repeats'],
+    ...['only', 'keep-db', 'apart', 'database-url', 'api-url', 'temporal-address', 'namespace', 'policy', 'out'],
+  ]);
+  // A mistyped flag would otherwise start a ten-minute run that ignores it.
+  for (const k of flags.keys()) if (!known.has(k)) throw new Error(`unknown flag --${k}`);
   const num = (k: string, d: number) => {
     const v = flags.get(k);
     if (v === undefined) return d;
     const x = Number(v);
     if (!Number.isFinite(x) || x < 0) throw new Error(`--${k} must be a number`);
     return Math.floor(x);
+  };
+  const bool = (k: string) => {
+    const v = flags.get(k);
+    if (v === undefined || v === 'false') return false;
+    if (v === 'true') return true;
+    throw new Error(`--${k} takes no value (or true/false)`);
   };
   // The bench is a tool outside src/: its own flags first, the environment as a fallback.
   const env = process.env;
@@ -100,7 +112,7 @@ function parseOptions(argv: string[]): Options {
     listPages: num('list-pages', 20),
     listRepeats: num('list-repeats', 5),
     only: new Set((flags.get('only') ?? SCENARIOS.join(',')).split(',').map((s) => s.trim())),
-    keepDb: flags.get('keep-db') === 'true',
+    keepDb: bool('keep-db'),
     databaseUrl:
       flags.get('database-url') ??
       (apiUrl ? env.DATABASE_URL : undefined) ??
@@ -112,9 +124,10 @@ function parseOptions(argv: string[]): Options {
     out: flags.get('out') ?? path.join(__dirname, 'results.json'),
     // What the API uses per lab batch (API_LAB_BATCH_CONCURRENCY): the bare signals get as many in flight.
     labConcurrency: num('lab-concurrency', 32),
-    oneProcess: flags.get('one-process') === 'true',
+    apart: bool('apart'),
   };
   if (o.apiUrl && !o.temporalAddress) throw new Error('--api-url needs --temporal-address (or BENCH_TEMPORAL_ADDRESS)');
+  if (o.apiUrl && o.apart) throw new Error('--apart is for the system the bench starts, not with --api-url');
   for (const s of o.only) if (!SCENARIOS.includes(s)) throw new Error(`--only: unknown scenario ${s}`);
   if (o.k < o.n && o.only.has('memory')) o.k = o.n;
   return o;
@@ -191,7 +204,13 @@ async function dropBenchDatabase(url: string): Promise<void> {
 async function startOwnSystem(o: Options): Promise<System> {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'shaodian-bench-'));
   const [port, devPort, uiPort] = [await freePort(), await freePort(), await freePort()];
-  const logFile = fs.openSync(path.join(dataDir, 'system.log'), 'a');
+  // One log per process: api.log (the API and the dev server) and worker.log.
+  const apiLog = fs.openSync(path.join(dataDir, o.apart ? 'api.log' : 'system.log'), 'a');
+  const workerLog = o.apart ? fs.openSync(path.join(dataDir, 'worker.log'), 'a') : undefined;
+  const closeLogs = () => {
+    fs.closeSync(apiLog);
+    if (workerLog !== undefined) fs.closeSync(workerLog);
+  };
   const env: Record<string, string | undefined> = {
     ...process.env,
     NODE_ENV: 'production',
@@ -219,23 +238,27 @@ async function startOwnSystem(o: Options): Promise<System> {
   };
   // BENCH_SYSTEM_NODE_ARGS='--cpu-prof --cpu-prof-dir=/tmp/prof' profiles the system (each of its processes).
   const nodeArgs = process.env.BENCH_SYSTEM_NODE_ARGS?.split(/\s+/).filter(Boolean);
-  // The production topology (docker-compose): the API (here with the dev server) and the worker
-  // in processes of their own. `--one-process`: everything in one, as `npm start` runs it.
+  // Everything in one process, as `npm start` runs it; `--apart`: the production topology
+  // (docker-compose), the API (here with the dev server) and the worker in processes of their own.
+  // On this 2-core box one process carried the intake burst faster (docs/PERFORMANCE.md).
   const main = forkTs(path.join(__dirname, 'system.ts'), {
     gc: true,
-    logFile,
+    logFile: apiLog,
     nodeArgs,
-    env: { ...env, BENCH_SYSTEM_PARTS: o.oneProcess ? 'all' : 'api' },
+    env: { ...env, BENCH_SYSTEM_PARTS: o.apart ? 'api' : 'all' },
   });
-  const ready = await main.ready;
+  const ready = await main.ready.catch((err: Error) => {
+    closeLogs();
+    throw new Error(`the system's ${o.apart ? 'API ' : ''}process: ${err.message} (log: ${dataDir})`);
+  });
   const apiUrl = String(ready.apiUrl);
   const temporalAddress = String(ready.temporalAddress);
   let worker: Child | undefined;
   try {
-    if (!o.oneProcess) {
+    if (o.apart) {
       worker = forkTs(path.join(__dirname, 'system.ts'), {
         gc: true,
-        logFile,
+        logFile: workerLog,
         nodeArgs,
         env: {
           ...env,
@@ -245,7 +268,9 @@ async function startOwnSystem(o: Options): Promise<System> {
           SIMULATOR_CALLBACK_URL: apiUrl,
         },
       });
-      await worker.ready;
+      await worker.ready.catch((err: Error) => {
+        throw new Error(`the system's worker process: ${err.message} (log: ${dataDir}/worker.log)`);
+      });
     }
     if (
       !(await waitUntil(async () => (await fetch(`${apiUrl}/healthz`).catch(() => undefined))?.ok === true, 60_000))
@@ -255,6 +280,7 @@ async function startOwnSystem(o: Options): Promise<System> {
   } catch (err) {
     await worker?.stop();
     await main.stop();
+    closeLogs();
     throw err;
   }
   // Memory per open case is the worker's: the process that holds the cases.
@@ -268,7 +294,7 @@ async function startOwnSystem(o: Options): Promise<System> {
       // The worker first (it drains), then the API and the dev server it talks to.
       await worker?.stop();
       await main.stop();
-      fs.closeSync(logFile);
+      closeLogs();
     },
   };
 }
@@ -837,7 +863,11 @@ async function memory(ctx: Ctx): Promise<void> {
       bareRssAfterMiB: round(bareAfter.rss / MiB, 1),
       bareHeapPerWorkflowKiB: round(bareHeapPerWf * 1024, 1),
       measuredAfterGc: !!after?.gc,
-      processIncludes: 'worker and API (npm start without the dev server)',
+      processIncludes: ctx.o.apiUrl
+        ? 'the external API process (its metrics)'
+        : ctx.o.apart
+          ? 'the worker alone (--apart)'
+          : 'worker and API (npm start without the dev server)',
     },
   });
 }
@@ -992,6 +1022,7 @@ async function main(): Promise<void> {
         concurrency: o.concurrency,
         labBatch: o.labBatch,
         labParallel: o.labParallel,
+        topology: o.apiUrl ? 'external' : o.apart ? 'api and worker apart' : 'one process',
       },
       scenarios: results,
     };

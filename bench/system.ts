@@ -2,9 +2,9 @@
  * The system under test, as a process of its own, started through startRuntime and configured
  * by the environment the bench gives it. BENCH_SYSTEM_PARTS says which parts it runs:
  *
+ * - `all`: everything in one process, exactly what `npm start` brings up (the bench's default);
  * - `api` (with the Temporal dev server) and `worker`: the production topology (docker-compose:
- *   an API process and a worker process), which the bench starts by default as two children;
- * - `all`: everything in one process, exactly what `npm start` brings up (`--one-process`).
+ *   an API process and a worker process), two children of the bench with `--apart`.
  *
  * Over IPC it reports when it is up, its memory (after a full GC), and stops on request,
  * draining the worker like Ctrl-C would.
