@@ -3,6 +3,7 @@
  * bodies (no real person: generated names and numbers) and synthetic read-model rows.
  */
 import { sql } from 'drizzle-orm';
+import type { Sql } from 'postgres';
 
 import { createApiKey } from '../src/auth/keys';
 import { SIMULATED_LAB_ID } from '../src/integrations/lab';
@@ -132,4 +133,26 @@ export async function insertSyntheticCases(db: Db, m: number, hotels: string[]):
     on conflict do nothing
   `);
   await db.execute(sql`analyze cases`);
+}
+
+/** A filter of the supervisor list, as the bare query takes it. */
+export interface ListFilter {
+  phase: string;
+  colour?: string;
+  hotelId?: string;
+}
+
+/**
+ * The list's bare baseline: the same page (51 rows after `after`, case-number order) by a
+ * hand-written indexed query on the bench district, every column. The bench and the list probe
+ * both measure against this one.
+ */
+export function bareListPage(db: Sql, f: ListFilter, after: string): Promise<{ case_no: string }[]> {
+  return db<{ case_no: string }[]>`
+    select c.*, r.room_no from cases c left join rooms r on r.id = c.room_id
+    where c.district = ${BENCH_DISTRICT} and c.phase = ${f.phase}
+      ${f.colour ? db`and c.colour = ${f.colour}` : db``}
+      ${f.hotelId ? db`and c.hotel_id = ${f.hotelId}` : db``}
+      and c.case_no > ${after}
+    order by c.case_no limit 51`;
 }

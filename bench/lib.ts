@@ -104,6 +104,13 @@ export const round = (x: number, digits = 2): number => {
   return Math.round(x * f) / f;
 };
 
+/** p50, p95 and p99 of a set of latencies (ms), rounded to `digits`. */
+export function latencyStats(xs: readonly number[], digits = 2): { n: number; p50: number; p95: number; p99: number } {
+  const sorted = [...xs].sort((a, b) => a - b);
+  const pick = (p: number) => round(percentile(sorted, p), digits);
+  return { n: sorted.length, p50: pick(50), p95: pick(95), p99: pick(99) };
+}
+
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Polls until `check` returns true or the deadline passes; returns whether it did. */

@@ -33,19 +33,15 @@ import { loadConfig } from '../src/config';
 import { openDatabase } from '../src/db';
 import { createLogger } from '../src/log';
 import type { DependencyMonitor } from '../src/api/dependencies';
-import { ApiClient } from './lib';
-import { createBenchKeys, insertSyntheticCases, seedBenchHotels } from './fixtures';
+import { ApiClient, latencyStats } from './lib';
+import { bareListPage, createBenchKeys, insertSyntheticCases, seedBenchHotels, type ListFilter } from './fixtures';
 
 const arg = (name: string, dflt: number) => {
   const i = process.argv.indexOf(`--${name}`);
   return i > 0 ? Number(process.argv[i + 1]) : dflt;
 };
 
-function stat(xs: number[]) {
-  const s = [...xs].sort((a, b) => a - b);
-  const pick = (p: number) => Math.round(s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]! * 1000) / 1000;
-  return { n: s.length, p50: pick(50), p95: pick(95), p99: pick(99) };
-}
+const stat = (xs: number[]) => latencyStats(xs, 3);
 
 /**
  * `--client URL KEY QS QS`: the API's pages from a process of its own (as the bench calls the
@@ -98,9 +94,9 @@ async function main(): Promise<void> {
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     const api = new ApiClient(url, keys.supervisor);
 
-    const filters = [
-      { qs: 'phase=OBSERVATION&colour=red', phase: 'OBSERVATION', colour: 'red' as string | undefined },
-      { qs: `phase=OBSERVATION&hotelId=${hotels[0]}`, phase: 'OBSERVATION', hotelId: hotels[0] as string | undefined },
+    const filters: { qs: string; where: ListFilter }[] = [
+      { qs: 'phase=OBSERVATION&colour=red', where: { phase: 'OBSERVATION', colour: 'red' } },
+      { qs: `phase=OBSERVATION&hotelId=${hotels[0]}`, where: { phase: 'OBSERVATION', hotelId: hotels[0]! } },
     ];
     // The floor: a bare Node HTTP server answering a page of the same bytes, no Express, no query.
     const pageText = JSON.stringify(await api.get(`/api/v1/cases?${filters[0]!.qs}&limit=50`));
@@ -122,13 +118,7 @@ async function main(): Promise<void> {
         await api.get(`/api/v1/cases?${f.qs}&limit=50`);
         if (record) apiLat.push(performance.now() - t);
         t = performance.now();
-        await sql`
-          select c.*, r.room_no from cases c left join rooms r on r.id = c.room_id
-          where c.district = ${'Bench'} and c.phase = ${f.phase}
-            ${'colour' in f && f.colour ? sql`and c.colour = ${f.colour}` : sql``}
-            ${'hotelId' in f && f.hotelId ? sql`and c.hotel_id = ${f.hotelId}` : sql``}
-            and c.case_no > ${''}
-          order by c.case_no limit 51`;
+        await bareListPage(sql, f.where, '');
         if (record) sqlLat.push(performance.now() - t);
         t = performance.now();
         await api.get(`/api/v1/cases?${f.qs}&limit=1`);

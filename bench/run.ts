@@ -29,11 +29,19 @@ import postgres from 'postgres';
 
 import { openDatabase, type Database } from '../src/db';
 import { benchEmpty, benchTarget, bumpSignal, checkUpdate, countsQuery } from './baseline-workflows';
-import { benchTransfer, createBenchKeys, insertSyntheticCases, seedBenchHotels, type BenchKeys } from './fixtures';
+import {
+  bareListPage,
+  benchTransfer,
+  createBenchKeys,
+  insertSyntheticCases,
+  seedBenchHotels,
+  type BenchKeys,
+} from './fixtures';
 import {
   ApiClient,
   forkTs,
   freePort,
+  latencyStats,
   mapLimit,
   MiB,
   round,
@@ -80,28 +88,28 @@ function parseOptions(argv: string[]): Options {
     else if (argv[i + 1] && !argv[i + 1]!.startsWith('--')) flags.set(k, argv[++i]!);
     else flags.set(k, 'true');
   }
-  const known = new Set([
-    ...['n', 'm', 'k', 'concurrency', 'lab-batch', 'lab-parallel', 'lab-concurrency', 'list-pages', 'list-repeats'],
-    ...['only', 'keep-db', 'apart', 'database-url', 'api-url', 'temporal-address', 'namespace', 'policy', 'out'],
-  ]);
-  // A mistyped flag would otherwise start a ten-minute run that ignores it.
-  for (const k of flags.keys()) if (!known.has(k)) throw new Error(`unknown flag --${k}`);
+  // Every flag the options below read; any other is refused after them.
+  const read = new Set<string>();
+  const flag = (k: string) => {
+    read.add(k);
+    return flags.get(k);
+  };
   const num = (k: string, d: number) => {
-    const v = flags.get(k);
+    const v = flag(k);
     if (v === undefined) return d;
     const x = Number(v);
     if (!Number.isFinite(x) || x < 0) throw new Error(`--${k} must be a number`);
     return Math.floor(x);
   };
   const bool = (k: string) => {
-    const v = flags.get(k);
+    const v = flag(k);
     if (v === undefined || v === 'false') return false;
     if (v === 'true') return true;
     throw new Error(`--${k} takes no value (or true/false)`);
   };
   // The bench is a tool outside src/: its own flags first, the environment as a fallback.
   const env = process.env;
-  const apiUrl = flags.get('api-url') ?? env.BENCH_API_URL;
+  const apiUrl = flag('api-url') ?? env.BENCH_API_URL;
   const o: Options = {
     n: num('n', 2000),
     m: num('m', 100_000),
@@ -111,21 +119,23 @@ function parseOptions(argv: string[]): Options {
     labParallel: num('lab-parallel', 1),
     listPages: num('list-pages', 20),
     listRepeats: num('list-repeats', 5),
-    only: new Set((flags.get('only') ?? SCENARIOS.join(',')).split(',').map((s) => s.trim())),
+    only: new Set((flag('only') ?? SCENARIOS.join(',')).split(',').map((s) => s.trim())),
     keepDb: bool('keep-db'),
     databaseUrl:
-      flags.get('database-url') ??
+      flag('database-url') ??
       (apiUrl ? env.DATABASE_URL : undefined) ??
       'postgres://postgres@127.0.0.1:5432/shaodian_bench',
     apiUrl,
-    temporalAddress: flags.get('temporal-address') ?? env.BENCH_TEMPORAL_ADDRESS,
-    namespace: flags.get('namespace') ?? 'shaodian',
-    policy: flags.get('policy') ?? (apiUrl ? 'standard' : 'drill'),
-    out: flags.get('out') ?? path.join(__dirname, 'results.json'),
+    temporalAddress: flag('temporal-address') ?? env.BENCH_TEMPORAL_ADDRESS,
+    namespace: flag('namespace') ?? 'shaodian',
+    policy: flag('policy') ?? (apiUrl ? 'standard' : 'drill'),
+    out: flag('out') ?? path.join(__dirname, 'results.json'),
     // What the API uses per lab batch (API_LAB_BATCH_CONCURRENCY): the bare signals get as many in flight.
     labConcurrency: num('lab-concurrency', 32),
     apart: bool('apart'),
   };
+  // A mistyped flag would otherwise start a ten-minute run that ignores it.
+  for (const k of flags.keys()) if (!read.has(k)) throw new Error(`unknown flag --${k}`);
   if (o.apiUrl && !o.temporalAddress) throw new Error('--api-url needs --temporal-address (or BENCH_TEMPORAL_ADDRESS)');
   if (o.apiUrl && o.apart) throw new Error('--apart is for the system the bench starts, not with --api-url');
   for (const s of o.only) if (!SCENARIOS.includes(s)) throw new Error(`--only: unknown scenario ${s}`);
@@ -702,13 +712,7 @@ async function supervisorList(ctx: Ctx): Promise<void> {
         );
         apiLat.push(performance.now() - t);
         t = performance.now();
-        const rows = await ctx.sql<{ case_no: string }[]>`
-          select c.*, r.room_no from cases c left join rooms r on r.id = c.room_id
-          where c.district = ${'Bench'} and c.phase = ${f.where.phase}
-            ${f.where.colour ? ctx.sql`and c.colour = ${f.where.colour}` : ctx.sql``}
-            ${f.where.hotelId ? ctx.sql`and c.hotel_id = ${f.where.hotelId}` : ctx.sql``}
-            and c.case_no > ${after}
-          order by c.case_no limit 51`;
+        const rows = await bareListPage(ctx.sql, f.where, after);
         sqlLat.push(performance.now() - t);
         pages++;
         const apiIds = page.items.map((i) => i.caseNo).join();
@@ -746,14 +750,9 @@ async function supervisorList(ctx: Ctx): Promise<void> {
       token = r.nextPageToken;
     }
   }
-  const stat = (xs: number[]) => {
-    const s = [...xs].sort((a, b) => a - b);
-    const pick = (p: number) => round(s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!, 2);
-    return { n: s.length, p50: pick(50), p95: pick(95), p99: pick(99) };
-  };
-  const api = stat(apiLat);
-  const bare = stat(sqlLat);
-  const temporal = stat(tLat);
+  const api = latencyStats(apiLat);
+  const bare = latencyStats(sqlLat);
+  const temporal = latencyStats(tLat);
   log(
     `  API p50 ${api.p50} ms p99 ${api.p99}; bare SQL p50 ${bare.p50} ms p99 ${bare.p99}; Temporal list p50 ${temporal.p50} ms`,
   );
@@ -805,10 +804,8 @@ async function waveAggregate(ctx: Ctx): Promise<void> {
     lat.push(performance.now() - t);
     days = r.days.length;
   }
-  const s = [...lat].sort((a, b) => a - b);
-  const pick = (p: number) => round(s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!, 2);
-  const p95 = pick(95);
-  log(`  p50 ${pick(50)} ms p95 ${p95} ms p99 ${pick(99)} ms (${days} days)`);
+  const { p50, p95, p99 } = latencyStats(lat);
+  log(`  p50 ${p50} ms p95 ${p95} ms p99 ${p99} ms (${days} days)`);
   results.push({
     name: 'wave aggregate',
     unit: 'ms per call (p95)',
@@ -817,7 +814,7 @@ async function waveAggregate(ctx: Ctx): Promise<void> {
     ratio: round(200 / p95, 3),
     target: 1,
     met: p95 <= 200,
-    detail: { rows, calls: lat.length, days, p50: pick(50), p95, p99: pick(99), targetMs: 200 },
+    detail: { rows, calls: lat.length, days, p50, p95, p99, targetMs: 200 },
   });
 }
 
