@@ -2,6 +2,7 @@ import path from 'node:path';
 import { z } from 'zod';
 
 import { defaultUserCacheDir } from './temporal/cli';
+import { DECISION_CORE_TYPES } from './workflows/case-types';
 
 /**
  * The one place that reads the environment. Every other module receives a `Config`.
@@ -103,6 +104,11 @@ export const envSchema = z.object({
   API_TEMPORAL_TIMEOUT_MS: z.coerce.number().int().positive().default(5000),
   /** How long a command (extend, colour, address, cancel, ack, resolve) waits for its worker's answer before 504 "outcome unknown". */
   API_UPDATE_WAIT_MS: z.coerce.number().int().positive().default(5000),
+  /**
+   * The workflow type new cases start: caseWorkflowV3, or caseWorkflowV2 while workers of a build
+   * without v3 still poll the task queue (a rolling upgrade, docs/OPERATIONS.md).
+   */
+  CASE_WORKFLOW_TYPE: z.enum(DECISION_CORE_TYPES).default('caseWorkflowV3'),
   /** How long a health check waits for its worker's answer before it is queued instead (202, applied when a worker runs). */
   API_REPORT_WAIT_MS: z.coerce.number().int().positive().default(1500),
   /** How often the API probes Temporal, the database and the worker's task queue (the breakers behind /readyz). */

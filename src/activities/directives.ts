@@ -175,15 +175,20 @@ export function createReturnTransferActivity() {
         note: `Fever during home monitoring after case ${input.caseNo}`,
       };
       try {
-        await ctx.client.workflow.start('caseWorkflowV2', {
-          workflowId: workflowIdFor(caseNo),
-          taskQueue: ctx.info.taskQueue,
-          args: [{ request, policy: input.policy }],
-          workflowIdConflictPolicy: 'FAIL',
-          workflowIdReusePolicy: 'REJECT_DUPLICATE',
-          typedSearchAttributes: [{ key: CasePhaseKey, value: 'REQUESTED' }],
-          memo: { bodyHash: `return:${input.caseNo}`, district: request.district, street: request.street },
-        });
+        // The type of the case it returns from: a case of the running type, or v2 while an older
+        // case drains (a v2 case may run beside workers that do not know v3 yet).
+        await ctx.client.workflow.start(
+          ctx.info.workflowType === 'caseWorkflowV3' ? 'caseWorkflowV3' : 'caseWorkflowV2',
+          {
+            workflowId: workflowIdFor(caseNo),
+            taskQueue: ctx.info.taskQueue,
+            args: [{ request, policy: input.policy }],
+            workflowIdConflictPolicy: 'FAIL',
+            workflowIdReusePolicy: 'REJECT_DUPLICATE',
+            typedSearchAttributes: [{ key: CasePhaseKey, value: 'REQUESTED' }],
+            memo: { bodyHash: `return:${input.caseNo}`, district: request.district, street: request.street },
+          },
+        );
       } catch (err) {
         if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
       }

@@ -10,7 +10,7 @@ import { ApplicationFailure } from '@temporalio/common';
 
 import type { Integrations } from '../integrations';
 import type { Handoff } from '../integrations/hotel';
-import { roomOfferedSignal } from '../workflows/messages';
+import { isDecisionCoreType, roomOfferedSignal } from '../workflows/messages';
 import type { Logger } from '../log';
 import { once } from './effects';
 import type { CaseActivities, CaseRow, RecordCaseInput } from './types';
@@ -96,12 +96,12 @@ export const LOCAL_WRITE_FAILURES_AWAY = 3;
 export const LOCAL_WRITE_COOLDOWN_MS = 10_000;
 /**
  * Whether this is a v2 case's write inside its workflow task (a local activity from
- * caseWorkflowV2): only those have a path to fall back on. v1's local writes retry as before.
+ * caseWorkflowV2 or caseWorkflowV3): only those have a path to fall back on. v1's local writes retry as before.
  */
 function inV2WorkflowTask(): boolean {
   try {
     const { info } = Context.current();
-    return info.isLocal && info.workflowType === 'caseWorkflowV2';
+    return info.isLocal && isDecisionCoreType(info.workflowType);
   } catch {
     return false; // called outside any activity
   }

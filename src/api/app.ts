@@ -141,6 +141,7 @@ export function createApp(deps: AppDeps): express.Express {
       timeoutMs: deps.config.API_TEMPORAL_TIMEOUT_MS,
       updateWaitMs: deps.config.API_UPDATE_WAIT_MS,
       monitor,
+      caseWorkflowType: deps.config.CASE_WORKFLOW_TYPE,
     }),
     deps: monitor,
     hotels: createHotelService(deps.db),

@@ -8,6 +8,7 @@ import { HttpProblem, validationProblem } from './problem';
 import { workflowIdFor } from './ids';
 import { IdempotencyHeader } from './schemas';
 import { temporalProblem } from './temporal-ops';
+import { isDecisionCoreType } from '../workflows/case-types';
 
 /**
  * How every command and field report reaches a case, and what its answer may honestly say:
@@ -210,7 +211,7 @@ export async function sendReportWithAnswer<R, T extends object>(
     throw sent ? unknownOutcome(key) : (temporalProblem(err, caseNo, 'write') ?? err);
   }
   if (type === null && !sent) throw new HttpProblem(404, `No case ${caseNo}`);
-  if (type !== 'caseWorkflowV2') {
+  if (!isDecisionCoreType(type)) {
     if (sent) throw unknownOutcome(key);
     throw new HttpProblem(
       503,

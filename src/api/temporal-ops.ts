@@ -11,10 +11,12 @@ import {
 } from '@temporalio/client';
 import { ApplicationFailure, type SignalDefinition, type UpdateDefinition } from '@temporalio/common';
 
-import { CasePhaseKey, HotelIdKey } from '../temporal/search-attributes';
+import { CaseColourKey, CasePhaseKey, HotelIdKey, OpenEscalationsKey } from '../temporal/search-attributes';
+import { classifyColour } from '../domain/colour';
+import { withCaseDefaults } from '../domain/policy';
 import type { CaseView } from '../domain/case/view';
 import { legacyView } from './legacy-view';
-import { stateQuery, viewQuery, type CaseInput, type CaseState } from '../workflows/messages';
+import { stateQuery, viewQuery, type CaseInput, type CaseState, type DecisionCoreType } from '../workflows/messages';
 import type { ApiMetrics } from './metrics';
 import { HttpProblem } from './problem';
 import { workflowIdFor } from './ids';
@@ -152,6 +154,8 @@ export interface CaseOpsOptions {
   updateWaitMs: number;
   /** Known-down dependencies answer at once; calls that find Temporal away say so. */
   monitor: DependencyMonitor;
+  /** The workflow type new cases start (CASE_WORKFLOW_TYPE). */
+  caseWorkflowType: DecisionCoreType;
 }
 
 export function createCaseOps(
@@ -201,8 +205,9 @@ export function createCaseOps(
     async start(caseNo, input, memo, taskQueue) {
       try {
         await bounded(() =>
-          // New cases run the v2 workflow; v1 cases already running drain on the same worker.
-          client.workflow.start('caseWorkflowV2', {
+          // New cases run CASE_WORKFLOW_TYPE (v3); v2 and v1 cases already running drain on the
+          // same worker.
+          client.workflow.start(opts.caseWorkflowType, {
             workflowId: workflowIdFor(caseNo),
             taskQueue,
             args: [input],
@@ -210,11 +215,18 @@ export function createCaseOps(
             // below; a new case is ours as sent, so it needs no read-back (one RPC saved).
             workflowIdConflictPolicy: 'FAIL',
             workflowIdReusePolicy: 'REJECT_DUPLICATE',
-            typedSearchAttributes: [{ key: CasePhaseKey, value: 'REQUESTED' }],
+            // What the case's first workflow task would set (v3 does not set it again): its phase,
+            // the colour the decision core classifies from the same request and policy, no
+            // escalation open.
+            typedSearchAttributes: [
+              { key: CasePhaseKey, value: 'REQUESTED' },
+              { key: CaseColourKey, value: startColour(input) },
+              { key: OpenEscalationsKey, value: 0 },
+            ],
             memo: { ...memo },
           }),
         );
-        remember(caseNo, 'caseWorkflowV2');
+        remember(caseNo, opts.caseWorkflowType);
         return { memo, status: 'RUNNING' };
       } catch (err) {
         if (!(err instanceof WorkflowExecutionAlreadyStartedError)) {
@@ -293,4 +305,10 @@ export function createCaseOps(
 
     describe,
   };
+}
+
+/** The colour initialState gives this request (src/domain/case/decide.ts), for the start's search attributes. */
+function startColour(input: CaseInput): string {
+  const on = Date.parse(input.request.requestedAt) || Date.now();
+  return classifyColour(input.request.person, withCaseDefaults(input.policy), on).colour;
 }

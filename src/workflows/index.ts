@@ -1,7 +1,8 @@
 /**
- * The workflow types this worker runs. New cases start caseWorkflowV2; caseWorkflow (v1) stays
- * registered, unchanged, until every case started under it has ended (docs/OPERATIONS.md).
+ * The workflow types this worker runs. New cases start caseWorkflowV3 (CASE_WORKFLOW_TYPE);
+ * caseWorkflowV2 and caseWorkflow (v1) stay registered, unchanged, until every case started under
+ * them has ended (docs/OPERATIONS.md).
  */
 export { caseWorkflow } from './case';
-export { caseWorkflowV2 } from './case-v2';
+export { caseWorkflowV2, caseWorkflowV3 } from './case-v2';
 export { directiveWorkflow } from './directive';

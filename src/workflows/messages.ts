@@ -163,7 +163,7 @@ export interface AckEscalationInput {
 }
 export const ackEscalationUpdate = defineUpdate<Escalation, [AckEscalationInput]>('ackEscalation');
 
-// ---- added with the v2 case workflow (caseWorkflowV2) ----
+// ---- added with the v2 case workflow (caseWorkflowV2; caseWorkflowV3 answers the same) ----
 export interface DepartureInput {
   at: string;
   by: Actor;
@@ -297,3 +297,5 @@ export interface CaseState {
   eventSeq: number;
 }
 export const stateQuery = defineQuery<CaseState>('state');
+
+export { DECISION_CORE_TYPES, isDecisionCoreType, type DecisionCoreType } from './case-types';

@@ -7,6 +7,8 @@ import { caseEvents, cases } from '../../src/db/schema';
 import { createIntegrations, type Integrations } from '../../src/integrations';
 import { createLogger } from '../../src/log';
 import type { CaseView as CaseState } from '../../src/domain/case/view';
+import { workflowIdFor } from '../../src/api/ids';
+import { CaseColourKey, CasePhaseKey, OpenEscalationsKey } from '../../src/temporal/search-attributes';
 import { createWorker } from '../../src/worker';
 import { createHarness, type Harness, liveState, seedReadModel, validTransfer } from './harness';
 
@@ -68,6 +70,20 @@ test('transfer → arrival → checks → results → inspection → release, ea
 
   const transit = await waitFor(caseNo, (s) => s.phase === 'IN_TRANSIT', 'transport dispatched');
   expect(transit.colour).toBe('red'); // hypertension
+  // A new case runs caseWorkflowV3. The start set the search attributes the first task would have
+  // (the colour as the decision core classified it), so that task upserts none.
+  const wf = h.temporal.client.workflow.getHandle(workflowIdFor(caseNo));
+  const described = await wf.describe();
+  expect(described.type).toBe('caseWorkflowV3');
+  const events = (await wf.fetchHistory()).events ?? [];
+  const started = events[0]!.workflowExecutionStartedEventAttributes!.searchAttributes!.indexedFields!;
+  expect(Object.keys(started).sort()).toEqual([CaseColourKey.name, CasePhaseKey.name, OpenEscalationsKey.name].sort());
+  const firstDone = events.findIndex((e) => e.workflowTaskCompletedEventAttributes);
+  const nextTask = events.findIndex((e, i) => i > firstDone && e.workflowTaskScheduledEventAttributes);
+  expect(firstDone).toBeGreaterThan(0);
+  expect(nextTask).toBeGreaterThan(firstDone);
+  expect(events.slice(firstDone, nextTask).filter((e) => e.upsertWorkflowSearchAttributesEventAttributes)).toEqual([]);
+  expect(events.filter((e) => e.markerRecordedEventAttributes?.markerName === 'core_patch')).toEqual([]);
   const hotelId = transit.room!.hotelId;
   const hotelKey = await newKey({ name: 'Front desk', role: 'hotel', district: 'D1', orgId: hotelId });
   const nurseKey = await newKey({ name: 'Nurse Wang', role: 'medical', district: 'D1', orgId: hotelId });

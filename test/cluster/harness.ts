@@ -76,6 +76,8 @@ export interface ClusterOptions {
   /** A policy day in seconds (the drill policy). */
   dayS: number;
   restartDelayMs: number;
+  /** More settings for the cluster's APIs and workers. */
+  env?: Record<string, string>;
 }
 
 export interface ClusterHarness {
@@ -141,6 +143,7 @@ export async function startCluster(opts: ClusterOptions): Promise<ClusterHarness
     SIM_TRANSPORT_DELAY_MS: '300',
     API_RATE_LIMIT_PER_MINUTE: '1000000',
     NOTIFY_WEBHOOK_URL: alertUrl,
+    ...opts.env,
   };
   const script: ChildProcess = spawn(
     process.execPath,

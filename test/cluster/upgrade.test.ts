@@ -9,6 +9,8 @@ import { ROOT, startCluster, waitFor, type ClusterHarness } from './harness';
  * A rolling upgrade on the real cluster, the way an operator does it while people are inside:
  * workers of the previous build run the cases; workers of this build start beside them; the old
  * ones are stopped (SIGTERM: they drain); the cases go on to release on the new build.
+ * The APIs start caseWorkflowV2 meanwhile (CASE_WORKFLOW_TYPE, docs/OPERATIONS.md): the old build
+ * has no caseWorkflowV3, and a case of a type its workers do not know would fail its tasks there.
  *
  * The previous build is the commit before the room waiting list, a workflow change made behind
  * `patched('room-waiting-list')`: the new workers replay histories written without the marker.
@@ -35,7 +37,13 @@ describe('a rolling upgrade while cases run', () => {
   let h: ClusterHarness;
   const workers: AppProcess[] = [];
   beforeAll(async () => {
-    h = await startCluster({ workers: 0, ui: false, dayS: DAY_S, restartDelayMs: 1000 });
+    h = await startCluster({
+      workers: 0,
+      ui: false,
+      dayS: DAY_S,
+      restartDelayMs: 1000,
+      env: { CASE_WORKFLOW_TYPE: 'caseWorkflowV2' },
+    });
   });
   afterAll(async () => {
     await Promise.all(workers.map((w) => stopApp(w, 'SIGKILL')));

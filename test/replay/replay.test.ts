@@ -10,7 +10,9 @@ import { testCodec } from '../support/temporal';
 /**
  * Replays every recorded history (test/histories/*.history.pb) against today's workflow code. A
  * change that would break running cases (a non-deterministic change without `patched`) makes
- * this fail. Histories are recorded by `npm run histories:record`.
+ * this fail. Histories are recorded by `npm run histories:record`: v1 (caseWorkflow), v2-*
+ * (caseWorkflowV2, which drains: kept as they were recorded) and v3-* (caseWorkflowV3, which new
+ * cases start).
  * v2-missed-checks-unfolded was recorded on the code before the `missed-check-fold` patch (a case
  * missing checks, an escalation per slot): replayed with the fold applied regardless of the
  * patch, it fails with a nondeterminism error, which is what this test is for.

@@ -16,7 +16,7 @@ import { createWorker } from '../../src/worker';
 import { ApplicationFailure } from '@temporalio/common';
 
 import type { CaseActivities } from '../../src/activities/types';
-import { caseWorkflow, caseWorkflowV2 } from '../../src/workflows';
+import { caseWorkflow, caseWorkflowV2, caseWorkflowV3 } from '../../src/workflows';
 import { stateQuery, type CaseInput, type CaseState } from '../../src/workflows/messages';
 import { createTestDatabase, type TestDatabase } from './db';
 import { connectTest, uniqueQueue } from './temporal';
@@ -66,10 +66,17 @@ export type Faults = Partial<Record<keyof CaseActivities, (input: never) => bool
 
 export interface Harness {
   faults: Faults;
-  /** A v2 case (caseWorkflowV2): the decision core. */
+  /**
+   * A case on the decision core: caseWorkflowV3, as the API starts new cases, or caseWorkflowV2
+   * (the type that drains) when asked.
+   */
   startV2(
-    opts?: Partial<TransferRequest> & { policy?: Policy; options?: CaseInput['options'] },
-  ): Promise<WorkflowHandle<typeof caseWorkflowV2>>;
+    opts?: Partial<TransferRequest> & {
+      policy?: Policy;
+      options?: CaseInput['options'];
+      workflowType?: 'caseWorkflowV2' | 'caseWorkflowV3';
+    },
+  ): Promise<WorkflowHandle<typeof caseWorkflowV3>>;
   db: TestDatabase;
   config: Config;
   taskQueue: string;
@@ -143,9 +150,9 @@ export async function createHarness(label: string, env: Record<string, string> =
   const harness: Harness = {
     faults,
     async startV2(opts = {}) {
-      const { policy = testPolicy(), options, ...req } = opts;
+      const { policy = testPolicy(), options, workflowType = 'caseWorkflowV3', ...req } = opts;
       const request = requestFor(req);
-      return t.client.workflow.start(caseWorkflowV2, {
+      return t.client.workflow.start(workflowType === 'caseWorkflowV2' ? caseWorkflowV2 : caseWorkflowV3, {
         taskQueue,
         workflowId: `case-${request.caseNo}`,
         args: [{ request, policy, options }],

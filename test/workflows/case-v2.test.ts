@@ -34,8 +34,10 @@ import {
 } from '../support/case-harness';
 
 /**
- * The v2 case workflow (caseWorkflowV2) against a real dev server: the decision core's rules
- * through the real shell, activities, read model and timers, with second-long days.
+ * The decision-core case workflow against a real dev server: the decision core's rules through the
+ * real shell, activities, read model and timers, with second-long days. Cases start
+ * caseWorkflowV3 as the API starts them; one test runs the same story on caseWorkflowV2, the type
+ * that drains. Their histories are recorded as test/histories/v3-*.
  */
 let h: Harness;
 type Handle = Awaited<ReturnType<Harness['startV2']>>;
@@ -47,7 +49,7 @@ async function maybeRecord(name: string, handle: Handle): Promise<void> {
   if (process.env.RECORD_HISTORIES !== '1') return;
   const history = await handle.fetchHistory();
   fs.writeFileSync(
-    path.join(HISTORIES, `v2-${name}.history.pb`),
+    path.join(HISTORIES, `v3-${name}.history.pb`),
     temporal.api.history.v1.History.encode(history).finish(),
   );
 }
@@ -104,10 +106,9 @@ async function passInspection(handle: Handle) {
   });
 }
 
-test('happy path: released on two negatives of samples really taken, read model and rooms agree', async () => {
-  const handle = await h.startV2();
+/** Arrival, negatives as the orders go out, a passed inspection: until the case has ended. */
+async function happyPath(handle: Handle): Promise<CaseView> {
   await arrive(handle);
-  // Answer results as orders go out, until release.
   const deadline = Date.now() + 30_000;
   let v = await view(handle);
   let inspected = false;
@@ -120,7 +121,12 @@ test('happy path: released on two negatives of samples really taken, read model 
     await new Promise((r) => setTimeout(r, 150));
     v = await view(handle);
   }
-  v = await waitView(handle, (x) => !!x.endedAt, 'ended');
+  return waitView(handle, (x) => !!x.endedAt, 'ended');
+}
+
+test('happy path: released on two negatives of samples really taken, read model and rooms agree', async () => {
+  const handle = await h.startV2();
+  const v = await happyPath(handle);
   expect(v.phase).toBe('RELEASED');
   const counted = v.samples.filter((x) => x.status === 'resulted' && x.result === 'negative');
   expect(counted.length).toBeGreaterThanOrEqual(2);
@@ -142,8 +148,44 @@ test('happy path: released on two negatives of samples really taken, read model 
   const markers = events.filter((e) => e.markerRecordedEventAttributes?.markerName === 'core_local_activity');
   expect(recordTasks).toHaveLength(0);
   expect(markers.length).toBeGreaterThanOrEqual(5);
-  // (v2-happy-path-released is the same story recorded before LOCAL_RECORDS_PATCH: kept, replayed.)
+  // (v2-happy-path-released and v2-local-records-released are the same story on v2: kept, replayed.)
   await maybeRecord('local-records-released', handle);
+});
+
+test('v3 and the v2 that drains tell the same story the same way; v3 leaves no patch markers and fewer timer events', async () => {
+  const [v3, v2] = await Promise.all([h.startV2(), h.startV2({ workflowType: 'caseWorkflowV2' })]);
+  const [a, b] = await Promise.all([happyPath(v3), happyPath(v2)]);
+  const story = (v: CaseView) => ({
+    phase: v.phase,
+    results: v.samples.map((x) => `${x.type}:${x.status}:${x.result ?? ''}`),
+    escalations: v.escalations.map((e) => `${e.kind}:${e.status}`),
+    inspection: v.inspection.status,
+    unfinished: v.closing?.unfinished,
+  });
+  expect(story(a)).toEqual(story(b));
+  expect(a.phase).toBe('RELEASED');
+
+  const count = (events: NonNullable<Awaited<ReturnType<Handle['fetchHistory']>>['events']>) => ({
+    patchMarkers: events.filter((e) => e.markerRecordedEventAttributes?.markerName === 'core_patch').length,
+    changeVersions: events.filter((e) =>
+      Object.keys(e.upsertWorkflowSearchAttributesEventAttributes?.searchAttributes?.indexedFields ?? {}).includes(
+        'TemporalChangeVersion',
+      ),
+    ).length,
+    timersCancelled: events.filter((e) => e.timerCanceledEventAttributes).length,
+    events: events.length,
+  });
+  const [e3, e2] = await Promise.all([v3.fetchHistory(), v2.fetchHistory()]);
+  const c3 = count(e3.events ?? []);
+  const c2 = count(e2.events ?? []);
+  expect(c2.patchMarkers).toBe(3);
+  expect(c2.changeVersions).toBe(3);
+  expect(c3.patchMarkers).toBe(0);
+  expect(c3.changeVersions).toBe(0);
+  // v2 cancels its wake-up timer on every message and every task's outcome; v3 only when the next
+  // wake-up moves.
+  expect(c3.timersCancelled).toBeLessThan(c2.timersCancelled);
+  expect(c3.events).toBeLessThan(c2.events);
 });
 
 test('a read-model write that fails in the workflow task: the case goes on, the activity path writes it, nothing is lost', async () => {
@@ -564,7 +606,7 @@ test('missed checks fold across continue-as-new: the new run carries the rule an
   if (process.env.RECORD_HISTORIES === '1') {
     const history = await h.client.workflow.getHandle(handle.workflowId, latest.runId).fetchHistory();
     fs.writeFileSync(
-      path.join(HISTORIES, 'v2-missed-checks-continued.history.pb'),
+      path.join(HISTORIES, 'v3-missed-checks-continued.history.pb'),
       temporal.api.history.v1.History.encode(history).finish(),
     );
   }

@@ -28,10 +28,12 @@ async function ask(h: Harness, workflowId: string, queryType: string): Promise<v
   });
 }
 
-test('off by default: the stack-trace query is refused, the metadata query answers for v1 and v2 cases', async () => {
+test('off by default: the stack-trace query is refused, the metadata query answers for v1, v2 and v3 cases', async () => {
   expect(off.config.WORKER_WORKFLOW_STACK_TRACES).toBe(false);
-  const v2 = await off.startV2();
+  const v3 = await off.startV2();
+  const v2 = await off.startV2({ workflowType: 'caseWorkflowV2' });
   const v1 = await off.start();
+  await v3.query(viewQuery);
   await v2.query(viewQuery);
   await off.state(v1);
 
@@ -39,6 +41,7 @@ test('off by default: the stack-trace query is refused, the metadata query answe
   await expect(v1.query('__stack_trace')).rejects.toThrow(/stack traces are not enabled/);
   // The probe's query: answered by the worker for either version.
   for (const [h, type] of [
+    [v3, 'caseWorkflowV3'],
     [v2, 'caseWorkflowV2'],
     [v1, 'caseWorkflow'],
   ] as const) {
@@ -50,6 +53,7 @@ test('off by default: the stack-trace query is refused, the metadata query answe
   await expect(ask(off, 'case-NOSUCHCASE', '__temporal_workflow_metadata')).rejects.toThrow();
   await v1.terminate('test over');
   await v2.terminate('test over');
+  await v3.terminate('test over');
 });
 
 test('turned on, the stack trace shows where the case waits', async () => {
@@ -57,7 +61,7 @@ test('turned on, the stack trace shows where the case waits', async () => {
   const v2 = await on.startV2();
   await v2.query(viewQuery);
   const trace = await v2.query<string>('__stack_trace');
-  expect(trace).toMatch(/caseWorkflowV2/);
+  expect(trace).toMatch(/caseWorkflowV3|runCase/);
   expect(trace).toMatch(/case-v2\.ts/);
   await v2.terminate('test over');
 });
