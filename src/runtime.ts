@@ -117,7 +117,12 @@ export async function startRuntime(config: Config, parts: RuntimeParts, log: Log
         );
       const integrations = createIntegrations(config, { db: database.db, log, callback });
       stops.push(async () => integrations.close());
-      const activities = createActivities({ db: database.db, integrations, log });
+      const activities = createActivities({
+        db: database.db,
+        integrations,
+        log,
+        caseWorkflowType: config.CASE_WORKFLOW_TYPE,
+      });
       if (!config.WORKER_WORKFLOW_STACK_TRACES && !stackTraceSwitchInstalled())
         log.warn(
           'the SDK was installed without scripts/patch-deps.mjs (npm ci --ignore-scripts?): its workflow stack traces stay on whatever WORKER_WORKFLOW_STACK_TRACES says, and each cached case costs about twice the memory',

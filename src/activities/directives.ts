@@ -16,7 +16,8 @@ import { applyPolicyUpdate } from '../workflows/messages';
 import { caseNoFor, workflowIdFor } from '../api/ids';
 import type { Policy } from '../domain/policy';
 import { SYSTEM_ACTOR, type TransferRequest } from '../domain/types';
-import { CasePhaseKey } from '../temporal/search-attributes';
+import { caseStartSearchAttributes } from '../temporal/search-attributes';
+import type { DecisionCoreType } from '../workflows/case-types';
 import type { DirectiveBatchInput, DirectiveBatchResult, DirectiveOutcome } from './types';
 
 /** How long one case may take to answer before it is counted as failed (unanswered). */
@@ -150,7 +151,7 @@ export function createDirectiveActivities(deps: { db: Db; log: Logger; client?: 
  * the case's own rules. Its requestId is derived from the original's, so a retried activity finds
  * the case it started instead of starting another.
  */
-export function createReturnTransferActivity() {
+export function createReturnTransferActivity(caseWorkflowType: DecisionCoreType) {
   return {
     async startReturnTransfer(input: {
       workflowId: string;
@@ -175,20 +176,17 @@ export function createReturnTransferActivity() {
         note: `Fever during home monitoring after case ${input.caseNo}`,
       };
       try {
-        // The type of the case it returns from: a case of the running type, or v2 while an older
-        // case drains (a v2 case may run beside workers that do not know v3 yet).
-        await ctx.client.workflow.start(
-          ctx.info.workflowType === 'caseWorkflowV3' ? 'caseWorkflowV3' : 'caseWorkflowV2',
-          {
-            workflowId: workflowIdFor(caseNo),
-            taskQueue: ctx.info.taskQueue,
-            args: [{ request, policy: input.policy }],
-            workflowIdConflictPolicy: 'FAIL',
-            workflowIdReusePolicy: 'REJECT_DUPLICATE',
-            typedSearchAttributes: [{ key: CasePhaseKey, value: 'REQUESTED' }],
-            memo: { bodyHash: `return:${input.caseNo}`, district: request.district, street: request.street },
-          },
-        );
+        // The type new cases start (CASE_WORKFLOW_TYPE, as the API's): v3, or v2 while workers of
+        // a build without v3 still poll. A v2 case's return is a v3 case once they are gone.
+        await ctx.client.workflow.start(caseWorkflowType, {
+          workflowId: workflowIdFor(caseNo),
+          taskQueue: ctx.info.taskQueue,
+          args: [{ request, policy: input.policy }],
+          workflowIdConflictPolicy: 'FAIL',
+          workflowIdReusePolicy: 'REJECT_DUPLICATE',
+          typedSearchAttributes: caseStartSearchAttributes({ request, policy: input.policy }),
+          memo: { bodyHash: `return:${input.caseNo}`, district: request.district, street: request.street },
+        });
       } catch (err) {
         if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
       }

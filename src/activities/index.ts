@@ -10,7 +10,7 @@ import { ApplicationFailure } from '@temporalio/common';
 
 import type { Integrations } from '../integrations';
 import type { Handoff } from '../integrations/hotel';
-import { isDecisionCoreType, roomOfferedSignal } from '../workflows/messages';
+import { isDecisionCoreType, roomOfferedSignal, type DecisionCoreType } from '../workflows/messages';
 import type { Logger } from '../log';
 import { once } from './effects';
 import type { CaseActivities, CaseRow, RecordCaseInput } from './types';
@@ -24,6 +24,8 @@ export interface ActivityDeps {
   log: Logger;
   /** Wakes a case the waiting list handed a room to; default: a signal through the activity's own client. */
   wake?: (workflowId: string) => Promise<void>;
+  /** The workflow type a return transfer starts (CASE_WORKFLOW_TYPE); default caseWorkflowV3. */
+  caseWorkflowType?: DecisionCoreType;
 }
 
 /** The details the previous attempt of this activity heartbeated (none outside an activity). */
@@ -343,7 +345,7 @@ export function createActivities(deps: ActivityDeps): CaseActivities {
     },
 
     ...createDirectiveActivities({ db, log: deps.log }),
-    ...createReturnTransferActivity(),
+    ...createReturnTransferActivity(deps.caseWorkflowType ?? 'caseWorkflowV3'),
 
     async recordCase(input) {
       let fresh: boolean;

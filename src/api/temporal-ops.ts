@@ -11,9 +11,7 @@ import {
 } from '@temporalio/client';
 import { ApplicationFailure, type SignalDefinition, type UpdateDefinition } from '@temporalio/common';
 
-import { CaseColourKey, CasePhaseKey, HotelIdKey, OpenEscalationsKey } from '../temporal/search-attributes';
-import { classifyColour } from '../domain/colour';
-import { withCaseDefaults } from '../domain/policy';
+import { caseStartSearchAttributes, HotelIdKey } from '../temporal/search-attributes';
 import type { CaseView } from '../domain/case/view';
 import { legacyView } from './legacy-view';
 import { stateQuery, viewQuery, type CaseInput, type CaseState, type DecisionCoreType } from '../workflows/messages';
@@ -215,14 +213,8 @@ export function createCaseOps(
             // below; a new case is ours as sent, so it needs no read-back (one RPC saved).
             workflowIdConflictPolicy: 'FAIL',
             workflowIdReusePolicy: 'REJECT_DUPLICATE',
-            // What the case's first workflow task would set (v3 does not set it again): its phase,
-            // the colour the decision core classifies from the same request and policy, no
-            // escalation open.
-            typedSearchAttributes: [
-              { key: CasePhaseKey, value: 'REQUESTED' },
-              { key: CaseColourKey, value: startColour(input) },
-              { key: OpenEscalationsKey, value: 0 },
-            ],
+            // What the case's first workflow task would set (v3 does not set it again).
+            typedSearchAttributes: caseStartSearchAttributes(input),
             memo: { ...memo },
           }),
         );
@@ -305,10 +297,4 @@ export function createCaseOps(
 
     describe,
   };
-}
-
-/** The colour initialState gives this request (src/domain/case/decide.ts), for the start's search attributes. */
-function startColour(input: CaseInput): string {
-  const on = Date.parse(input.request.requestedAt) || Date.now();
-  return classifyColour(input.request.person, withCaseDefaults(input.policy), on).colour;
 }

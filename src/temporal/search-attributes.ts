@@ -1,4 +1,8 @@
-import { defineSearchAttributeKey } from '@temporalio/common';
+import { defineSearchAttributeKey, type SearchAttributePair } from '@temporalio/common';
+
+import { classifyColour } from '../domain/colour';
+import { withCaseDefaults, type Policy } from '../domain/policy';
+import type { Person } from '../domain/types';
 
 /**
  * Search attributes of a case workflow. None carries PII: phase, colour, hotel id,
@@ -12,6 +16,24 @@ export const ReleaseDueKey = defineSearchAttributeKey('ReleaseDue', 'DATETIME');
 export const OpenEscalationsKey = defineSearchAttributeKey('OpenEscalations', 'INT');
 
 export const searchAttributeKeys = [CasePhaseKey, CaseColourKey, HotelIdKey, ReleaseDueKey, OpenEscalationsKey];
+
+/**
+ * What a new case's first workflow task would set, for its start: its phase, the colour the
+ * decision core classifies from the same request and policy (initialState), no escalation open.
+ * A v3 case does not upsert what its start already set.
+ */
+export function caseStartSearchAttributes(input: {
+  request: { person: Person; requestedAt: string };
+  policy: Policy;
+}): SearchAttributePair[] {
+  const on = Date.parse(input.request.requestedAt) || Date.now();
+  const colour = classifyColour(input.request.person, withCaseDefaults(input.policy), on).colour;
+  return [
+    { key: CasePhaseKey, value: 'REQUESTED' },
+    { key: CaseColourKey, value: colour },
+    { key: OpenEscalationsKey, value: 0 },
+  ];
+}
 
 /** `--search-attribute Name=Type` arguments for `temporal server start-dev`. */
 export const devServerSearchAttributeArgs = (): string[] =>

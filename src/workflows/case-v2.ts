@@ -197,6 +197,9 @@ async function runCase(input: CaseInputV2, v3: boolean): Promise<CaseOutcome> {
 
   if (input.carried) {
     s = input.carried.state;
+    // v3: what fell due between the last run's last look at the clock and this run's start (a
+    // worker away at the hand-over) is handled now, not at the next message.
+    if (v3) apply({ type: 'tick' });
   } else {
     s = undefined as unknown as CaseState;
     absorb(initialState(ctx, request.homeAddress, request.requestedBy, Date.now(), request.note));
@@ -596,7 +599,10 @@ async function runCase(input: CaseInputV2, v3: boolean): Promise<CaseOutcome> {
       if (v3) {
         alarm.set(next, now);
         await condition(() => wake !== seen);
-        if (alarm.rang()) apply({ type: 'tick' });
+        // Also when the alarm's time has come but its callback has not run yet: a message in the
+        // same activation can wake the loop first, and a message whose decision does not look at
+        // the time (a refused queued report) would otherwise leave that wake-up unhandled.
+        if (alarm.rang(Date.now())) apply({ type: 'tick' });
       } else if (next === undefined) await condition(() => wake !== seen);
       else if (!(await condition(() => wake !== seen, Math.max(1, next - now)))) apply({ type: 'tick' });
     }
@@ -607,9 +613,14 @@ async function runCase(input: CaseInputV2, v3: boolean): Promise<CaseOutcome> {
  * The v3 case's one wake-up timer. It is kept while the time it is set for stays the same, so a
  * message that does not move the next wake-up leaves no timer events in history (v2 waits with a
  * `condition` timeout: a timer cancelled and another started on every message). When it fires it
- * bumps the loop's counter through `onRing`; `rang` tells the loop a tick is due, once.
+ * bumps the loop's counter through `onRing`; `rang` tells the loop a tick is due: it rang, or the
+ * time it is set for has come (its timer fired in this activation, its callback not run yet; a
+ * tick twice is harmless, `tick` only looks at what is due).
  */
-function wakeAlarm(onRing: () => void): { set(at: number | undefined, now: number): void; rang(): boolean } {
+function wakeAlarm(onRing: () => void): {
+  set(at: number | undefined, now: number): void;
+  rang(now: number): boolean;
+} {
   let armed: { at: number; scope: CancellationScope } | undefined;
   let rung = false;
   return {
@@ -632,8 +643,8 @@ function wakeAlarm(onRing: () => void): { set(at: number | undefined, now: numbe
           () => undefined, // cancelled: a later `set` replaced it
         );
     },
-    rang() {
-      const r = rung;
+    rang(now) {
+      const r = rung || (armed !== undefined && armed.at <= now);
       rung = false;
       return r;
     },

@@ -16,6 +16,7 @@ import { createWorker } from '../../src/worker';
 import { ApplicationFailure } from '@temporalio/common';
 
 import type { CaseActivities } from '../../src/activities/types';
+import { caseStartSearchAttributes } from '../../src/temporal/search-attributes';
 import { caseWorkflow, caseWorkflowV2, caseWorkflowV3 } from '../../src/workflows';
 import { stateQuery, type CaseInput, type CaseState } from '../../src/workflows/messages';
 import { createTestDatabase, type TestDatabase } from './db';
@@ -156,6 +157,8 @@ export async function createHarness(label: string, env: Record<string, string> =
         taskQueue,
         workflowId: `case-${request.caseNo}`,
         args: [{ request, policy, options }],
+        // As the API starts a case (v3 skips the upsert its first task would make).
+        typedSearchAttributes: caseStartSearchAttributes({ request, policy }),
       });
     },
     db,

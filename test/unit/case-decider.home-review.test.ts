@@ -178,12 +178,19 @@ test('R6 the address changed during the stay: the return transfer picks up at th
   expect(w.state.tasks.some((t) => t.kind === 'returnTransfer')).toBe(true);
   // What the workflow passes (src/workflows/case-v2.ts runTask 'returnTransfer'): the input request.
   const started: Array<{ args: Array<{ request: { pickupAddress?: string; homeAddress: string } }> }> = [];
+  const types: string[] = [];
   const client = {
     withAbortSignal: (_s: unknown, fn: () => unknown) => fn(),
-    workflow: { start: async (_t: string, o: (typeof started)[number]) => void started.push(o) },
+    workflow: {
+      start: async (t: string, o: (typeof started)[number]) => {
+        types.push(t);
+        started.push(o);
+      },
+    },
   };
   const env = new MockActivityEnvironment(undefined, { client: client as never });
-  const acts = createReturnTransferActivity();
+  // A worker held on v2 during a rolling upgrade (CASE_WORKFLOW_TYPE) starts the return on v2.
+  const acts = createReturnTransferActivity('caseWorkflowV2');
   await env.run(acts.startReturnTransfer, {
     workflowId: 'case-C1',
     caseNo: 'C1',
@@ -192,6 +199,7 @@ test('R6 the address changed during the stay: the return transfer picks up at th
     policy: withCaseDefaults(w.policy),
   });
   const sent = started[0]!.args[0]!.request;
+  expect(types).toEqual(['caseWorkflowV2']);
   expect({ pickupAddress: sent.pickupAddress, homeAddress: sent.homeAddress }).toEqual({
     pickupAddress: w.state.homeAddress,
     homeAddress: w.state.homeAddress,
@@ -216,7 +224,7 @@ test('R7 the return case number cannot be taken by a transfer filed through the 
   };
   const env = new MockActivityEnvironment(undefined, { client: client as never });
   const w = new World(homePolicy(3));
-  await env.run(createReturnTransferActivity().startReturnTransfer, {
+  await env.run(createReturnTransferActivity('caseWorkflowV3').startReturnTransfer, {
     workflowId: 'case-C1',
     caseNo: 'C1',
     request: w.ctx.request as never,
