@@ -135,8 +135,9 @@ export async function caseWorkflowV2(input: CaseInputV2): Promise<CaseOutcome> {
  * its three patched rules always on and no patch markers, and two fewer history events per turn
  * of the loop: the wake-up timer is kept while the next wake-up time stays the same (v2 cancels
  * and starts one on every message), and the search attributes the start set are not upserted
- * again. Same answers, fewer events per case (docs/PERFORMANCE.md, "What an intake asks of
- * Temporal"). Continue-as-new keeps the type.
+ * again. It decides as v2 with its patches on, and also ticks where v2 can miss a wake-up (the
+ * start of a continued run; a timer that fired with a message that woke the loop first):
+ * docs/ARCHITECTURE.md, "Versioning". Continue-as-new keeps the type.
  */
 export async function caseWorkflowV3(input: CaseInputV2): Promise<CaseOutcome> {
   return runCase(input, true);
