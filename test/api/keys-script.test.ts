@@ -42,7 +42,8 @@ test('while the system runs (runtime.json, live pid) the CLI goes through the AP
       ['scripts/keys.ts', 'create', '--role', 'lab', '--name', 'Lab 1', '--org', 'LAB1'],
       { cwd: ROOT, env, timeout: 60_000 },
     );
-    const key = /\b(sd_[0-9a-f]{12}_[A-Za-z0-9_-]+)\b/.exec(created.stdout)?.[1];
+    // The whole key: one that ends in '-' has no word boundary after it (a trailing \b cut it short).
+    const key = /\b(sd_[0-9a-f]{12}_[A-Za-z0-9_-]+)(?![A-Za-z0-9_-])/.exec(created.stdout)?.[1];
     expect(key).toBeDefined();
     expect(created.stdout).toMatch(/shown once/);
     expect(created.stderr).toMatch(/via the running API/);
