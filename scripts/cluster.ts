@@ -202,11 +202,13 @@ async function main(): Promise<void> {
       SIMULATOR_CALLBACK_URL: apiUrls[0]!,
       DEFAULT_POLICY: config.DEFAULT_POLICY,
       ...(uiUrl ? { CODEC_CORS_ORIGINS: `${uiUrl},http://localhost:${values['ui-port']}` } : {}),
-      // Whatever the operator set for the app (LAB_URL, TIME_ZONE, ...) passes through.
+      // Whatever the operator set for the app (LAB_URL, TIME_ZONE, CASE_WORKFLOW_TYPE during an
+      // upgrade, ...) passes through.
       ...Object.fromEntries(
         Object.entries(process.env).filter(
           ([k, v]) =>
-            v !== undefined && /^(LAB_|COMMUNITY_|TRANSPORT_|NOTIFY_|SIM_|API_|WORKER_|DRILL_|TIME_ZONE)/.test(k),
+            v !== undefined &&
+            /^(LAB_|COMMUNITY_|TRANSPORT_|NOTIFY_|SIM_|API_|WORKER_|DRILL_|TIME_ZONE|CASE_WORKFLOW_TYPE)/.test(k),
         ) as [string, string][],
       ),
     };
