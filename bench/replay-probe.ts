@@ -31,13 +31,13 @@ async function main(): Promise<void> {
   const dir = path.resolve(__dirname, '..', 'test', 'histories');
   const files = fs.readdirSync(dir).filter((f) => f.startsWith(prefix) && f.endsWith('.history.pb'));
   if (!files.length) throw new Error(`no history in ${dir} starts with ${prefix}`);
-  const histories: { workflowId: string; history: temporal.api.history.v1.IHistory }[] = [];
-  for (let r = 0; r < reps; r++)
-    for (const f of files)
-      histories.push({
-        workflowId: `${path.basename(f, '.history.pb')}-${r}`,
-        history: temporal.api.history.v1.History.decode(fs.readFileSync(path.join(dir, f))),
-      });
+  const decoded = files.map((f) => ({
+    name: path.basename(f, '.history.pb'),
+    history: temporal.api.history.v1.History.decode(fs.readFileSync(path.join(dir, f))),
+  }));
+  const histories = Array.from({ length: reps }, (_, r) =>
+    decoded.map(({ name, history }) => ({ workflowId: `${name}-${r}`, history })),
+  ).flat();
   const events = histories.reduce((a, h) => a + (h.history.events?.length ?? 0), 0);
   for (let round = 0; round < 3; round++) {
     const cpu0 = process.cpuUsage();

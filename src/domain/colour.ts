@@ -28,3 +28,15 @@ export function classifyColour(person: Person, policy: Policy, on: number): Colo
   if (yellow.length) return { colour: 'yellow', reasons: yellow };
   return { colour: 'green', reasons: [] };
 }
+
+/**
+ * The colour a case starts with (initialState), and its start's search attribute: the person
+ * classified on the day the transfer was requested (`now` if that date does not parse).
+ */
+export function colourOnRequest(
+  request: { person: Person; requestedAt: string },
+  policy: Policy,
+  now: number,
+): ColourDecision {
+  return classifyColour(request.person, policy, Date.parse(request.requestedAt) || now);
+}

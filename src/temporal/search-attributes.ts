@@ -1,6 +1,6 @@
 import { defineSearchAttributeKey, type SearchAttributePair } from '@temporalio/common';
 
-import { classifyColour } from '../domain/colour';
+import { colourOnRequest } from '../domain/colour';
 import { withCaseDefaults, type Policy } from '../domain/policy';
 import type { Person } from '../domain/types';
 
@@ -18,16 +18,15 @@ export const OpenEscalationsKey = defineSearchAttributeKey('OpenEscalations', 'I
 export const searchAttributeKeys = [CasePhaseKey, CaseColourKey, HotelIdKey, ReleaseDueKey, OpenEscalationsKey];
 
 /**
- * What a new case's first workflow task would set, for its start: its phase, the colour the
- * decision core classifies from the same request and policy (initialState), no escalation open.
+ * What a new case's first workflow task would set, for its start: its phase, its colour as
+ * initialState gives it (colourOnRequest, with the same policy defaults), no escalation open.
  * A v3 case does not upsert what its start already set.
  */
 export function caseStartSearchAttributes(input: {
   request: { person: Person; requestedAt: string };
   policy: Policy;
 }): SearchAttributePair[] {
-  const on = Date.parse(input.request.requestedAt) || Date.now();
-  const colour = classifyColour(input.request.person, withCaseDefaults(input.policy), on).colour;
+  const colour = colourOnRequest(input.request, withCaseDefaults(input.policy), Date.now()).colour;
   return [
     { key: CasePhaseKey, value: 'REQUESTED' },
     { key: CaseColourKey, value: colour },

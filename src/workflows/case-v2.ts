@@ -535,9 +535,10 @@ async function runCase(input: CaseInputV2, v3: boolean): Promise<CaseOutcome> {
     };
   }
 
-  // v3: what the start (or the run this one continues) already set is not upserted again. The
-  // attributes come from the first event of the history, so replay decides the same.
-  let lastSearchAttributes = v3 ? startedSearchAttributes() : '';
+  // v3: what the start (or the run this one continues) already set is not upserted again: the
+  // first comparison is with the attributes of the run's first event (none of ours is upserted
+  // before it), so replay decides the same.
+  let lastSearchAttributes: string | undefined = v3 ? undefined : '';
   function updateSearchAttributes(): void {
     const pairs: SearchAttributeUpdatePair[] = [
       { key: CasePhaseKey, value: s.phase },
@@ -547,6 +548,9 @@ async function runCase(input: CaseInputV2, v3: boolean): Promise<CaseOutcome> {
       { key: OpenEscalationsKey, value: s.escalations.filter((e) => e.status === 'open').length },
     ];
     const signature = searchAttributeSignature(pairs.map((p) => p.value));
+    lastSearchAttributes ??= searchAttributeSignature(
+      pairs.map((p) => workflowInfo().typedSearchAttributes.get(p.key) ?? null),
+    );
     if (signature === lastSearchAttributes) return;
     lastSearchAttributes = signature;
     upsertSearchAttributes(pairs);
@@ -650,18 +654,6 @@ function wakeAlarm(onRing: () => void): {
       return r;
     },
   };
-}
-
-/** The search attributes a run started with, as `updateSearchAttributes` compares them. */
-function startedSearchAttributes(): string {
-  const sa = workflowInfo().typedSearchAttributes;
-  return searchAttributeSignature([
-    sa.get(CasePhaseKey) ?? null,
-    sa.get(CaseColourKey) ?? null,
-    sa.get(HotelIdKey) ?? null,
-    sa.get(ReleaseDueKey) ?? null,
-    sa.get(OpenEscalationsKey) ?? null,
-  ]);
 }
 
 function searchAttributeSignature(values: unknown[]): string {

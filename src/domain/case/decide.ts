@@ -4,7 +4,7 @@
  * Temporal, no I/O, no clock but `now`. Every rule of a case lives here; the workflow only
  * feeds events in and runs tasks (docs/ARCHITECTURE.md "The decision core").
  */
-import { classifyColour } from '../colour';
+import { classifyColour, colourOnRequest } from '../colour';
 import { policyDayMs, withCaseDefaults, type CasePolicy, type Policy } from '../policy';
 import { nextCheckSlot, releaseDueAt } from '../schedule';
 import {
@@ -314,7 +314,7 @@ class Draft {
 export function initialState(ctx: CaseContext, homeAddress: string, by: Actor, now: number, note?: string): Decision {
   const { request } = ctx;
   const policy = withCaseDefaults(ctx.policy);
-  const colour = classifyColour(request.person, policy, ms(request.requestedAt) || now);
+  const colour = colourOnRequest(request, policy, now);
   const s: CaseState = {
     schema: 2,
     caseNo: request.caseNo,
