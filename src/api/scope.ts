@@ -1,4 +1,4 @@
-import { eq } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
 
 import { cases } from '../db/schema';
 import type { ApiKey } from './auth';
@@ -19,6 +19,25 @@ export interface CaseScope {
 }
 
 /**
+ * The scope query, prepared once per database: every command and report on a case asks it, so it
+ * is built and planned once, not on each call.
+ */
+function buildScopeStatement(db: ApiContext['db']) {
+  return db
+    .select({ district: cases.district, street: cases.street, hotelId: cases.hotelId })
+    .from(cases)
+    .where(eq(cases.caseNo, sql.placeholder('caseNo')))
+    .limit(1)
+    .prepare('case_scope');
+}
+const scopeStatements = new WeakMap<ApiContext['db'], ReturnType<typeof buildScopeStatement>>();
+function scopeStatement(app: ApiContext) {
+  let stmt = scopeStatements.get(app.db);
+  if (!stmt) scopeStatements.set(app.db, (stmt = buildScopeStatement(app.db)));
+  return stmt;
+}
+
+/**
  * The read model answers first (cheap); the workflow's memo and search attributes answer when
  * the row is missing (provisional insert lost, read model behind) or the database is down,
  * so commands keep working through a database outage.
@@ -27,13 +46,7 @@ export async function resolveCaseScope(app: ApiContext, caseNo: string): Promise
   let dbDown = false;
   try {
     // A database that hangs rather than fails must not hold a command: the workflow knows the scope too.
-    const rows = await within(SCOPE_DB_TIMEOUT_MS, 'read model', () =>
-      app.db
-        .select({ district: cases.district, street: cases.street, hotelId: cases.hotelId })
-        .from(cases)
-        .where(eq(cases.caseNo, caseNo))
-        .limit(1),
-    );
+    const rows = await within(SCOPE_DB_TIMEOUT_MS, 'read model', () => scopeStatement(app).execute({ caseNo }));
     const row = rows[0];
     if (row)
       return {
