@@ -1,7 +1,7 @@
-import fs from 'node:fs';
-
 import { recordCase } from '../src/activities';
 import type { CaseRow, RecordCaseInput } from '../src/activities/types';
+import { machineTicks, quantile } from '../scripts/drill-stats';
+import { caseRowFixture } from '../test/support/case-row';
 import { createTestDatabase } from '../test/support/db';
 
 /**
@@ -14,37 +14,22 @@ import { createTestDatabase } from '../test/support/db';
  *
  *   node --import tsx bench/record-probe.ts [cases=500] [rounds=6] [concurrency=16]
  */
-const machineBusyMs = (): number => {
-  // /proc/stat's first line: user nice system idle iowait irq softirq steal, in USER_HZ (10 ms).
-  const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
-  return (f[0]! + f[1]! + f[2]! + f[5]! + f[6]! + f[7]!) * 10;
-};
-
 function row(caseNo: string, stateVersion: number): CaseRow {
-  return {
-    caseNo,
-    workflowId: `case-${caseNo}`,
-    requestId: `req-${caseNo}`,
-    district: 'Xigu',
-    street: 'Fulilu',
-    displayName: '张*明',
+  return caseRowFixture(caseNo, stateVersion, {
     phase: 'OBSERVATION',
     colour: 'green',
-    policyName: 'standard',
     hotelId: 'hotel-1',
     roomId: 'room-1',
-    requestedAt: '2024-03-01T00:00:00.000Z',
     arrivedAt: '2024-03-01T02:00:00.000Z',
     stayStart: '2024-03-01T02:00:00.000Z',
     releaseDue: '2024-03-15T02:00:00.000Z',
     nextCheckDue: new Date(Date.UTC(2024, 2, 1, 8) + stateVersion * 43_200_000).toISOString(),
-    pendingResults: 0,
-    openEscalations: 0,
-    openRedEscalations: 0,
     inspectionStatus: 'passed',
-    stateVersion,
-  };
+  });
 }
+
+/** The machine's busy CPU time so far, in ms (0 where /proc/stat cannot be read). */
+const machineBusyMs = (): number => (machineTicks()?.busy ?? 0) * 10;
 
 function healthCheck(caseNo: string, v: number): RecordCaseInput {
   const at = new Date(Date.UTC(2024, 2, 1, 8) + v * 43_200_000).toISOString();
@@ -104,7 +89,7 @@ async function main(): Promise<void> {
       const cpu = process.cpuUsage(cpu0);
       const machine = machineBusyMs() - busy0;
       latencies.sort((a, b) => a - b);
-      const q = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))]!.toFixed(2);
+      const q = (p: number) => quantile(latencies, p).toFixed(2);
       console.log(
         `round ${round}: ${work.length} writes in ${wall.toFixed(0)} ms, ${((work.length * 1000) / wall).toFixed(0)}/s; ` +
           `p50 ${q(0.5)} ms, p99 ${q(0.99)} ms; this process ${(((cpu.user + cpu.system) / 1000 / work.length) * 1000).toFixed(0)} µs CPU a write, ` +

@@ -36,10 +36,11 @@ export interface DayStats {
   worker?: { scheduleToStartP50: number; scheduleToStartP99: number; executionP50: number; executionP99: number };
 }
 
-const quantile = (sorted: number[], q: number): number =>
+export const quantile = (sorted: number[], q: number): number =>
   sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]! : 0;
 
-function machineTicks(): { busy: number; total: number } | undefined {
+/** The machine's CPU ticks (1/100 s) so far: busy (not idle, not waiting for I/O) and total. */
+export function machineTicks(): { busy: number; total: number } | undefined {
   try {
     const line = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0]!;
     const v = line.trim().split(/\s+/).slice(1).map(Number);

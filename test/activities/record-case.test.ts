@@ -12,6 +12,7 @@ import type { Db } from '../../src/db';
 import { addressInspections, caseEvents, cases, escalations, healthChecks, samples } from '../../src/db/schema';
 import type { Actor, Escalation, Sample } from '../../src/domain/types';
 import { createIntegrations, type Integrations } from '../../src/integrations';
+import { caseRowFixture } from '../support/case-row';
 import { createTestDatabase, type TestDatabase } from '../support/db';
 import { silentLog, testConfig } from '../integrations/helpers';
 
@@ -32,25 +33,7 @@ afterAll(async () => {
 const nurse = { id: 'key-nurse-1', role: 'medical' as const, name: 'Ward 3 nurses' };
 const system = { id: 'workflow', role: 'system' as const, name: 'Shaodian' };
 
-function row(caseNo: string, stateVersion: number, patch: Partial<CaseRow> = {}): CaseRow {
-  return {
-    caseNo,
-    workflowId: `case-${caseNo}`,
-    requestId: `req-${caseNo}`,
-    district: 'Xigu',
-    street: 'Fulilu',
-    displayName: '张*明',
-    phase: 'REQUESTED',
-    policyName: 'standard',
-    requestedAt: '2024-03-01T00:00:00.000Z',
-    pendingResults: 0,
-    openEscalations: 0,
-    openRedEscalations: 0,
-    inspectionStatus: 'none',
-    stateVersion,
-    ...patch,
-  };
-}
+const row = caseRowFixture;
 const ev = (seq: number, kind: string, actor: Actor = system): CaseEventRecord => ({
   seq,
   actor,
