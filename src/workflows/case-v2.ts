@@ -116,6 +116,21 @@ export const ROOM_QUEUE_PATCH = 'room-waiting-list';
 export const MISSED_CHECK_FOLD_PATCH = 'missed-check-fold';
 /** The read model written inside the workflow task (localRecords). */
 export const LOCAL_RECORDS_PATCH = 'v2-local-records';
+/**
+ * The end of the in-task write: from the first workflow task a case runs on code with this patch,
+ * it writes the read model only through the activity beside the loop, never a local activity.
+ *
+ * Why: with SDK 1.24 (core), a query answered while the write's local activity is in flight lets
+ * core complete the workflow task early. When the local activity has finished by then, its marker
+ * goes into that completion although the workflow has not yet been told the result; the workflow
+ * hears it in the next task, together with that task's events. On replay core tells it at once,
+ * in the first task. Whatever the loop does on hearing it (start a timer, go round again, hand a
+ * failed batch to the activity) then happens in a different task than it did live: timer ids
+ * shift ("Timer fired event did not have expected timer id 7, it was 6") or commands come in
+ * another order ("Activity machine does not handle ... UpsertWorkflowSearchAttributes"). Both
+ * histories are in test/evidence; docs/ARCHITECTURE.md, "Versioning", has the whole story.
+ */
+export const NO_LOCAL_RECORDS_PATCH = 'no-local-records';
 
 /**
  * One person's quarantine (v2): a thin interpreter around the pure decision core in
@@ -132,7 +147,8 @@ export async function caseWorkflowV2(input: CaseInputV2): Promise<CaseOutcome> {
 
 /**
  * The case as new cases run it (v3): the same decision core, messages and read model as v2, with
- * its three patched rules always on and no patch markers, and two fewer history events per turn
+ * its three patched rules always on and no markers for them (one marker per run since
+ * NO_LOCAL_RECORDS_PATCH: the read model by activity, not in the task), and two fewer history events per turn
  * of the loop: the wake-up timer is kept while the next wake-up time stays the same (v2 cancels
  * and starts one on every message), and the search attributes the start set are not upserted
  * again. It decides as v2 with its patches on, and also ticks where v2 can miss a wake-up (the
@@ -150,7 +166,8 @@ async function runCase(input: CaseInputV2, v3: boolean): Promise<CaseOutcome> {
   // Likewise, cases started on code that folds missed checks into one escalation do so; older
   // ones keep an escalation per missed slot, also after continuing as new (the new run would see
   // the patch as new code: the rule is carried, or the state would mix both kinds of chain).
-  // v3 was written after all three: every rule is on, and nothing is asked of `patched`.
+  // v3 was written after all three: every rule is on. Both types ask `patched` one thing since:
+  // whether the read model is still written in the task (NO_LOCAL_RECORDS_PATCH).
   const ctx: CaseContext = {
     policy,
     request,
@@ -571,7 +588,8 @@ async function runCase(input: CaseInputV2, v3: boolean): Promise<CaseOutcome> {
       const now = Date.now();
       for (const t of dueTasks(s, now)) if (!running.has(t.id)) startTask(t);
       updateSearchAttributes();
-      if (localWrites && !recording) {
+      // `patched` is asked only by cases that write in the task, so the others carry no marker.
+      if (localWrites && !recording && !patched(NO_LOCAL_RECORDS_PATCH)) {
         const before = wake;
         await writeRecordsHere();
         // Anything that happened while the write ran (a message, a task's outcome) is handled

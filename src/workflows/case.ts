@@ -87,6 +87,7 @@ const records = proxyActivities<Pick<CaseActivities, 'recordCase' | 'notifyEscal
  * health check. Versioned: cases started before this change keep their remote-activity path.
  */
 const LOCAL_RECORDS_PATCH = 'local-records-v2';
+const NO_LOCAL_RECORDS_PATCH = 'no-local-records';
 const localRecords = proxyLocalActivities<Pick<CaseActivities, 'recordCase'>>({
   startToCloseTimeout: '30 seconds',
   retry: { initialInterval: '500 milliseconds', backoffCoefficient: 2, maximumInterval: '30 seconds' },
@@ -287,7 +288,11 @@ export async function caseWorkflow(input: CaseInput): Promise<CaseOutcome> {
   }
 
   async function writeRecords(input: Parameters<CaseActivities['recordCase']>[0]): Promise<void> {
-    const write = patched(LOCAL_RECORDS_PATCH) ? localRecords.recordCase : records.recordCase;
+    // Cases that reach code with NO_LOCAL_RECORDS_PATCH write through the activity from then on:
+    // a local activity can be resolved in another workflow task on replay than it was live
+    // (src/workflows/case-v2.ts, NO_LOCAL_RECORDS_PATCH). Asked first, so they carry no v1 marker.
+    const write =
+      !patched(NO_LOCAL_RECORDS_PATCH) && patched(LOCAL_RECORDS_PATCH) ? localRecords.recordCase : records.recordCase;
     try {
       await CancellationScope.nonCancellable(() => write(input));
     } catch (err) {

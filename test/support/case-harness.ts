@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 
 import type { WorkflowHandle } from '@temporalio/client';
 import { eq } from 'drizzle-orm';
-import type { Worker } from '@temporalio/worker';
+import type { Worker, WorkerOptions } from '@temporalio/worker';
 
 import { createActivities } from '../../src/activities';
 import { loadConfig, type Config } from '../../src/config';
@@ -92,10 +92,22 @@ export interface Harness {
   waitFor(h: WorkflowHandle, pred: (s: CaseState) => boolean, what: string, timeoutMs?: number): Promise<CaseState>;
   room(roomId: string): Promise<typeof schema.rooms.$inferSelect>;
   addHotel(rooms: number, id?: string): Promise<string>;
+  /**
+   * Stops this harness's worker (it finishes what it holds) and starts another on the same task
+   * queue, with this build's workflow code or the one given: a deploy of a new worker build.
+   */
+  swapWorker(workflows?: WorkflowCode): Promise<void>;
   close(): Promise<void>;
 }
 
-export async function createHarness(label: string, env: Record<string, string> = {}): Promise<Harness> {
+/** Another build's workflow code, as createWorker's WORKFLOW_BUNDLE describes this one's. */
+export type WorkflowCode = Pick<WorkerOptions, 'workflowsPath' | 'bundlerOptions'>;
+
+export async function createHarness(
+  label: string,
+  env: Record<string, string> = {},
+  opts: { workflows?: WorkflowCode } = {},
+): Promise<Harness> {
   const db = await createTestDatabase(label);
   const t = await connectTest();
   const taskQueue = uniqueQueue(label);
@@ -121,14 +133,18 @@ export async function createHarness(label: string, env: Record<string, string> =
       },
     ]),
   ) as unknown as CaseActivities;
-  const worker: Worker = await createWorker({
-    connection: t.nativeConnection,
-    config,
-    codec: t.codec,
-    activities,
-    taskQueue,
-  });
-  const running = worker.run();
+  const startWorker = async (workflows?: WorkflowCode) => {
+    const worker: Worker = await createWorker({
+      connection: t.nativeConnection,
+      config,
+      codec: t.codec,
+      activities,
+      taskQueue,
+      ...(workflows ? { overrides: workflows } : {}),
+    });
+    return { worker, running: worker.run() };
+  };
+  let current = await startWorker(opts.workflows);
   const hotel = createHotelService(db.db);
 
   const requestFor = (req: Partial<TransferRequest>): TransferRequest => {
@@ -204,9 +220,14 @@ export async function createHarness(label: string, env: Record<string, string> =
       });
       return id;
     },
+    async swapWorker(workflows) {
+      current.worker.shutdown();
+      await current.running;
+      current = await startWorker(workflows);
+    },
     async close() {
-      worker.shutdown();
-      await running;
+      current.worker.shutdown();
+      await current.running;
       await t.close();
       await db.drop();
     },
