@@ -92,9 +92,9 @@ const idemKey = (workflowId: string, step: string) => `${workflowId}:${step}`;
  * database away, not one slow under load), this worker's next ones fail at once for
  * LOCAL_WRITE_COOLDOWN_MS. Each case hands a failed batch to its activity path, which retries
  * until the database is back; a write that succeeds there ends the cooldown.
- * Since NO_LOCAL_RECORDS_PATCH (src/workflows/case-v2.ts) no workflow code of this build writes
- * this way (a local activity runs on the worker whose workflow code asked for it); kept, unused,
- * until the builds before it are gone, with the activity's other behaviour unchanged.
+ * Since NO_LOCAL_RECORDS_PATCH (src/workflows/case-v2.ts) this build's workflow code asks for no
+ * new local write; it runs one only on replay of a task an older worker started one in and never
+ * completed (its marker missing). Kept, with its cooldown, until the builds before it are gone.
  */
 export const LOCAL_WRITE_DEADLINE_MS = 1000;
 export const LOCAL_WRITE_FAILURES_AWAY = 3;

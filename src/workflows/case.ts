@@ -290,7 +290,8 @@ export async function caseWorkflow(input: CaseInput): Promise<CaseOutcome> {
   async function writeRecords(input: Parameters<CaseActivities['recordCase']>[0]): Promise<void> {
     // Cases that reach code with NO_LOCAL_RECORDS_PATCH write through the activity from then on:
     // a local activity can be resolved in another workflow task on replay than it was live
-    // (src/workflows/case-v2.ts, NO_LOCAL_RECORDS_PATCH). Asked first, so they carry no v1 marker.
+    // (src/workflows/case-v2.ts, NO_LOCAL_RECORDS_PATCH). Asked first: a run that has it does not
+    // ask LOCAL_RECORDS_PATCH here (the loop still asks it elsewhere, as before).
     const write =
       !patched(NO_LOCAL_RECORDS_PATCH) && patched(LOCAL_RECORDS_PATCH) ? localRecords.recordCase : records.recordCase;
     try {
