@@ -1,19 +1,19 @@
-import { and, eq, gt, sql, type SQL } from 'drizzle-orm';
+import { sql, type SQL } from 'drizzle-orm';
 import { createDirectiveActivities, createReturnTransferActivity } from './directives';
 import type { PgColumn } from 'drizzle-orm/pg-core';
 
 import type { Db } from '../db';
 import { within } from '../deadline';
-import { addressInspections, caseEvents, cases, escalations, healthChecks, samples } from '../db/schema';
+import { addressInspections, cases, samples } from '../db/schema';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 
 import type { Integrations } from '../integrations';
-import type { Handoff } from '../integrations/hotel';
+import { rowsOf, type Handoff } from '../integrations/hotel';
 import { isDecisionCoreType, roomOfferedSignal, type DecisionCoreType } from '../workflows/messages';
 import type { Logger } from '../log';
 import { once } from './effects';
-import type { CaseActivities, CaseRow, RecordCaseInput } from './types';
+import type { CaseActivities, RecordCaseInput } from './types';
 
 export type { CaseActivities } from './types';
 export { ErrorCode } from './types';
@@ -367,225 +367,159 @@ export function createActivities(deps: ActivityDeps): CaseActivities {
   };
 }
 
-/** Sample states in the order they move through (cancelled may still become ordered). */
-const SAMPLE_RANK = sql.raw(`array['planned','cancelled','ordered','resulted','corrected']::text[]`);
-
 /** `excluded.<column>`: the value the insert proposed, for ON CONFLICT DO UPDATE. */
 const excluded = (col: PgColumn): SQL => sql.raw(`excluded."${col.name}"`);
-const date = (iso: string | undefined): Date | null => (iso ? new Date(iso) : null);
 
-function caseValues(row: CaseRow) {
+/** An instant as the database function reads it: ISO 8601 in UTC, or null when absent. */
+const instant = (iso: string | undefined): string | null => (iso ? new Date(iso).toISOString() : null);
+
+/**
+ * The input of `shaodian_record_case` (drizzle/0007_record_case_function.sql): the write with every
+ * key its column's name and every instant in UTC, so the database reads each value as the ORM's
+ * statements wrote it (a temperature to one decimal as `toFixed` rounds it, a date-only string at
+ * UTC midnight as `new Date` parses it).
+ */
+export function recordCasePayload(input: RecordCaseInput): Record<string, unknown> {
+  const { row } = input;
+  const ins = input.inspection;
   return {
-    caseNo: row.caseNo,
-    workflowId: row.workflowId,
-    requestId: row.requestId,
-    district: row.district,
-    street: row.street,
-    displayName: row.displayName,
-    phase: row.phase,
-    colour: row.colour ?? null,
-    policyName: row.policyName,
-    hotelId: row.hotelId ?? null,
-    roomId: row.roomId ?? null,
-    requestedAt: new Date(row.requestedAt),
-    arrivedAt: date(row.arrivedAt),
-    stayStart: date(row.stayStart),
-    releaseDue: date(row.releaseDue),
-    nextCheckDue: date(row.nextCheckDue),
-    pendingResults: row.pendingResults,
-    openEscalations: row.openEscalations,
-    openRedEscalations: row.openRedEscalations,
-    inspectionStatus: row.inspectionStatus,
-    endedAt: date(row.endedAt),
-    stateVersion: row.stateVersion,
+    row: {
+      case_no: row.caseNo,
+      workflow_id: row.workflowId,
+      request_id: row.requestId,
+      district: row.district,
+      street: row.street,
+      display_name: row.displayName ?? null,
+      phase: row.phase,
+      colour: row.colour ?? null,
+      policy_name: row.policyName,
+      hotel_id: row.hotelId ?? null,
+      room_id: row.roomId ?? null,
+      requested_at: new Date(row.requestedAt).toISOString(),
+      arrived_at: instant(row.arrivedAt),
+      stay_start: instant(row.stayStart),
+      release_due: instant(row.releaseDue),
+      next_check_due: instant(row.nextCheckDue),
+      // A column with a default got it when the statements left the value out.
+      pending_results: row.pendingResults ?? 0,
+      open_escalations: row.openEscalations ?? 0,
+      open_red_escalations: row.openRedEscalations ?? 0,
+      inspection_status: row.inspectionStatus ?? 'none',
+      ended_at: instant(row.endedAt),
+      state_version: row.stateVersion,
+    },
+    events: input.events.map((e) => ({
+      seq: e.seq,
+      actor: e.actor.id,
+      actor_role: e.actor.role ?? null,
+      actor_name: e.actor.name ?? null,
+      kind: e.kind,
+      payload: e.payload,
+      at: new Date(e.at).toISOString(),
+    })),
+    last_seq: input.lastSeq ?? null,
+    samples: input.samples.map((s) => ({
+      sample_id: s.sampleId,
+      type: s.type,
+      reason: s.reason,
+      lab_id: s.labId ?? null,
+      due_at: new Date(s.dueAt).toISOString(),
+      ordered_at: instant(s.orderedAt),
+      result: s.result ?? 'pending',
+      result_at: instant(s.resultAt),
+      status: s.status ?? null,
+      order_id: s.orderId ?? null,
+    })),
+    checks: input.checks.map((c) => ({
+      id: c.checkId,
+      due_at: instant(c.dueAt),
+      taken_at: new Date(c.takenAt).toISOString(),
+      temperature_c: c.temperatureC === undefined ? null : c.temperatureC.toFixed(1),
+      symptoms: c.symptoms,
+      recorded_by: c.by.id,
+    })),
+    escalations: input.escalations.map((e) => ({
+      id: e.id,
+      kind: e.kind,
+      level: e.level,
+      severity: e.severity,
+      reason: e.reason,
+      status: e.status ?? 'open',
+      opened_at: new Date(e.openedAt).toISOString(),
+      acked_at: instant(e.ackedAt),
+      acked_by: e.ackedBy?.id ?? null,
+      closed_at: instant(e.closedAt),
+      closed_reason: e.closedReason ?? null,
+      closed_by: e.closedBy?.id ?? null,
+      note: e.note ?? null,
+      sample_id: e.sampleId ?? null,
+    })),
+    inspection:
+      ins && ins.status !== 'none'
+        ? {
+            id: ins.inspectionId,
+            // requestInspection stores the address; the workflow need not repeat PII here.
+            address: ins.address ?? '',
+            status: ins.status,
+            requested_at: instant(ins.requestedAt) ?? new Date().toISOString(),
+            result_at: instant(ins.resultAt),
+            inspector: ins.inspector ?? null,
+            note: ins.note ?? null,
+          }
+        : null,
   };
 }
 
 /**
- * Writes the read model and the event log in one transaction. The cases row never moves back (a
- * late retry of an older write changes nothing); a write at the version the row holds replaces it,
- * so the last write at a version wins: a write made inside a workflow task that never completed
- * (the worker killed after the write, before the task completed) is replaced by the retried task's
- * write, which reaches the same version with the true content (times, ids). Events go by (case,
- * seq): the newest write replaces those it carries and, with `lastSeq`, removes any past it (a
- * phantom's); an older write only adds missing ones. Detail rows are overwritten only by the newest
- * write and otherwise only filled in where missing. Returns whether this write was the newest.
+ * Writes the read model and the event log in one statement (the database function
+ * `shaodian_record_case`, drizzle/0007_record_case_function.sql, which carries the rules): one
+ * round trip where the same write as a transaction of statements took five to seven. The cases
+ * row never moves back (a late retry of an older write changes nothing); a write at the version
+ * the row holds replaces it, so the last write at a version wins: a write made inside a workflow
+ * task that never completed (the worker killed after the write, before the task completed) is
+ * replaced by the retried task's write, which reaches the same version with the true content
+ * (times, ids). Events go by (case, seq): the newest write replaces those it carries and, with
+ * `lastSeq`, removes any past it (a phantom's); an older write only adds missing ones. Detail rows
+ * are overwritten only by the newest write and otherwise only filled in where missing. Returns
+ * whether this write was the newest.
  */
 export async function recordCase(db: Db, input: RecordCaseInput): Promise<boolean> {
-  const { row } = input;
-  return db.transaction(async (tx) => {
-    const values = caseValues(row);
-    const set = Object.fromEntries(
-      Object.keys(values)
-        .filter((k) => k !== 'caseNo')
-        .map((k) => [k, excluded(cases[k as keyof typeof values])]),
-    );
-    // The row lock taken here also serialises concurrent writes for the same case.
-    const applied = await tx
-      .insert(cases)
-      .values(values)
-      .onConflictDoUpdate({
-        target: cases.caseNo,
-        set: { ...set, updatedAt: sql`now()` },
-        setWhere: sql`${cases.stateVersion} <= ${excluded(cases.stateVersion)}`,
-      })
-      .returning({ v: cases.stateVersion });
-    const fresh = applied.length > 0;
+  let result: unknown;
+  try {
+    result = await db.execute(sql`select shaodian_record_case(${recordCaseJson(input)}::jsonb) as fresh`);
+  } catch (err) {
+    throw recordCaseError(err);
+  }
+  return rowsOf<{ fresh: boolean }>(result)[0]!.fresh === true;
+}
 
-    if (input.events.length > 0) {
-      const q = tx.insert(caseEvents).values(
-        input.events.map((e) => ({
-          caseNo: row.caseNo,
-          seq: e.seq,
-          actor: e.actor.id,
-          actorRole: e.actor.role,
-          actorName: e.actor.name ?? null,
-          kind: e.kind,
-          payload: e.payload,
-          at: new Date(e.at),
-        })),
-      );
-      await (fresh
-        ? q.onConflictDoUpdate({
-            target: [caseEvents.caseNo, caseEvents.seq],
-            set: {
-              actor: excluded(caseEvents.actor),
-              actorRole: excluded(caseEvents.actorRole),
-              actorName: excluded(caseEvents.actorName),
-              kind: excluded(caseEvents.kind),
-              payload: excluded(caseEvents.payload),
-              at: excluded(caseEvents.at),
-            },
-          })
-        : q.onConflictDoNothing({ target: [caseEvents.caseNo, caseEvents.seq] }));
-    }
-    if (fresh && input.lastSeq !== undefined)
-      await tx.delete(caseEvents).where(and(eq(caseEvents.caseNo, row.caseNo), gt(caseEvents.seq, input.lastSeq)));
+/** A UTF-16 surrogate escape in JSON text (JSON.stringify writes a lone one as `\udXXX`). */
+const SURROGATE_ESCAPE = /\\ud[89a-f]/i;
+/** A lone surrogate: half of a pair without its other half. */
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
 
-    if (input.samples.length > 0) {
-      const q = tx.insert(samples).values(
-        input.samples.map((s) => ({
-          sampleId: s.sampleId,
-          caseNo: row.caseNo,
-          type: s.type,
-          reason: s.reason,
-          labId: s.labId ?? null,
-          dueAt: new Date(s.dueAt),
-          orderedAt: date(s.orderedAt),
-          result: s.result,
-          resultAt: date(s.resultAt),
-          status: s.status ?? null,
-          orderId: s.orderId ?? null,
-        })),
-      );
-      await (fresh
-        ? q.onConflictDoUpdate({
-            target: samples.sampleId,
-            set: {
-              type: excluded(samples.type),
-              reason: excluded(samples.reason),
-              // orderSample may have stored the lab's id before the workflow heard of it.
-              labId: sql`coalesce(${excluded(samples.labId)}, ${samples.labId})`,
-              dueAt: excluded(samples.dueAt),
-              orderedAt: sql`coalesce(${excluded(samples.orderedAt)}, ${samples.orderedAt})`,
-              result: excluded(samples.result),
-              resultAt: excluded(samples.resultAt),
-              // A sample's state only moves forward: the orderSample activity may have written
-              // 'ordered' before the workflow's own write of the still-planned sample lands.
-              status: sql`case when ${samples.status} is null or array_position(${SAMPLE_RANK}, ${excluded(samples.status)}) >= array_position(${SAMPLE_RANK}, ${samples.status}) then ${excluded(samples.status)} else ${samples.status} end`,
-              orderId: sql`coalesce(${excluded(samples.orderId)}, ${samples.orderId})`,
-            },
-          })
-        : q.onConflictDoNothing());
-    }
+/**
+ * The write as JSON text. A lone surrogate (a name cut in half of a character, say) is written as
+ * U+FFFD, as the driver wrote such text in a statement's parameter: JSON.stringify escapes it,
+ * and Postgres refuses that escape in jsonb, which would fail every write of the case.
+ */
+export function recordCaseJson(input: RecordCaseInput): string {
+  const payload = recordCasePayload(input);
+  const text = JSON.stringify(payload);
+  if (!SURROGATE_ESCAPE.test(text)) return text;
+  return JSON.stringify(payload, (_key, v: unknown) =>
+    typeof v === 'string' ? v.replace(LONE_SURROGATE, '\ufffd') : v,
+  );
+}
 
-    if (input.checks.length > 0) {
-      // A health check never changes once taken: insert-if-missing is enough.
-      await tx
-        .insert(healthChecks)
-        .values(
-          input.checks.map((c) => ({
-            id: c.checkId,
-            caseNo: row.caseNo,
-            dueAt: date(c.dueAt),
-            takenAt: new Date(c.takenAt),
-            temperatureC: c.temperatureC === undefined ? null : c.temperatureC.toFixed(1),
-            symptoms: c.symptoms,
-            recordedBy: c.by.id,
-          })),
-        )
-        .onConflictDoNothing({ target: [healthChecks.caseNo, healthChecks.id] });
-    }
-
-    if (input.escalations.length > 0) {
-      const q = tx.insert(escalations).values(
-        input.escalations.map((e) => ({
-          id: e.id,
-          caseNo: row.caseNo,
-          hotelId: row.hotelId ?? null,
-          kind: e.kind,
-          level: e.level,
-          severity: e.severity,
-          reason: e.reason,
-          status: e.status,
-          openedAt: new Date(e.openedAt),
-          ackedAt: date(e.ackedAt),
-          ackedBy: e.ackedBy?.id ?? null,
-          closedAt: date(e.closedAt),
-          closedReason: e.closedReason ?? null,
-          closedBy: e.closedBy?.id ?? null,
-          note: e.note ?? null,
-          sampleId: e.sampleId ?? null,
-        })),
-      );
-      await (fresh
-        ? q.onConflictDoUpdate({
-            target: escalations.id,
-            set: {
-              level: excluded(escalations.level),
-              severity: excluded(escalations.severity),
-              reason: excluded(escalations.reason),
-              status: excluded(escalations.status),
-              ackedAt: excluded(escalations.ackedAt),
-              ackedBy: excluded(escalations.ackedBy),
-              closedAt: excluded(escalations.closedAt),
-              closedReason: excluded(escalations.closedReason),
-              closedBy: excluded(escalations.closedBy),
-              note: excluded(escalations.note),
-              sampleId: sql`coalesce(${escalations.sampleId}, ${excluded(escalations.sampleId)})`,
-              hotelId: sql`coalesce(${escalations.hotelId}, ${excluded(escalations.hotelId)})`,
-            },
-          })
-        : q.onConflictDoNothing());
-    }
-
-    const ins = input.inspection;
-    if (ins && ins.status !== 'none') {
-      const q = tx.insert(addressInspections).values({
-        id: ins.inspectionId,
-        caseNo: row.caseNo,
-        street: row.street,
-        // requestInspection stores the address; the workflow need not repeat PII here.
-        address: ins.address ?? '',
-        status: ins.status,
-        requestedAt: date(ins.requestedAt) ?? new Date(),
-        resultAt: date(ins.resultAt),
-        inspector: ins.inspector ?? null,
-        note: ins.note ?? null,
-      });
-      await (fresh
-        ? q.onConflictDoUpdate({
-            target: addressInspections.id,
-            set: {
-              status: excluded(addressInspections.status),
-              resultAt: excluded(addressInspections.resultAt),
-              inspector: excluded(addressInspections.inspector),
-              note: excluded(addressInspections.note),
-              address: sql`coalesce(nullif(${excluded(addressInspections.address)}, ''), ${addressInspections.address})`,
-            },
-          })
-        : q.onConflictDoNothing());
-    }
-    return fresh;
-  });
+/**
+ * The failure of a write, without the write: the ORM's error carries the query's parameters, here
+ * the whole write (a home address in a v1 case's inspection), and an activity's failure goes into
+ * the workflow's history and the worker's log. The database's own message and code stay.
+ */
+function recordCaseError(err: unknown): Error {
+  const inner = (err as { cause?: unknown }).cause ?? err;
+  const message = inner instanceof Error ? inner.message : String(inner);
+  const code = (inner as { code?: unknown }).code;
+  return Object.assign(new Error(`read model write failed: ${message}`), typeof code === 'string' ? { code } : {});
 }

@@ -3,6 +3,7 @@ import { asc, eq } from 'drizzle-orm';
 
 import {
   createActivities,
+  recordCase,
   LOCAL_WRITE_COOLDOWN_MS,
   LOCAL_WRITE_DEADLINE_MS,
   LOCAL_WRITE_FAILURES_AWAY,
@@ -49,12 +50,14 @@ const input = (r: CaseRow, events: CaseEventRecord[] = [], extra: Partial<Record
   escalations: [],
   ...extra,
 });
-/** The test database, except that while `hanging` every transaction is taken and never answered. */
+/** The test database, except that while `hanging` every write (a statement or a transaction) is taken and never answered. */
 function hangingDb(hanging: boolean): { db: Db; hanging: boolean } {
   const h = { hanging, db: undefined as unknown as Db };
   h.db = new Proxy(tdb.db, {
     get: (target, prop, receiver) =>
-      prop === 'transaction' && h.hanging ? () => new Promise(() => undefined) : Reflect.get(target, prop, receiver),
+      (prop === 'transaction' || prop === 'execute') && h.hanging
+        ? () => new Promise(() => undefined)
+        : Reflect.get(target, prop, receiver),
   }) as Db;
   return h;
 }
@@ -109,6 +112,117 @@ it('a field the workflow clears is cleared, dates are stored as instants', async
   expect(r).toMatchObject({ phase: 'RELEASED', nextCheckDue: null, colour: null });
   expect(r!.endedAt?.toISOString()).toBe('2024-03-15T02:00:00.000Z');
   expect(r!.releaseDue?.toISOString()).toBe('2024-03-15T00:00:00.000Z');
+});
+
+it('the one-statement write stores edge values as the statements did: rounding, date-only instants, text, event order', async () => {
+  const odd = 'O\'Brien "张" \u2028 \u{1F600} \\';
+  const payload = { note: odd, nested: { list: [1, null, 'x'], empty: {} } };
+  const events = [5, 3, 4].map((seq) => ({ ...ev(seq, 'health_check', nurse), payload }));
+  await acts.recordCase(
+    input(row('R9', 1, { requestedAt: '2024-03-01', displayName: odd, hotelId: 'hotel-r9' }), events, {
+      checks: [
+        { checkId: 'a', takenAt: '2024-03-01T08:00:00Z', temperatureC: 37.05, symptoms: ['cough'], by: nurse },
+        { checkId: 'b', takenAt: '2024-03-01T20:00:00+08:00', temperatureC: 36.95, symptoms: [], by: nurse },
+        { checkId: 'c', takenAt: '2024-03-02T08:00:00.123456Z', symptoms: [], by: nurse },
+      ],
+      escalations: [
+        {
+          id: 'esc-r9',
+          kind: 'fever',
+          level: 'nurse',
+          severity: 'amber',
+          reason: odd,
+          status: 'open',
+          openedAt: '2024-03-01T08:00:00.000Z',
+          ackedBy: nurse,
+        },
+      ],
+    }),
+  );
+  const r = await caseRow('R9');
+  // JavaScript reads a date-only string as UTC midnight; the database must not read it in its own zone.
+  expect(r!.requestedAt.toISOString()).toBe('2024-03-01T00:00:00.000Z');
+  expect(r!.displayName).toBe(odd);
+  const checks = await tdb.db
+    .select()
+    .from(healthChecks)
+    .where(eq(healthChecks.caseNo, 'R9'))
+    .orderBy(asc(healthChecks.id));
+  // toFixed(1), as the statements stored it: 37.05 is 37.04999… in binary, so 37.0, not 37.1.
+  expect(checks.map((c) => [c.id, c.temperatureC, c.takenAt.toISOString(), c.symptoms])).toEqual([
+    ['a', (37.05).toFixed(1), '2024-03-01T08:00:00.000Z', ['cough']],
+    ['b', (36.95).toFixed(1), '2024-03-01T12:00:00.000Z', []],
+    ['c', null, '2024-03-02T08:00:00.123Z', []],
+  ]);
+  const log = await tdb.db.select().from(caseEvents).where(eq(caseEvents.caseNo, 'R9')).orderBy(asc(caseEvents.id));
+  // Inserted in the order the write lists them (the event feed reads by id), each with its payload intact.
+  expect(log.map((e) => e.seq)).toEqual([5, 3, 4]);
+  expect(log.map((e) => [e.actor, e.actorRole, e.actorName, e.payload])).toEqual(
+    Array(3).fill([nurse.id, nurse.role, nurse.name, payload]),
+  );
+  const [esc] = await tdb.db.select().from(escalations).where(eq(escalations.id, 'esc-r9'));
+  expect(esc).toMatchObject({ hotelId: 'hotel-r9', reason: odd, ackedBy: nurse.id, ackedAt: null, status: 'open' });
+});
+
+it('a lone surrogate in a name is stored as U+FFFD, not refused (every later write of the case would fail)', async () => {
+  const cut = '\ud842*明'; // a name masked in the middle of a surrogate pair
+  expect(
+    await recordCase(
+      tdb.db,
+      input(row('R10', 1, { displayName: cut }), [ev(1, 'requested')], {
+        escalations: [
+          {
+            id: 'esc-r10',
+            kind: 'fever',
+            level: 'nurse',
+            severity: 'amber',
+            reason: `fever \udc00`,
+            status: 'open',
+            openedAt: '2024-03-01T08:00:00.000Z',
+          },
+        ],
+      }),
+    ),
+  ).toBe(true);
+  expect((await caseRow('R10'))!.displayName).toBe('\ufffd*明');
+  const [esc] = await tdb.db.select().from(escalations).where(eq(escalations.id, 'esc-r10'));
+  expect(esc!.reason).toBe('fever \ufffd');
+  // A pair that is whole stays whole.
+  await recordCase(tdb.db, input(row('R10', 2, { displayName: '\u{20BB7}*明' })));
+  expect((await caseRow('R10'))!.displayName).toBe('\u{20BB7}*明');
+});
+
+it('an older write that lists a key twice keeps the first, as DO NOTHING did; a value left out takes its column default', async () => {
+  await recordCase(tdb.db, input(row('R11', 2), [ev(1, 'a')]));
+  const stale = input(row('R11', 1), [ev(2, 'first'), ev(2, 'second')]);
+  expect(await recordCase(tdb.db, stale)).toBe(false);
+  expect((await eventsOf('R11')).map((e) => [e.seq, e.kind])).toEqual([
+    [1, 'a'],
+    [2, 'first'],
+  ]);
+  const bare = row('R12', 1) as Partial<CaseRow>;
+  delete bare.pendingResults;
+  delete bare.inspectionStatus;
+  await recordCase(tdb.db, input(bare as CaseRow));
+  expect(await caseRow('R12')).toMatchObject({ pendingResults: 0, inspectionStatus: 'none' });
+});
+
+it('a failed write says why without the write itself (no home address in a failure or a log)', async () => {
+  const err = await recordCase(
+    tdb.db,
+    input(row('R13', 1), [], {
+      inspection: { inspectionId: 'ins-r13', status: 'requested', address: '幸福路 8号 3单元 402' },
+      lastSeq: 2 ** 40, // out of the integer range: the database refuses the write
+    }),
+  ).then(
+    () => undefined,
+    (e: unknown) => e as Error,
+  );
+  expect(err).toBeInstanceOf(Error);
+  expect(err!.message).toMatch(/^read model write failed: /);
+  expect(`${err!.message} ${err!.stack} ${JSON.stringify(err)}`).not.toContain('幸福路');
+  expect(err!.cause).toBeUndefined();
+  expect(await caseRow('R13')).toBeUndefined(); // all or nothing
 });
 
 it('concurrent writes in any order leave the newest state and every event once', async () => {
