@@ -406,7 +406,7 @@ export function recordCasePayload(input: RecordCaseInput): Record<string, unknow
       open_red_escalations: row.openRedEscalations ?? 0,
       inspection_status: row.inspectionStatus ?? 'none',
       ended_at: instant(row.endedAt),
-      state_version: row.stateVersion,
+      state_version: row.stateVersion ?? 0,
     },
     events: input.events.map((e) => ({
       seq: e.seq,
@@ -460,7 +460,7 @@ export function recordCasePayload(input: RecordCaseInput): Record<string, unknow
             id: ins.inspectionId,
             // requestInspection stores the address; the workflow need not repeat PII here.
             address: ins.address ?? '',
-            status: ins.status,
+            status: ins.status ?? 'requested',
             requested_at: instant(ins.requestedAt) ?? new Date().toISOString(),
             result_at: instant(ins.resultAt),
             inspector: ins.inspector ?? null,
@@ -493,33 +493,46 @@ export async function recordCase(db: Db, input: RecordCaseInput): Promise<boolea
   return rowsOf<{ fresh: boolean }>(result)[0]!.fresh === true;
 }
 
-/** A UTF-16 surrogate escape in JSON text (JSON.stringify writes a lone one as `\udXXX`). */
-const SURROGATE_ESCAPE = /\\ud[89a-f]/i;
-/** A lone surrogate: half of a pair without its other half. */
-const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+/**
+ * A `\udXXX` escape in JSON text that is not itself an escaped backslash followed by "udXXX"
+ * (an even run of backslashes before it). JSON.stringify writes a whole surrogate pair as the
+ * character and only a lone surrogate as this escape, so every match is a lone surrogate, in a
+ * value or in a key.
+ */
+const LONE_SURROGATE_ESCAPE = /(?<!\\)((?:\\\\)*)\\ud[89a-f][0-9a-f]{2}/g;
 
 /**
  * The write as JSON text. A lone surrogate (a name cut in half of a character, say) is written as
- * U+FFFD, as the driver wrote such text in a statement's parameter: JSON.stringify escapes it,
- * and Postgres refuses that escape in jsonb, which would fail every write of the case.
+ * U+FFFD, as the driver wrote such text in a statement's parameter: Postgres refuses the escape
+ * JSON.stringify writes for it in jsonb, which would fail every write of the case.
  */
 export function recordCaseJson(input: RecordCaseInput): string {
-  const payload = recordCasePayload(input);
-  const text = JSON.stringify(payload);
-  if (!SURROGATE_ESCAPE.test(text)) return text;
-  return JSON.stringify(payload, (_key, v: unknown) =>
-    typeof v === 'string' ? v.replace(LONE_SURROGATE, '\ufffd') : v,
-  );
+  return JSON.stringify(recordCasePayload(input)).replace(LONE_SURROGATE_ESCAPE, '$1\\ufffd');
 }
 
 /**
  * The failure of a write, without the write: the ORM's error carries the query's parameters, here
  * the whole write (a home address in a v1 case's inspection), and an activity's failure goes into
- * the workflow's history and the worker's log. The database's own message and code stay.
+ * the workflow's history and the worker's log. The database's own message and code stay, with the
+ * table, column and constraint it names (identifiers, never values); its detail and context, which
+ * may quote the data, do not.
  */
 function recordCaseError(err: unknown): Error {
   const inner = (err as { cause?: unknown }).cause ?? err;
   const message = inner instanceof Error ? inner.message : String(inner);
-  const code = (inner as { code?: unknown }).code;
-  return Object.assign(new Error(`read model write failed: ${message}`), typeof code === 'string' ? { code } : {});
+  const f = inner as Record<string, unknown>;
+  const named = (
+    [
+      ['table', f.table_name ?? f.table],
+      ['column', f.column_name ?? f.column],
+      ['constraint', f.constraint_name ?? f.constraint],
+    ] as const
+  )
+    .filter(([, v]) => typeof v === 'string' && v !== '')
+    .map(([k, v]) => `${k} ${String(v)}`);
+  const code = f.code;
+  return Object.assign(
+    new Error(`read model write failed: ${message}${named.length ? ` (${named.join(', ')})` : ''}`),
+    typeof code === 'string' ? { code } : {},
+  );
 }

@@ -4,6 +4,7 @@ import { asc, eq } from 'drizzle-orm';
 import {
   createActivities,
   recordCase,
+  recordCaseJson,
   LOCAL_WRITE_COOLDOWN_MS,
   LOCAL_WRITE_DEADLINE_MS,
   LOCAL_WRITE_FAILURES_AWAY,
@@ -192,6 +193,27 @@ it('a lone surrogate in a name is stored as U+FFFD, not refused (every later wri
   expect((await caseRow('R10'))!.displayName).toBe('\u{20BB7}*明');
 });
 
+it('lone surrogates become U+FFFD wherever they are (values, keys, next to backslashes); text that only looks like one stays', () => {
+  const payload = {
+    'key \udc00': 'value \ud800',
+    pair: '\u{20BB7}',
+    backslashThenLone: '\\\ud83d',
+    escapedLookalike: '\\ud800 is text',
+    split: ['\ud83d', '\ude00'],
+  };
+  const json = recordCaseJson(input(row('J1', 1), [{ ...ev(1, 'x'), payload }]));
+  const back = JSON.parse(json) as { events: { payload: Record<string, unknown> }[] };
+  expect(back.events[0]!.payload).toEqual({
+    'key \ufffd': 'value \ufffd',
+    pair: '\u{20BB7}',
+    backslashThenLone: '\\\ufffd',
+    escapedLookalike: '\\ud800 is text',
+    split: ['\ufffd', '\ufffd'],
+  });
+  // Nothing a lone surrogate is left for jsonb to refuse.
+  expect(json).not.toMatch(/(?<!\\)(?:\\\\)*\\ud[89a-f]/i);
+});
+
 it('an older write that lists a key twice keeps the first, as DO NOTHING did; a value left out takes its column default', async () => {
   await recordCase(tdb.db, input(row('R11', 2), [ev(1, 'a')]));
   const stale = input(row('R11', 1), [ev(2, 'first'), ev(2, 'second')]);
@@ -203,8 +225,14 @@ it('an older write that lists a key twice keeps the first, as DO NOTHING did; a 
   const bare = row('R12', 1) as Partial<CaseRow>;
   delete bare.pendingResults;
   delete bare.inspectionStatus;
-  await recordCase(tdb.db, input(bare as CaseRow));
-  expect(await caseRow('R12')).toMatchObject({ pendingResults: 0, inspectionStatus: 'none' });
+  delete bare.stateVersion;
+  await recordCase(
+    tdb.db,
+    input(bare as CaseRow, [], { inspection: { inspectionId: 'ins-r12' } as RecordCaseInput['inspection'] }),
+  );
+  expect(await caseRow('R12')).toMatchObject({ pendingResults: 0, inspectionStatus: 'none', stateVersion: 0 });
+  const [ins] = await tdb.db.select().from(addressInspections).where(eq(addressInspections.id, 'ins-r12'));
+  expect(ins).toMatchObject({ status: 'requested', address: '' });
 });
 
 it('a failed write says why without the write itself (no home address in a failure or a log)', async () => {
