@@ -1,9 +1,8 @@
-import { execFileSync } from 'node:child_process';
-import fs from 'node:fs';
 import path from 'node:path';
 
 import { isRunning, spawnApp, stopApp, type AppProcess } from '../../src/cluster/processes';
-import { ROOT, startCluster, waitFor, type ClusterHarness } from './harness';
+import { checkoutBuild } from '../support/old-build';
+import { startCluster, waitFor, type ClusterHarness } from './harness';
 
 /**
  * A rolling upgrade on the real cluster, the way an operator does it while people are inside:
@@ -23,15 +22,8 @@ const OLD_BUILD = 'b6107d74f051800db500f74b03d3d3710d083bbb';
 const DAY_S = 4;
 jest.setTimeout(30 * 60_000);
 
-function oldBuild(dir: string): string {
-  const out = path.join(dir, 'old-build');
-  fs.mkdirSync(out);
-  const tar = execFileSync('git', ['-C', ROOT, 'archive', '--format=tar', OLD_BUILD], { maxBuffer: 512 * 1024 * 1024 });
-  execFileSync('tar', ['-x', '-C', out], { input: tar });
-  // Same dependencies (package.json unchanged since): the old build runs on this node_modules.
-  fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(out, 'node_modules'));
-  return out;
-}
+// Same dependencies (package.json unchanged since): the old build runs on this node_modules.
+const oldBuild = (dir: string): string => checkoutBuild(OLD_BUILD, path.join(dir, 'old-build'));
 
 describe('a rolling upgrade while cases run', () => {
   let h: ClusterHarness;

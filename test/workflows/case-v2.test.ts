@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -34,6 +33,7 @@ import {
   testPolicy,
   type Harness,
 } from '../support/case-harness';
+import { checkoutBuild, REPO_ROOT } from '../support/old-build';
 
 /**
  * The decision-core case workflow against a real dev server: the decision core's rules through the
@@ -144,10 +144,7 @@ test('happy path: released on two negatives of samples really taken, read model 
   expect(room.state).toBe('awaiting_disinfection');
   const rows = await h.db.db.select().from(schema.samples).where(eq(schema.samples.caseNo, v.caseNo));
   expect(rows.filter((r) => r.status === 'resulted').length).toBe(counted.length);
-  await waitFor(
-    async () =>
-      (await h.db.db.select().from(schema.cases).where(eq(schema.cases.caseNo, v.caseNo)))[0]?.phase === 'RELEASED',
-  );
+  await waitFor(async () => (await caseRowIn(h, v.caseNo))?.phase === 'RELEASED');
   // The read model is written by the recordCase activity beside the loop, never by a local
   // activity in the task (NO_LOCAL_RECORDS_PATCH, asked once).
   const events = (await handle.fetchHistory()).events ?? [];
@@ -183,7 +180,7 @@ test('a case that answers a stream of queries while it works: no local activity,
   const events = (await handle.fetchHistory()).events ?? [];
   expect(localActivityMarkersOf(events)).toHaveLength(0);
   expect(recordTasksOf(events).length).toBeGreaterThanOrEqual(3);
-  const rowOf = async () => (await h.db.db.select().from(schema.cases).where(eq(schema.cases.caseNo, v.caseNo)))[0];
+  const rowOf = () => caseRowIn(h, v.caseNo);
   await waitFor(async () => (await rowOf())?.stateVersion === v.version);
   expect((await rowOf())?.phase).toBe('RELEASED');
 });
@@ -191,14 +188,8 @@ test('a case that answers a stream of queries while it works: no local activity,
 test('a case that began writing the read model in the task goes on by activity after an upgrade; the history replays', async () => {
   // The workflow code of the last build that wrote in the task (db5e39a), from git, on this
   // node_modules: its worker starts the case; this build's takes over, as in a deploy.
-  const old = fs.mkdtempSync(path.join(os.tmpdir(), 'shaodian-old-build-'));
-  const root = path.resolve(__dirname, '..', '..');
-  const tar = execFileSync('git', ['-C', root, 'archive', '--format=tar', 'db5e39a', 'src'], {
-    maxBuffer: 64 * 1024 * 1024,
-  });
-  execFileSync('tar', ['-x', '-C', old], { input: tar });
-  fs.symlinkSync(path.join(root, 'node_modules'), path.join(old, 'node_modules'));
-  const rebase = (file: string) => path.join(old, path.relative(root, file));
+  const old = checkoutBuild('db5e39a', fs.mkdtempSync(path.join(os.tmpdir(), 'shaodian-old-build-')), ['src']);
+  const rebase = (file: string) => path.join(old, path.relative(REPO_ROOT, file));
   const u = await createHarness(
     'wf2up',
     {},
@@ -233,7 +224,7 @@ test('a case that began writing the read model in the task goes on by activity a
     );
     expect(lastLocal).toBeLessThan(marker);
     expect(recordTasksOf(events.slice(marker)).length).toBeGreaterThanOrEqual(1);
-    const rowOf = async () => (await u.db.db.select().from(schema.cases).where(eq(schema.cases.caseNo, v0.caseNo)))[0];
+    const rowOf = () => caseRowIn(u, v0.caseNo);
     await waitFor(async () => (await rowOf())?.stateVersion === v.version);
     expect((await rowOf())?.phase).toBe('RELEASED');
     await maybeRecord('upgrade-to-no-local-records', handle);
@@ -297,7 +288,7 @@ test('v3 and the v2 that drains tell the same story the same way; v3 leaves one 
 test('a read-model write that Postgres refuses: the case goes on, the activity retries it, nothing is lost', async () => {
   const handle = await h.startV2();
   const v0 = await arrive(handle);
-  const rowOf = async () => (await h.db.db.select().from(schema.cases).where(eq(schema.cases.caseNo, v0.caseNo)))[0];
+  const rowOf = () => caseRowIn(h, v0.caseNo);
   await waitFor(async () => (await rowOf())?.phase === v0.phase);
   // Postgres refuses the case's writes for a while.
   let refused = 0;
@@ -738,6 +729,10 @@ test('every history these tests produced replays against the code that produced 
   }
   expect(errors).toEqual([]);
 });
+
+/** A case's row in the read model of a harness's database. */
+const caseRowIn = async (hx: Harness, caseNo: string) =>
+  (await hx.db.db.select().from(schema.cases).where(eq(schema.cases.caseNo, caseNo)))[0];
 
 type HistoryEvents = NonNullable<Awaited<ReturnType<Handle['fetchHistory']>>['events']>;
 const recordTasksOf = (events: HistoryEvents) =>
