@@ -8,6 +8,7 @@ import { HttpProblem, validationProblem } from './problem';
 import { workflowIdFor } from './ids';
 import { IdempotencyHeader } from './schemas';
 import { temporalProblem } from './temporal-ops';
+import { makeAnsweredWrite } from './answer-writes';
 import { isDecisionCoreType } from '../workflows/case-types';
 
 /**
@@ -40,7 +41,8 @@ export function commandKey(req: { get(name: string): string | undefined }): { ke
  * content gets an id of its own, and the case answers it 409.
  */
 export function updateIdFor(name: string, key: string, input: object): string {
-  const { at: _a, takenAt: _t, reportedAt: _r, by: _b, ...content } = input as Record<string, unknown>;
+  // `readModel` is the API's note of the row's version, not content: a retry joins the first attempt.
+  const { at: _a, takenAt: _t, reportedAt: _r, by: _b, readModel: _m, ...content } = input as Record<string, unknown>;
   const digest = crypto
     .createHash('sha256')
     .update(JSON.stringify(content, Object.keys(content).sort()))
@@ -193,7 +195,8 @@ export async function sendReportWithAnswer<R, T extends object>(
         waitMs: app.config.API_REPORT_WAIT_MS,
         updateId: updateIdFor(update.name, key, input),
       });
-      return { status: 'applied', result };
+      // The write the answer carries, if the case handed it to us (src/api/answer-writes.ts).
+      return { status: 'applied', result: await makeAnsweredWrite(app, caseNo, result) };
     } catch (err) {
       if (!isTimeout(err)) {
         throw writeFailure(err, caseNo, key);
@@ -221,7 +224,9 @@ export async function sendReportWithAnswer<R, T extends object>(
     );
   }
   try {
-    await app.ops.signal(caseNo, queued, input);
+    // The queued copy is applied by the case, which writes its read model itself.
+    const { readModel: _m, ...report } = input as T & { readModel?: unknown };
+    await app.ops.signal(caseNo, queued, report as T);
   } catch (err) {
     if (sent) throw unknownOutcome(key);
     throw writeFailure(err, caseNo, key);

@@ -15,6 +15,7 @@ export interface ApiMetrics {
   queries: Counter<'outcome'>;
   errors: Counter<'kind'>;
   labResults: Counter<'status'>;
+  answeredWrites: Counter<'outcome'>;
 }
 
 export function createMetrics(opts: { defaultMetrics?: boolean } = {}): ApiMetrics {
@@ -69,6 +70,12 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): ApiMetri
       name: 'shaodian_lab_results_total',
       help: 'Lab results received, by answer',
       labelNames: ['status'],
+      registers: [registry],
+    }),
+    answeredWrites: new Counter({
+      name: 'shaodian_answered_writes_total',
+      help: "Read-model writes carried by a case's answer and made by the API (written, or handed back to the case: failed)",
+      labelNames: ['outcome'],
       registers: [registry],
     }),
   };

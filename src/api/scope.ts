@@ -16,6 +16,8 @@ export interface CaseScope {
   street: string;
   hotelId?: string;
   source: 'read-model' | 'workflow';
+  /** The state version of the case's read-model row when it was read (absent when the row was not read). */
+  readModelVersion?: number;
 }
 
 /**
@@ -24,7 +26,7 @@ export interface CaseScope {
  */
 function buildScopeStatement(db: ApiContext['db']) {
   return db
-    .select({ district: cases.district, street: cases.street, hotelId: cases.hotelId })
+    .select({ district: cases.district, street: cases.street, hotelId: cases.hotelId, version: cases.stateVersion })
     .from(cases)
     .where(eq(cases.caseNo, sql.placeholder('caseNo')))
     .limit(1)
@@ -55,6 +57,7 @@ export async function resolveCaseScope(app: ApiContext, caseNo: string): Promise
         street: row.street,
         hotelId: row.hotelId ?? undefined,
         source: 'read-model',
+        readModelVersion: row.version,
       };
   } catch (err) {
     dbDown = true;

@@ -62,6 +62,7 @@ import {
   inspectionResultSignal,
   labResultSignal,
   previewPolicyQuery,
+  readModelBehindSignal,
   resolveEscalationUpdate,
   roomOfferedSignal,
   setAddressUpdate,
@@ -131,6 +132,17 @@ export const LOCAL_RECORDS_PATCH = 'v2-local-records';
  * histories are in test/evidence; docs/ARCHITECTURE.md, "Versioning", has the whole story.
  */
 export const NO_LOCAL_RECORDS_PATCH = 'no-local-records';
+/**
+ * The read model written by the answer: a health check sent by the API with the read model's
+ * version (`readModel`) is answered with its read-model write (`readModelWrite`), which the API
+ * applies before it answers the nurse, instead of an activity task and a second workflow task per
+ * check. Until the case knows that write is in the read model (the next check's `readModel`
+ * version reaches it, or an activity write that carried it succeeded), its content stays owed and
+ * is carried again by every later write; the API reports a write it could not make
+ * (readModelBehindSignal) and the case then writes it by activity. docs/ARCHITECTURE.md, "The read
+ * model written by the answer".
+ */
+export const ANSWER_WRITES_PATCH = 'answer-writes';
 
 /**
  * One person's quarantine (v2): a thin interpreter around the pure decision core in
@@ -193,6 +205,11 @@ async function runCase(input: CaseInputV2, v3: boolean): Promise<CaseOutcome> {
   };
   let wake = 0;
   let recordedVersion = -1;
+  /**
+   * A write handed to the API in an update's answer (ANSWER_WRITES_PATCH) and not yet known to be
+   * in the read model: its content is owed, and every later write carries it again.
+   */
+  let handed: { events: ChangeRecord[]; batch: RecordCaseInput; version: number } | undefined;
   const alarm = wakeAlarm(() => {
     wake++;
   });
@@ -235,9 +252,22 @@ async function runCase(input: CaseInputV2, v3: boolean): Promise<CaseOutcome> {
   };
   // The message's own fields, then its type: a field called "type" in the input cannot change what it is.
   const asEvent = (type: MessageEvent['type'], i: object) => ({ ...i, type }) as unknown as MessageEvent;
+  // `readModel` is the API's word on the read model, not part of the message (ANSWER_WRITES_PATCH).
+  const message = (i: object): { content: object; readModel?: { version: number } } => {
+    if (!('readModel' in i)) return { content: i };
+    const { readModel, ...content } = i as { readModel?: unknown };
+    const version = (readModel as { version?: unknown } | null)?.version;
+    return typeof version === 'number' && Number.isInteger(version) ? { content, readModel: { version } } : { content };
+  };
   const update = (type: MessageEvent['type']) => ({
-    handler: (i: object) => answer(apply(asEvent(type, i)).reply),
-    validator: (i: object) => refusal(asEvent(type, i)),
+    handler: (i: object) => {
+      const { content, readModel } = message(i);
+      const result = answer(apply(asEvent(type, content)).reply);
+      if (!readModel || !answerWrites()) return result;
+      const write = handOver(readModel.version);
+      return write ? { ...result, readModelWrite: write } : result;
+    },
+    validator: (i: object) => refusal(asEvent(type, message(i).content)),
   });
   const signal = (type: MessageEvent['type']) => (i: object) => {
     apply(asEvent(type, i));
@@ -254,7 +284,14 @@ async function runCase(input: CaseInputV2, v3: boolean): Promise<CaseOutcome> {
   // A health check queued because no worker answered its update: applied the same way, and a
   // refusal is recorded on the case (its sender was told "queued" and cannot be told otherwise).
   setHandler(healthCheckSignal, (i: object) => {
-    absorb(decideQueued(s, asEvent('healthCheck', i), ctx, Date.now()));
+    // The queued copy of a check means its sender stopped waiting for the update's answer: a write
+    // handed out in an answer may have nobody to make it, so the case makes it.
+    reclaim();
+    absorb(decideQueued(s, asEvent('healthCheck', message(i).content), ctx, Date.now()));
+  });
+  // The API could not make a write it was handed: the case makes it by activity.
+  setHandler(readModelBehindSignal, () => {
+    if (reclaim()) wake++;
   });
   for (const [def, type] of [
     [healthCheckUpdate, 'healthCheck'],
@@ -430,9 +467,42 @@ async function runCase(input: CaseInputV2, v3: boolean): Promise<CaseOutcome> {
     for (const x of batch.checks) touched.checks.add(x.checkId);
     if (batch.inspection) touched.inspection = true;
   }
+  /**
+   * The handed write's content back among what is to be written (the API failed it, or nobody is
+   * waiting to make it): the next write, by activity, carries it. Whether there was one.
+   */
+  function reclaim(): boolean {
+    if (!handed) return false;
+    keep(handed.events, handed.batch);
+    handed = undefined;
+    recordedVersion = -1;
+    return true;
+  }
+  /** Whether this case hands its writes to the API in the answer (never while it writes in the task). */
+  const answerWrites = () => (!localWrites || patched(NO_LOCAL_RECORDS_PATCH)) && patched(ANSWER_WRITES_PATCH);
+  /**
+   * The write for the API to make, after an update the API sent with the read model's version
+   * (`readModelVersion`, read before it sent it). A handed write at or below that version is in
+   * the read model: the write that put the row there carried it. Otherwise it is carried again.
+   * None while an activity write runs: the loop writes after it, in order.
+   */
+  function handOver(readModelVersion: number): RecordCaseInput | undefined {
+    if (handed && readModelVersion >= handed.version) handed = undefined;
+    if (recording) return undefined;
+    if (handed) reclaim();
+    if (nothingToWrite()) return undefined;
+    const events = unrecorded;
+    unrecorded = [];
+    const batch = recordInput(events);
+    handed = { events, batch, version: s.version };
+    recordedVersion = s.version;
+    return batch;
+  }
   /** The activity path: beside the loop (older cases; newer ones while local writes fail). */
   function writeRecords(): void {
     if (recording || nothingToWrite()) return;
+    // Whatever a write handed to the API carried is carried again, so this write makes it whole.
+    reclaim();
     recording = true;
     const events = unrecorded;
     unrecorded = [];
@@ -598,6 +668,11 @@ async function runCase(input: CaseInputV2, v3: boolean): Promise<CaseOutcome> {
       } else writeRecords();
 
       const quiet = running.size === 0 && !recording && unrecorded.length === 0;
+      // The case does not end, or continue as new, owing the read model a write handed out.
+      if (quiet && handed && (isComplete(s, ctx, now) || shouldContinueAsNew())) {
+        reclaim();
+        continue;
+      }
       if (quiet && isComplete(s, ctx, now)) {
         return {
           caseNo,

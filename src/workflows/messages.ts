@@ -1,5 +1,7 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 
+import type { RecordCaseInput } from '../activities/types';
+
 import type { CaseState as DecidedState, ChangeRecord as CaseChange } from '../domain/case/model';
 import type { CaseView } from '../domain/case/view';
 import type { Policy } from '../domain/policy';
@@ -99,6 +101,12 @@ export interface HealthCheckInput {
   temperatureC?: number;
   symptoms: string[];
   by: Actor;
+  /**
+   * Sent by the API (v2 and v3 cases, ANSWER_WRITES_PATCH): the version of the case's read-model
+   * row when it looked, and its offer to make the read-model write the answer carries. Not part of
+   * the check: a retry with another version is the same check.
+   */
+  readModel?: { version: number };
 }
 export interface HealthCheckResult {
   checkId: string;
@@ -107,6 +115,8 @@ export interface HealthCheckResult {
   escalationIds: string[];
   extraSampleId?: string;
   nextCheckDue?: string;
+  /** For the API alone, never shown to the caller: the read-model write to make (ANSWER_WRITES_PATCH). */
+  readModelWrite?: RecordCaseInput;
 }
 export const healthCheckUpdate = defineUpdate<HealthCheckResult, [HealthCheckInput]>('recordHealthCheck');
 /**
@@ -114,6 +124,11 @@ export const healthCheckUpdate = defineUpdate<HealthCheckResult, [HealthCheckInp
  * the same key and check id, so that update and queued copy are one check whichever lands first.
  */
 export const healthCheckSignal = defineSignal<[HealthCheckInput]>('healthCheck');
+/**
+ * From the API: a read-model write handed to it in an answer could not be made (the database
+ * failed or did not answer in time). The case writes it by activity (ANSWER_WRITES_PATCH).
+ */
+export const readModelBehindSignal = defineSignal<[{ version: number }]>('readModelBehind');
 
 export interface ChangeStayInput {
   /** The caller's idempotency key (v2 cases): a retry with the same key gets the first answer. */

@@ -18,9 +18,11 @@ import {
   healthCheckUpdate,
   inspectionResultSignal,
   labResultSignal,
+  readModelBehindSignal,
   resolveEscalationUpdate,
   viewQuery,
 } from '../../src/workflows/messages';
+import { recordCase } from '../../src/activities';
 import { WORKFLOW_BUNDLE } from '../../src/worker';
 import {
   PERSON,
@@ -706,6 +708,58 @@ test('missed checks fold across continue-as-new: the new run carries the rule an
       temporal.api.history.v1.History.encode(history).finish(),
     );
   }
+});
+
+test("a health check sent with the read model's version is answered with its write; what is not made is carried, then written", async () => {
+  // ANSWER_WRITES_PATCH: the API sends the version of the row it read and makes the write the
+  // answer carries (src/api/answer-writes.ts). Here the test is the API, and it drops one write.
+  const handle = await h.startV2({ policy: testPolicy({ stayDays: 3 }) });
+  const v0 = await arrive(handle);
+  const rowOf = () => caseRowIn(h, v0.caseNo);
+  await waitFor(async () => (await rowOf())?.stateVersion === (await view(handle)).version);
+  const checksOf = async () =>
+    (await h.db.db.select().from(schema.healthChecks).where(eq(schema.healthChecks.caseNo, v0.caseNo)))
+      .map((r) => r.id)
+      .sort();
+  const send = async (checkId: string) => {
+    const version = (await rowOf())!.stateVersion;
+    return handle.executeUpdate(healthCheckUpdate, {
+      args: [
+        { checkId, takenAt: now(), temperatureC: 36.6, symptoms: [], by: nurse, key: checkId, readModel: { version } },
+      ],
+    });
+  };
+  const before = recordTasksOf((await handle.fetchHistory()).events ?? []).length;
+  // Made: in the read model as soon as the API has written it, and no activity for it.
+  const a = await send('chk-a');
+  expect(a.readModelWrite?.checks.map((c) => c.checkId)).toEqual(['chk-a']);
+  await recordCase(h.db.db, a.readModelWrite!);
+  expect(await checksOf()).toEqual(['chk-a']);
+  // Dropped (the API died): the next answer carries it again.
+  const b = await send('chk-b');
+  expect(b.readModelWrite).toBeDefined();
+  const c = await send('chk-c');
+  expect(c.readModelWrite?.checks.map((x) => x.checkId).sort()).toEqual(['chk-b', 'chk-c']);
+  await recordCase(h.db.db, c.readModelWrite!);
+  // The late write of the dropped answer changes nothing (older than the row).
+  await recordCase(h.db.db, b.readModelWrite!);
+  expect(await checksOf()).toEqual(['chk-a', 'chk-b', 'chk-c']);
+  expect((await rowOf())!.stateVersion).toBe((await view(handle)).version);
+  expect(recordTasksOf((await handle.fetchHistory()).events ?? []).length).toBe(before);
+  // One the API could not make, handed back: the case writes it by activity.
+  const d = await send('chk-d');
+  expect(d.readModelWrite).toBeDefined();
+  await handle.signal(readModelBehindSignal, { version: d.readModelWrite!.row.stateVersion! });
+  await waitFor(async () => (await checksOf()).includes('chk-d'));
+  // Dropped, and no check follows: the case's next write (the lab's results, its release) carries it.
+  expect((await send('chk-e')).readModelWrite).toBeDefined();
+  const v = await toRelease(handle);
+  expect(v.phase).toBe('RELEASED');
+  await waitFor(async () => (await rowOf())?.stateVersion === v.version);
+  expect(await checksOf()).toEqual(['chk-a', 'chk-b', 'chk-c', 'chk-d', 'chk-e']);
+  const events = (await handle.fetchHistory()).events ?? [];
+  expect(patchesOf(events)).toEqual(['no-local-records', 'answer-writes']);
+  await maybeRecord('answer-writes-released', handle);
 });
 
 test('every history these tests produced replays against the code that produced it', async () => {

@@ -270,8 +270,12 @@ export const caseCommandRoutes: AnyRoute[] = [
         by: actorOf(key!),
         key: idem,
       };
-      await authorizeCase(app, key!, params.caseNo);
-      const outcome = await sendReportWithAnswer(app, params.caseNo, healthCheckUpdate, healthCheckSignal, input, idem);
+      const scope = await authorizeCase(app, key!, params.caseNo);
+      // With the read model's version, the case hands us its read-model write in the answer
+      // (src/api/answer-writes.ts); without one (the row not read), it writes it itself.
+      const sent =
+        scope.readModelVersion === undefined ? input : { ...input, readModel: { version: scope.readModelVersion } };
+      const outcome = await sendReportWithAnswer(app, params.caseNo, healthCheckUpdate, healthCheckSignal, sent, idem);
       res.setHeader('Idempotency-Key', idem);
       if (outcome.status === 'applied') {
         res

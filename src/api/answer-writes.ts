@@ -1,0 +1,47 @@
+import { recordCase } from '../activities';
+import type { RecordCaseInput } from '../activities/types';
+import { readModelBehindSignal } from '../workflows/messages';
+import type { ApiContext } from './context';
+import { within } from './dependencies';
+
+/** How long the API gives a read-model write before it hands the write back to the case. */
+const ANSWERED_WRITE_TIMEOUT_MS = 1500;
+
+/**
+ * The read model written by the answer (ANSWER_WRITES_PATCH, docs/ARCHITECTURE.md): a case that
+ * was sent the read model's version answers with its read-model write. The API makes it here,
+ * before it answers, so the caller's next read sees the change, and takes it out of the answer.
+ *
+ * Nothing is lost whatever happens here: until the case knows the write is in the read model (a
+ * later message's version reaches it, or an activity write carried it), every write the case
+ * makes carries its content again. A write that fails or does not finish in time is handed back
+ * (readModelBehindSignal): the case writes it by activity, retrying until the database is back.
+ * If the API dies between the update and the write, a retry with the same Idempotency-Key gets
+ * the same answer and makes it; the case's next write carries it in any case.
+ */
+export async function makeAnsweredWrite<R>(app: ApiContext, caseNo: string, result: R): Promise<R> {
+  if (!result || typeof result !== 'object' || !('readModelWrite' in result)) return result;
+  const { readModelWrite, ...answer } = result as R & { readModelWrite?: RecordCaseInput };
+  if (!readModelWrite) return answer as R;
+  const version = readModelWrite.row.stateVersion ?? 0;
+  try {
+    await within(ANSWERED_WRITE_TIMEOUT_MS, 'read model', () => recordCase(app.db, readModelWrite));
+    app.metrics.answeredWrites.inc({ outcome: 'written' });
+  } catch (err) {
+    app.metrics.answeredWrites.inc({ outcome: 'handed_back' });
+    // recordCase's error names no value of the write (src/activities recordCaseError).
+    const reason = err instanceof Error ? err.message : String(err);
+    app.log.warn('read-model write from an answer failed; the case makes it by activity', { caseNo, version, reason });
+    try {
+      await app.ops.signal(caseNo, readModelBehindSignal, { version });
+    } catch (signalErr) {
+      // The case still owes it: its next write carries it.
+      app.log.warn('could not hand a read-model write back to the case; its next write carries it', {
+        caseNo,
+        version,
+        reason: signalErr instanceof Error ? signalErr.message : String(signalErr),
+      });
+    }
+  }
+  return answer as R;
+}

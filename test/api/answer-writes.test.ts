@@ -1,0 +1,360 @@
+import crypto from 'node:crypto';
+
+import type { Worker } from '@temporalio/worker';
+import { asc, eq } from 'drizzle-orm';
+import fc from 'fast-check';
+import request from 'supertest';
+
+import { createActivities } from '../../src/activities';
+import type { CaseActivities } from '../../src/activities/types';
+import { updateIdFor } from '../../src/api/commands';
+import { workflowIdFor } from '../../src/api/ids';
+import { caseEvents, cases, healthChecks, hotels, rooms } from '../../src/db/schema';
+import type { CaseView } from '../../src/domain/case/view';
+import { createIntegrations, type Integrations } from '../../src/integrations';
+import { createLogger } from '../../src/log';
+import { createWorker } from '../../src/worker';
+import { healthCheckSignal, healthCheckUpdate, stateQuery, type HealthCheckInput } from '../../src/workflows/messages';
+import { createHarness, type Harness, liveState, validTransfer } from './harness';
+
+/**
+ * The read model written by the answer (ANSWER_WRITES_PATCH, src/api/answer-writes.ts): a health
+ * check's read-model write rides in the case's answer and the API makes it before it answers.
+ * The promise kept: whatever happens to a write handed out (made, failed, lost with the API, the
+ * answer never waited for), the case's content reaches the read model, and once quiet the read
+ * model equals the workflow. Driven through the public API, with the Temporal client standing in
+ * for an API that died between the case's answer and its write.
+ */
+let h: Harness;
+let worker: Worker;
+let running: Promise<void>;
+let integrations: Integrations;
+/** The API's next n read-model writes fail (the database refuses them); the worker's do not. */
+const faults = { apiWrites: 0 };
+
+beforeAll(async () => {
+  h = await createHarness({ label: 'answer_writes', env: { DRILL_DAY_SECONDS: '60' } });
+  await h.db.insert(hotels).values({ id: 'HA', name: 'Answer Hotel', district: 'D1', street: 'S1' });
+  await h.db
+    .insert(rooms)
+    .values(
+      Array.from({ length: 40 }, (_, i) => ({ id: `HA-${101 + i}`, hotelId: 'HA', roomNo: String(101 + i), floor: 1 })),
+    );
+  const log = createLogger('warn');
+  integrations = createIntegrations(h.config, { db: h.db, log });
+  // The worker writes through a database object of its own, so a fault of the API's writes
+  // (below) cannot touch it.
+  const workerDb = Object.create(h.db) as typeof h.db;
+  const activities: CaseActivities = createActivities({ db: workerDb, integrations, log });
+  // The API's database: its read-model write (`shaodian_record_case`) fails while asked to.
+  const execute = h.db.execute.bind(h.db);
+  h.db.execute = ((q: Parameters<typeof execute>[0]) => {
+    if (faults.apiWrites > 0 && JSON.stringify(q).includes('shaodian_record_case')) {
+      faults.apiWrites--;
+      return Promise.reject(new Error('read model refused the write (test)'));
+    }
+    return execute(q);
+  }) as typeof h.db.execute;
+  (workerDb as { execute: unknown }).execute = execute;
+  worker = await createWorker({
+    connection: h.temporal.nativeConnection,
+    config: h.config,
+    codec: h.temporal.codec,
+    activities,
+    taskQueue: h.config.TEMPORAL_TASK_QUEUE,
+  });
+  running = worker.run();
+});
+afterAll(async () => {
+  integrations?.close();
+  worker?.shutdown();
+  await running;
+  await h?.close();
+});
+
+type Auth = { Authorization: string };
+const live = (caseNo: string) => liveState<CaseView>(h, caseNo);
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, ms = 30_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await probe();
+      if (v !== undefined) return v;
+    } catch (err) {
+      last = err;
+    }
+    await new Promise((r) => setTimeout(r, 150));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+}
+
+/** A case in observation, and a nurse of its hotel. */
+async function inObservation(): Promise<{ caseNo: string; nurse: Auth }> {
+  const filed = await request(h.app)
+    .post('/api/v1/transfers')
+    .set(h.auth('community'))
+    .send(validTransfer({ policyName: 'drill', transport: 'self_drive', pickupAddress: undefined }));
+  expect(filed.status).toBe(202);
+  const caseNo = filed.body.caseNo as string;
+  const s = await waitFor('a room', async () => {
+    const v = await live(caseNo);
+    return v.room ? v : undefined;
+  });
+  const made = async (role: string) => {
+    const res = await request(h.app)
+      .post('/api/v1/admin/keys')
+      .set('X-Admin-Token', h.adminToken)
+      .send({ name: `${role} of ${s.room!.hotelId}`, role, district: 'D1', orgId: s.room!.hotelId });
+    expect(res.status).toBe(201);
+    return { Authorization: `Bearer ${res.body.key}` };
+  };
+  const hotel = await made('hotel');
+  const nurse = await made('medical');
+  expect((await request(h.app).post(`/api/v1/cases/${caseNo}/arrival`).set(hotel).send({})).status).toBe(202);
+  await waitFor('observation', async () => ((await live(caseNo)).phase === 'OBSERVATION' ? true : undefined));
+  await quiet(caseNo);
+  return { caseNo, nurse };
+}
+
+/** What the read model holds of a case: its row's version, its checks, its events' numbers. */
+async function readModel(caseNo: string) {
+  const [row] = await h.db.select({ version: cases.stateVersion }).from(cases).where(eq(cases.caseNo, caseNo));
+  const checks = await h.db
+    .select({ id: healthChecks.id })
+    .from(healthChecks)
+    .where(eq(healthChecks.caseNo, caseNo))
+    .orderBy(asc(healthChecks.id));
+  const events = await h.db
+    .select({ seq: caseEvents.seq, kind: caseEvents.kind })
+    .from(caseEvents)
+    .where(eq(caseEvents.caseNo, caseNo))
+    .orderBy(asc(caseEvents.seq));
+  return { version: row?.version, checks: checks.map((c) => c.id), events: events.map((e) => `${e.seq}:${e.kind}`) };
+}
+
+/** The same, as the workflow has it (its state, not the API's view of it). */
+async function workflowModel(caseNo: string) {
+  const v = (await h.temporal.client.workflow
+    .getHandle(workflowIdFor(caseNo))
+    .query(stateQuery)) as unknown as CaseView;
+  return {
+    version: v.version,
+    checks: v.checks.map((c) => c.checkId).sort(),
+    events: v.history.map((e) => `${e.seq}:${e.kind}`),
+  };
+}
+
+/** Until the read model equals the workflow (the promise: once quiet, they are equal). */
+async function quiet(caseNo: string, ms = 30_000) {
+  let last = '';
+  try {
+    return await waitFor(
+      'the read model to equal the workflow',
+      async () => {
+        const [a, b] = [await workflowModel(caseNo), await readModel(caseNo)];
+        last = JSON.stringify({ workflow: a, readModel: b });
+        return JSON.stringify(a) === JSON.stringify(b) ? b : undefined;
+      },
+      ms,
+    );
+  } catch (err) {
+    throw new Error(`${(err as Error).message}; last ${last}`);
+  }
+}
+
+async function recordCaseActivities(caseNo: string): Promise<number> {
+  const history = await h.temporal.client.workflow.getHandle(workflowIdFor(caseNo)).fetchHistory();
+  return (history.events ?? []).filter(
+    (e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'recordCase',
+  ).length;
+}
+
+const check = (caseNo: string, nurse: Auth, checkId: string, key?: string) => {
+  const req = request(h.app).post(`/api/v1/cases/${caseNo}/health-checks`).set(nurse);
+  if (key) req.set('Idempotency-Key', key);
+  return req.send({ checkId, temperatureC: 36.6, symptoms: [] });
+};
+
+/**
+ * An API that sent the check with the read model's version and died before it made the write
+ * the answer carried: the update lands, its write does not.
+ */
+async function answerDropped(caseNo: string, checkId: string, key = `lost-${checkId}`): Promise<boolean> {
+  const [row] = await h.db.select({ version: cases.stateVersion }).from(cases).where(eq(cases.caseNo, caseNo));
+  const input: HealthCheckInput = {
+    checkId,
+    takenAt: new Date().toISOString(),
+    temperatureC: 36.6,
+    symptoms: [],
+    by: { id: 'k-nurse', role: 'medical', name: 'Nurse' },
+    key,
+    readModel: { version: row!.version },
+  };
+  const answer = await h.temporal.client.workflow
+    .getHandle(workflowIdFor(caseNo))
+    .executeUpdate(healthCheckUpdate, { args: [input], updateId: updateIdFor(healthCheckUpdate.name, key, input) });
+  return answer.readModelWrite !== undefined;
+}
+
+/** A supervisor extends the stay by a day: a command the case writes by activity. */
+const extend = (caseNo: string) =>
+  request(h.app)
+    .post(`/api/v1/cases/${caseNo}/extend`)
+    .set(h.auth('supervisor'))
+    .send({ days: 1, reason: 'contact of a new case' });
+
+/** An API whose update went unanswered and that queued the check instead (its copy, as a signal). */
+async function queuedCopy(caseNo: string, checkId: string): Promise<void> {
+  await h.temporal.client.workflow.getHandle(workflowIdFor(caseNo)).signal(healthCheckSignal, {
+    checkId,
+    takenAt: new Date().toISOString(),
+    temperatureC: 36.6,
+    symptoms: [],
+    by: { id: 'k-nurse', role: 'medical', name: 'Nurse' },
+    key: `queued-${checkId}`,
+  });
+}
+
+test('a health check is written by the API before it answers: the read model has it at once, no activity wrote it', async () => {
+  const { caseNo, nurse } = await inObservation();
+  const before = await recordCaseActivities(caseNo);
+  const res = await check(caseNo, nurse, 'hc-1');
+  expect(res.status).toBe(200);
+  expect(res.body.result).toMatchObject({ checkId: 'hc-1', duplicate: false });
+  // The write is for the API alone.
+  expect(JSON.stringify(res.body)).not.toContain('readModelWrite');
+  // Read at once, no waiting: the answer came after the write.
+  const rm = await readModel(caseNo);
+  expect(rm.checks).toContain('hc-1');
+  expect(rm).toEqual(await workflowModel(caseNo));
+  // No recordCase activity for it, then or later.
+  await new Promise((r) => setTimeout(r, 1000));
+  expect(await recordCaseActivities(caseNo)).toBe(before);
+  const metrics = await h.metrics.registry.getSingleMetricAsString('shaodian_answered_writes_total');
+  expect(metrics).toMatch(/outcome="written"\} [1-9]/);
+  // A retry with the same key is the same check, answered the same; nothing changes.
+  const key = res.headers['idempotency-key'] as string;
+  const again = await check(caseNo, nurse, 'hc-1', key);
+  expect(again.status).toBe(200);
+  expect(await readModel(caseNo)).toEqual(rm);
+});
+
+test('a write the database refused is handed back: the case makes it by activity', async () => {
+  const { caseNo, nurse } = await inObservation();
+  const before = await recordCaseActivities(caseNo);
+  faults.apiWrites = 1;
+  const res = await check(caseNo, nurse, 'hc-refused');
+  expect(res.status).toBe(200);
+  expect(faults.apiWrites).toBe(0);
+  const rm = await quiet(caseNo);
+  expect(rm.checks).toContain('hc-refused');
+  expect(await recordCaseActivities(caseNo)).toBe(before + 1);
+  const history = await h.temporal.client.workflow.getHandle(workflowIdFor(caseNo)).fetchHistory();
+  expect(
+    (history.events ?? []).some((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'readModelBehind'),
+  ).toBe(true);
+});
+
+test('a write lost with the API is carried by the next check, and a retry with the same key makes it', async () => {
+  const { caseNo, nurse } = await inObservation();
+  expect(await answerDropped(caseNo, 'hc-lost-1')).toBe(true);
+  // Nobody made the write: the read model does not have the check yet.
+  expect((await readModel(caseNo)).checks).not.toContain('hc-lost-1');
+  const res = await check(caseNo, nurse, 'hc-next');
+  expect(res.status).toBe(200);
+  const rm = await readModel(caseNo);
+  expect(rm.checks).toEqual(expect.arrayContaining(['hc-lost-1', 'hc-next']));
+  expect(rm).toEqual(await workflowModel(caseNo));
+
+  // The API died after the update; the nurse's tablet retries with the same key and body.
+  const key = `tablet-${crypto.randomUUID()}`;
+  const [row] = await h.db.select({ version: cases.stateVersion }).from(cases).where(eq(cases.caseNo, caseNo));
+  const input: HealthCheckInput = {
+    checkId: 'hc-retried',
+    takenAt: new Date().toISOString(),
+    temperatureC: 36.6,
+    symptoms: [],
+    by: { id: 'k-nurse', role: 'medical', name: 'Nurse' },
+    key,
+    readModel: { version: row!.version },
+  };
+  await h.temporal.client.workflow
+    .getHandle(workflowIdFor(caseNo))
+    .executeUpdate(healthCheckUpdate, { args: [input], updateId: updateIdFor(healthCheckUpdate.name, key, input) });
+  const retry = await check(caseNo, nurse, 'hc-retried', key);
+  expect(retry.status).toBe(200);
+  expect(retry.body.result).toMatchObject({ checkId: 'hc-retried' });
+  expect((await readModel(caseNo)).checks).toContain('hc-retried');
+  expect(await readModel(caseNo)).toEqual(await workflowModel(caseNo));
+});
+
+test("a write owed when another message comes is carried by that message's activity write", async () => {
+  const { caseNo } = await inObservation();
+  expect(await answerDropped(caseNo, 'hc-owed')).toBe(true);
+  // A supervisor's command, which the case writes by activity: that write carries the check too.
+  const res = await extend(caseNo);
+  expect(res.status).toBe(200);
+  const rm = await quiet(caseNo);
+  expect(rm.checks).toContain('hc-owed');
+
+  // The update went unanswered, so the API queued the next check: the case writes both itself.
+  expect(await answerDropped(caseNo, 'hc-owed-2')).toBe(true);
+  await queuedCopy(caseNo, 'hc-queued');
+  expect((await quiet(caseNo)).checks).toEqual(expect.arrayContaining(['hc-owed-2', 'hc-queued']));
+});
+
+/**
+ * Generated orders of what can happen to handed writes. After any of them, one more check
+ * through the API (whose answer carries whatever is still owed) leaves the read model equal to
+ * the workflow: every check, every event, the row at the workflow's version.
+ */
+test('whatever happens to the writes handed out, the read model ends equal to the workflow (generated)', async () => {
+  type Step = 'api' | 'apiRefused' | 'dropped' | 'queued' | 'retry' | 'queuedThenUpdate' | 'command';
+  await fc.assert(
+    fc.asyncProperty(
+      fc.array(
+        fc.constantFrom<Step>('api', 'apiRefused', 'dropped', 'queued', 'retry', 'queuedThenUpdate', 'command'),
+        {
+          minLength: 1,
+          maxLength: 6,
+        },
+      ),
+      async (steps) => {
+        const { caseNo, nurse } = await inObservation();
+        const keys: { key: string; checkId: string }[] = [];
+        for (const [i, step] of steps.entries()) {
+          const checkId = `hc-${i}-${step}`;
+          if (step === 'api' || step === 'apiRefused') {
+            faults.apiWrites = step === 'apiRefused' ? 1 : 0;
+            const key = `k-${crypto.randomUUID()}`;
+            const res = await check(caseNo, nurse, checkId, key);
+            expect(res.status).toBe(200);
+            keys.push({ key, checkId });
+          } else if (step === 'command') expect((await extend(caseNo)).status).toBe(200);
+          else if (step === 'dropped') await answerDropped(caseNo, checkId);
+          else if (step === 'queued') await queuedCopy(caseNo, checkId);
+          else if (step === 'queuedThenUpdate') {
+            // The queued copy lands first; the update that went unanswered lands after it.
+            await queuedCopy(caseNo, checkId);
+            await answerDropped(caseNo, checkId, `queued-${checkId}`);
+          } else if (keys.length) {
+            const { key, checkId: previous } = keys[keys.length - 1]!;
+            const res = await check(caseNo, nurse, previous, key);
+            expect(res.status).toBe(200);
+            expect(res.body.result).toMatchObject({ checkId: previous });
+          }
+        }
+        faults.apiWrites = 0;
+        const last = await check(caseNo, nurse, 'hc-last');
+        expect(last.status).toBe(200);
+        const rm = await quiet(caseNo, 20_000);
+        const expected = steps
+          .map((s, i) => (s === 'retry' || s === 'command' ? undefined : `hc-${i}-${s}`))
+          .filter((x): x is string => x !== undefined);
+        expect(rm.checks).toEqual([...expected, 'hc-last'].sort());
+      },
+    ),
+    { numRuns: 20 },
+  );
+});
