@@ -109,6 +109,13 @@ export const envSchema = z.object({
    * without v3 still poll the task queue (a rolling upgrade, docs/OPERATIONS.md).
    */
   CASE_WORKFLOW_TYPE: z.enum(DECISION_CORE_TYPES).default('caseWorkflowV3'),
+  /**
+   * The read model written by the answer (docs/ARCHITECTURE.md): health checks are sent with the
+   * read-model row's version, and the API makes the write the case's answer carries. Set false
+   * while workers of a build before it still poll the task queue (a rolling upgrade,
+   * docs/OPERATIONS.md): those would take the version for part of the check.
+   */
+  API_ANSWER_WRITES: bool.default(true),
   /** How long a health check waits for its worker's answer before it is queued instead (202, applied when a worker runs). */
   API_REPORT_WAIT_MS: z.coerce.number().int().positive().default(1500),
   /** How often the API probes Temporal, the database and the worker's task queue (the breakers behind /readyz). */

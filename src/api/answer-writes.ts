@@ -32,16 +32,29 @@ export async function makeAnsweredWrite<R>(app: ApiContext, caseNo: string, resu
     // recordCase's error names no value of the write (src/activities recordCaseError).
     const reason = err instanceof Error ? err.message : String(err);
     app.log.warn('read-model write from an answer failed; the case makes it by activity', { caseNo, version, reason });
-    try {
-      await app.ops.signal(caseNo, readModelBehindSignal, { version });
-    } catch (signalErr) {
-      // The case still owes it: its next write carries it.
-      app.log.warn('could not hand a read-model write back to the case; its next write carries it', {
-        caseNo,
-        version,
-        reason: signalErr instanceof Error ? signalErr.message : String(signalErr),
-      });
-    }
+    if (!(await handBack(app, caseNo, version))) void handBackLater(app, caseNo, version);
   }
   return answer as R;
 }
+
+/** Tells the case to make the write itself; whether Temporal took the signal. */
+async function handBack(app: ApiContext, caseNo: string, version: number): Promise<boolean> {
+  try {
+    await app.ops.signal(caseNo, readModelBehindSignal, { version });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Temporal did not take the signal: tried again, apart from the request, for about a minute. */
+async function handBackLater(app: ApiContext, caseNo: string, version: number): Promise<void> {
+  for (const ms of HAND_BACK_RETRY_MS) {
+    await new Promise((r) => setTimeout(r, ms).unref());
+    if (await handBack(app, caseNo, version)) return;
+  }
+  // The case still owes it: its next write (the next message of any kind) carries it.
+  app.metrics.answeredWrites.inc({ outcome: 'owed' });
+  app.log.warn('could not hand a read-model write back to the case; its next write carries it', { caseNo, version });
+}
+const HAND_BACK_RETRY_MS = [1000, 3000, 10_000, 45_000];

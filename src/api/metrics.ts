@@ -74,7 +74,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): ApiMetri
     }),
     answeredWrites: new Counter({
       name: 'shaodian_answered_writes_total',
-      help: "Read-model writes carried by a case's answer and made by the API (written, or handed back to the case: failed)",
+      help: "Read-model writes carried by a case's answer: written by the API, handed back to the case (the write failed), or owed (not even handed back; the case's next write carries it)",
       labelNames: ['outcome'],
       registers: [registry],
     }),

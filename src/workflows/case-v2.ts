@@ -262,8 +262,15 @@ async function runCase(input: CaseInputV2, v3: boolean): Promise<CaseOutcome> {
   const update = (type: MessageEvent['type']) => ({
     handler: (i: object) => {
       const { content, readModel } = message(i);
-      const result = answer(apply(asEvent(type, content)).reply);
+      const d = apply(asEvent(type, content));
+      const result = answer(d.reply);
       if (!readModel || !answerWrites()) return result;
+      // A message that changed nothing (a duplicate; perhaps the update landing after its queued
+      // copy, whose sender stopped waiting) hands nothing out: what is owed is written by activity.
+      if (!d.changed) {
+        if (reclaim() || !nothingToWrite()) wake++;
+        return result;
+      }
       const write = handOver(readModel.version);
       return write ? { ...result, readModelWrite: write } : result;
     },
@@ -286,7 +293,7 @@ async function runCase(input: CaseInputV2, v3: boolean): Promise<CaseOutcome> {
   setHandler(healthCheckSignal, (i: object) => {
     // The queued copy of a check means its sender stopped waiting for the update's answer: a write
     // handed out in an answer may have nobody to make it, so the case makes it.
-    reclaim();
+    if (reclaim()) wake++;
     absorb(decideQueued(s, asEvent('healthCheck', message(i).content), ctx, Date.now()));
   });
   // The API could not make a write it was handed: the case makes it by activity.

@@ -114,6 +114,11 @@ async function inObservation(): Promise<{ caseNo: string; nurse: Auth }> {
   expect((await request(h.app).post(`/api/v1/cases/${caseNo}/arrival`).set(hotel).send({})).status).toBe(202);
   await waitFor('observation', async () => ((await live(caseNo)).phase === 'OBSERVATION' ? true : undefined));
   await quiet(caseNo);
+  // No write still running in the case (an activity write in flight means no write is handed out).
+  await waitFor('no activity or workflow task pending', async () => {
+    const d = await h.temporal.client.workflow.getHandle(workflowIdFor(caseNo)).describe();
+    return (d.raw.pendingActivities ?? []).length === 0 && !d.raw.pendingWorkflowTask ? true : undefined;
+  });
   return { caseNo, nurse };
 }
 
@@ -205,14 +210,14 @@ const extend = (caseNo: string) =>
     .send({ days: 1, reason: 'contact of a new case' });
 
 /** An API whose update went unanswered and that queued the check instead (its copy, as a signal). */
-async function queuedCopy(caseNo: string, checkId: string): Promise<void> {
+async function queuedCopy(caseNo: string, checkId: string, key = `queued-${checkId}`): Promise<void> {
   await h.temporal.client.workflow.getHandle(workflowIdFor(caseNo)).signal(healthCheckSignal, {
     checkId,
     takenAt: new Date().toISOString(),
     temperatureC: 36.6,
     symptoms: [],
     by: { id: 'k-nurse', role: 'medical', name: 'Nurse' },
-    key: `queued-${checkId}`,
+    key,
   });
 }
 
@@ -302,6 +307,17 @@ test("a write owed when another message comes is carried by that message's activ
   expect(await answerDropped(caseNo, 'hc-owed-2')).toBe(true);
   await queuedCopy(caseNo, 'hc-queued');
   expect((await quiet(caseNo)).checks).toEqual(expect.arrayContaining(['hc-owed-2', 'hc-queued']));
+});
+
+test('an answer nobody waited for, then its queued copy: the case makes the write itself', async () => {
+  // The API gave up waiting for the update and queued the same check (same key, same check id);
+  // the update landed anyway and handed its write to nobody. The copy changes nothing, so only
+  // the hand-back can bring the check to the read model.
+  const { caseNo } = await inObservation();
+  expect(await answerDropped(caseNo, 'hc-late', 'key-late')).toBe(true);
+  await queuedCopy(caseNo, 'hc-late', 'key-late');
+  // At once, not at the case's next wake-up (its next check slot, tens of seconds away here).
+  expect((await quiet(caseNo, 8000)).checks).toContain('hc-late');
 });
 
 /**

@@ -274,7 +274,9 @@ export const caseCommandRoutes: AnyRoute[] = [
       // With the read model's version, the case hands us its read-model write in the answer
       // (src/api/answer-writes.ts); without one (the row not read), it writes it itself.
       const sent =
-        scope.readModelVersion === undefined ? input : { ...input, readModel: { version: scope.readModelVersion } };
+        scope.readModelVersion === undefined || !app.config.API_ANSWER_WRITES
+          ? input
+          : { ...input, readModel: { version: scope.readModelVersion } };
       const outcome = await sendReportWithAnswer(app, params.caseNo, healthCheckUpdate, healthCheckSignal, sent, idem);
       res.setHeader('Idempotency-Key', idem);
       if (outcome.status === 'applied') {
