@@ -70,12 +70,12 @@ test('transfer → arrival → checks → results → inspection → release, ea
 
   const transit = await waitFor(caseNo, (s) => s.phase === 'IN_TRANSIT', 'transport dispatched');
   expect(transit.colour).toBe('red'); // hypertension
-  // A new case runs caseWorkflowV3. The start set the search attributes the first task would have
-  // (the colour as the decision core classified it), so that task upserts none of them: its one
-  // upsert is the SDK's TemporalChangeVersion for the one patch it asks (no-local-records).
+  // A new case runs caseWorkflowV4. The start set the search attributes the first task would have
+  // (the colour as the decision core classified it), so that task upserts none of them, and v4
+  // asks no patch: no marker, no TemporalChangeVersion upsert.
   const wf = h.temporal.client.workflow.getHandle(workflowIdFor(caseNo));
   const described = await wf.describe();
-  expect(described.type).toBe('caseWorkflowV3');
+  expect(described.type).toBe('caseWorkflowV4');
   const events = (await wf.fetchHistory()).events ?? [];
   const started = events[0]!.workflowExecutionStartedEventAttributes!.searchAttributes!.indexedFields!;
   expect(Object.keys(started).sort()).toEqual([CaseColourKey.name, CasePhaseKey.name, OpenEscalationsKey.name].sort());
@@ -88,8 +88,8 @@ test('transfer → arrival → checks → results → inspection → release, ea
     .flatMap((e) =>
       Object.keys(e.upsertWorkflowSearchAttributesEventAttributes?.searchAttributes?.indexedFields ?? {}),
     );
-  expect(upserted).toEqual(['TemporalChangeVersion']);
-  expect(events.filter((e) => e.markerRecordedEventAttributes?.markerName === 'core_patch')).toHaveLength(1);
+  expect(upserted).toEqual([]);
+  expect(events.filter((e) => e.markerRecordedEventAttributes?.markerName === 'core_patch')).toHaveLength(0);
   const hotelId = transit.room!.hotelId;
   const hotelKey = await newKey({ name: 'Front desk', role: 'hotel', district: 'D1', orgId: hotelId });
   const nurseKey = await newKey({ name: 'Nurse Wang', role: 'medical', district: 'D1', orgId: hotelId });

@@ -17,7 +17,7 @@ import { ApplicationFailure } from '@temporalio/common';
 
 import type { CaseActivities } from '../../src/activities/types';
 import { caseStartSearchAttributes } from '../../src/temporal/search-attributes';
-import { caseWorkflow, caseWorkflowV2, caseWorkflowV3 } from '../../src/workflows';
+import { caseWorkflow, caseWorkflowV2, caseWorkflowV3, caseWorkflowV4 } from '../../src/workflows';
 import { stateQuery, type CaseInput, type CaseState } from '../../src/workflows/messages';
 import { createTestDatabase, type TestDatabase } from './db';
 import { connectTest, uniqueQueue } from './temporal';
@@ -75,7 +75,7 @@ export interface Harness {
     opts?: Partial<TransferRequest> & {
       policy?: Policy;
       options?: CaseInput['options'];
-      workflowType?: 'caseWorkflowV2' | 'caseWorkflowV3';
+      workflowType?: 'caseWorkflowV2' | 'caseWorkflowV3' | 'caseWorkflowV4';
     },
   ): Promise<WorkflowHandle<typeof caseWorkflowV3>>;
   db: TestDatabase;
@@ -169,7 +169,8 @@ export async function createHarness(
     async startV2(opts = {}) {
       const { policy = testPolicy(), options, workflowType = 'caseWorkflowV3', ...req } = opts;
       const request = requestFor(req);
-      return t.client.workflow.start(workflowType === 'caseWorkflowV2' ? caseWorkflowV2 : caseWorkflowV3, {
+      const type = { caseWorkflowV2, caseWorkflowV3, caseWorkflowV4 }[workflowType];
+      return t.client.workflow.start(type, {
         taskQueue,
         workflowId: `case-${request.caseNo}`,
         args: [{ request, policy, options }],

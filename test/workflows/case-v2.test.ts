@@ -49,7 +49,7 @@ type Handle = Awaited<ReturnType<Harness['startV2']>>;
 const started: Handle[] = [];
 
 const HISTORIES = path.resolve(__dirname, '..', 'histories');
-async function maybeRecord(name: string, handle: Handle, type: 'v3' | 'v2' = 'v3'): Promise<void> {
+async function maybeRecord(name: string, handle: Handle, type: 'v4' | 'v3' | 'v2' = 'v3'): Promise<void> {
   if (process.env.RECORD_HISTORIES !== '1') return;
   const history = await handle.fetchHistory();
   fs.writeFileSync(
@@ -760,6 +760,44 @@ test("a health check sent with the read model's version is answered with its wri
   const events = (await handle.fetchHistory()).events ?? [];
   expect(patchesOf(events)).toEqual(['no-local-records', 'answer-writes']);
   await maybeRecord('answer-writes-released', handle);
+});
+
+test('v4, as new cases run it: health checks answered with their write, no patch marker and no TemporalChangeVersion upsert', async () => {
+  const handle = await h.startV2({ workflowType: 'caseWorkflowV4' });
+  const v0 = await arrive(handle);
+  const rowOf = () => caseRowIn(h, v0.caseNo);
+  await waitFor(async () => (await rowOf())?.stateVersion === (await view(handle)).version);
+  const before = recordTasksOf((await handle.fetchHistory()).events ?? []).length;
+  const version = (await rowOf())!.stateVersion;
+  const a = await handle.executeUpdate(healthCheckUpdate, {
+    args: [
+      {
+        checkId: 'v4-a',
+        takenAt: now(),
+        temperatureC: 36.5,
+        symptoms: [],
+        by: nurse,
+        key: 'v4-a',
+        readModel: { version },
+      },
+    ],
+  });
+  expect(a.readModelWrite?.checks.map((c) => c.checkId)).toEqual(['v4-a']);
+  await recordCase(h.db.db, a.readModelWrite!);
+  expect((await rowOf())!.stateVersion).toBe((await view(handle)).version);
+  expect(recordTasksOf((await handle.fetchHistory()).events ?? []).length).toBe(before);
+  const v = await toRelease(handle);
+  expect(v.phase).toBe('RELEASED');
+  await waitFor(async () => (await rowOf())?.stateVersion === v.version);
+  const events = (await handle.fetchHistory()).events ?? [];
+  expect(patchesOf(events)).toEqual([]);
+  expect(localActivityMarkersOf(events)).toHaveLength(0);
+  expect(
+    events.filter(
+      (e) => e.upsertWorkflowSearchAttributesEventAttributes?.searchAttributes?.indexedFields?.TemporalChangeVersion,
+    ),
+  ).toHaveLength(0);
+  await maybeRecord('answer-writes-released', handle, 'v4');
 });
 
 test('every history these tests produced replays against the code that produced it', async () => {
