@@ -494,6 +494,28 @@ export async function recordCase(db: Db, input: RecordCaseInput): Promise<boolea
 }
 
 /**
+ * Many cases' writes in one statement (the API's writes from answers, src/api/answer-writes.ts):
+ * `shaodian_record_case` for each, in the order given, in one round trip. Same rules as
+ * `recordCase` per write; a later write of the same case in the list is applied after the earlier.
+ * One that fails fails the statement, and with it the others: the caller then writes them one
+ * at a time. Whether each was the newest, in order.
+ */
+export async function recordCases(db: Db, inputs: RecordCaseInput[]): Promise<boolean[]> {
+  if (inputs.length === 1) return [await recordCase(db, inputs[0]!)];
+  let result: unknown;
+  try {
+    result = await db.execute(
+      sql`select shaodian_record_case(t.w) as fresh
+          from jsonb_array_elements(${`[${inputs.map(recordCaseJson).join(',')}]`}::jsonb) with ordinality as t(w, n)
+          order by t.n`,
+    );
+  } catch (err) {
+    throw recordCaseError(err);
+  }
+  return rowsOf<{ fresh: boolean }>(result).map((r) => r.fresh === true);
+}
+
+/**
  * A `\udXXX` escape in JSON text that is not itself an escaped backslash followed by "udXXX"
  * (an even run of backslashes before it). JSON.stringify writes a whole surrogate pair as the
  * character and only a lone surrogate as this escape, so every match is a lone surrogate, in a

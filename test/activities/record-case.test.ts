@@ -4,6 +4,7 @@ import { asc, eq } from 'drizzle-orm';
 import {
   createActivities,
   recordCase,
+  recordCases,
   recordCaseJson,
   LOCAL_WRITE_COOLDOWN_MS,
   LOCAL_WRITE_DEADLINE_MS,
@@ -14,6 +15,7 @@ import type { Db } from '../../src/db';
 import { addressInspections, caseEvents, cases, escalations, healthChecks, samples } from '../../src/db/schema';
 import type { Actor, Escalation, Sample } from '../../src/domain/types';
 import { createIntegrations, type Integrations } from '../../src/integrations';
+import { createWriter } from '../../src/api/answer-writes';
 import { caseRowFixture } from '../support/case-row';
 import { createTestDatabase, type TestDatabase } from '../support/db';
 import { silentLog, testConfig } from '../integrations/helpers';
@@ -427,4 +429,35 @@ it('a write inside a workflow task that succeeds between slow ones keeps the pat
     else await write;
   }
   expect((await caseRow('R7'))!.stateVersion).toBe(2 * LOCAL_WRITE_FAILURES_AWAY);
+});
+
+it("many cases' writes in one statement land as each alone would, a case's later write after its earlier", async () => {
+  const fresh = await recordCases(tdb.db, [
+    input(row('B1', 1), [ev(1, 'requested')]),
+    input(row('B2', 1), [ev(1, 'requested')]),
+    input(row('B1', 2, { phase: 'OBSERVATION' }), [ev(2, 'arrived', nurse)]),
+    // An older write of B2 after its newer one in the same statement: adds nothing, moves nothing back.
+    input(row('B2', 0, { phase: 'CANCELLED' }), [ev(1, 'stale')]),
+  ]);
+  expect(fresh).toEqual([true, true, true, false]);
+  expect((await caseRow('B1'))!).toMatchObject({ phase: 'OBSERVATION', stateVersion: 2 });
+  expect((await caseRow('B2'))!).toMatchObject({ phase: 'REQUESTED', stateVersion: 1 });
+  expect((await eventsOf('B1')).map((e) => `${e.seq}:${e.kind}`)).toEqual(['1:requested', '2:arrived']);
+  expect((await eventsOf('B2')).map((e) => `${e.seq}:${e.kind}`)).toEqual(['1:requested']);
+});
+
+it("the API's batched writer: a write the database refuses fails alone, the others of its statement land", async () => {
+  const writer = createWriter(tdb.db);
+  // Two go at once, alone; the two after them wait and go together in one statement.
+  const results = await Promise.allSettled([
+    writer.write(input(row('W1', 1), [ev(1, 'requested')])),
+    writer.write(input(row('W2', 1), [ev(1, 'requested')])),
+    writer.write(input(row('W3', 1), [ev(1, 'requested')])),
+    // No phase: the cases row refuses it (NOT NULL), and with it the statement it shares with W3.
+    writer.write(input(row('W4', 1, { phase: undefined as unknown as CaseRow['phase'] }), [ev(1, 'requested')])),
+  ]);
+  expect(results.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled', 'fulfilled', 'rejected']);
+  expect(String((results[3] as PromiseRejectedResult).reason)).toMatch(/read model write failed: .*phase/);
+  for (const c of ['W1', 'W2', 'W3']) expect((await caseRow(c))!.stateVersion).toBe(1);
+  expect(await caseRow('W4')).toBeUndefined();
 });
