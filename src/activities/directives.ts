@@ -176,8 +176,8 @@ export function createReturnTransferActivity(caseWorkflowType: DecisionCoreType)
         note: `Fever during home monitoring after case ${input.caseNo}`,
       };
       try {
-        // The type new cases start (CASE_WORKFLOW_TYPE, as the API's): v3, or v2 while workers of
-        // a build without v3 still poll. A v2 case's return is a v3 case once they are gone.
+        // The type new cases start (CASE_WORKFLOW_TYPE, as the API's): v4, or v3 (v2) while workers
+        // of a build without v4 (v3) still poll. An older case's return is a v4 case once they are gone.
         await ctx.client.workflow.start(caseWorkflowType, {
           workflowId: workflowIdFor(caseNo),
           taskQueue: ctx.info.taskQueue,

@@ -101,7 +101,8 @@ export const LOCAL_WRITE_FAILURES_AWAY = 3;
 export const LOCAL_WRITE_COOLDOWN_MS = 10_000;
 /**
  * Whether this is a v2 case's write inside its workflow task (a local activity from
- * caseWorkflowV2 or caseWorkflowV3): only those have a path to fall back on. v1's local writes retry as before.
+ * caseWorkflowV2 or caseWorkflowV3 before `no-local-records`; v4 never writes in the task): only
+ * those have a path to fall back on. v1's local writes retry as before.
  */
 function inV2WorkflowTask(): boolean {
   try {

@@ -3,7 +3,6 @@ import type { RecordCaseInput } from '../activities/types';
 import type { Db } from '../db';
 import { readModelBehindSignal } from '../workflows/messages';
 import type { ApiContext } from './context';
-import { within } from './dependencies';
 
 /** How long the API gives a read-model write before it hands the write back to the case. */
 const ANSWERED_WRITE_TIMEOUT_MS = 1500;
@@ -26,7 +25,7 @@ export async function makeAnsweredWrite<R>(app: ApiContext, caseNo: string, resu
   if (!readModelWrite) return answer as R;
   const version = readModelWrite.row.stateVersion ?? 0;
   try {
-    await within(ANSWERED_WRITE_TIMEOUT_MS, 'read model', () => writerFor(app.db).write(readModelWrite));
+    await writerFor(app.db).write(readModelWrite, ANSWERED_WRITE_TIMEOUT_MS);
     app.metrics.answeredWrites.inc({ outcome: 'written' });
   } catch (err) {
     app.metrics.answeredWrites.inc({ outcome: 'handed_back' });
@@ -66,12 +65,21 @@ const HAND_BACK_RETRY_MS = [1000, 3000, 10_000, 45_000];
  * morning at 32 requests in flight becomes a statement per several checks instead of one per check
  * (docs/PERFORMANCE.md). A statement that fails is tried again one write at a time, so one write
  * the database refuses fails alone.
+ *
+ * A write gives up at its deadline (its caller then hands it back to the case) and is dropped from
+ * the queue if still there, so a database that was slow leaves no backlog of dead writes behind
+ * it; a full queue refuses at once. A statement that does not settle in WRITER_STATEMENT_MS frees
+ * its slot (a hung connection must not stall every later write). A batch is in case order, so two
+ * batches never wait on each other's row locks in opposite orders.
  */
 export interface Writer {
-  write(input: RecordCaseInput): Promise<void>;
+  /** Resolves once written; rejects if not written by `timeoutMs` (it may still land later: harmless). */
+  write(input: RecordCaseInput, timeoutMs: number): Promise<void>;
 }
 const WRITER_IN_FLIGHT = 2;
 const WRITER_BATCH = 64;
+const WRITER_QUEUE_MAX = 2000;
+const WRITER_STATEMENT_MS = 5000;
 const writers = new WeakMap<Db, Writer>();
 function writerFor(db: Db): Writer {
   let w = writers.get(db);
@@ -79,17 +87,41 @@ function writerFor(db: Db): Writer {
   return w;
 }
 
-export function createWriter(db: Db): Writer {
-  type Pending = { input: RecordCaseInput; done: (err?: unknown) => void };
-  const queue: Pending[] = [];
+export function createWriter(
+  db: Db,
+  opts: { inFlight?: number; batch?: number; queueMax?: number; statementMs?: number } = {},
+): Writer {
+  const inFlight = opts.inFlight ?? WRITER_IN_FLIGHT;
+  const batchMax = opts.batch ?? WRITER_BATCH;
+  const queueMax = opts.queueMax ?? WRITER_QUEUE_MAX;
+  const statementMs = opts.statementMs ?? WRITER_STATEMENT_MS;
+  type Pending = { input: RecordCaseInput; settled: boolean; ok(): void; fail(err: Error): void };
+  let queue: Pending[] = [];
   let running = 0;
   const pump = (): void => {
-    while (running < WRITER_IN_FLIGHT && queue.length) {
-      const batch = queue.splice(0, WRITER_BATCH);
+    queue = queue.filter((p) => !p.settled);
+    while (running < inFlight && queue.length) {
+      const batch = queue
+        .splice(0, batchMax)
+        .sort((a, b) =>
+          a.input.row.caseNo < b.input.row.caseNo ? -1 : a.input.row.caseNo > b.input.row.caseNo ? 1 : 0,
+        );
       running++;
-      void run(batch).finally(() => {
+      let released = false;
+      const release = () => {
+        if (released) return;
+        released = true;
         running--;
         pump();
+      };
+      const stuck = setTimeout(() => {
+        for (const p of batch) p.fail(new Error(`read model write did not finish in ${statementMs} ms`));
+        release();
+      }, statementMs);
+      stuck.unref();
+      void run(batch).finally(() => {
+        clearTimeout(stuck);
+        release();
       });
     }
   };
@@ -99,17 +131,48 @@ export function createWriter(db: Db): Writer {
         db,
         batch.map((p) => p.input),
       );
-      for (const p of batch) p.done();
+      for (const p of batch) p.ok();
     } catch (err) {
-      if (batch.length === 1) return batch[0]!.done(err);
-      // One write may have failed them all: each alone, so only that one fails.
-      await Promise.all(batch.map((p) => recordCase(db, p.input).then(() => p.done(), p.done)));
+      if (batch.length === 1) return batch[0]!.fail(err as Error);
+      // One write may have failed them all: each alone, one at a time, so only that one fails;
+      // writes whose callers gave up meanwhile are not made.
+      for (const p of batch) {
+        if (p.settled) continue;
+        try {
+          await recordCase(db, p.input);
+          p.ok();
+        } catch (e) {
+          p.fail(e as Error);
+        }
+      }
     }
   };
   return {
-    write: (input) =>
+    write: (input, timeoutMs) =>
       new Promise<void>((resolve, reject) => {
-        queue.push({ input, done: (err) => (err === undefined ? resolve() : reject(err)) });
+        if (queue.length >= queueMax) {
+          reject(new Error('read model writes are queued beyond the limit'));
+          return;
+        }
+        const p: Pending = {
+          input,
+          settled: false,
+          ok() {
+            if (p.settled) return;
+            p.settled = true;
+            clearTimeout(timer);
+            resolve();
+          },
+          fail(err) {
+            if (p.settled) return;
+            p.settled = true;
+            clearTimeout(timer);
+            reject(err);
+          },
+        };
+        const timer = setTimeout(() => p.fail(new Error(`read model write not made in ${timeoutMs} ms`)), timeoutMs);
+        timer.unref();
+        queue.push(p);
         pump();
       }),
   };

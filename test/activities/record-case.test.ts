@@ -450,14 +450,41 @@ it("the API's batched writer: a write the database refuses fails alone, the othe
   const writer = createWriter(tdb.db);
   // Two go at once, alone; the two after them wait and go together in one statement.
   const results = await Promise.allSettled([
-    writer.write(input(row('W1', 1), [ev(1, 'requested')])),
-    writer.write(input(row('W2', 1), [ev(1, 'requested')])),
-    writer.write(input(row('W3', 1), [ev(1, 'requested')])),
+    writer.write(input(row('W1', 1), [ev(1, 'requested')]), 5000),
+    writer.write(input(row('W2', 1), [ev(1, 'requested')]), 5000),
+    writer.write(input(row('W3', 1), [ev(1, 'requested')]), 5000),
     // No phase: the cases row refuses it (NOT NULL), and with it the statement it shares with W3.
-    writer.write(input(row('W4', 1, { phase: undefined as unknown as CaseRow['phase'] }), [ev(1, 'requested')])),
+    writer.write(input(row('W4', 1, { phase: undefined as unknown as CaseRow['phase'] }), [ev(1, 'requested')]), 5000),
   ]);
   expect(results.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled', 'fulfilled', 'rejected']);
   expect(String((results[3] as PromiseRejectedResult).reason)).toMatch(/read model write failed: .*phase/);
   for (const c of ['W1', 'W2', 'W3']) expect((await caseRow(c))!.stateVersion).toBe(1);
   expect(await caseRow('W4')).toBeUndefined();
+});
+
+it("the API's batched writer: a hung statement frees its slot, and a write whose caller gave up is not made", async () => {
+  const hd = hangingDb(true);
+  const writer = createWriter(hd.db, { inFlight: 1, statementMs: 300 });
+  const hung = writer.write(input(row('H1', 1), [ev(1, 'requested')]), 5000);
+  // Behind the hung statement; its caller gives up at 100 ms.
+  const abandoned = writer.write(input(row('H2', 1), [ev(1, 'requested')]), 100);
+  await expect(abandoned).rejects.toThrow(/not made in 100 ms/);
+  hd.hanging = false;
+  const later = writer.write(input(row('H3', 1), [ev(1, 'requested')]), 5000);
+  await expect(hung).rejects.toThrow(/did not finish in 300 ms/);
+  await expect(later).resolves.toBeUndefined();
+  expect((await caseRow('H3'))!.stateVersion).toBe(1);
+  // The abandoned write was dropped from the queue, not made after the slot came free.
+  expect(await caseRow('H2')).toBeUndefined();
+});
+
+it("the API's batched writer refuses at once beyond its queue limit", async () => {
+  const hd = hangingDb(true);
+  const writer = createWriter(hd.db, { inFlight: 1, queueMax: 1, statementMs: 200 });
+  const first = writer.write(input(row('Q1', 1)), 1000);
+  const queued = writer.write(input(row('Q2', 1)), 1000);
+  await expect(writer.write(input(row('Q3', 1)), 1000)).rejects.toThrow(/beyond the limit/);
+  hd.hanging = false;
+  await expect(first).rejects.toThrow(/did not finish/);
+  await expect(queued).resolves.toBeUndefined();
 });

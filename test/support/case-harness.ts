@@ -68,8 +68,9 @@ export type Faults = Partial<Record<keyof CaseActivities, (input: never) => bool
 export interface Harness {
   faults: Faults;
   /**
-   * A case on the decision core: caseWorkflowV3, as the API starts new cases, or caseWorkflowV2
-   * (the type that drains) when asked.
+   * A case on the decision core: caseWorkflowV3 by default (the type most recorded histories were
+   * made on, and which still drains; it decides as v4 does, with the patches v4 has always on), or
+   * caseWorkflowV4 (as the API starts new cases) or caseWorkflowV2 when asked.
    */
   startV2(
     opts?: Partial<TransferRequest> & {
