@@ -15,6 +15,7 @@ import { createIntegrations, type Integrations } from '../../src/integrations';
 import { createLogger } from '../../src/log';
 import { createWorker } from '../../src/worker';
 import { healthCheckSignal, healthCheckUpdate, stateQuery, type HealthCheckInput } from '../../src/workflows/messages';
+import { waitFor as waitUntil } from '../support/wait';
 import { createHarness, type Harness, liveState, validTransfer } from './harness';
 
 /**
@@ -74,20 +75,7 @@ afterAll(async () => {
 
 type Auth = { Authorization: string };
 const live = (caseNo: string) => liveState<CaseView>(h, caseNo);
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, ms = 30_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await probe();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    await new Promise((r) => setTimeout(r, 150));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-}
+const waitFor = <T>(what: string, probe: () => Promise<T | undefined>, ms = 30_000) => waitUntil(what, probe, ms, 150);
 
 /** A case in observation, and a nurse of its hotel. */
 async function inObservation(): Promise<{ caseNo: string; nurse: Auth }> {
@@ -187,15 +175,7 @@ const check = (caseNo: string, nurse: Auth, checkId: string, key?: string) => {
  */
 async function answerDropped(caseNo: string, checkId: string, key = `lost-${checkId}`): Promise<boolean> {
   const [row] = await h.db.select({ version: cases.stateVersion }).from(cases).where(eq(cases.caseNo, caseNo));
-  const input: HealthCheckInput = {
-    checkId,
-    takenAt: new Date().toISOString(),
-    temperatureC: 36.6,
-    symptoms: [],
-    by: { id: 'k-nurse', role: 'medical', name: 'Nurse' },
-    key,
-    readModel: { version: row!.version },
-  };
+  const input: HealthCheckInput = { ...checkInput(checkId, key), readModel: { version: row!.version } };
   const answer = await h.temporal.client.workflow
     .getHandle(workflowIdFor(caseNo))
     .executeUpdate(healthCheckUpdate, { args: [input], updateId: updateIdFor(healthCheckUpdate.name, key, input) });
@@ -211,15 +191,18 @@ const extend = (caseNo: string) =>
 
 /** An API whose update went unanswered and that queued the check instead (its copy, as a signal). */
 async function queuedCopy(caseNo: string, checkId: string, key = `queued-${checkId}`): Promise<void> {
-  await h.temporal.client.workflow.getHandle(workflowIdFor(caseNo)).signal(healthCheckSignal, {
-    checkId,
-    takenAt: new Date().toISOString(),
-    temperatureC: 36.6,
-    symptoms: [],
-    by: { id: 'k-nurse', role: 'medical', name: 'Nurse' },
-    key,
-  });
+  await h.temporal.client.workflow.getHandle(workflowIdFor(caseNo)).signal(healthCheckSignal, checkInput(checkId, key));
 }
+
+/** A check as the API sends it to the case (the same body as `check` posts). */
+const checkInput = (checkId: string, key: string): HealthCheckInput => ({
+  checkId,
+  takenAt: new Date().toISOString(),
+  temperatureC: 36.6,
+  symptoms: [],
+  by: { id: 'k-nurse', role: 'medical', name: 'Nurse' },
+  key,
+});
 
 test('a health check is written by the API before it answers: the read model has it at once, no activity wrote it', async () => {
   const { caseNo, nurse } = await inObservation();
@@ -274,19 +257,7 @@ test('a write lost with the API is carried by the next check, and a retry with t
 
   // The API died after the update; the nurse's tablet retries with the same key and body.
   const key = `tablet-${crypto.randomUUID()}`;
-  const [row] = await h.db.select({ version: cases.stateVersion }).from(cases).where(eq(cases.caseNo, caseNo));
-  const input: HealthCheckInput = {
-    checkId: 'hc-retried',
-    takenAt: new Date().toISOString(),
-    temperatureC: 36.6,
-    symptoms: [],
-    by: { id: 'k-nurse', role: 'medical', name: 'Nurse' },
-    key,
-    readModel: { version: row!.version },
-  };
-  await h.temporal.client.workflow
-    .getHandle(workflowIdFor(caseNo))
-    .executeUpdate(healthCheckUpdate, { args: [input], updateId: updateIdFor(healthCheckUpdate.name, key, input) });
+  expect(await answerDropped(caseNo, 'hc-retried', key)).toBe(true);
   const retry = await check(caseNo, nurse, 'hc-retried', key);
   expect(retry.status).toBe(200);
   expect(retry.body.result).toMatchObject({ checkId: 'hc-retried' });
