@@ -69,7 +69,15 @@ export type Intent =
   | { k: 'fail'; pick: number }
   | { k: 'arrival'; offsetMs: number; antigen?: 'negative' | 'positive'; by: 'hotel' | 'driver' | 'nurse' }
   | { k: 'departure' }
-  | { k: 'lab'; pick: number; result: 'negative' | 'positive'; wrongLab: boolean; typo: boolean }
+  | {
+      k: 'lab';
+      pick: number;
+      result: 'negative' | 'positive';
+      wrongLab: boolean;
+      typo: boolean;
+      /** Sent as the answered first result (the API saw none); it may have been overtaken since. */
+      first?: boolean;
+    }
   | { k: 'answerAll'; result: 'negative' | 'positive' }
   | { k: 'correct'; pick: number }
   | { k: 'door' }
@@ -171,6 +179,15 @@ export class World {
 
   private check(prev: CaseState | undefined, d: Decision): string[] {
     const v = invariantViolations(this.policy, prev, d.state, this.now, this.ctx);
+    // A result sent as a sample's first never changes a result the case already holds: it was
+    // overtaken by a later delivery (perhaps the lab's correction), which it must not undo.
+    const e = this.steps[this.steps.length - 1]?.event;
+    if (prev && e?.type === 'labResult' && e.first) {
+      const before = prev.samples.find((x) => x.sampleId === e.sampleId);
+      const after = d.state.samples.find((x) => x.sampleId === e.sampleId);
+      if (before?.result && after?.result !== before.result)
+        v.push(`${e.sampleId}: a result sent as the first changed the result the case held`);
+    }
     // A decision that changed nothing must say so, and never touch the state it was given.
     if (prev && !d.changed && d.state !== prev && JSON.stringify(d.state) !== JSON.stringify(prev))
       v.push('unchanged decision returned a different state');
@@ -340,6 +357,7 @@ export class World {
             reportedAt: new Date(this.now - 3 * DAY).toISOString(),
             by: labActor(useLab),
             key: this.key(),
+            ...(intent.first ? { first: true } : {}),
           },
           intent,
         );

@@ -56,6 +56,7 @@ const intent: fc.Arbitrary<Intent> = fc.oneof(
       result: fc.constantFrom('negative' as const, 'negative' as const, 'positive' as const),
       wrongLab: fc.constantFrom(false, false, false, true),
       typo: fc.boolean(),
+      first: fc.boolean(),
     }),
   },
   {

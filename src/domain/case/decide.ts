@@ -957,10 +957,18 @@ function onDeparture(d: Draft, e: Extract<MessageEvent, { type: 'departure' }>):
   return ok({ applied: true });
 }
 
+/** Why a lab result was not taken, as the case answers it (the API maps these to the lab's statuses). */
+export const LAB_REFUSAL = {
+  unknownSample: 'unknown sample',
+  notOrdered: 'sample was never ordered',
+  otherLab: 'sample was ordered from another lab',
+  overtaken: 'another result for this sample reached the case first; to be confirmed with the lab',
+} as const;
+
 function onLabResult(d: Draft, e: Extract<MessageEvent, { type: 'labResult' }>): { reply: Reply; duplicate: boolean } {
   const { s } = d;
   const sample = d.sample(e.sampleId);
-  const unexpected = (why: string) => {
+  const unexpected = (why: string, status = 'refused') => {
     d.refuse('lab_result', e.by, why, e.sampleId);
     // One open question per sample: a lab resending the same wrong id is one problem.
     // A positive the case cannot count still reaches the command centre as red.
@@ -982,9 +990,9 @@ function onLabResult(d: Draft, e: Extract<MessageEvent, { type: 'labResult' }>):
           ...(e.result === 'positive' ? { severity: 'red' as const } : {}),
         },
       );
-    return { reply: ok({ applied: false, status: 'refused', reason: why }), duplicate: false };
+    return { reply: ok({ applied: false, status, reason: why }), duplicate: false };
   };
-  if (!sample) return unexpected('unknown sample');
+  if (!sample) return unexpected(LAB_REFUSAL.unknownSample);
   if (sample.status === 'planned' && d.liveTask('orderSample', sample.sampleId)?.status === 'running') {
     // The lab answered before the order's own answer reached the case: a race, not an error. The
     // result waits for the order; it counts only if the order is confirmed (taken), else it is refused.
@@ -992,8 +1000,13 @@ function onLabResult(d: Draft, e: Extract<MessageEvent, { type: 'labResult' }>):
     d.record('lab_result_parked', e.by, { sampleId: e.sampleId });
     return { reply: ok({ applied: false, status: 'parked' }), duplicate: false };
   }
-  if (sample.status === 'planned' || sample.status === 'cancelled') return unexpected('sample was never ordered');
-  if (sample.order!.labId !== e.labId) return unexpected('sample was ordered from another lab');
+  if (sample.status === 'planned' || sample.status === 'cancelled') return unexpected(LAB_REFUSAL.notOrdered);
+  if (sample.order!.labId !== e.labId) return unexpected(LAB_REFUSAL.otherLab);
+  // Sent as the sample's first result, yet another result got here first: a delivery sent later
+  // overtook this one (an update waits for a worker; a signal goes straight into history). Taken
+  // as a correction it could undo the lab's real correction, so a person confirms with the lab.
+  if (e.first && sample.status !== 'ordered' && sample.result !== e.result)
+    return unexpected(LAB_REFUSAL.overtaken, 'conflicting');
 
   const entry = { result: e.result, labId: e.labId, reportedAt: e.reportedAt, receivedAt: iso(d.now), by: e.by };
   const ended = !!s.closing || isTerminalPhase(s.phase);

@@ -330,7 +330,18 @@ export type CaseEvent =
   | { type: 'tick' }
   | ({ type: 'arrival'; at: string; antigen?: LabOutcome } & Msg)
   | ({ type: 'departure'; at: string } & Msg)
-  | ({ type: 'labResult'; sampleId: string; result: LabOutcome; labId: string; reportedAt: string } & Msg)
+  | ({
+      type: 'labResult';
+      sampleId: string;
+      result: LabOutcome;
+      labId: string;
+      reportedAt: string;
+      /**
+       * The API saw no result for the sample when it sent this one (the answered lab result): if
+       * the case holds another by then, a later delivery overtook it and it is not a correction.
+       */
+      first?: boolean;
+    } & Msg)
   | ({ type: 'doorAlarm'; at: string; sensorId?: string } & Msg)
   | ({
       type: 'inspectionResult';
