@@ -20,13 +20,26 @@ const ANSWERED_WRITE_TIMEOUT_MS = 1500;
  * the same answer and makes it; the case's next write carries it in any case.
  */
 export async function makeAnsweredWrite<R>(app: ApiContext, caseNo: string, result: R): Promise<R> {
-  if (!result || typeof result !== 'object' || !('readModelWrite' in result)) return result;
+  return (await answeredWrite(app, caseNo, result)).answer;
+}
+
+/**
+ * makeAnsweredWrite, also saying which version of the case's row is now in the read model when
+ * the answer's write was made (`written`): the version to send with the case's next message.
+ */
+export async function answeredWrite<R>(
+  app: ApiContext,
+  caseNo: string,
+  result: R,
+): Promise<{ answer: R; written?: number }> {
+  if (!result || typeof result !== 'object' || !('readModelWrite' in result)) return { answer: result };
   const { readModelWrite, ...answer } = result as R & { readModelWrite?: RecordCaseInput };
-  if (!readModelWrite) return answer as R;
+  if (!readModelWrite) return { answer: answer as R };
   const version = readModelWrite.row.stateVersion ?? 0;
   try {
     await writerFor(app.db).write(readModelWrite, ANSWERED_WRITE_TIMEOUT_MS);
     app.metrics.answeredWrites.inc({ outcome: 'written' });
+    return { answer: answer as R, written: version };
   } catch (err) {
     app.metrics.answeredWrites.inc({ outcome: 'handed_back' });
     // recordCase's error names no value of the write (src/activities recordCaseError).
@@ -34,7 +47,7 @@ export async function makeAnsweredWrite<R>(app: ApiContext, caseNo: string, resu
     app.log.warn('read-model write from an answer failed; the case makes it by activity', { caseNo, version, reason });
     if (!(await handBack(app, caseNo, version))) void handBackLater(app, caseNo, version);
   }
-  return answer as R;
+  return { answer: answer as R };
 }
 
 /** Tells the case to make the write itself; whether Temporal took the signal. */

@@ -67,7 +67,7 @@ function unknownOutcome(key: string): HttpProblem {
   );
 }
 
-const isTimeout = (err: unknown) =>
+export const isTimeout = (err: unknown) =>
   err instanceof WorkflowUpdateRPCTimeoutOrCancelledError ||
   (err instanceof Error && /deadline exceeded/i.test(err.message));
 
@@ -80,7 +80,7 @@ const isTimeout = (err: unknown) =>
  * one this way: it is marked down until its next poll, as a killed worker must be at once (its
  * cases' tasks wait on its own sticky queue, out of the probe's sight, for seconds).
  */
-async function suspectWorker(app: ApiContext, reason: string, caseNo: string): Promise<void> {
+export async function suspectWorker(app: ApiContext, reason: string, caseNo: string): Promise<void> {
   await Promise.race([app.deps.probe().catch(() => undefined), new Promise((r) => setTimeout(r, 250).unref())]);
   if (!app.deps.workerPolling()) app.deps.suspect('worker', reason, workflowIdFor(caseNo));
 }

@@ -166,6 +166,7 @@ export const LabAnswerStatus = z.enum([
   'forbidden',
   'case_closed',
   'unavailable',
+  'conflicting',
 ]);
 export const LabAnswer = z
   .object({

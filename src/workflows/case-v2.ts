@@ -61,6 +61,7 @@ import {
   healthCheckUpdate,
   inspectionResultSignal,
   labResultSignal,
+  labResultUpdate,
   previewPolicyQuery,
   readModelBehindSignal,
   resolveEscalationUpdate,
@@ -314,6 +315,7 @@ async function runCase(input: CaseInputV2, v3: boolean, v4 = false): Promise<Cas
   });
   for (const [def, type] of [
     [healthCheckUpdate, 'healthCheck'],
+    [labResultUpdate, 'labResult'],
     [changeStayUpdate, 'changeStay'],
     [changeColourUpdate, 'changeColour'],
     [setAddressUpdate, 'setAddress'],

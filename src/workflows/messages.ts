@@ -67,8 +67,31 @@ export interface LabResultInput {
   labId: string;
   reportedAt: string;
   by: Actor;
+  /**
+   * Sent by the API with the update (recordLabResult): it saw no result for this sample when it
+   * sent it. Should the case hold another result by the time the update is applied (a later
+   * delivery overtook it), the result is put to the command centre, not taken as a correction.
+   */
+  first?: boolean;
+  /** Sent by the API with the update: the read model's version, as for a health check (ANSWER_WRITES_PATCH). */
+  readModel?: { version: number };
 }
 export const labResultSignal = defineSignal<[LabResultInput]>('labResult');
+export interface LabResultReply {
+  applied: boolean;
+  /** applied, corrected, duplicate, parked, refused */
+  status: string;
+  reason?: string;
+  /** For the API alone, never shown to the caller: the read-model write to make (ANSWER_WRITES_PATCH). */
+  readModelWrite?: RecordCaseInput;
+}
+/**
+ * A lab's first result for a sample, answered (v2 and later cases): the API waits for the case's
+ * answer and makes its read-model write, so the lab's 200 means the result is in the read model.
+ * When no worker answers in time the same result (same key) is sent as labResultSignal: the case
+ * applies whichever copy comes first and answers the other as a duplicate.
+ */
+export const labResultUpdate = defineUpdate<LabResultReply, [LabResultInput]>('recordLabResult');
 
 export interface DoorAlarmInput {
   /** The caller's idempotency key (v2 cases): a retry with the same key gets the first answer. */

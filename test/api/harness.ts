@@ -6,13 +6,17 @@ import path from 'node:path';
 import type express from 'express';
 import request from 'supertest';
 
+import { createActivities } from '../../src/activities';
+import type { CaseActivities } from '../../src/activities/types';
 import { createApp, type AppDeps } from '../../src/api/app';
 import { createMetrics, type ApiMetrics } from '../../src/api/metrics';
 import { createApiKey, type NewKey } from '../../src/auth/keys';
 import { loadConfig, type Config } from '../../src/config';
 import type { Db } from '../../src/db';
 import { cases, escalations, hotels, rooms, samples } from '../../src/db/schema';
+import { createIntegrations } from '../../src/integrations';
 import { createLogger } from '../../src/log';
+import { createWorker } from '../../src/worker';
 import { createTestDatabase, type TestDatabase } from '../support/db';
 import { connectTest, testNamespace, uniqueQueue } from '../support/temporal';
 import { waitFor } from '../support/wait';
@@ -299,4 +303,33 @@ export async function liveState<T>(h: Harness, caseNo: string, ms = 30_000): Pro
     ms,
     250,
   );
+}
+
+/**
+ * A worker for the harness's task queue with the real activities (simulators behind them), as
+ * `npm start` runs it; `stop()` shuts it down and waits for it. The suites that predate it set
+ * their worker up by hand.
+ */
+export async function startTestWorker(
+  h: Harness,
+  opts: { activities?: (db: Db) => CaseActivities } = {},
+): Promise<{ stop(): Promise<void> }> {
+  const log = createLogger('warn');
+  const integrations = createIntegrations(h.config, { db: h.db, log });
+  const activities = opts.activities?.(h.db) ?? createActivities({ db: h.db, integrations, log });
+  const worker = await createWorker({
+    connection: h.temporal.nativeConnection,
+    config: h.config,
+    codec: h.temporal.codec,
+    activities,
+    taskQueue: h.config.TEMPORAL_TASK_QUEUE,
+  });
+  const running = worker.run();
+  return {
+    async stop() {
+      integrations.close();
+      worker.shutdown();
+      await running;
+    },
+  };
 }

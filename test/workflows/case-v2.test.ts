@@ -18,6 +18,7 @@ import {
   healthCheckUpdate,
   inspectionResultSignal,
   labResultSignal,
+  labResultUpdate,
   readModelBehindSignal,
   resolveEscalationUpdate,
   viewQuery,
@@ -798,6 +799,40 @@ test('v4, as new cases run it: health checks answered with their write, no patch
     ),
   ).toHaveLength(0);
   await maybeRecord('answer-writes-released', handle, 'v4');
+});
+
+test("v4: a sample's first result answered with its write (recordLabResult), its queued copy counted once", async () => {
+  const handle = await h.startV2({ workflowType: 'caseWorkflowV4' });
+  const v0 = await arrive(handle);
+  const rowOf = () => caseRowIn(h, v0.caseNo);
+  const ordered = await waitView(handle, (v) => v.samples.some((x) => x.status === 'ordered'), 'a sample ordered');
+  const x = ordered.samples.find((x) => x.status === 'ordered')!;
+  await waitFor(async () => (await rowOf())?.stateVersion === (await view(handle)).version);
+  const before = recordTasksOf((await handle.fetchHistory()).events ?? []).length;
+  const input = {
+    sampleId: x.sampleId,
+    result: 'negative' as const,
+    labId: x.labId!,
+    reportedAt: now(),
+    by: lab,
+    key: 'lab-first-1',
+    first: true,
+  };
+  const a = await handle.executeUpdate(labResultUpdate, {
+    args: [{ ...input, readModel: { version: (await rowOf())!.stateVersion } }],
+  });
+  expect(a).toMatchObject({ applied: true, status: 'applied' });
+  expect(a.readModelWrite?.samples.map((s) => [s.sampleId, s.status])).toEqual([[x.sampleId, 'resulted']]);
+  await recordCase(h.db.db, a.readModelWrite!);
+  expect((await rowOf())!.stateVersion).toBe((await view(handle)).version);
+  // Its queued copy (no worker answered in time, as far as the API knew): the same result, once.
+  await handle.signal(labResultSignal, input);
+  const v1 = await view(handle);
+  expect(v1.samples.find((s) => s.sampleId === x.sampleId)!.results).toHaveLength(1);
+  expect(recordTasksOf((await handle.fetchHistory()).events ?? []).length).toBe(before);
+  const v = await toRelease(handle);
+  expect(v.phase).toBe('RELEASED');
+  await maybeRecord('lab-answered-released', handle, 'v4');
 });
 
 test('every history these tests produced replays against the code that produced it', async () => {

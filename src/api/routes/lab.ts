@@ -1,9 +1,14 @@
+import crypto from 'node:crypto';
+
 import { and, asc, eq, inArray } from 'drizzle-orm';
 import type { z } from 'zod';
 
-import { escalations, labResults, samples } from '../../db/schema';
-import { labResultSignal } from '../../workflows/messages';
+import { cases, escalations, labResults, samples } from '../../db/schema';
+import { LAB_REFUSAL } from '../../domain/case/decide';
+import { labResultSignal, labResultUpdate, type LabResultInput, type LabResultReply } from '../../workflows/messages';
+import { answeredWrite } from '../answer-writes';
 import { actorOf, type ApiKey } from '../auth';
+import { isTimeout, suspectWorker, updateIdFor } from '../commands';
 import type { ApiContext } from '../context';
 import { HttpProblem, zodFieldErrors, type FieldError } from '../problem';
 import { temporalProblem } from '../temporal-ops';
@@ -40,9 +45,22 @@ async function mapLimit<T, R>(items: T[], limit: number, fn: (t: T) => Promise<R
   return out;
 }
 
+/** What the API knows of a sample from the read model. */
+interface KnownSample {
+  caseNo: string;
+  labId: string | null;
+  ordered: boolean;
+  /** The read model shows a result for it. */
+  resulted: boolean;
+  /** A v2-or-later case (its row records the sample's state): it takes the answered lab result. */
+  core: boolean;
+}
+
 async function applyResults(app: ApiContext, key: ApiKey, items: Item[]): Promise<Answer[]> {
   const ids = [...new Set(items.map((i) => i.sampleId))];
-  const known = new Map<string, { caseNo: string; labId: string | null; ordered: boolean }>();
+  const known = new Map<string, KnownSample>();
+  /** The version of each case's read-model row: sent with an answered result (ANSWER_WRITES_PATCH). */
+  const versions = new Map<string, number>();
   /** The last result delivered for each sample: the same again is a duplicate, another is a correction. */
   const delivered = new Map<string, string>();
   try {
@@ -55,13 +73,18 @@ async function applyResults(app: ApiContext, key: ApiKey, items: Item[]): Promis
           labId: samples.labId,
           orderedAt: samples.orderedAt,
           status: samples.status,
+          result: samples.result,
+          version: cases.stateVersion,
         })
         .from(samples)
+        .leftJoin(cases, eq(cases.caseNo, samples.caseNo))
         .where(inArray(samples.sampleId, chunk));
       for (const r of rows) {
         // v2 records the sample's state; a v1 row is ordered once it has an order time.
         const ordered = r.status ? !['planned', 'cancelled'].includes(r.status) : r.orderedAt !== null;
-        known.set(r.sampleId, { caseNo: r.caseNo, labId: r.labId, ordered });
+        const resulted = r.status ? ['resulted', 'corrected'].includes(r.status) : r.result !== 'pending';
+        known.set(r.sampleId, { caseNo: r.caseNo, labId: r.labId, ordered, resulted, core: r.status !== null });
+        if (r.version !== null) versions.set(r.caseNo, r.version);
       }
       const prior = await app.db
         .select({ sampleId: labResults.sampleId, result: labResults.result })
@@ -80,12 +103,16 @@ async function applyResults(app: ApiContext, key: ApiKey, items: Item[]): Promis
     );
   }
 
-  // Items of one batch for the same sample go one after the other, in the lab's order.
+  // Items of one batch for the same case go one after the other, in the lab's order (so those of
+  // one sample do), each answered result sending the read model's version the one before left.
   const answers = new Array<Answer>(items.length);
-  const bySample = new Map<string, number[]>();
-  items.forEach((item, i) => bySample.set(item.sampleId, [...(bySample.get(item.sampleId) ?? []), i]));
-  await mapLimit([...bySample.values()], app.config.API_LAB_BATCH_CONCURRENCY, async (indexes) => {
-    for (const i of indexes) answers[i] = await applyOne(app, key, items[i]!, known, delivered);
+  const byCase = new Map<string, number[]>();
+  items.forEach((item, i) => {
+    const group = known.get(item.sampleId)?.caseNo ?? `?${item.sampleId}`;
+    byCase.set(group, [...(byCase.get(group) ?? []), i]);
+  });
+  await mapLimit([...byCase.values()], app.config.API_LAB_BATCH_CONCURRENCY, async (indexes) => {
+    for (const i of indexes) answers[i] = await applyOne(app, key, items[i]!, known, delivered, versions);
   });
 
   try {
@@ -111,8 +138,9 @@ async function applyOne(
   app: ApiContext,
   key: ApiKey,
   item: Item,
-  known: Map<string, { caseNo: string; labId: string | null; ordered: boolean }>,
+  known: Map<string, KnownSample>,
   delivered: Map<string, string>,
+  versions: Map<string, number>,
 ): Promise<Answer> {
   const sample = known.get(item.sampleId);
   if (!sample) return { sampleId: item.sampleId, status: 'unknown_sample' };
@@ -131,15 +159,33 @@ async function applyOne(
     return { sampleId: item.sampleId, status: 'forbidden', caseNo, detail: 'sample was not ordered from this lab' };
   const before = delivered.get(item.sampleId);
   if (before === item.result) return { sampleId: item.sampleId, status: 'duplicate', caseNo };
+  const input: LabResultInput = {
+    sampleId: item.sampleId,
+    result: item.result,
+    // The lab the sample was ordered from: an admin posts on its behalf.
+    labId: key.role === 'lab' ? key.orgId! : (sample.labId ?? 'unknown'),
+    reportedAt: item.reportedAt ?? app.now().toISOString(),
+    by: actorOf(key),
+  };
   try {
-    await app.ops.signal(caseNo, labResultSignal, {
-      sampleId: item.sampleId,
-      result: item.result,
-      // The lab the sample was ordered from: an admin posts on its behalf.
-      labId: key.role === 'lab' ? key.orgId! : (sample.labId ?? 'unknown'),
-      reportedAt: item.reportedAt ?? app.now().toISOString(),
-      by: actorOf(key),
-    });
+    // A sample's first result is answered by its case (and its read-model write made) when a
+    // worker is there to answer; a correction goes as a signal, straight into the case's history
+    // in the order the lab sent it.
+    if (!before && !sample.resulted && sample.core && app.config.API_ANSWER_WRITES) {
+      const out = await deliverFirst(
+        app,
+        caseNo,
+        { ...input, key: `lab-${crypto.randomUUID()}`, first: true },
+        versions,
+      );
+      if (out.reply) {
+        const answer = fromReply(item.sampleId, caseNo, out.reply);
+        if (answer.status === 'applied') delivered.set(item.sampleId, item.result);
+        return answer;
+      }
+    } else {
+      await app.ops.signal(caseNo, labResultSignal, input);
+    }
     delivered.set(item.sampleId, item.result);
     return { sampleId: item.sampleId, status: before ? 'corrected' : 'applied', caseNo };
   } catch (err) {
@@ -158,6 +204,75 @@ async function applyOne(
         : 'delivery not confirmed; resend (the same result again counts once)',
     };
   }
+}
+
+/**
+ * A sample's first result, answered by its case (recordLabResult) with its read-model write, which
+ * is made here before the lab is answered. Without a worker to answer in time, or when the update
+ * failed in a way that leaves its fate unknown, the same result under the same key goes as a signal
+ * (queued: durable in the case's history); the case applies whichever copy comes first and answers
+ * the other as a duplicate. A case that is gone or closed throws (answered by the caller), as does
+ * a signal that could not be sent.
+ */
+async function deliverFirst(
+  app: ApiContext,
+  caseNo: string,
+  input: LabResultInput & { key: string },
+  versions: Map<string, number>,
+): Promise<{ reply?: LabResultReply }> {
+  const version = versions.get(caseNo);
+  // As a health check: a worker known down, or further behind than we would wait, gets the signal at once.
+  const answerable =
+    version !== undefined && !app.deps.worker.isOpen && app.deps.workerBehindMs() < app.config.API_REPORT_WAIT_MS;
+  if (answerable) {
+    try {
+      const result = await app.ops.update(
+        caseNo,
+        labResultUpdate,
+        { ...input, readModel: { version } },
+        { waitMs: app.config.API_REPORT_WAIT_MS, updateId: updateIdFor(labResultUpdate.name, input.key, input) },
+      );
+      const { answer, written } = await answeredWrite(app, caseNo, result);
+      if (written !== undefined) versions.set(caseNo, Math.max(written, versions.get(caseNo) ?? 0));
+      return { reply: answer };
+    } catch (err) {
+      if (isTimeout(err)) {
+        await suspectWorker(app, `no worker answered a lab result within ${app.config.API_REPORT_WAIT_MS} ms`, caseNo);
+      } else {
+        const p = temporalProblem(err, caseNo, 'write');
+        // No such case, a closed one, or Temporal known down (not sent): the caller answers these.
+        if (p && (p.status === 404 || p.problem.slug === 'case-closed' || p.status === 503)) throw p;
+        // Anything else (an earlier build's worker without the update, an aborted update): the
+        // queued copy below, which whatever became of the update cannot apply twice.
+        app.log.warn('answered lab result failed; sent as a signal', { caseNo, err });
+      }
+    }
+  }
+  await app.ops.signal(caseNo, labResultSignal, input);
+  return {};
+}
+
+/** The case's answer to a lab result, as the lab's status. */
+function fromReply(sampleId: string, caseNo: string, r: LabResultReply): Answer {
+  switch (r.status) {
+    case 'applied':
+    case 'parked': // taken, and counted once the sample's order is confirmed
+      return { sampleId, status: 'applied', caseNo };
+    case 'corrected':
+      return { sampleId, status: 'corrected', caseNo };
+    case 'duplicate':
+      return { sampleId, status: 'duplicate', caseNo };
+  }
+  const detail = r.reason;
+  switch (r.reason) {
+    case LAB_REFUSAL.unknownSample:
+      return { sampleId, status: 'unknown_sample', caseNo };
+    case LAB_REFUSAL.notOrdered:
+      return { sampleId, status: 'not_ordered', caseNo, detail: 'this sample was never ordered; check the id' };
+    case LAB_REFUSAL.otherLab:
+      return { sampleId, status: 'forbidden', caseNo, detail: 'sample was not ordered from this lab' };
+  }
+  return { sampleId, status: 'conflicting', caseNo, ...(detail ? { detail } : {}) };
 }
 
 /**
@@ -211,7 +326,11 @@ export const labRoutes: AnyRoute[] = [
       'resulted: delivered as a correction, escalated), `duplicate` (the same result again), `unknown_sample`, ' +
       '`not_ordered` (the sample exists but was never ordered: nothing is counted; check the id), ' +
       '`forbidden` (the sample was ordered from another lab), `case_closed` (the case has ended and closed: ' +
-      'the result is kept on its record, a positive one escalated), `unavailable` (not delivered now; resend). ' +
+      'the result is kept on its record, a positive one escalated), `unavailable` (not delivered now; resend), ' +
+      "`conflicting` (sent as the sample's first result, but another result reached the case first: not taken as a " +
+      'correction; the command centre confirms with the lab). ' +
+      "A sample's first result is applied by its case before the answer, so the case's record shows it at once; " +
+      'while no worker runs it is queued in the case history (still `applied`: durable, counted once). ' +
       'A single result answers 200 with one answer, a batch with `{ results, counts }`.',
     tags: ['lab'],
     access: { kind: 'key', roles: ['lab', 'admin'] },
