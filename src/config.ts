@@ -116,6 +116,12 @@ export const envSchema = z.object({
    * docs/OPERATIONS.md): those would take the version for part of the check.
    */
   API_ANSWER_WRITES: bool.default(true),
+  /**
+   * A sample's first lab result as the recordLabResult update (answered with its read-model
+   * write). False while workers of a build without that update may run cases: a case that took
+   * one cannot be replayed by them (docs/OPERATIONS.md). Needs API_ANSWER_WRITES.
+   */
+  API_LAB_ANSWERED: bool.default(true),
   /** How long a health check waits for its worker's answer before it is queued instead (202, applied when a worker runs). */
   API_REPORT_WAIT_MS: z.coerce.number().int().positive().default(1500),
   /** How often the API probes Temporal, the database and the worker's task queue (the breakers behind /readyz). */

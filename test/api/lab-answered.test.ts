@@ -5,7 +5,7 @@ import request from 'supertest';
 
 import { updateIdFor } from '../../src/api/commands';
 import { workflowIdFor } from '../../src/api/ids';
-import { escalations, hotels, rooms, samples } from '../../src/db/schema';
+import { cases, escalations, hotels, rooms, samples } from '../../src/db/schema';
 import type { CaseView } from '../../src/domain/case/view';
 import { SIMULATED_LAB_ID } from '../../src/integrations/lab';
 import { labResultSignal, labResultUpdate, stateQuery, type LabResultInput } from '../../src/workflows/messages';
@@ -103,6 +103,8 @@ const count = (events: Awaited<ReturnType<typeof historyOf>>, what: (e: (typeof 
   events.filter(what).length;
 const recordCases = (e: Awaited<ReturnType<typeof historyOf>>[number]) =>
   e.activityTaskScheduledEventAttributes?.activityType?.name === 'recordCase';
+const labUpdates = (e: Awaited<ReturnType<typeof historyOf>>[number]) =>
+  e.workflowExecutionUpdateAcceptedEventAttributes?.acceptedRequest?.input?.name === 'recordLabResult';
 const labSignals = (e: Awaited<ReturnType<typeof historyOf>>[number]) =>
   e.workflowExecutionSignaledEventAttributes?.signalName === 'labResult';
 
@@ -124,12 +126,7 @@ test("a sample's first result is applied by its case before the 200: the read mo
   const after = await historyOf(caseNo);
   // Delivered as the answered update, not as a signal; no recordCase activity for it, then or later.
   expect(count(after, labSignals)).toBe(0);
-  expect(
-    count(
-      after,
-      (e) => e.workflowExecutionUpdateAcceptedEventAttributes?.acceptedRequest?.input?.name === 'recordLabResult',
-    ),
-  ).toBe(1);
+  expect(count(after, labUpdates)).toBe(1);
   await new Promise((r) => setTimeout(r, 1000));
   expect(count(await historyOf(caseNo), recordCases)).toBe(count(before, recordCases));
 
@@ -179,7 +176,7 @@ test("a first result overtaken by the lab's later correction does not undo it: t
   expect(answer).toMatchObject({ applied: false, status: 'conflicting' });
   const v = (await handle.query(stateQuery)) as unknown as CaseView;
   expect(v.samples.find((x) => x.sampleId === sampleId)).toMatchObject({ result: 'positive' });
-  // Put to a person, red because the result the case holds is positive.
+  // Put to a person (not red: the result sent is a negative; the positive has its own escalation).
   const esc = v.escalations.find((e) => e.kind === 'unexpected_result' && e.sampleId === sampleId);
   expect(esc).toMatchObject({ status: 'open', level: 'command_centre' });
   await waitFor('the escalation in the read model', async () => {
@@ -209,6 +206,46 @@ test('the answered result and its queued copy (same key) count once, whichever l
   expect(v.escalations.filter((e) => e.sampleId === sampleId)).toHaveLength(0);
   await settled(caseNo);
   expect(await sampleRow(sampleId)).toMatchObject({ status: 'resulted', result: 'negative' });
+});
+
+test("an answer the API missed, then the result's queued copy: the case makes the read-model write itself", async () => {
+  const { caseNo, sampleId } = await withOrderedSample();
+  const handle = h.temporal.client.workflow.getHandle(workflowIdFor(caseNo));
+  const key = `lab-${crypto.randomUUID()}`;
+  const input = firstResult(sampleId, 'negative', key);
+  // The update landed and answered with its write, but the API had stopped waiting: nobody makes it.
+  const [row] = await h.db.select({ version: cases.stateVersion }).from(cases).where(eq(cases.caseNo, caseNo));
+  const answer = await handle.executeUpdate(labResultUpdate, {
+    args: [{ ...input, readModel: { version: row!.version } }],
+    updateId: updateIdFor(labResultUpdate.name, key, input),
+  });
+  expect(answer.readModelWrite).toBeDefined();
+  expect(await sampleRow(sampleId)).toMatchObject({ status: 'ordered' });
+  // The API's queued copy, sent when it stopped waiting. The case's next wake-up is far off.
+  await handle.signal(labResultSignal, input);
+  await waitFor(
+    'the result in the read model',
+    async () => ((await sampleRow(sampleId)).status === 'resulted' ? true : undefined),
+    8000,
+  );
+  await settled(caseNo);
+});
+
+test('with API_LAB_ANSWERED=false (a rolling upgrade from a build without the update) a first result goes as a signal', async () => {
+  const { caseNo, sampleId } = await withOrderedSample();
+  const config = h.config as { API_LAB_ANSWERED: boolean };
+  config.API_LAB_ANSWERED = false;
+  try {
+    expect((await post({ sampleId, result: 'negative' })).body).toEqual({ sampleId, status: 'applied', caseNo });
+  } finally {
+    config.API_LAB_ANSWERED = true;
+  }
+  const events = await historyOf(caseNo);
+  expect(count(events, labSignals)).toBe(1);
+  expect(count(events, labUpdates)).toBe(0);
+  await waitFor('the result in the read model', async () =>
+    (await sampleRow(sampleId)).status === 'resulted' ? true : undefined,
+  );
 });
 
 test('a batch of 1,000 with the first results of 4 cases among typos: each answered, those 4 in the read model at the 200', async () => {

@@ -171,7 +171,7 @@ async function applyOne(
     // A sample's first result is answered by its case (and its read-model write made) when a
     // worker is there to answer; a correction goes as a signal, straight into the case's history
     // in the order the lab sent it.
-    if (!before && !sample.resulted && sample.core && app.config.API_ANSWER_WRITES) {
+    if (!before && !sample.resulted && sample.core && app.config.API_LAB_ANSWERED && app.config.API_ANSWER_WRITES) {
       const out = await deliverFirst(
         app,
         caseNo,
@@ -180,7 +180,8 @@ async function applyOne(
       );
       if (out.reply) {
         const answer = fromReply(item.sampleId, caseNo, out.reply);
-        if (answer.status === 'applied') delivered.set(item.sampleId, item.result);
+        // The case holds this result (taken now, or already: a resend after a lost answer).
+        if (answer.status === 'applied' || answer.status === 'duplicate') delivered.set(item.sampleId, item.result);
         return answer;
       }
     } else {
@@ -241,7 +242,14 @@ async function deliverFirst(
       } else {
         const p = temporalProblem(err, caseNo, 'write');
         // No such case, a closed one, or Temporal known down (not sent): the caller answers these.
-        if (p && (p.status === 404 || p.problem.slug === 'case-closed' || p.status === 503)) throw p;
+        // Temporal too busy for the update (`temporal-busy`) may still take the signal.
+        if (
+          p &&
+          (p.status === 404 ||
+            p.problem.slug === 'case-closed' ||
+            (p.status === 503 && p.problem.slug !== 'temporal-busy'))
+        )
+          throw p;
         // Anything else (an earlier build's worker without the update, an aborted update): the
         // queued copy below, which whatever became of the update cannot apply twice.
         app.log.warn('answered lab result failed; sent as a signal', { caseNo, err });
