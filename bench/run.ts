@@ -580,9 +580,13 @@ async function labBurst(ctx: Ctx): Promise<void> {
     250,
   );
   const readModelLagS = (Date.now() - t0) / 1000;
+  // Until every result is in the read model: the rate the system absorbs a push at, which the
+  // answers' rate alone flatters when results are still being written after the last answer.
+  const endToEnd = (counts.applied ?? 0) / (t.seconds + readModelLagS);
   log(
     `  ours: ${round(oursThroughput, 1)}/s applied ${counts.applied ?? 0}/${sampleIds.length} ` +
-      `(${JSON.stringify(counts)}); in the read model: ${inReadModel} after +${round(readModelLagS, 1)} s`,
+      `(${JSON.stringify(counts)}); in the read model: ${inReadModel} after +${round(readModelLagS, 1)} s ` +
+      `(${round(endToEnd, 1)}/s until all were in it)`,
   );
 
   log(`  bare: ${o.n} signals to ${o.n} open workflows, ${o.labConcurrency * o.labParallel} in flight`);
@@ -601,6 +605,7 @@ async function labBurst(ctx: Ctx): Promise<void> {
     resultsAnswered: counts,
     resultsInReadModel: inReadModel,
     readModelLagSeconds: round(readModelLagS, 1),
+    resultsPerSecondUntilInReadModel: round(endToEnd, 1),
     bareSignalsReceived: received,
     allApplied:
       (counts.applied ?? 0) === sampleIds.length && inReadModel === sampleIds.length && received >= targets.length,

@@ -825,13 +825,14 @@ test("v4: a sample's first result answered with its write (recordLabResult), its
   expect(a.readModelWrite?.samples.map((s) => [s.sampleId, s.status])).toEqual([[x.sampleId, 'resulted']]);
   await recordCase(h.db.db, a.readModelWrite!);
   expect((await rowOf())!.stateVersion).toBe((await view(handle)).version);
-  expect(recordTasksOf((await handle.fetchHistory()).events ?? []).length).toBe(before);
   // Its queued copy (the API stopped waiting for the answer): the same result, once; and since
-  // nobody may have made the answer's write, the case makes it by activity.
+  // nobody may have made the answer's write, the case makes it by activity. (Whether the answer
+  // itself scheduled none is asserted through the API, test/api/lab-answered.test.ts: here the
+  // case's own timers may write meanwhile.)
   await handle.signal(labResultSignal, input);
   const v1 = await view(handle);
   expect(v1.samples.find((s) => s.sampleId === x.sampleId)!.results).toHaveLength(1);
-  await waitFor(async () => recordTasksOf((await handle.fetchHistory()).events ?? []).length === before + 1);
+  await waitFor(async () => recordTasksOf((await handle.fetchHistory()).events ?? []).length > before);
   const v = await toRelease(handle);
   expect(v.phase).toBe('RELEASED');
   await maybeRecord('lab-answered-released', handle, 'v4');

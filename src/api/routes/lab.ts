@@ -261,7 +261,7 @@ async function deliverFirst(
 }
 
 /** The case's answer to a lab result, as the lab's status. */
-function fromReply(sampleId: string, caseNo: string, r: LabResultReply): Answer {
+export function fromReply(sampleId: string, caseNo: string, r: LabResultReply): Answer {
   switch (r.status) {
     case 'applied':
     case 'parked': // taken, and counted once the sample's order is confirmed
