@@ -16,7 +16,7 @@ import { createLogger } from '../../src/log';
 import { createWorker } from '../../src/worker';
 import { healthCheckSignal, healthCheckUpdate, stateQuery, type HealthCheckInput } from '../../src/workflows/messages';
 import { waitFor as waitUntil } from '../support/wait';
-import { createHarness, type Harness, liveState, validTransfer } from './harness';
+import { caseInObservation, createHarness, type Harness } from './harness';
 
 /**
  * The read model written by the answer (ANSWER_WRITES_PATCH, src/api/answer-writes.ts): a health
@@ -74,33 +74,11 @@ afterAll(async () => {
 });
 
 type Auth = { Authorization: string };
-const live = (caseNo: string) => liveState<CaseView>(h, caseNo);
 const waitFor = <T>(what: string, probe: () => Promise<T | undefined>, ms = 30_000) => waitUntil(what, probe, ms, 150);
 
 /** A case in observation, and a nurse of its hotel. */
 async function inObservation(): Promise<{ caseNo: string; nurse: Auth }> {
-  const filed = await request(h.app)
-    .post('/api/v1/transfers')
-    .set(h.auth('community'))
-    .send(validTransfer({ policyName: 'drill', transport: 'self_drive', pickupAddress: undefined }));
-  expect(filed.status).toBe(202);
-  const caseNo = filed.body.caseNo as string;
-  const s = await waitFor('a room', async () => {
-    const v = await live(caseNo);
-    return v.room ? v : undefined;
-  });
-  const made = async (role: string) => {
-    const res = await request(h.app)
-      .post('/api/v1/admin/keys')
-      .set('X-Admin-Token', h.adminToken)
-      .send({ name: `${role} of ${s.room!.hotelId}`, role, district: 'D1', orgId: s.room!.hotelId });
-    expect(res.status).toBe(201);
-    return { Authorization: `Bearer ${res.body.key}` };
-  };
-  const hotel = await made('hotel');
-  const nurse = await made('medical');
-  expect((await request(h.app).post(`/api/v1/cases/${caseNo}/arrival`).set(hotel).send({})).status).toBe(202);
-  await waitFor('observation', async () => ((await live(caseNo)).phase === 'OBSERVATION' ? true : undefined));
+  const { caseNo, nurse } = await caseInObservation(h);
   await quiet(caseNo);
   // No write still running in the case (an activity write in flight means no write is handed out).
   await waitFor('no activity or workflow task pending', async () => {

@@ -13,6 +13,7 @@ import { createMetrics, type ApiMetrics } from '../../src/api/metrics';
 import { createApiKey, type NewKey } from '../../src/auth/keys';
 import { loadConfig, type Config } from '../../src/config';
 import type { Db } from '../../src/db';
+import type { CaseView } from '../../src/domain/case/view';
 import { cases, escalations, hotels, rooms, samples } from '../../src/db/schema';
 import { createIntegrations } from '../../src/integrations';
 import { createLogger } from '../../src/log';
@@ -303,6 +304,53 @@ export async function liveState<T>(h: Harness, caseNo: string, ms = 30_000): Pro
     ms,
     250,
   );
+}
+
+/** A key made through the admin API for an organisation (a hotel, a lab); `district` undefined for a lab. */
+export async function orgKey(
+  h: Harness,
+  role: string,
+  orgId: string,
+  district: string | undefined = 'D1',
+): Promise<{ Authorization: string }> {
+  const res = await request(h.app)
+    .post('/api/v1/admin/keys')
+    .set('X-Admin-Token', h.adminToken)
+    .send({ name: `${role} of ${orgId}`, role, district, orgId });
+  if (res.status !== 201) throw new Error(`POST /admin/keys: ${res.status} ${JSON.stringify(res.body)}`);
+  return { Authorization: `Bearer ${res.body.key}` };
+}
+
+/**
+ * A self-drive case of street S1 (drill policy) through the API, given a room, arrived at its
+ * hotel and in observation; with its hotel desk's and nurse's keys. Needs a worker and rooms.
+ */
+export async function caseInObservation(
+  h: Harness,
+): Promise<{ caseNo: string; hotel: { Authorization: string }; nurse: { Authorization: string } }> {
+  const filed = await request(h.app)
+    .post('/api/v1/transfers')
+    .set(h.auth('community'))
+    .send(validTransfer({ policyName: 'drill', transport: 'self_drive', pickupAddress: undefined }));
+  if (filed.status !== 202) throw new Error(`POST /transfers: ${filed.status} ${JSON.stringify(filed.body)}`);
+  const caseNo = filed.body.caseNo as string;
+  const hotelId = await waitFor(
+    'a room',
+    async () => (await liveState<CaseView>(h, caseNo)).room?.hotelId,
+    30_000,
+    150,
+  );
+  const hotel = await orgKey(h, 'hotel', hotelId);
+  const nurse = await orgKey(h, 'medical', hotelId);
+  const arrival = await request(h.app).post(`/api/v1/cases/${caseNo}/arrival`).set(hotel).send({});
+  if (arrival.status !== 202) throw new Error(`POST /arrival: ${arrival.status} ${JSON.stringify(arrival.body)}`);
+  await waitFor(
+    'observation',
+    async () => ((await liveState<CaseView>(h, caseNo)).phase === 'OBSERVATION' ? true : undefined),
+    30_000,
+    150,
+  );
+  return { caseNo, hotel, nurse };
 }
 
 /**

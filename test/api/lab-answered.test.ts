@@ -10,7 +10,7 @@ import type { CaseView } from '../../src/domain/case/view';
 import { SIMULATED_LAB_ID } from '../../src/integrations/lab';
 import { labResultSignal, labResultUpdate, stateQuery, type LabResultInput } from '../../src/workflows/messages';
 import { waitFor as waitUntil } from '../support/wait';
-import { createHarness, liveState, startTestWorker, validTransfer, type Harness } from './harness';
+import { caseInObservation, createHarness, liveState, orgKey, startTestWorker, type Harness } from './harness';
 
 /**
  * A sample's first result, answered by its case (recordLabResult, src/api/routes/lab.ts): the API
@@ -32,42 +32,19 @@ beforeAll(async () => {
       Array.from({ length: 20 }, (_, i) => ({ id: `HL-${101 + i}`, hotelId: 'HL', roomNo: String(101 + i), floor: 1 })),
     );
   worker = await startTestWorker(h);
-  lab = await keyFor('lab', SIMULATED_LAB_ID);
+  lab = await orgKey(h, 'lab', SIMULATED_LAB_ID, undefined);
 });
 afterAll(async () => {
   await worker?.stop();
   await h?.close();
 });
 
-type Auth = { Authorization: string };
 const waitFor = <T>(what: string, probe: () => Promise<T | undefined>, ms = 30_000) => waitUntil(what, probe, ms, 150);
 const live = (caseNo: string) => liveState<CaseView>(h, caseNo);
 
-async function keyFor(role: string, orgId: string): Promise<Auth> {
-  const res = await request(h.app)
-    .post('/api/v1/admin/keys')
-    .set('X-Admin-Token', h.adminToken)
-    .send({ name: `${role} ${orgId}`, role, district: role === 'lab' ? undefined : 'D1', orgId });
-  expect(res.status).toBe(201);
-  return { Authorization: `Bearer ${res.body.key}` };
-}
-
 /** A case in observation with a fever sample ordered from the simulated lab (and nothing pending). */
 async function withOrderedSample(): Promise<{ caseNo: string; sampleId: string }> {
-  const filed = await request(h.app)
-    .post('/api/v1/transfers')
-    .set(h.auth('community'))
-    .send(validTransfer({ policyName: 'drill', transport: 'self_drive', pickupAddress: undefined }));
-  expect(filed.status).toBe(202);
-  const caseNo = filed.body.caseNo as string;
-  const s = await waitFor('a room', async () => {
-    const v = await live(caseNo);
-    return v.room ? v : undefined;
-  });
-  const hotel = await keyFor('hotel', s.room!.hotelId);
-  const nurse = await keyFor('medical', s.room!.hotelId);
-  expect((await request(h.app).post(`/api/v1/cases/${caseNo}/arrival`).set(hotel).send({})).status).toBe(202);
-  await waitFor('observation', async () => ((await live(caseNo)).phase === 'OBSERVATION' ? true : undefined));
+  const { caseNo, nurse } = await caseInObservation(h);
   // A fever orders a sample at once.
   const fever = await request(h.app)
     .post(`/api/v1/cases/${caseNo}/health-checks`)
