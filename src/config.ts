@@ -124,6 +124,14 @@ export const envSchema = z.object({
   API_LAB_ANSWERED: bool.default(true),
   /** How long a health check waits for its worker's answer before it is queued instead (202, applied when a worker runs). */
   API_REPORT_WAIT_MS: z.coerce.number().int().positive().default(1500),
+  /**
+   * The longest a field report (health check, a sample's first lab result) waits for its answer
+   * while the worker is behind but polling: it waits about as long as the worker's tasks wait
+   * (src/api/commands.ts reportWaitMs), up to this; a backlog older than this queues it at once.
+   * Never more than API_REQUEST_TIMEOUT_MS less API_TEMPORAL_TIMEOUT_MS: the queued copy must still
+   * be sent within the request's time.
+   */
+  API_REPORT_MAX_WAIT_MS: z.coerce.number().int().positive().default(10000),
   /** How often the API probes Temporal, the database and the worker's task queue (the breakers behind /readyz). */
   API_PROBE_INTERVAL_MS: z.coerce.number().int().positive().default(1000),
   /** Workflow tasks waiting longer than this for a worker mark the worker down (commands 503, reports queued). */

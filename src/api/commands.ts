@@ -154,6 +154,40 @@ export async function sendReport<T>(
   }
 }
 
+/**
+ * How long a field report waits for its case's answer, or undefined: queue it at once.
+ *
+ * - The worker keeps up (its tasks wait less than API_REPORT_WAIT_MS): API_REPORT_WAIT_MS.
+ * - The worker is behind but seen polling (a wave): about as long as its tasks wait (twice that,
+ *   plus API_REPORT_WAIT_MS), up to API_REPORT_MAX_WAIT_MS. A queued report costs the server about
+ *   2.5 times an answered one (a signal, a workflow task, the case's own read-model write and a
+ *   second task, against one task and the API's batched write), so queueing every report as soon
+ *   as tasks wait is what kept a wave's backlog from draining (docs/PERFORMANCE.md).
+ * - Behind further than API_REPORT_MAX_WAIT_MS, or behind with nobody polling (likely gone):
+ *   queued at once, one signal instead of an update that would time out and a signal.
+ */
+export function reportWaitMs(
+  config: {
+    API_REPORT_WAIT_MS: number;
+    API_REPORT_MAX_WAIT_MS: number;
+    API_REQUEST_TIMEOUT_MS?: number;
+    API_TEMPORAL_TIMEOUT_MS?: number;
+  },
+  behindMs: number,
+  polling: boolean,
+): number | undefined {
+  const wait = config.API_REPORT_WAIT_MS;
+  if (behindMs < wait) return wait;
+  // The queued copy after an unanswered wait must still go out within the request's own time.
+  const room =
+    config.API_REQUEST_TIMEOUT_MS !== undefined
+      ? config.API_REQUEST_TIMEOUT_MS - (config.API_TEMPORAL_TIMEOUT_MS ?? 0)
+      : Infinity;
+  const max = Math.max(wait, Math.min(config.API_REPORT_MAX_WAIT_MS, room));
+  if (!polling || behindMs >= max) return undefined;
+  return Math.min(max, wait + 2 * behindMs);
+}
+
 export type ReportOutcome<R> = { status: 'applied'; result: R } | { status: 'queued'; reason: string };
 
 /**
@@ -183,16 +217,18 @@ export async function sendReportWithAnswer<R, T extends object>(
   }
   // A worker that is there but further behind than we would wait: the update would time out and
   // still be applied later, besides the queued copy, so two workflow tasks for one report exactly
-  // when tasks are scarce. The report goes to the queue at once instead (one signal).
+  // when tasks are scarce. The report goes to the queue at once instead (one signal). Behind less
+  // than that, it waits about as long as the backlog (reportWaitMs).
   const behind = app.deps.workerBehindMs();
-  if (!app.deps.worker.isOpen && behind >= app.config.API_REPORT_WAIT_MS) {
+  const waitMs = reportWaitMs(app.config, behind, app.deps.workerPolling());
+  if (!app.deps.worker.isOpen && waitMs === undefined) {
     reason = `workflow tasks have waited ${Math.round(behind / 1000)} s for a worker`;
     // Nobody polled lately either: likely gone, so commands should not be sent into the void.
     if (!app.deps.workerPolling()) app.deps.suspect('worker', reason);
   } else if (!app.deps.worker.isOpen) {
     try {
       const result = await app.ops.update(caseNo, update, input, {
-        waitMs: app.config.API_REPORT_WAIT_MS,
+        waitMs,
         updateId: updateIdFor(update.name, key, input),
       });
       // The write the answer carries, if the case handed it to us (src/api/answer-writes.ts).
@@ -202,7 +238,7 @@ export async function sendReportWithAnswer<R, T extends object>(
         throw writeFailure(err, caseNo, key);
       }
       sent = true;
-      reason = `no worker answered within ${app.config.API_REPORT_WAIT_MS} ms`;
+      reason = `no worker answered within ${waitMs} ms`;
       await suspectWorker(app, reason, caseNo);
     }
   }

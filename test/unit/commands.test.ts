@@ -6,7 +6,7 @@
 import { WorkflowUpdateRPCTimeoutOrCancelledError } from '@temporalio/client';
 import { defineSignal, defineUpdate } from '@temporalio/workflow';
 
-import { sendCommand, sendReportWithAnswer } from '../../src/api/commands';
+import { reportWaitMs, sendCommand, sendReportWithAnswer } from '../../src/api/commands';
 import type { ApiContext } from '../../src/api/context';
 import { HttpProblem } from '../../src/api/problem';
 
@@ -16,9 +16,9 @@ const queuedReport = defineSignal<[{ checkId: string }]>('healthCheckQueued');
 
 function world(polling: boolean, behindMs = 0) {
   const suspected: string[] = [];
-  const sent = { updates: 0, signals: 0 };
+  const sent = { updates: 0, signals: 0, waits: [] as (number | undefined)[] };
   const app = {
-    config: { API_UPDATE_WAIT_MS: 1500, API_REPORT_WAIT_MS: 800 },
+    config: { API_UPDATE_WAIT_MS: 1500, API_REPORT_WAIT_MS: 800, API_REPORT_MAX_WAIT_MS: 20_000 },
     deps: {
       isDown: () => suspected.length > 0,
       require: () => {
@@ -36,8 +36,9 @@ function world(polling: boolean, behindMs = 0) {
       },
     },
     ops: {
-      update: async () => {
+      update: async (_c: string, _d: unknown, _i: unknown, o?: { waitMs?: number }) => {
         sent.updates++;
+        sent.waits.push(o?.waitMs);
         throw new WorkflowUpdateRPCTimeoutOrCancelledError('Timed out waiting for update');
       },
       signal: async () => void sent.signals++,
@@ -74,7 +75,7 @@ test('a report unanswered while the worker keeps polling is queued, and the work
   const w = world(true);
   const r = await sendReportWithAnswer(w.app, 'QC1', report, queuedReport, { checkId: 'c1' }, 'k1');
   expect(r.status).toBe('queued');
-  expect(w.sent).toEqual({ updates: 1, signals: 1 });
+  expect(w.sent).toMatchObject({ updates: 1, signals: 1, waits: [800] });
   expect(w.suspected).toEqual([]);
 });
 
@@ -82,5 +83,51 @@ test('a report unanswered while nobody is seen polling is queued, and the worker
   const w = world(false);
   const r = await sendReportWithAnswer(w.app, 'QC1', report, queuedReport, { checkId: 'c1' }, 'k1');
   expect(r.status).toBe('queued');
+  expect(w.suspected).toHaveLength(1);
+});
+
+const config = { API_REPORT_WAIT_MS: 1500, API_REPORT_MAX_WAIT_MS: 20_000 };
+const withTimeouts = { ...config, API_REQUEST_TIMEOUT_MS: 15_000, API_TEMPORAL_TIMEOUT_MS: 5000 };
+
+test('a report waits API_REPORT_WAIT_MS while the worker keeps up, and about as long as its backlog while it is behind but polling', () => {
+  expect(reportWaitMs(config, 0, true)).toBe(1500);
+  expect(reportWaitMs(config, 1499, false)).toBe(1500);
+  // Behind and polling: twice the tasks' wait, plus the usual wait, up to the maximum.
+  expect(reportWaitMs(config, 1500, true)).toBe(4500);
+  expect(reportWaitMs(config, 5000, true)).toBe(11_500);
+  expect(reportWaitMs(config, 12_000, true)).toBe(20_000);
+  // Further behind than the longest wait, or behind with nobody polling: queued at once.
+  expect(reportWaitMs(config, 20_000, true)).toBeUndefined();
+  expect(reportWaitMs(config, 1500, false)).toBeUndefined();
+  // Never longer than the request's time leaves for the queued copy after it.
+  expect(reportWaitMs(withTimeouts, 6000, true)).toBe(10_000);
+  expect(reportWaitMs(withTimeouts, 10_000, true)).toBeUndefined();
+  // A maximum set below the usual wait does not shorten it.
+  expect(reportWaitMs({ API_REPORT_WAIT_MS: 1500, API_REPORT_MAX_WAIT_MS: 1000 }, 0, true)).toBe(1500);
+  expect(reportWaitMs({ API_REPORT_WAIT_MS: 1500, API_REPORT_MAX_WAIT_MS: 1000 }, 1500, true)).toBeUndefined();
+});
+
+test('a report to a worker behind but polling is sent as an update with the longer wait, not queued at once', async () => {
+  const w = world(true, 5000);
+  const r = await sendReportWithAnswer(w.app, 'QC1', report, queuedReport, { checkId: 'c1' }, 'k1');
+  // The mock never answers: queued after the wait, but the update was tried with the backlog's wait.
+  expect(r.status).toBe('queued');
+  expect(w.sent).toMatchObject({ updates: 1, signals: 1, waits: [10_800] });
+  expect(w.suspected).toEqual([]);
+});
+
+test('a report to a worker further behind than the longest wait goes to the queue at once: one signal, no update', async () => {
+  const w = world(true, 25_000);
+  const r = await sendReportWithAnswer(w.app, 'QC1', report, queuedReport, { checkId: 'c1' }, 'k1');
+  expect(r).toMatchObject({ status: 'queued', reason: 'workflow tasks have waited 25 s for a worker' });
+  expect(w.sent).toMatchObject({ updates: 0, signals: 1 });
+  expect(w.suspected).toEqual([]);
+});
+
+test('a report to a worker behind with nobody polling goes to the queue at once, and the worker is marked down', async () => {
+  const w = world(false, 3000);
+  const r = await sendReportWithAnswer(w.app, 'QC1', report, queuedReport, { checkId: 'c1' }, 'k1');
+  expect(r.status).toBe('queued');
+  expect(w.sent).toMatchObject({ updates: 0, signals: 1 });
   expect(w.suspected).toHaveLength(1);
 });

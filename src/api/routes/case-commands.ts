@@ -246,7 +246,8 @@ export const caseCommandRoutes: AnyRoute[] = [
     summary: 'Record a health check (temperature, symptoms); applied at once, or queued while no worker runs',
     description:
       'With a worker running: 200, applied, with the answer (fever, escalations opened, next check due). ' +
-      'With none (or none answering within API_REPORT_WAIT_MS): 202, queued: the check is in the case history ' +
+      'With none (or none answering within API_REPORT_WAIT_MS, or, while the worker is behind, within about its ' +
+      'backlog, up to API_REPORT_MAX_WAIT_MS): 202, queued: the check is in the case history ' +
       'and is applied when a worker runs it, fever escalation included; a check the case then refuses is ' +
       'recorded as `health_check_refused`. The same Idempotency-Key or checkId is one check, however often sent.',
     tags: caseTag,

@@ -8,7 +8,7 @@ import { LAB_REFUSAL } from '../../domain/case/decide';
 import { labResultSignal, labResultUpdate, type LabResultInput, type LabResultReply } from '../../workflows/messages';
 import { answeredWrite } from '../answer-writes';
 import { actorOf, type ApiKey } from '../auth';
-import { isTimeout, suspectWorker, updateIdFor } from '../commands';
+import { isTimeout, reportWaitMs, suspectWorker, updateIdFor } from '../commands';
 import type { ApiContext } from '../context';
 import { HttpProblem, zodFieldErrors, type FieldError } from '../problem';
 import { temporalProblem } from '../temporal-ops';
@@ -222,23 +222,28 @@ async function deliverFirst(
   versions: Map<string, number>,
 ): Promise<{ reply?: LabResultReply }> {
   const version = versions.get(caseNo);
-  // As a health check: a worker known down, or further behind than we would wait, gets the signal at once.
-  const answerable =
-    version !== undefined && !app.deps.worker.isOpen && app.deps.workerBehindMs() < app.config.API_REPORT_WAIT_MS;
-  if (answerable) {
+  // As a health check: a worker known down, or further behind than we would wait, gets the signal
+  // at once. Unlike a health check, never longer than API_REPORT_WAIT_MS: a batch's results wait
+  // one after another per case, and the whole batch must be answered within the request's time.
+  const waitMs = reportWaitMs(
+    { API_REPORT_WAIT_MS: app.config.API_REPORT_WAIT_MS, API_REPORT_MAX_WAIT_MS: app.config.API_REPORT_WAIT_MS },
+    app.deps.workerBehindMs(),
+    app.deps.workerPolling(),
+  );
+  if (version !== undefined && !app.deps.worker.isOpen && waitMs !== undefined) {
     try {
       const result = await app.ops.update(
         caseNo,
         labResultUpdate,
         { ...input, readModel: { version } },
-        { waitMs: app.config.API_REPORT_WAIT_MS, updateId: updateIdFor(labResultUpdate.name, input.key, input) },
+        { waitMs, updateId: updateIdFor(labResultUpdate.name, input.key, input) },
       );
       const { answer, written } = await answeredWrite(app, caseNo, result);
       if (written !== undefined) versions.set(caseNo, Math.max(written, versions.get(caseNo) ?? 0));
       return { reply: answer };
     } catch (err) {
       if (isTimeout(err)) {
-        await suspectWorker(app, `no worker answered a lab result within ${app.config.API_REPORT_WAIT_MS} ms`, caseNo);
+        await suspectWorker(app, `no worker answered a lab result within ${waitMs} ms`, caseNo);
       } else {
         const p = temporalProblem(err, caseNo, 'write');
         // No such case, a closed one, or Temporal known down (not sent): the caller answers these.
