@@ -4,7 +4,7 @@ import path from 'node:path';
 import { temporal } from '@temporalio/proto';
 import { bundleWorkflowCode, DefaultLogger, Runtime, Worker } from '@temporalio/worker';
 
-import { WORKFLOW_BUNDLE } from '../src/worker';
+import { REPLAY_SINKS, WORKFLOW_BUNDLE } from '../src/worker';
 import { testCodec } from '../test/support/temporal';
 
 /**
@@ -45,7 +45,12 @@ async function main(): Promise<void> {
     let n = 0;
     let errors = 0;
     for await (const r of Worker.runReplayHistories(
-      { workflowBundle, dataConverter: { payloadCodecs: [testCodec()] }, replayName: 'replay-probe' },
+      {
+        workflowBundle,
+        sinks: REPLAY_SINKS,
+        dataConverter: { payloadCodecs: [testCodec()] },
+        replayName: 'replay-probe',
+      },
       histories,
     )) {
       n++;

@@ -108,7 +108,7 @@ export const envSchema = z.object({
    * The workflow type new cases start: caseWorkflowV4; caseWorkflowV3 (or caseWorkflowV2) while
    * workers of a build without v4 (or v3) still poll the task queue (a rolling upgrade, docs/OPERATIONS.md).
    */
-  CASE_WORKFLOW_TYPE: z.enum(DECISION_CORE_TYPES).default('caseWorkflowV4'),
+  CASE_WORKFLOW_TYPE: z.enum(DECISION_CORE_TYPES).default('caseWorkflowV5'),
   /**
    * The read model written by the answer (docs/ARCHITECTURE.md): health checks are sent with the
    * read-model row's version, and the API makes the write the case's answer carries. Set false

@@ -17,6 +17,7 @@ import type { CallbackTarget } from './integrations/simulator';
 import { loadConfigOrExit, type Config } from './config';
 import { openDatabase, type Database } from './db';
 import { createLogger, type Logger } from './log';
+import type { RecordCaseInput } from './activities/types';
 import { resolveTemporalCli } from './temporal/cli';
 import { createTemporalClient } from './temporal/client';
 import { loadCodec } from './temporal/codec';
@@ -123,13 +124,18 @@ export async function startRuntime(config: Config, parts: RuntimeParts, log: Log
         log,
         caseWorkflowType: config.CASE_WORKFLOW_TYPE,
       });
+      // v5 cases' read-model writes, made in their workflow tasks, batched across the worker's tasks.
+      const { createWriter } = await import('./activities/writer');
+      const { TASK_WRITE_DEADLINE_MS } = await import('./activities/task-writes');
+      const writer = createWriter(database.db);
+      const taskWrite = (batch: RecordCaseInput) => writer.write(batch, TASK_WRITE_DEADLINE_MS);
       if (!config.WORKER_WORKFLOW_STACK_TRACES && !stackTraceSwitchInstalled())
         log.warn(
           'the SDK was installed without scripts/patch-deps.mjs (npm ci --ignore-scripts?): its workflow stack traces stay on whatever WORKER_WORKFLOW_STACK_TRACES says, and each cached case costs about twice the memory',
         );
       const worker = await startWorkerWhenReachable(
         () => NativeConnection.connect({ address: temporalAddress! }),
-        (connection) => createWorker({ connection, config, codec, activities }),
+        (connection) => createWorker({ connection, config, codec, activities, taskWrite, log }),
         log,
       );
       stops.push(() => worker.stop());

@@ -1,11 +1,16 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import { Client } from '@temporalio/client';
+import { NativeConnection, Worker, type InjectedSinks, type WorkerOptions } from '@temporalio/worker';
 import type { PayloadCodec } from '@temporalio/common';
 
-import type { CaseActivities } from './activities/types';
+import { taskWriteSinks } from './activities/task-writes';
+import type { CaseActivities, RecordCaseInput } from './activities/types';
 import type { Config } from './config';
+import { createLogger, type Logger } from './log';
+import { readModelBehindSignal } from './workflows/messages';
+import type { ReadModelSinks } from './workflows/sinks';
 
 export interface CreateWorkerOptions {
   connection: NativeConnection;
@@ -14,6 +19,13 @@ export interface CreateWorkerOptions {
   activities: CaseActivities;
   /** Tests give each file its own task queue. */
   taskQueue?: string;
+  /**
+   * How the worker makes a v5 case's read-model write inside its workflow task
+   * (src/activities/task-writes.ts): `npm start` batches them (src/activities/writer.ts); without
+   * it, each goes through the activities' own `recordCase`, one at a time.
+   */
+  taskWrite?: (batch: RecordCaseInput) => Promise<void>;
+  log?: Logger;
   overrides?: Partial<WorkerOptions>;
 }
 
@@ -41,6 +53,23 @@ export const WORKFLOW_BUNDLE = {
 } satisfies Pick<WorkerOptions, 'workflowsPath' | 'bundlerOptions'>;
 
 /**
+ * The sinks for a replay worker (Worker.runReplayHistories), which never calls them: the SDK skips
+ * every sink while replaying. Registered so that the calls a replayed case makes are not reported
+ * as calls to a sink nobody registered. Never give these to a live worker: its v5 cases would lose
+ * their read-model writes (createWorker registers the real ones).
+ */
+export const REPLAY_SINKS: InjectedSinks<ReadModelSinks> = {
+  readModel: {
+    write: {
+      callDuringReplay: false,
+      fn: () => {
+        throw new Error('a replay worker made a read-model write');
+      },
+    },
+  },
+};
+
+/**
  * Whether this install of the SDK has the switch for its workflow stack traces (the patch in
  * scripts/patch-deps.mjs, applied after every install). Without it the setting is ignored and
  * every cached case costs about twice the memory: the caller warns.
@@ -58,12 +87,26 @@ export function stackTraceSwitchInstalled(): boolean {
 export async function createWorker(opts: CreateWorkerOptions): Promise<Worker> {
   // Read by the workflow thread the SDK starts below (the patch in scripts/patch-deps.mjs).
   process.env.SHAODIAN_WORKFLOW_STACK_TRACES = opts.config.WORKER_WORKFLOW_STACK_TRACES ? 'on' : 'off';
+  // The worker's own client, on its connection, for the one thing it tells a case itself: that the
+  // write of a task was not made.
+  const client = new Client({
+    connection: opts.connection,
+    namespace: opts.config.TEMPORAL_NAMESPACE,
+    dataConverter: { payloadCodecs: [opts.codec] },
+  });
+  const sinks = taskWriteSinks({
+    write: opts.taskWrite ?? ((batch) => opts.activities.recordCase(batch)),
+    report: (workflowId, runId, input) =>
+      client.workflow.getHandle(workflowId, runId).signal(readModelBehindSignal, input),
+    log: opts.log ?? createLogger('info'),
+  });
   return Worker.create({
     connection: opts.connection,
     namespace: opts.config.TEMPORAL_NAMESPACE,
     taskQueue: opts.taskQueue ?? opts.config.TEMPORAL_TASK_QUEUE,
     ...WORKFLOW_BUNDLE,
     activities: opts.activities,
+    sinks,
     dataConverter: { payloadCodecs: [opts.codec] },
     maxConcurrentActivityTaskExecutions: opts.config.WORKER_MAX_CONCURRENT_ACTIVITIES,
     maxConcurrentWorkflowTaskExecutions: opts.config.WORKER_MAX_CONCURRENT_WORKFLOW_TASKS,

@@ -8,6 +8,7 @@ import {
   patched,
   proxyActivities,
   proxyLocalActivities,
+  proxySinks,
   setHandler,
   sleep,
   upsertSearchAttributes,
@@ -72,6 +73,7 @@ import {
   type CaseInputV2,
   type CaseOutcome,
 } from './messages';
+import type { ReadModelSinks } from './sinks';
 
 /** Every task is bounded: a system that stays down surfaces as a failed task, which the case retries and escalates. */
 const acts = proxyActivities<CaseActivities>({
@@ -110,6 +112,13 @@ const localRecords = proxyLocalActivities<Pick<CaseActivities, 'recordCase'>>({
   scheduleToCloseTimeout: '3 seconds',
   retry: { maximumAttempts: 1 },
 });
+
+/**
+ * The read model written in the workflow task (caseWorkflowV5): the worker makes the write before
+ * it sends the task's completion (src/activities/task-writes.ts), so there is no activity and no
+ * second workflow task for it, and no event in history either.
+ */
+const { readModel: taskWrite } = proxySinks<ReadModelSinks>();
 
 const HISTORY_KEPT = 400;
 /** The waiting list for rooms (src/integrations/hotel.ts reserveInQueue). */
@@ -184,7 +193,23 @@ export async function caseWorkflowV4(input: CaseInputV2): Promise<CaseOutcome> {
   return runCase(input, true, true);
 }
 
-async function runCase(input: CaseInputV2, v3: boolean, v4 = false): Promise<CaseOutcome> {
+/**
+ * The case as new cases run it (v5): v4 with its read model written inside the workflow task by
+ * the worker (the `readModel` sink, src/workflows/sinks.ts), instead of a `recordCase` activity and
+ * a second workflow task per change, or a write handed to the API in an update's answer. The
+ * worker makes the write before it completes the task, so whatever the case answers, and whatever
+ * Temporal records, is in the read model by then. A write the worker could not make comes back as
+ * `readModelBehind` with the task's fence, before the task completes, so the case hears of it in
+ * its next task; a task that follows with no such word means the write was made. Meanwhile and
+ * until an activity write succeeds, the case writes by activity, as v4 does. Its last write before
+ * it ends or continues as new goes by activity too, so that no run ends on a write it cannot hear
+ * about. docs/ARCHITECTURE.md, "The read model written in the task (v5)". Continue-as-new keeps the type.
+ */
+export async function caseWorkflowV5(input: CaseInputV2): Promise<CaseOutcome> {
+  return runCase(input, true, true, true);
+}
+
+async function runCase(input: CaseInputV2, v3: boolean, v4 = false, v5 = false): Promise<CaseOutcome> {
   const { request, policy } = input;
   // v2: cases started on code with the district's waiting list use it; cases started before keep
   // asking for a room on their own backoff (their histories replay unchanged).
@@ -222,7 +247,12 @@ async function runCase(input: CaseInputV2, v3: boolean, v4 = false): Promise<Cas
    * A write handed to the API in an update's answer (ANSWER_WRITES_PATCH) and not yet known to be
    * in the read model: its content is owed, and every later write carries it again.
    */
-  let handed: { events: ChangeRecord[]; batch: RecordCaseInput; version: number } | undefined;
+  let handed: { events: ChangeRecord[]; batch: RecordCaseInput; version: number; fence?: number } | undefined;
+  /**
+   * v5: a write made in a workflow task failed (the worker said so, readModelBehind): writes go
+   * by activity until one succeeds.
+   */
+  let taskWritesAway = false;
   const alarm = wakeAlarm(() => {
     wake++;
   });
@@ -299,7 +329,8 @@ async function runCase(input: CaseInputV2, v3: boolean, v4 = false): Promise<Cas
     // The queued copy of an answered first result (`first`, sent only beside recordLabResult)
     // means its sender stopped waiting for the update's answer: a write handed out in that answer
     // may have nobody to make it, so the case makes it. (Older results carry no `first`.)
-    if ('first' in i && reclaim()) wake++;
+    // (v5 hands no write to the API.)
+    if (!v5 && 'first' in i && reclaim()) wake++;
     apply(asEvent('labResult', i));
   });
   setHandler(doorAlarmSignal, signal('doorAlarm'));
@@ -311,12 +342,22 @@ async function runCase(input: CaseInputV2, v3: boolean, v4 = false): Promise<Cas
   // refusal is recorded on the case (its sender was told "queued" and cannot be told otherwise).
   setHandler(healthCheckSignal, (i: object) => {
     // The queued copy of a check means its sender stopped waiting for the update's answer: a write
-    // handed out in an answer may have nobody to make it, so the case makes it.
-    if (reclaim()) wake++;
+    // handed out in an answer may have nobody to make it, so the case makes it. (v5 hands none out.)
+    if (!v5 && reclaim()) wake++;
     absorb(decideQueued(s, asEvent('healthCheck', message(i).content), ctx, Date.now()));
   });
   // The API could not make a write it was handed: the case makes it by activity.
-  setHandler(readModelBehindSignal, () => {
+  setHandler(readModelBehindSignal, (i) => {
+    if (v5) {
+      // The worker could not make the write of the task named by `fence`: this is the task right
+      // after it (the worker reports before it completes that task), so `handed` is that write.
+      // A report about a task that never completed (its retry wrote again) names no write held.
+      if (handed?.fence === undefined || (i as { fence?: unknown } | undefined)?.fence !== handed.fence) return;
+      reclaim();
+      taskWritesAway = true;
+      wake++;
+      return;
+    }
     if (reclaim()) wake++;
   });
   for (const [def, type] of [
@@ -506,7 +547,8 @@ async function runCase(input: CaseInputV2, v3: boolean, v4 = false): Promise<Cas
     return true;
   }
   /** Whether this case hands its writes to the API in the answer (never while it writes in the task). */
-  const answerWrites = () => v4 || ((!localWrites || patched(NO_LOCAL_RECORDS_PATCH)) && patched(ANSWER_WRITES_PATCH));
+  const answerWrites = () =>
+    !v5 && (v4 || ((!localWrites || patched(NO_LOCAL_RECORDS_PATCH)) && patched(ANSWER_WRITES_PATCH)));
   /**
    * The write for the API to make, after an update the API sent with the read model's version
    * (`readModelVersion`, read before it sent it). A handed write at or below that version is in
@@ -539,6 +581,8 @@ async function runCase(input: CaseInputV2, v3: boolean, v4 = false): Promise<Cas
       try {
         await records.recordCase(batch);
         recordedVersion = version;
+        // v5: the database takes writes again; the next ones go in the task.
+        taskWritesAway = false;
       } catch {
         // Postgres away: keep the batch and try again shortly; the case goes on meanwhile.
         keep(events, batch);
@@ -569,6 +613,32 @@ async function runCase(input: CaseInputV2, v3: boolean, v4 = false): Promise<Cas
       log.warn('read model write in the workflow task failed; the activity path takes over', { caseNo });
       writeRecords();
     }
+  }
+
+  /**
+   * v5: a write made in a workflow task is known to be in the read model once a later task runs
+   * with no word from the worker that it failed (readModelBehind, which reaches the case before
+   * the task that wrote could complete). Its content is then no longer owed.
+   */
+  function confirmTaskWrite(): void {
+    if (handed?.fence !== undefined && handed.fence !== workflowInfo().historyLength) handed = undefined;
+  }
+  /**
+   * v5: the write handed to the worker, made before this task completes. A second write in the
+   * same task (the loop went round again) carries the first's content too, whichever lands last.
+   */
+  function writeInTask(): void {
+    confirmTaskWrite();
+    if (recording) return;
+    if (handed) reclaim();
+    if (nothingToWrite()) return;
+    const fence = workflowInfo().historyLength;
+    const events = unrecorded;
+    unrecorded = [];
+    const batch = recordInput(events);
+    handed = { events, batch, version: s.version, fence };
+    recordedVersion = s.version;
+    taskWrite.write(batch, fence);
   }
 
   function recordInput(events: ChangeRecord[]): RecordCaseInput {
@@ -692,6 +762,13 @@ async function runCase(input: CaseInputV2, v3: boolean, v4 = false): Promise<Cas
         // Anything that happened while the write ran (a message, a task's outcome) is handled
         // before the loop waits: go round again.
         if (wake !== before) continue;
+      } else if (v5) {
+        confirmTaskWrite();
+        // The last write of a run goes by activity: the run must not end on a write whose failure
+        // it could only hear of in a task it will never have.
+        const finishing = running.size === 0 && (isComplete(s, ctx, now) || shouldContinueAsNew());
+        if (taskWritesAway || finishing) writeRecords();
+        else writeInTask();
       } else writeRecords();
 
       const quiet = running.size === 0 && !recording && unrecorded.length === 0;

@@ -148,10 +148,12 @@ export const healthCheckUpdate = defineUpdate<HealthCheckResult, [HealthCheckInp
  */
 export const healthCheckSignal = defineSignal<[HealthCheckInput]>('healthCheck');
 /**
- * From the API: a read-model write handed to it in an answer could not be made (the database
- * failed or did not answer in time). The case writes it by activity (ANSWER_WRITES_PATCH).
+ * A read-model write handed out by the case could not be made (the database failed or did not
+ * answer in time): from the API, for a write handed to it in an answer (ANSWER_WRITES_PATCH); from
+ * the worker, for a write made in the workflow task (caseWorkflowV5), with that task's `fence`
+ * (src/workflows/sinks.ts). The case writes it by activity.
  */
-export const readModelBehindSignal = defineSignal<[{ version: number }]>('readModelBehind');
+export const readModelBehindSignal = defineSignal<[{ version: number; fence?: number }]>('readModelBehind');
 
 export interface ChangeStayInput {
   /** The caller's idempotency key (v2 cases): a retry with the same key gets the first answer. */

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { temporal } from '@temporalio/proto';
 import { Worker } from '@temporalio/worker';
 
-import { WORKFLOW_BUNDLE } from '../../src/worker';
+import { REPLAY_SINKS, WORKFLOW_BUNDLE } from '../../src/worker';
 import { testCodec } from '../support/temporal';
 
 /**
@@ -35,6 +35,7 @@ test('every recorded history replays without non-determinism', async () => {
   for await (const r of Worker.runReplayHistories(
     {
       ...WORKFLOW_BUNDLE,
+      sinks: REPLAY_SINKS,
       dataConverter: { payloadCodecs: [testCodec()] },
       replayName: 'ci-replay',
     },

@@ -17,7 +17,7 @@ import { ApplicationFailure } from '@temporalio/common';
 
 import type { CaseActivities } from '../../src/activities/types';
 import { caseStartSearchAttributes } from '../../src/temporal/search-attributes';
-import { caseWorkflow, caseWorkflowV2, caseWorkflowV3, caseWorkflowV4 } from '../../src/workflows';
+import { caseWorkflow, caseWorkflowV2, caseWorkflowV3, caseWorkflowV4, caseWorkflowV5 } from '../../src/workflows';
 import { stateQuery, type CaseInput, type CaseState } from '../../src/workflows/messages';
 import { createTestDatabase, type TestDatabase } from './db';
 import { connectTest, uniqueQueue } from './temporal';
@@ -70,13 +70,15 @@ export interface Harness {
   /**
    * A case on the decision core: caseWorkflowV3 by default (the type most recorded histories were
    * made on, and which still drains; it decides as v4 does, with the patches v4 has always on), or
-   * caseWorkflowV4 (as the API starts new cases) or caseWorkflowV2 when asked.
+   * caseWorkflowV5 (as the API starts new cases), caseWorkflowV4 or caseWorkflowV2 when asked.
    */
   startV2(
     opts?: Partial<TransferRequest> & {
       policy?: Policy;
       options?: CaseInput['options'];
-      workflowType?: 'caseWorkflowV2' | 'caseWorkflowV3' | 'caseWorkflowV4';
+      workflowType?: 'caseWorkflowV2' | 'caseWorkflowV3' | 'caseWorkflowV4' | 'caseWorkflowV5';
+      /** Another worker's task queue (a test's own worker); the harness's by default. */
+      taskQueue?: string;
     },
   ): Promise<WorkflowHandle<typeof caseWorkflowV3>>;
   db: TestDatabase;
@@ -84,6 +86,8 @@ export interface Harness {
   taskQueue: string;
   client: Awaited<ReturnType<typeof connectTest>>['client'];
   connection: Awaited<ReturnType<typeof connectTest>>['connection'];
+  /** The worker side's connection, for a test's own worker. */
+  nativeConnection: Awaited<ReturnType<typeof connectTest>>['nativeConnection'];
   hotel: ReturnType<typeof createHotelService>;
   codec: Awaited<ReturnType<typeof connectTest>>['codec'];
   start(
@@ -168,11 +172,11 @@ export async function createHarness(
   const harness: Harness = {
     faults,
     async startV2(opts = {}) {
-      const { policy = testPolicy(), options, workflowType = 'caseWorkflowV3', ...req } = opts;
+      const { policy = testPolicy(), options, workflowType = 'caseWorkflowV3', taskQueue: queue, ...req } = opts;
       const request = requestFor(req);
-      const type = { caseWorkflowV2, caseWorkflowV3, caseWorkflowV4 }[workflowType];
+      const type = { caseWorkflowV2, caseWorkflowV3, caseWorkflowV4, caseWorkflowV5 }[workflowType];
       return t.client.workflow.start(type, {
-        taskQueue,
+        taskQueue: queue ?? taskQueue,
         workflowId: `case-${request.caseNo}`,
         args: [{ request, policy, options }],
         // As the API starts a case (v3 skips the upsert its first task would make).
@@ -184,6 +188,7 @@ export async function createHarness(
     taskQueue,
     client: t.client,
     connection: t.connection,
+    nativeConnection: t.nativeConnection,
     codec: t.codec,
     hotel,
     async start(opts = {}) {

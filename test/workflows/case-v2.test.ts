@@ -23,8 +23,12 @@ import {
   resolveEscalationUpdate,
   viewQuery,
 } from '../../src/workflows/messages';
-import { recordCase } from '../../src/activities';
-import { WORKFLOW_BUNDLE } from '../../src/worker';
+import { createActivities, recordCase } from '../../src/activities';
+import type { RecordCaseInput } from '../../src/activities/types';
+import { createIntegrations } from '../../src/integrations';
+import { createLogger } from '../../src/log';
+import { createWorker, REPLAY_SINKS, WORKFLOW_BUNDLE } from '../../src/worker';
+import { uniqueQueue } from '../support/temporal';
 import {
   PERSON,
   community,
@@ -50,7 +54,7 @@ type Handle = Awaited<ReturnType<Harness['startV2']>>;
 const started: Handle[] = [];
 
 const HISTORIES = path.resolve(__dirname, '..', 'histories');
-async function maybeRecord(name: string, handle: Handle, type: 'v4' | 'v3' | 'v2' = 'v3'): Promise<void> {
+async function maybeRecord(name: string, handle: Handle, type: 'v5' | 'v4' | 'v3' | 'v2' = 'v3'): Promise<void> {
   if (process.env.RECORD_HISTORIES !== '1') return;
   const history = await handle.fetchHistory();
   fs.writeFileSync(
@@ -234,7 +238,7 @@ test('a case that began writing the read model in the task goes on by activity a
     // Replayed here, while its harness is open (the last test replays the cases of `h` only).
     started.splice(started.indexOf(handle), 1);
     await Worker.runReplayHistory(
-      { ...WORKFLOW_BUNDLE, dataConverter: { payloadCodecs: [u.codec] }, replayName: 'upgrade' },
+      { ...WORKFLOW_BUNDLE, sinks: REPLAY_SINKS, dataConverter: { payloadCodecs: [u.codec] }, replayName: 'upgrade' },
       await handle.fetchHistory(),
     );
   } finally {
@@ -844,6 +848,140 @@ test("v4: a sample's first result answered with its write (recordLabResult), its
   await maybeRecord('lab-answered-released', handle, 'v4');
 });
 
+/** A case's health checks in the read model, by id. */
+const checksIn = async (caseNo: string) =>
+  (await h.db.db.select().from(schema.healthChecks).where(eq(schema.healthChecks.caseNo, caseNo)))
+    .map((r) => r.id)
+    .sort();
+/** No activity and no workflow task pending: the case is between tasks. */
+const between = async (handle: Handle) => {
+  const d = await handle.describe();
+  return (d.raw.pendingActivities ?? []).length === 0 && !d.raw.pendingWorkflowTask;
+};
+const check = (checkId: string, version?: number) => ({
+  checkId,
+  takenAt: now(),
+  temperatureC: 36.6,
+  symptoms: [],
+  by: nurse,
+  key: checkId,
+  ...(version !== undefined ? { readModel: { version } } : {}),
+});
+
+test('v5, as new cases run it: the read model written in the workflow task, there by the answer; no recordCase activity but perhaps the last write', async () => {
+  const handle = await h.startV2({ workflowType: 'caseWorkflowV5' });
+  const v0 = await arrive(handle);
+  const rowOf = () => caseRowIn(h, v0.caseNo);
+  // Written by the worker in the task that made the change, before the task completed: a query
+  // answered after it finds the row at least as new as the case it reads.
+  expect((await rowOf())!.stateVersion).toBeGreaterThanOrEqual(v0.version);
+  await waitFor(() => between(handle));
+  const version = (await rowOf())!.stateVersion;
+  // Sent as the API sends it, with the row's version: a v5 case hands no write to the API.
+  const a = await handle.executeUpdate(healthCheckUpdate, { args: [check('v5-a', version)] });
+  expect(a.readModelWrite).toBeUndefined();
+  // No waiting: in the read model when the answer comes.
+  expect(await checksIn(v0.caseNo)).toContain('v5-a');
+  expect((await rowOf())!.stateVersion).toBeGreaterThan(version);
+  // A queued check (a signal) too, with no activity: in the read model as soon as its task ran.
+  await handle.signal(healthCheckSignal, check('v5-queued'));
+  await waitFor(async () => (await checksIn(v0.caseNo)).includes('v5-queued'));
+  expect(recordTasksOf((await handle.fetchHistory()).events ?? [])).toHaveLength(0);
+  const v = await toRelease(handle);
+  expect(v.phase).toBe('RELEASED');
+  expect((await rowOf())!.stateVersion).toBe(v.version);
+  expect((await rowOf())!.phase).toBe('RELEASED');
+  const events = (await handle.fetchHistory()).events ?? [];
+  // At most the run's last write goes by activity: the task that ends the run makes no write in
+  // the task (it could never hear that one failed); a write in an earlier task is known made.
+  expect(recordTasksOf(events).length).toBeLessThanOrEqual(1);
+  expect(patchesOf(events)).toEqual([]);
+  expect(localActivityMarkersOf(events)).toHaveLength(0);
+  expect(await behindSignalsOf(events)).toHaveLength(0);
+  await maybeRecord('task-writes-released', handle, 'v5');
+});
+
+test('v5: a write the worker cannot make is reported to the case before its task completes; the case writes by activity until the database takes it, then in the task again', async () => {
+  const handle = await h.startV2({ workflowType: 'caseWorkflowV5', policy: testPolicy({ stayDays: 3 }) });
+  const v0 = await arrive(handle);
+  const rowOf = () => caseRowIn(h, v0.caseNo);
+  await waitFor(() => between(handle));
+  // Postgres refuses the case's writes, in the task and by activity alike.
+  let refused = 0;
+  h.faults.recordCase = () => {
+    refused++;
+    return true;
+  };
+  const reply = await handle.executeUpdate(healthCheckUpdate, { args: [check('v5-down')] });
+  expect(reply).toMatchObject({ checkId: 'v5-down' });
+  expect(await checksIn(v0.caseNo)).not.toContain('v5-down');
+  // The report came with the task's fence, and the case went to the activity path.
+  const historyOf = async () => (await handle.fetchHistory()).events ?? [];
+  await waitFor(async () => recordTasksOf(await historyOf()).length >= 1);
+  const behind = await behindSignalsOf(await historyOf());
+  expect(behind).toHaveLength(1);
+  expect(behind[0]).toMatchObject({ fence: expect.any(Number) as number });
+  expect((await view(handle)).checks.map((c) => c.checkId)).toContain('v5-down');
+  await waitFor(async () => refused >= 2);
+  // Postgres back: the activity's retry writes what was kept.
+  delete h.faults.recordCase;
+  await waitFor(async () => (await checksIn(v0.caseNo)).includes('v5-down'), 30_000);
+  await waitFor(async () => (await between(handle)) && (await rowOf())?.stateVersion === (await view(handle)).version);
+  const activityWrites = recordTasksOf(await historyOf()).length;
+  // In the task again: the next check is in the read model at its answer, with no activity.
+  await handle.executeUpdate(healthCheckUpdate, { args: [check('v5-back')] });
+  expect(await checksIn(v0.caseNo)).toContain('v5-back');
+  expect(recordTasksOf(await historyOf())).toHaveLength(activityWrites);
+  await handle.executeUpdate(cancelUpdate, { args: [{ reason: 'test over', by: supervisor }] });
+  const end = await waitView(handle, (x) => !!x.endedAt, 'ended');
+  await waitFor(async () => (await rowOf())?.stateVersion === end.version);
+  await maybeRecord('task-writes-refused', handle, 'v5');
+});
+
+test('v5: the worker makes the write before Temporal hears the task complete (the SDK awaits the sink), so a slow write holds the answer, never the reverse', async () => {
+  // This build relies on @temporalio/worker awaiting a sink's promise before it sends the
+  // activation's completion (processSinkCalls): an SDK that stopped doing so fails here.
+  const queue = uniqueQueue('wf5-slow');
+  const log = createLogger('warn');
+  const integrations = createIntegrations(h.config, { db: h.db.db, log });
+  const writes: { caseNo: string; version: number; doneAt: number }[] = [];
+  const worker = await createWorker({
+    connection: h.nativeConnection,
+    config: h.config,
+    codec: h.codec,
+    activities: createActivities({ db: h.db.db, integrations, log }),
+    taskQueue: queue,
+    taskWrite: async (batch: RecordCaseInput) => {
+      await new Promise((r) => setTimeout(r, 400));
+      await recordCase(h.db.db, batch);
+      writes.push({ caseNo: batch.row.caseNo, version: batch.row.stateVersion ?? 0, doneAt: Date.now() });
+    },
+  });
+  const running = worker.run();
+  try {
+    const handle = await h.startV2({ workflowType: 'caseWorkflowV5', taskQueue: queue });
+    started.splice(started.indexOf(handle), 1); // replayed here: its worker is this test's
+    const v0 = await arrive(handle);
+    await waitFor(() => between(handle));
+    const answered = await handle.executeUpdate(healthCheckUpdate, { args: [check('v5-slow')] });
+    const answeredAt = Date.now();
+    expect(answered).toMatchObject({ checkId: 'v5-slow' });
+    const w = writes.filter((x) => x.caseNo === v0.caseNo).at(-1)!;
+    expect(w.doneAt).toBeLessThanOrEqual(answeredAt);
+    expect(await checksIn(v0.caseNo)).toContain('v5-slow');
+    await handle.executeUpdate(cancelUpdate, { args: [{ reason: 'test over', by: supervisor }] });
+    await waitView(handle, (x) => !!x.endedAt, 'ended');
+    await Worker.runReplayHistory(
+      { ...WORKFLOW_BUNDLE, sinks: REPLAY_SINKS, dataConverter: { payloadCodecs: [h.codec] }, replayName: 'slow' },
+      await handle.fetchHistory(),
+    );
+  } finally {
+    integrations.close();
+    worker.shutdown();
+    await running;
+  }
+});
+
 test('every history these tests produced replays against the code that produced it', async () => {
   expect(started.length).toBeGreaterThanOrEqual(5);
   const histories = await Promise.all(
@@ -851,7 +989,7 @@ test('every history these tests produced replays against the code that produced 
   );
   const errors: string[] = [];
   for await (const r of Worker.runReplayHistories(
-    { ...WORKFLOW_BUNDLE, dataConverter: { payloadCodecs: [h.codec] } },
+    { ...WORKFLOW_BUNDLE, sinks: REPLAY_SINKS, dataConverter: { payloadCodecs: [h.codec] } },
     histories,
   )) {
     if (!r.error) continue;
@@ -873,6 +1011,16 @@ const caseRowIn = async (hx: Harness, caseNo: string) =>
 type HistoryEvents = NonNullable<Awaited<ReturnType<Handle['fetchHistory']>>['events']>;
 const recordTasksOf = (events: HistoryEvents) =>
   events.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'recordCase');
+/** The readModelBehind signals' inputs, decoded, in order. */
+const behindSignalsOf = async (events: HistoryEvents): Promise<unknown[]> =>
+  Promise.all(
+    events
+      .filter((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'readModelBehind')
+      .map(async (e) => {
+        const [p] = await h.codec.decode([e.workflowExecutionSignaledEventAttributes!.input!.payloads![0]!]);
+        return JSON.parse(Buffer.from(p!.data!).toString()) as unknown;
+      }),
+  );
 const localActivityMarkersOf = (events: HistoryEvents) =>
   events.filter((e) => e.markerRecordedEventAttributes?.markerName === 'core_local_activity');
 /** The ids of the patches a history's markers name, in order. */

@@ -1,0 +1,107 @@
+import type { InjectedSinks } from '@temporalio/worker';
+
+import { within } from '../deadline';
+import type { Logger } from '../log';
+import type { ReadModelSinks } from '../workflows/sinks';
+import type { RecordCaseInput } from './types';
+
+/**
+ * How long a write made in a workflow task may take before the worker reports it failed. The
+ * task's completion (with the case's answer and its alerts) waits for it, so it is short: a
+ * database that is slow or away costs the case one report and a write by activity, not its alerts.
+ */
+export const TASK_WRITE_DEADLINE_MS = 1000;
+/** After this many failed writes in a row, the next ones are refused at once for a while... */
+export const TASK_WRITE_FAILURES_AWAY = 3;
+/** ...this long after the last real failure: each case then writes by activity, which retries. */
+export const TASK_WRITE_COOLDOWN_MS = 10_000;
+/**
+ * Reporting a failed write is tried for a little longer than a workflow task's timeout (10 s): if
+ * Temporal does not take the report by then, it did not take the task's completion either, and the
+ * task's retry writes again.
+ */
+const REPORT_RETRY_MS = [100, 250, 500, 1000, 2000, 3000, 5000];
+
+export interface TaskWriteOptions {
+  /** Makes one write (batched with others by the caller if it likes); rejects if not made. */
+  write(batch: RecordCaseInput): Promise<void>;
+  /** Tells the case that the write of the task at `fence` was not made (readModelBehindSignal to that run). */
+  report(workflowId: string, runId: string, input: { version: number; fence: number }): Promise<void>;
+  log: Logger;
+  now?: () => number;
+  sleep?: (ms: number) => Promise<void>;
+}
+
+/**
+ * The worker's end of the read model written in the workflow task (caseWorkflowV5,
+ * src/workflows/sinks.ts). The SDK calls a sink after the workflow's activation and awaits it
+ * before it hands the activation's completion to core (@temporalio/worker, processSinkCalls), so
+ * the write is made, or its failure reported to the case, before Temporal hears the task complete:
+ *
+ * - made: the case's next task comes with no report, and the case counts the write as made;
+ * - not made (refused, failed, or not within TASK_WRITE_DEADLINE_MS): the case is sent
+ *   `readModelBehind` with the task's fence before the task completes. Temporal holds a signal that
+ *   arrives during a task for the next one, so the case hears of it in the very next task, and
+ *   writes by activity (which retries) from then until one succeeds.
+ *
+ * Not called while a case's history is replayed (`callDuringReplay: false`): those writes were
+ * made when the tasks ran. A task that fails after its write (the worker dies before completing
+ * it) is retried and writes again: the later write at the same version replaces the earlier
+ * (shaodian_record_case), which is why the SDK's warning that such a sink may run twice for one
+ * point of history is harmless here. test/workflows/case-v5.test.ts holds the order (the write
+ * before the task's completion) against the SDK: an upgrade that changed it fails there.
+ */
+export function taskWriteSinks(opts: TaskWriteOptions): InjectedSinks<ReadModelSinks> {
+  const now = opts.now ?? Date.now;
+  const sleep = opts.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+  const log = opts.log.child({ component: 'task-writes' });
+  const away = { failures: 0, lastFailureAt: -Infinity };
+  return {
+    readModel: {
+      write: {
+        callDuringReplay: false,
+        async fn(info, batch, fence) {
+          const version = batch.row.stateVersion ?? 0;
+          let reason: string;
+          if (away.failures >= TASK_WRITE_FAILURES_AWAY && now() - away.lastFailureAt < TASK_WRITE_COOLDOWN_MS) {
+            reason = 'the read model failed moments ago';
+          } else {
+            try {
+              await within(TASK_WRITE_DEADLINE_MS, 'read model', () => opts.write(batch));
+              away.failures = 0;
+              return;
+            } catch (err) {
+              away.failures++;
+              away.lastFailureAt = now();
+              // recordCase's error names no value of the write (src/activities recordCaseError).
+              reason = err instanceof Error ? err.message : String(err);
+            }
+          }
+          log.warn('read model write in the workflow task not made; the case writes it by activity', {
+            workflowId: info.workflowId,
+            version,
+            reason,
+          });
+          for (let attempt = 0; ; attempt++) {
+            try {
+              await opts.report(info.workflowId, info.runId, { version, fence });
+              return;
+            } catch (err) {
+              if (attempt >= REPORT_RETRY_MS.length) {
+                // Temporal has not taken this for longer than a task may run: nor the task's
+                // completion, whose retry writes again.
+                log.error('could not tell the case its read-model write was not made', {
+                  workflowId: info.workflowId,
+                  version,
+                  error: err instanceof Error ? err.name : 'unknown',
+                });
+                return;
+              }
+              await sleep(REPORT_RETRY_MS[attempt]!);
+            }
+          }
+        },
+      },
+    },
+  };
+}

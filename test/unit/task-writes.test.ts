@@ -1,0 +1,108 @@
+/**
+ * The worker's end of the read model written in the workflow task (src/activities/task-writes.ts):
+ * a write made is silent; a write not made (failed, refused, too slow) is reported to its case with
+ * the task's fence before the sink returns, which is before the task can complete; a database that
+ * keeps failing is not tried on every write; a report Temporal does not take is tried again for
+ * longer than a task may run.
+ */
+import type { WorkflowInfo } from '@temporalio/workflow';
+
+import type { RecordCaseInput } from '../../src/activities/types';
+import { taskWriteSinks, TASK_WRITE_COOLDOWN_MS, TASK_WRITE_FAILURES_AWAY } from '../../src/activities/task-writes';
+import { createLogger } from '../../src/log';
+
+const info = { workflowId: 'case-QC1', runId: 'run-1' } as WorkflowInfo;
+const batch = (version: number) => ({ row: { caseNo: 'QC1', stateVersion: version } }) as unknown as RecordCaseInput;
+
+function world(opts: { write?: () => Promise<void>; reportFails?: number } = {}) {
+  let t = 1_000_000;
+  const reports: { workflowId: string; runId: string; input: { version: number; fence: number } }[] = [];
+  const sleeps: number[] = [];
+  let writes = 0;
+  let reportFailures = opts.reportFails ?? 0;
+  const sinks = taskWriteSinks({
+    write: async () => {
+      writes++;
+      await (opts.write ?? (async () => undefined))();
+    },
+    report: async (workflowId, runId, input) => {
+      if (reportFailures-- > 0) throw new Error('Temporal away');
+      reports.push({ workflowId, runId, input });
+    },
+    log: createLogger('silent'),
+    now: () => t,
+    sleep: async (ms) => void sleeps.push(ms),
+  });
+  const write = (version: number, fence: number) => sinks.readModel.write.fn(info, batch(version), fence);
+  return {
+    write,
+    reports,
+    sleeps,
+    get writes() {
+      return writes;
+    },
+    advance: (ms: number) => void (t += ms),
+    sinks,
+  };
+}
+
+test('a write made: nothing reported; never called while a history is replayed', async () => {
+  const w = world();
+  await w.write(3, 17);
+  expect(w.writes).toBe(1);
+  expect(w.reports).toEqual([]);
+  expect(w.sinks.readModel.write.callDuringReplay).toBe(false);
+});
+
+test('a write that fails is reported to its run with the version and the fence, before the sink returns', async () => {
+  const w = world({ write: () => Promise.reject(new Error('read model write failed: connection refused')) });
+  await w.write(5, 42);
+  expect(w.reports).toEqual([{ workflowId: 'case-QC1', runId: 'run-1', input: { version: 5, fence: 42 } }]);
+});
+
+test('a write slower than its deadline is reported as not made', async () => {
+  const w = world({ write: () => new Promise((r) => setTimeout(r, 1500)) });
+  await w.write(6, 50);
+  expect(w.reports.map((r) => r.input)).toEqual([{ version: 6, fence: 50 }]);
+});
+
+test('after failures in a row, writes are refused at once (and reported) until the cool-down has passed since the last real failure', async () => {
+  const w = world({ write: () => Promise.reject(new Error('down')) });
+  for (let i = 0; i < TASK_WRITE_FAILURES_AWAY; i++) await w.write(i, 100 + i);
+  expect(w.writes).toBe(TASK_WRITE_FAILURES_AWAY);
+  // Refused without trying, however many come, and the refusals do not extend the cool-down.
+  w.advance(TASK_WRITE_COOLDOWN_MS / 2);
+  await w.write(10, 200);
+  w.advance(TASK_WRITE_COOLDOWN_MS / 2 - 1);
+  await w.write(11, 201);
+  expect(w.writes).toBe(TASK_WRITE_FAILURES_AWAY);
+  expect(w.reports).toHaveLength(TASK_WRITE_FAILURES_AWAY + 2);
+  // The cool-down over: tried again.
+  w.advance(1);
+  await w.write(12, 202);
+  expect(w.writes).toBe(TASK_WRITE_FAILURES_AWAY + 1);
+});
+
+test('a success ends the run of failures', async () => {
+  let fail = true;
+  const w = world({ write: () => (fail ? Promise.reject(new Error('down')) : Promise.resolve()) });
+  for (let i = 0; i < TASK_WRITE_FAILURES_AWAY - 1; i++) await w.write(i, i);
+  fail = false;
+  await w.write(9, 9);
+  fail = true;
+  for (let i = 0; i < TASK_WRITE_FAILURES_AWAY - 1; i++) await w.write(20 + i, 20 + i);
+  // Never three in a row: every write was tried.
+  expect(w.writes).toBe(2 * (TASK_WRITE_FAILURES_AWAY - 1) + 1);
+});
+
+test('a report Temporal does not take is tried again, for longer than a workflow task may run', async () => {
+  const w = world({ write: () => Promise.reject(new Error('down')), reportFails: 3 });
+  await w.write(7, 70);
+  expect(w.reports.map((r) => r.input)).toEqual([{ version: 7, fence: 70 }]);
+  expect(w.sleeps).toHaveLength(3);
+  const never = world({ write: () => Promise.reject(new Error('down')), reportFails: 1000 });
+  await never.write(8, 80);
+  expect(never.reports).toEqual([]);
+  // The task's completion cannot be taken either after 10 s (its timeout): its retry writes again.
+  expect(never.sleeps.reduce((a, b) => a + b, 0)).toBeGreaterThan(10_000);
+});
