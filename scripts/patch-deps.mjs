@@ -7,6 +7,13 @@
 // fault suite hit it (the worker died when the database reset its connections). The guard settles
 // the write as the closed connection's error instead, which the query's caller can catch.
 //
+// postgres (3.4.9; no upstream issue found): the connection counts a result's rows in one variable
+// that CommandComplete resets and ErrorResponse does not. A statement that sends rows and then
+// fails (our batched read-model write: one function call per row, the fourth refused) leaves the
+// count standing, and the connection's next query fills its result from that index: [null, row].
+// Code that reads the first row then reads null (test/activities/record-case.test.ts found it: a
+// write after a refused batch "returned no row"). The reset on ErrorResponse fixes it.
+//
 // @temporalio/worker (temporalio/sdk-typescript#1587, "Using async functions degrades
 // performance"): the workflow thread installs a V8 promise hook that captures and formats a stack
 // trace for every promise a workflow creates, and keeps it while the promise is pending, only to
@@ -33,7 +40,32 @@ const TO = `  function nextWrite(fn) {
     }
     const x = socket.write(chunk, fn)`;
 
+const ROWS_MARK = '/* shaodian: rows reset on ErrorResponse */';
+const ROWS_FROM = `  function ErrorResponse(x) {
+    if (query) {`;
+const ROWS_TO = `  function ErrorResponse(x) {
+    ${ROWS_MARK}
+    rows = 0
+    if (query) {`;
+
 let patched = 0;
+for (const build of ['src', 'cjs/src', 'cf/src']) {
+  const file = path.join(root, 'node_modules', 'postgres', build, 'connection.js');
+  if (!fs.existsSync(file)) continue;
+  const text = fs.readFileSync(file, 'utf8');
+  if (text.includes(ROWS_MARK)) continue;
+  if (!text.includes(ROWS_FROM)) {
+    console.error(
+      `patch-deps: ${file} has changed upstream; check whether ErrorResponse resets rows and drop this patch`,
+    );
+    process.exit(1);
+  }
+  fs.writeFileSync(file, text.replace(ROWS_FROM, ROWS_TO));
+  patched++;
+}
+if (patched) console.log(`patch-deps: postgres row count reset applied to ${patched} build(s)`);
+
+patched = 0;
 for (const build of ['src', 'cjs/src', 'cf/src']) {
   const file = path.join(root, 'node_modules', 'postgres', build, 'connection.js');
   if (!fs.existsSync(file)) continue;

@@ -408,6 +408,7 @@ export function recordCasePayload(input: RecordCaseInput): Record<string, unknow
       inspection_status: row.inspectionStatus ?? 'none',
       ended_at: instant(row.endedAt),
       state_version: row.stateVersion ?? 0,
+      written_fence: input.fence ?? null,
     },
     events: input.events.map((e) => ({
       seq: e.seq,
@@ -468,12 +469,15 @@ export function recordCasePayload(input: RecordCaseInput): Record<string, unknow
             note: ins.note ?? null,
           }
         : null,
+    // Absent, not null, when there is none: the function tests for the key.
+    ...(input.repair ? { repair: input.repair } : {}),
   };
 }
 
 /**
  * Writes the read model and the event log in one statement (the database function
- * `shaodian_record_case`, drizzle/0007_record_case_function.sql, which carries the rules): one
+ * `shaodian_record_case`, drizzle/0007_record_case_function.sql, replaced by
+ * drizzle/0008_task_write_fence.sql for v5's fenced and repair writes; it carries the rules): one
  * round trip where the same write as a transaction of statements took five to seven. The cases
  * row never moves back (a late retry of an older write changes nothing); a write at the version
  * the row holds replaces it, so the last write at a version wins: a write made inside a workflow

@@ -10,17 +10,20 @@ import type { RecordCaseInput } from './types';
  * task's completion (with the case's answer and its alerts) waits for it, so it is short: a
  * database that is slow or away costs the case one report and a write by activity, not its alerts.
  */
-export const TASK_WRITE_DEADLINE_MS = 1000;
+export const TASK_WRITE_DEADLINE_MS = 2000;
 /** After this many failed writes in a row, the next ones are refused at once for a while... */
 export const TASK_WRITE_FAILURES_AWAY = 3;
 /** ...this long after the last real failure: each case then writes by activity, which retries. */
 export const TASK_WRITE_COOLDOWN_MS = 10_000;
 /**
- * Reporting a failed write is tried for a little longer than a workflow task's timeout (10 s): if
- * Temporal does not take the report by then, it did not take the task's completion either, and the
- * task's retry writes again.
+ * Reporting a failed write is tried, with these pauses (the last repeated), for a little longer
+ * than the workflow task's timeout (the task's own `taskTimeoutMs`, 10 s by default): if Temporal
+ * does not take the report by then, it did not take the task's completion either, and the task's
+ * retry writes again.
  */
-const REPORT_RETRY_MS = [100, 250, 500, 1000, 2000, 3000, 5000];
+const REPORT_PAUSES_MS = [100, 250, 500, 1000, 2000];
+/** Our own deadlines, not the database's word: a busy worker or queue, not a database away. */
+const OWN_DEADLINE = /no answer within|not made in|did not finish in|queued beyond/;
 
 export interface TaskWriteOptions {
   /** Makes one write (batched with others by the caller if it likes); rejects if not made. */
@@ -46,9 +49,12 @@ export interface TaskWriteOptions {
  *
  * Not called while a case's history is replayed (`callDuringReplay: false`): those writes were
  * made when the tasks ran. A task that fails after its write (the worker dies before completing
- * it) is retried and writes again: the later write at the same version replaces the earlier
- * (shaodian_record_case), which is why the SDK's warning that such a sink may run twice for one
- * point of history is harmless here. test/workflows/case-v5.test.ts holds the order (the write
+ * it) is retried, from the history, by a worker that takes the case up afresh: its first write is
+ * a repair (every sample, check and escalation id the case has), and writes go in the order of
+ * their tasks, not of their versions (drizzle/0008_task_write_fence.sql), so what the failed task
+ * wrote of its own is replaced or removed. That is why the SDK's warning that such a sink may run
+ * twice for one point of history is harmless here. test/workflows/case-v2.test.ts ("v5: the worker makes the
+ * write before Temporal hears the task complete") holds the order (the write
  * before the task's completion) against the SDK: an upgrade that changed it fails there.
  */
 export function taskWriteSinks(opts: TaskWriteOptions): InjectedSinks<ReadModelSinks> {
@@ -71,10 +77,16 @@ export function taskWriteSinks(opts: TaskWriteOptions): InjectedSinks<ReadModelS
               away.failures = 0;
               return;
             } catch (err) {
-              away.failures++;
-              away.lastFailureAt = now();
               // recordCase's error names no value of the write (src/activities recordCaseError).
               reason = err instanceof Error ? err.message : String(err);
+              // Only the database's own failures count towards refusing writes at once: a write
+              // that waited out its deadline behind others (a busy box) says nothing of the
+              // database, and refusing every write then would send every case to the costlier
+              // activity path exactly when the box is busiest.
+              if (!OWN_DEADLINE.test(reason)) {
+                away.failures++;
+                away.lastFailureAt = now();
+              }
             }
           }
           log.warn('read model write in the workflow task not made; the case writes it by activity', {
@@ -82,12 +94,14 @@ export function taskWriteSinks(opts: TaskWriteOptions): InjectedSinks<ReadModelS
             version,
             reason,
           });
+          const budget = (info.taskTimeoutMs || 10_000) + 1000;
+          let paused = 0;
           for (let attempt = 0; ; attempt++) {
             try {
               await opts.report(info.workflowId, info.runId, { version, fence });
               return;
             } catch (err) {
-              if (attempt >= REPORT_RETRY_MS.length) {
+              if (paused > budget) {
                 // Temporal has not taken this for longer than a task may run: nor the task's
                 // completion, whose retry writes again.
                 log.error('could not tell the case its read-model write was not made', {
@@ -97,7 +111,9 @@ export function taskWriteSinks(opts: TaskWriteOptions): InjectedSinks<ReadModelS
                 });
                 return;
               }
-              await sleep(REPORT_RETRY_MS[attempt]!);
+              const pause = REPORT_PAUSES_MS[Math.min(attempt, REPORT_PAUSES_MS.length - 1)]!;
+              paused += pause;
+              await sleep(pause);
             }
           }
         },

@@ -154,6 +154,17 @@ export interface RecordCaseInput {
     inspector?: string;
     note?: string;
   };
+  /**
+   * caseWorkflowV5: the task that made the write (its run, then its history length). Such writes
+   * go in the order of their tasks (drizzle/0008_task_write_fence.sql).
+   */
+  fence?: number;
+  /**
+   * caseWorkflowV5: every sample, check and escalation id the case has, on a write that repairs
+   * what a task that never completed may have written (the first write of a worker that took the
+   * case up afresh, and every activity write): rows of the case not listed are removed.
+   */
+  repair?: { samples: string[]; checks: string[]; escalations: string[] };
 }
 
 export interface CaseActivities {

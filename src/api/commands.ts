@@ -178,10 +178,11 @@ export function reportWaitMs(
 ): number | undefined {
   const wait = config.API_REPORT_WAIT_MS;
   if (behindMs < wait) return wait;
-  // The queued copy after an unanswered wait must still go out within the request's own time.
+  // The queued copy after an unanswered wait must still go out within the request's own time: one
+  // call to Temporal's deadline, and a second for what came before the wait and the probe after.
   const room =
     config.API_REQUEST_TIMEOUT_MS !== undefined
-      ? config.API_REQUEST_TIMEOUT_MS - (config.API_TEMPORAL_TIMEOUT_MS ?? 0)
+      ? config.API_REQUEST_TIMEOUT_MS - (config.API_TEMPORAL_TIMEOUT_MS ?? 0) - 1000
       : Infinity;
   const max = Math.max(wait, Math.min(config.API_REPORT_MAX_WAIT_MS, room));
   if (!polling || behindMs >= max) return undefined;

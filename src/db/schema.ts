@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
 import {
+  bigint,
   bigserial,
   boolean,
   index,
@@ -119,6 +120,11 @@ export const cases = pgTable(
     endedAt: timestamp('ended_at', { withTimezone: true }),
     /** The workflow's change counter: a late, retried write never overwrites a newer one. */
     stateVersion: integer('state_version').notNull().default(0),
+    /**
+     * caseWorkflowV5's order of its writes made in workflow tasks: the run and the task's history
+     * length (drizzle/0008: a write from a task that never completed is replaced by its retry's).
+     */
+    writtenFence: bigint('written_fence', { mode: 'number' }),
     updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
   },
   (t) => [

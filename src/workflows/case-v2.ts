@@ -253,6 +253,17 @@ async function runCase(input: CaseInputV2, v3: boolean, v4 = false, v5 = false):
    * by activity until one succeeds.
    */
   let taskWritesAway = false;
+  /**
+   * v5: whether this worker's copy of the case has made its first write since it took the case up
+   * (a replay after a restart, an eviction, or a task that failed): that write repairs whatever a
+   * task that never completed wrote. Not part of the case's state: it changes what the write
+   * carries, never a command.
+   */
+  let repairedHere = false;
+  /** How many runs came before this one: v5's writes are ordered by run, then task. */
+  const runNo = input.carried?.run ?? 0;
+  /** v5: the order of a write made now (the run, then the task's history length). */
+  const fenceNow = () => runNo * 2 ** 32 + workflowInfo().historyLength;
   const alarm = wakeAlarm(() => {
     wake++;
   });
@@ -575,7 +586,9 @@ async function runCase(input: CaseInputV2, v3: boolean, v4 = false, v5 = false):
     recording = true;
     const events = unrecorded;
     unrecorded = [];
-    const batch = recordInput(events);
+    // v5: in the order of the tasks, and a repair: the writes of a task that never completed are
+    // replaced whatever it left (an activity write is rare in v5: after a report, or the last).
+    const batch = v5 ? { ...recordInput(events), fence: fenceNow(), repair: repairIds() } : recordInput(events);
     const version = s.version;
     void (async () => {
       try {
@@ -621,7 +634,7 @@ async function runCase(input: CaseInputV2, v3: boolean, v4 = false, v5 = false):
    * the task that wrote could complete). Its content is then no longer owed.
    */
   function confirmTaskWrite(): void {
-    if (handed?.fence !== undefined && handed.fence !== workflowInfo().historyLength) handed = undefined;
+    if (handed?.fence !== undefined && handed.fence !== fenceNow()) handed = undefined;
   }
   /**
    * v5: the write handed to the worker, made before this task completes. A second write in the
@@ -631,14 +644,25 @@ async function runCase(input: CaseInputV2, v3: boolean, v4 = false, v5 = false):
     confirmTaskWrite();
     if (recording) return;
     if (handed) reclaim();
-    if (nothingToWrite()) return;
-    const fence = workflowInfo().historyLength;
+    // The first write of this copy of the case repairs, and is made even with nothing new.
+    const repair = !repairedHere && !workflowInfo().unsafe.isReplaying;
+    if (nothingToWrite() && !repair) return;
+    const fence = fenceNow();
     const events = unrecorded;
     unrecorded = [];
-    const batch = recordInput(events);
+    const batch = { ...recordInput(events), fence, ...(repair ? { repair: repairIds() } : {}) };
     handed = { events, batch, version: s.version, fence };
     recordedVersion = s.version;
+    if (repair) repairedHere = true;
     taskWrite.write(batch, fence);
+  }
+  /** Every sample, check and escalation the case has (a repair write). */
+  function repairIds(): NonNullable<RecordCaseInput['repair']> {
+    return {
+      samples: s.samples.map((x) => x.sampleId),
+      checks: s.checks.map((c) => c.checkId),
+      escalations: s.escalations.map((e) => e.id),
+    };
   }
 
   function recordInput(events: ChangeRecord[]): RecordCaseInput {
@@ -792,7 +816,13 @@ async function runCase(input: CaseInputV2, v3: boolean, v4 = false, v5 = false):
       if (quiet && shouldContinueAsNew()) {
         return await continueAsNew<typeof caseWorkflowV2>({
           ...input,
-          carried: { state: s, history, unrecorded, foldMissedChecks: ctx.foldMissedChecks === true },
+          carried: {
+            state: s,
+            history,
+            unrecorded,
+            foldMissedChecks: ctx.foldMissedChecks === true,
+            ...(v5 ? { run: runNo + 1 } : {}),
+          },
         });
       }
 

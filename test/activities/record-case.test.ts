@@ -488,3 +488,117 @@ it("the API's batched writer refuses at once beyond its queue limit", async () =
   await expect(first).rejects.toThrow(/did not finish/);
   await expect(queued).resolves.toBeUndefined();
 });
+
+describe('caseWorkflowV5: writes made in workflow tasks (drizzle/0008_task_write_fence.sql)', () => {
+  const escalation = (id: string, status = 'open'): Escalation => ({
+    id,
+    kind: 'missed_check',
+    level: 'nurse',
+    severity: 'amber',
+    reason: `escalation ${id}`,
+    status: status as Escalation['status'],
+    openedAt: '2024-03-02T00:00:00.000Z',
+  });
+  const check = (checkId: string) => ({
+    checkId,
+    takenAt: '2024-03-02T00:00:00.000Z',
+    temperatureC: 36.6,
+    symptoms: [],
+    by: nurse,
+  });
+  const escalationIds = async (caseNo: string) =>
+    (await tdb.db.select().from(escalations).where(eq(escalations.caseNo, caseNo))).map((e) => e.id).sort();
+  const checkIds = async (caseNo: string) =>
+    (await tdb.db.select().from(healthChecks).where(eq(healthChecks.caseNo, caseNo))).map((c) => c.id).sort();
+
+  it('a task that never completed wrote a later version and rows of its own: the retry, a repair at a later fence, replaces the row and removes them', async () => {
+    await recordCase(tdb.db, input(row('F1', 4), [ev(1, 'requested'), ev(2, 'arrived')], { fence: 100 }));
+    // The task at fence 105 wrote and never completed: version 6, an escalation, a check, two events.
+    await recordCase(
+      tdb.db,
+      input(row('F1', 6, { openEscalations: 1 }), [ev(3, 'escalation_opened'), ev(4, 'missed_check')], {
+        fence: 105,
+        escalations: [escalation('F1-E1')],
+        checks: [check('phantom')],
+        lastSeq: 4,
+      }),
+    );
+    // Its retry (fence 108) took a check first: version 5, no escalation. A lower version, still newer.
+    expect(
+      await recordCase(
+        tdb.db,
+        input(row('F1', 5), [ev(3, 'health_check', nurse)], {
+          fence: 108,
+          checks: [check('real')],
+          lastSeq: 3,
+          repair: { samples: [], checks: ['real'], escalations: [] },
+        }),
+      ),
+    ).toBe(true);
+    expect((await caseRow('F1'))!).toMatchObject({ stateVersion: 5, openEscalations: 0, writtenFence: 108 });
+    expect((await eventsOf('F1')).map((e) => `${e.seq}:${e.kind}`)).toEqual([
+      '1:requested',
+      '2:arrived',
+      '3:health_check',
+    ]);
+    expect(await escalationIds('F1')).toEqual([]);
+    expect(await checkIds('F1')).toEqual(['real']);
+  });
+
+  it('a write from an earlier task that lands late (a zombie) changes nothing, whatever its version', async () => {
+    await recordCase(tdb.db, input(row('F2', 3), [ev(1, 'requested')], { fence: 50 }));
+    await recordCase(tdb.db, input(row('F2', 4, { phase: 'OBSERVATION' }), [ev(2, 'arrived')], { fence: 60 }));
+    expect(await recordCase(tdb.db, input(row('F2', 9, { phase: 'RELEASED' }), [ev(2, 'wrong')], { fence: 55 }))).toBe(
+      false,
+    );
+    expect((await caseRow('F2'))!).toMatchObject({ stateVersion: 4, phase: 'OBSERVATION', writtenFence: 60 });
+    expect((await eventsOf('F2')).map((e) => e.kind)).toEqual(['requested', 'arrived']);
+  });
+
+  it('two writes of one task go by version; a repair of the same task wins (the retry of a task that failed)', async () => {
+    await recordCase(tdb.db, input(row('F3', 5), [], { fence: 70 }));
+    expect(await recordCase(tdb.db, input(row('F3', 4), [], { fence: 70 }))).toBe(false);
+    expect((await caseRow('F3'))!.stateVersion).toBe(5);
+    expect(
+      await recordCase(
+        tdb.db,
+        input(row('F3', 4), [], { fence: 70, repair: { samples: [], checks: [], escalations: [] } }),
+      ),
+    ).toBe(true);
+    expect((await caseRow('F3'))!.stateVersion).toBe(4);
+  });
+
+  it('a repair keeps what it lists, a late result the API filed, and a sample a lab has answered', async () => {
+    await recordCase(
+      tdb.db,
+      input(row('F4', 2), [], {
+        fence: 10,
+        escalations: [escalation('F4-E1'), escalation('F4-E2')],
+        checks: [check('c1'), check('c2')],
+      }),
+    );
+    await tdb.db.insert(escalations).values({
+      id: 'F4-L-S9-positive',
+      caseNo: 'F4',
+      kind: 'late_result',
+      level: 'command_centre',
+      severity: 'red',
+      reason: 'late',
+      status: 'open',
+      openedAt: new Date(),
+    });
+    await recordCase(
+      tdb.db,
+      input(row('F4', 3), [], { fence: 20, repair: { samples: [], checks: ['c1'], escalations: ['F4-E1'] } }),
+    );
+    expect(await escalationIds('F4')).toEqual(['F4-E1', 'F4-L-S9-positive']);
+    expect(await checkIds('F4')).toEqual(['c1']);
+  });
+
+  it('writes without a fence (older cases, the API) keep the version rule', async () => {
+    await recordCase(tdb.db, input(row('F5', 3)));
+    expect(await recordCase(tdb.db, input(row('F5', 2)))).toBe(false);
+    expect(await recordCase(tdb.db, input(row('F5', 3, { phase: 'OBSERVATION' })))).toBe(true);
+    expect((await caseRow('F5'))!).toMatchObject({ stateVersion: 3, phase: 'OBSERVATION', writtenFence: null });
+  });
+});

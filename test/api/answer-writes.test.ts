@@ -34,7 +34,12 @@ let integrations: Integrations;
 const faults = { apiWrites: 0 };
 
 beforeAll(async () => {
-  h = await createHarness({ label: 'answer_writes', env: { DRILL_DAY_SECONDS: '60' } });
+  // caseWorkflowV4, which drains: a v5 case writes in its task and hands no write out
+  // (test/api/task-writes.test.ts).
+  h = await createHarness({
+    label: 'answer_writes',
+    env: { DRILL_DAY_SECONDS: '60', CASE_WORKFLOW_TYPE: 'caseWorkflowV4' },
+  });
   await h.db.insert(hotels).values({ id: 'HA', name: 'Answer Hotel', district: 'D1', street: 'S1' });
   await h.db
     .insert(rooms)

@@ -24,7 +24,12 @@ let lab: { Authorization: string };
 
 beforeAll(async () => {
   // The simulated lab never answers by itself here: the test is the lab.
-  h = await createHarness({ label: 'lab_answered', env: { DRILL_DAY_SECONDS: '60', SIM_LAB_DELAY_MS: '86400000' } });
+  // On caseWorkflowV4, which drains and hands its write to the API (a v5 case writes in its task:
+  // test/api/task-writes.test.ts).
+  h = await createHarness({
+    label: 'lab_answered',
+    env: { DRILL_DAY_SECONDS: '60', SIM_LAB_DELAY_MS: '86400000', CASE_WORKFLOW_TYPE: 'caseWorkflowV4' },
+  });
   await h.db.insert(hotels).values({ id: 'HL', name: 'Lab Hotel', district: 'D1', street: 'S1' });
   await h.db
     .insert(rooms)

@@ -20,6 +20,20 @@ test('every build of postgres.js carries the nextWrite guard', () => {
 });
 
 /**
+ * And the row count a failed statement left standing: the connection's next query would fill its
+ * result from that index ([null, row]). Behaviour: test/activities/record-case.test.ts, whose
+ * fenced writes come after a batched write the database refused on a connection of the same pool.
+ */
+test('every build of postgres.js resets its row count when a statement fails', () => {
+  const root = path.resolve(__dirname, '..', '..', 'node_modules', 'postgres');
+  for (const file of ['src', 'cjs/src'].map((b) => path.join(root, b, 'connection.js'))) {
+    const text = fs.readFileSync(file, 'utf8');
+    const body = text.slice(text.indexOf('function ErrorResponse('), text.indexOf('function retry('));
+    expect({ file, reset: /\brows = 0\b/.test(body) }).toEqual({ file, reset: true });
+  }
+});
+
+/**
  * And @temporalio/worker: the workflow promise hook (a stack trace per promise, about half of a
  * cached case's memory) is installed only when SHAODIAN_WORKFLOW_STACK_TRACES is not 'off', and
  * the workflow thread is given that setting (temporalio/sdk-typescript#1587). Behaviour:

@@ -938,6 +938,69 @@ test('v5: a write the worker cannot make is reported to the case before its task
   await maybeRecord('task-writes-refused', handle, 'v5');
 });
 
+test('v5: what a task that never completed wrote of its own (a later version, an escalation, a check, events) is replaced by the first write of a worker that takes the case up afresh', async () => {
+  const handle = await h.startV2({ workflowType: 'caseWorkflowV5', policy: testPolicy({ stayDays: 3 }) });
+  const v0 = await arrive(handle);
+  const rowOf = () => caseRowIn(h, v0.caseNo);
+  await waitFor(() => between(handle));
+  const live = await view(handle);
+  const row = (await rowOf())!;
+  expect(row.stateVersion).toBe(live.version);
+  // A task after the last one wrote, then never completed (its worker died): a later version, an
+  // escalation and a check of its own, and events past the case's last.
+  const phantomFence = row.writtenFence! + 1;
+  const lastSeq = live.history.at(-1)!.seq;
+  await h.db.db
+    .update(schema.cases)
+    .set({ stateVersion: live.version + 5, writtenFence: phantomFence, openEscalations: 1 })
+    .where(eq(schema.cases.caseNo, v0.caseNo));
+  await h.db.db.insert(schema.escalations).values({
+    id: `${v0.caseNo}-E99`,
+    caseNo: v0.caseNo,
+    kind: 'missed_check',
+    level: 'nurse',
+    severity: 'amber',
+    reason: 'never happened',
+    status: 'open',
+    openedAt: new Date(),
+  });
+  await h.db.db.insert(schema.healthChecks).values({
+    id: 'phantom-check',
+    caseNo: v0.caseNo,
+    takenAt: new Date(),
+    recordedBy: 'k-med',
+  });
+  await h.db.db.insert(schema.caseEvents).values({
+    caseNo: v0.caseNo,
+    seq: lastSeq + 1,
+    actor: 'workflow',
+    kind: 'escalation_opened',
+    payload: {},
+    at: new Date(),
+  });
+  // The task's retry ran on another worker, which took the case up afresh.
+  await h.swapWorker();
+  await handle.executeUpdate(healthCheckUpdate, { args: [check('v5-after')] });
+  const after = await view(handle);
+  const repaired = (await rowOf())!;
+  expect(repaired.stateVersion).toBe(after.version);
+  expect(repaired.openEscalations).toBe(0);
+  expect(await checksIn(v0.caseNo)).toEqual(['v5-after']);
+  const escalationRows = await h.db.db
+    .select()
+    .from(schema.escalations)
+    .where(eq(schema.escalations.caseNo, v0.caseNo));
+  expect(escalationRows.map((e) => e.id).sort()).toEqual(after.escalations.map((e) => e.id).sort());
+  const eventRows = await h.db.db
+    .select()
+    .from(schema.caseEvents)
+    .where(eq(schema.caseEvents.caseNo, v0.caseNo))
+    .orderBy(schema.caseEvents.seq);
+  expect(eventRows.map((e) => `${e.seq}:${e.kind}`)).toEqual(after.history.map((e) => `${e.seq}:${e.kind}`));
+  await handle.executeUpdate(cancelUpdate, { args: [{ reason: 'test over', by: supervisor }] });
+  await waitView(handle, (x) => !!x.endedAt, 'ended');
+});
+
 test('v5: the worker makes the write before Temporal hears the task complete (the SDK awaits the sink), so a slow write holds the answer, never the reverse', async () => {
   // This build relies on @temporalio/worker awaiting a sink's promise before it sends the
   // activation's completion (processSinkCalls): an SDK that stopped doing so fails here.
@@ -958,6 +1021,7 @@ test('v5: the worker makes the write before Temporal hears the task complete (th
     },
   });
   const running = worker.run();
+  await h.addHotel(3); // rooms of its own: earlier cases may hold the shared hotel's
   try {
     const handle = await h.startV2({ workflowType: 'caseWorkflowV5', taskQueue: queue });
     started.splice(started.indexOf(handle), 1); // replayed here: its worker is this test's

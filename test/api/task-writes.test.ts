@@ -1,0 +1,262 @@
+import crypto from 'node:crypto';
+
+import { asc, eq } from 'drizzle-orm';
+import fc from 'fast-check';
+import request from 'supertest';
+
+import { createActivities } from '../../src/activities';
+import { workflowIdFor } from '../../src/api/ids';
+import { caseEvents, cases, escalations, healthChecks, hotels, rooms, samples } from '../../src/db/schema';
+import type { CaseView } from '../../src/domain/case/view';
+import { createIntegrations, type Integrations } from '../../src/integrations';
+import { createLogger } from '../../src/log';
+import { healthCheckSignal, stateQuery, type HealthCheckInput } from '../../src/workflows/messages';
+import { waitFor as waitUntil } from '../support/wait';
+import { caseInObservation, createHarness, startTestWorker, type Harness } from './harness';
+
+/**
+ * The read model written in the workflow task (caseWorkflowV5, src/activities/task-writes.ts),
+ * through the public API with a real worker: a 200 means the change is in the read model, with no
+ * activity written for it; a queued report reaches it with no activity either; a write the worker
+ * cannot make is reported to the case, which makes it by activity; and whatever order these come
+ * in, once quiet the read model equals the workflow.
+ */
+let h: Harness;
+let worker: { stop(): Promise<void> };
+let integrations: Integrations;
+/** The worker's next n read-model writes fail (in the task or by activity alike). */
+const faults = { workerWrites: 0 };
+
+beforeAll(async () => {
+  h = await createHarness({ label: 'task_writes', env: { DRILL_DAY_SECONDS: '60' } });
+  expect(h.config.CASE_WORKFLOW_TYPE).toBe('caseWorkflowV5');
+  await h.db.insert(hotels).values({ id: 'HT', name: 'Task Hotel', district: 'D1', street: 'S1' });
+  await h.db
+    .insert(rooms)
+    .values(
+      Array.from({ length: 40 }, (_, i) => ({ id: `HT-${101 + i}`, hotelId: 'HT', roomNo: String(101 + i), floor: 1 })),
+    );
+  const log = createLogger('warn');
+  integrations = createIntegrations(h.config, { db: h.db, log });
+  // The worker's own database object: its read-model writes fail while asked to; the API's do not.
+  const workerDb = Object.create(h.db) as typeof h.db;
+  const execute = h.db.execute.bind(h.db);
+  (workerDb as { execute: unknown }).execute = ((q: Parameters<typeof execute>[0]) => {
+    if (faults.workerWrites > 0 && JSON.stringify(q).includes('shaodian_record_case')) {
+      faults.workerWrites--;
+      return Promise.reject(new Error('read model refused the write (test)'));
+    }
+    return execute(q);
+  }) as typeof h.db.execute;
+  worker = await startTestWorker(h, { activities: () => createActivities({ db: workerDb, integrations, log }) });
+});
+afterAll(async () => {
+  await worker?.stop();
+  integrations?.close();
+  await h?.close();
+});
+
+type Auth = { Authorization: string };
+const waitFor = <T>(what: string, probe: () => Promise<T | undefined>, ms = 30_000) => waitUntil(what, probe, ms, 150);
+const handleOf = (caseNo: string) => h.temporal.client.workflow.getHandle(workflowIdFor(caseNo));
+
+/** What the read model holds of a case: its row's version, its checks, its events' numbers. */
+async function readModel(caseNo: string) {
+  const [row] = await h.db.select({ version: cases.stateVersion }).from(cases).where(eq(cases.caseNo, caseNo));
+  const checks = await h.db
+    .select({ id: healthChecks.id })
+    .from(healthChecks)
+    .where(eq(healthChecks.caseNo, caseNo))
+    .orderBy(asc(healthChecks.id));
+  const events = await h.db
+    .select({ seq: caseEvents.seq, kind: caseEvents.kind })
+    .from(caseEvents)
+    .where(eq(caseEvents.caseNo, caseNo))
+    .orderBy(asc(caseEvents.seq));
+  const escs = await h.db
+    .select({ id: escalations.id, status: escalations.status })
+    .from(escalations)
+    .where(eq(escalations.caseNo, caseNo))
+    .orderBy(asc(escalations.id));
+  const smps = await h.db
+    .select({ id: samples.sampleId, status: samples.status })
+    .from(samples)
+    .where(eq(samples.caseNo, caseNo))
+    .orderBy(asc(samples.sampleId));
+  return {
+    version: row?.version,
+    checks: checks.map((c) => c.id),
+    events: events.map((e) => `${e.seq}:${e.kind}`),
+    escalations: escs.map((e) => `${e.id}:${e.status}`),
+    samples: smps.map((x) => `${x.id}:${x.status}`),
+  };
+}
+
+/** The same, as the workflow has it. */
+async function workflowModel(caseNo: string) {
+  const v = (await handleOf(caseNo).query(stateQuery)) as unknown as CaseView;
+  const byId = <T extends { id: string }>(xs: T[]) => [...xs].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  return {
+    version: v.version,
+    checks: v.checks.map((c) => c.checkId).sort(),
+    events: v.history.map((e) => `${e.seq}:${e.kind}`),
+    escalations: byId(v.escalations).map((e) => `${e.id}:${e.status}`),
+    samples: byId(v.samples.map((x) => ({ id: x.sampleId, status: x.status }))).map((x) => `${x.id}:${x.status}`),
+  };
+}
+
+/** Until the read model equals the workflow (the promise: once quiet, they are equal). */
+async function quiet(caseNo: string, ms = 30_000) {
+  let last = '';
+  try {
+    return await waitFor(
+      'the read model to equal the workflow',
+      async () => {
+        const [a, b] = [await workflowModel(caseNo), await readModel(caseNo)];
+        last = JSON.stringify({ workflow: a, readModel: b });
+        return JSON.stringify(a) === JSON.stringify(b) ? b : undefined;
+      },
+      ms,
+    );
+  } catch (err) {
+    throw new Error(`${(err as Error).message}; last ${last}`);
+  }
+}
+
+async function historyOf(caseNo: string) {
+  return (await handleOf(caseNo).fetchHistory()).events ?? [];
+}
+const recordCaseActivities = async (caseNo: string) =>
+  (await historyOf(caseNo)).filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'recordCase')
+    .length;
+const behindReports = async (caseNo: string) =>
+  (await historyOf(caseNo)).filter((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'readModelBehind')
+    .length;
+
+/** A case in observation, settled: nothing pending, the read model equal to the workflow. */
+async function inObservation(): Promise<{ caseNo: string; nurse: Auth }> {
+  const { caseNo, nurse } = await caseInObservation(h);
+  await quiet(caseNo);
+  await waitFor('no activity or workflow task pending', async () => {
+    const d = await handleOf(caseNo).describe();
+    return (d.raw.pendingActivities ?? []).length === 0 && !d.raw.pendingWorkflowTask ? true : undefined;
+  });
+  return { caseNo, nurse };
+}
+
+const check = (caseNo: string, nurse: Auth, checkId: string, key?: string) => {
+  const req = request(h.app).post(`/api/v1/cases/${caseNo}/health-checks`).set(nurse);
+  if (key) req.set('Idempotency-Key', key);
+  return req.send({ checkId, temperatureC: 36.6, symptoms: [] });
+};
+/** An API whose update went unanswered and that queued the check instead (its copy, as a signal). */
+const queuedCopy = (caseNo: string, checkId: string, key = `queued-${checkId}`) =>
+  handleOf(caseNo).signal(healthCheckSignal, {
+    checkId,
+    takenAt: new Date().toISOString(),
+    temperatureC: 36.6,
+    symptoms: [],
+    by: { id: 'k-nurse', role: 'medical', name: 'Nurse' },
+    key,
+  } satisfies HealthCheckInput);
+const extend = (caseNo: string) =>
+  request(h.app)
+    .post(`/api/v1/cases/${caseNo}/extend`)
+    .set(h.auth('supervisor'))
+    .send({ days: 1, reason: 'contact of a new case' });
+
+test('a 200 means the check is in the read model: written in the task that answered, no activity, no write handed to the API', async () => {
+  const { caseNo, nurse } = await inObservation();
+  const before = await recordCaseActivities(caseNo);
+  const res = await check(caseNo, nurse, 'hc-1');
+  expect(res.status).toBe(200);
+  expect(JSON.stringify(res.body)).not.toContain('readModelWrite');
+  // Read at once, no waiting.
+  const rm = await readModel(caseNo);
+  expect(rm.checks).toContain('hc-1');
+  expect(rm).toEqual(await workflowModel(caseNo));
+  // The API made no write of its own for it.
+  const metrics = await h.metrics.registry.getSingleMetricAsString('shaodian_answered_writes_total');
+  expect(metrics).not.toMatch(/outcome="written"\} [1-9]/);
+  // A supervisor's command and a queued check: in the read model when answered, or as soon as
+  // the case ran, still with no activity.
+  expect((await extend(caseNo)).status).toBe(200);
+  expect((await readModel(caseNo)).version).toBe((await workflowModel(caseNo)).version);
+  await queuedCopy(caseNo, 'hc-queued');
+  expect((await quiet(caseNo)).checks).toEqual(['hc-1', 'hc-queued']);
+  expect(await recordCaseActivities(caseNo)).toBe(before);
+});
+
+test('a write the worker cannot make: the 200 stands, the case is told, writes by activity, and the read model catches up', async () => {
+  const { caseNo, nurse } = await inObservation();
+  const before = await recordCaseActivities(caseNo);
+  faults.workerWrites = 1;
+  const res = await check(caseNo, nurse, 'hc-refused');
+  expect(res.status).toBe(200);
+  expect(faults.workerWrites).toBe(0);
+  const rm = await quiet(caseNo);
+  expect(rm.checks).toContain('hc-refused');
+  expect(await behindReports(caseNo)).toBe(1);
+  expect(await recordCaseActivities(caseNo)).toBe(before + 1);
+  // Then in the task again.
+  const next = await check(caseNo, nurse, 'hc-next');
+  expect(next.status).toBe(200);
+  expect((await readModel(caseNo)).checks).toContain('hc-next');
+});
+
+/**
+ * Generated orders of checks (answered, retried, queued, both copies), commands, and worker writes
+ * that fail: once quiet, the read model equals the workflow, every check in it once.
+ */
+test('whatever order checks, retries, queued copies, commands and failed writes come in, the read model ends equal to the workflow (generated)', async () => {
+  type Step = 'api' | 'retry' | 'queued' | 'queuedThenApi' | 'command' | 'writeFails';
+  await fc.assert(
+    fc.asyncProperty(
+      fc.array(fc.constantFrom<Step>('api', 'retry', 'queued', 'queuedThenApi', 'command', 'writeFails'), {
+        minLength: 1,
+        maxLength: 6,
+      }),
+      async (steps) => {
+        const { caseNo, nurse } = await inObservation();
+        const keys: { key: string; checkId: string }[] = [];
+        const expected: string[] = [];
+        // After a failed write the case writes by activity for a while: a 200 then precedes the write.
+        let failed = false;
+        for (const [i, step] of steps.entries()) {
+          const checkId = `hc-${i}-${step}`;
+          if (step === 'api') {
+            const key = `k-${crypto.randomUUID()}`;
+            failed ||= faults.workerWrites > 0;
+            expect((await check(caseNo, nurse, checkId, key)).status).toBe(200);
+            keys.push({ key, checkId });
+            expected.push(checkId);
+            // Answered with no write failing: in the read model at the answer.
+            if (!failed) expect((await readModel(caseNo)).checks).toContain(checkId);
+          } else if (step === 'queued') {
+            await queuedCopy(caseNo, checkId);
+            expected.push(checkId);
+          } else if (step === 'queuedThenApi') {
+            // The queued copy first, then the same check through the API (same key): one check.
+            const key = `k-${crypto.randomUUID()}`;
+            await queuedCopy(caseNo, checkId, key);
+            expect((await check(caseNo, nurse, checkId, key)).status).toBe(200);
+            expected.push(checkId);
+          } else if (step === 'command') expect((await extend(caseNo)).status).toBe(200);
+          else if (step === 'writeFails') {
+            faults.workerWrites = 1;
+            failed = true;
+          } else if (keys.length) {
+            const { key, checkId: previous } = keys[keys.length - 1]!;
+            const res = await check(caseNo, nurse, previous, key);
+            expect(res.status).toBe(200);
+            expect(res.body.result).toMatchObject({ checkId: previous });
+          }
+        }
+        const rm = await quiet(caseNo, 30_000);
+        faults.workerWrites = 0;
+        expect(rm.checks).toEqual([...expected].sort());
+      },
+    ),
+    { numRuns: 15 },
+  );
+});
