@@ -65,7 +65,8 @@ async function maybeRecord(name: string, handle: Handle, type: 'v5' | 'v4' | 'v3
 
 beforeAll(async () => {
   h = await createHarness('wf2');
-  await h.addHotel(20, 'HV2');
+  // Enough rooms for every case of this file (a released room waits for disinfection).
+  await h.addHotel(40, 'HV2');
 });
 afterAll(async () => {
   await h?.close();
