@@ -1,22 +1,21 @@
 import crypto from 'node:crypto';
 
 import type { Worker } from '@temporalio/worker';
-import { asc, eq } from 'drizzle-orm';
+import { eq } from 'drizzle-orm';
 import fc from 'fast-check';
-import request from 'supertest';
 
 import { createActivities } from '../../src/activities';
 import type { CaseActivities } from '../../src/activities/types';
 import { updateIdFor } from '../../src/api/commands';
 import { workflowIdFor } from '../../src/api/ids';
-import { caseEvents, cases, healthChecks, hotels, rooms } from '../../src/db/schema';
-import type { CaseView } from '../../src/domain/case/view';
+import { cases, hotels, rooms } from '../../src/db/schema';
 import { createIntegrations, type Integrations } from '../../src/integrations';
 import { createLogger } from '../../src/log';
 import { createWorker } from '../../src/worker';
-import { healthCheckSignal, healthCheckUpdate, stateQuery, type HealthCheckInput } from '../../src/workflows/messages';
-import { waitFor as waitUntil } from '../support/wait';
-import { caseInObservation, createHarness, type Harness } from './harness';
+import { healthCheckUpdate, type HealthCheckInput } from '../../src/workflows/messages';
+import * as cmp from './read-model-compare';
+import type { Auth } from './read-model-compare';
+import { createHarness, type Harness } from './harness';
 
 /**
  * The read model written by the answer (ANSWER_WRITES_PATCH, src/api/answer-writes.ts): a health
@@ -78,79 +77,16 @@ afterAll(async () => {
   await h?.close();
 });
 
-type Auth = { Authorization: string };
-const waitFor = <T>(what: string, probe: () => Promise<T | undefined>, ms = 30_000) => waitUntil(what, probe, ms, 150);
-
-/** A case in observation, and a nurse of its hotel. */
-async function inObservation(): Promise<{ caseNo: string; nurse: Auth }> {
-  const { caseNo, nurse } = await caseInObservation(h);
-  await quiet(caseNo);
-  // No write still running in the case (an activity write in flight means no write is handed out).
-  await waitFor('no activity or workflow task pending', async () => {
-    const d = await h.temporal.client.workflow.getHandle(workflowIdFor(caseNo)).describe();
-    return (d.raw.pendingActivities ?? []).length === 0 && !d.raw.pendingWorkflowTask ? true : undefined;
-  });
-  return { caseNo, nurse };
-}
-
-/** What the read model holds of a case: its row's version, its checks, its events' numbers. */
-async function readModel(caseNo: string) {
-  const [row] = await h.db.select({ version: cases.stateVersion }).from(cases).where(eq(cases.caseNo, caseNo));
-  const checks = await h.db
-    .select({ id: healthChecks.id })
-    .from(healthChecks)
-    .where(eq(healthChecks.caseNo, caseNo))
-    .orderBy(asc(healthChecks.id));
-  const events = await h.db
-    .select({ seq: caseEvents.seq, kind: caseEvents.kind })
-    .from(caseEvents)
-    .where(eq(caseEvents.caseNo, caseNo))
-    .orderBy(asc(caseEvents.seq));
-  return { version: row?.version, checks: checks.map((c) => c.id), events: events.map((e) => `${e.seq}:${e.kind}`) };
-}
-
-/** The same, as the workflow has it (its state, not the API's view of it). */
-async function workflowModel(caseNo: string) {
-  const v = (await h.temporal.client.workflow
-    .getHandle(workflowIdFor(caseNo))
-    .query(stateQuery)) as unknown as CaseView;
-  return {
-    version: v.version,
-    checks: v.checks.map((c) => c.checkId).sort(),
-    events: v.history.map((e) => `${e.seq}:${e.kind}`),
-  };
-}
-
-/** Until the read model equals the workflow (the promise: once quiet, they are equal). */
-async function quiet(caseNo: string, ms = 30_000) {
-  let last = '';
-  try {
-    return await waitFor(
-      'the read model to equal the workflow',
-      async () => {
-        const [a, b] = [await workflowModel(caseNo), await readModel(caseNo)];
-        last = JSON.stringify({ workflow: a, readModel: b });
-        return JSON.stringify(a) === JSON.stringify(b) ? b : undefined;
-      },
-      ms,
-    );
-  } catch (err) {
-    throw new Error(`${(err as Error).message}; last ${last}`);
-  }
-}
-
-async function recordCaseActivities(caseNo: string): Promise<number> {
-  const history = await h.temporal.client.workflow.getHandle(workflowIdFor(caseNo)).fetchHistory();
-  return (history.events ?? []).filter(
-    (e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'recordCase',
-  ).length;
-}
-
-const check = (caseNo: string, nurse: Auth, checkId: string, key?: string) => {
-  const req = request(h.app).post(`/api/v1/cases/${caseNo}/health-checks`).set(nurse);
-  if (key) req.set('Idempotency-Key', key);
-  return req.send({ checkId, temperatureC: 36.6, symptoms: [] });
-};
+/** This suite's harness, bound into the shared comparison (test/api/read-model-compare.ts). */
+const readModel = (caseNo: string) => cmp.readModel(h, caseNo);
+const workflowModel = (caseNo: string) => cmp.workflowModel(h, caseNo);
+const quiet = (caseNo: string, ms?: number) => cmp.quiet(h, caseNo, ms);
+const recordCaseActivities = (caseNo: string) => cmp.recordCaseActivities(h, caseNo);
+const inObservation = () => cmp.inObservation(h);
+const check = (caseNo: string, nurse: Auth, checkId: string, key?: string) => cmp.check(h, caseNo, nurse, checkId, key);
+const queuedCopy = (caseNo: string, checkId: string, key?: string) => cmp.queuedCopy(h, caseNo, checkId, key);
+const extend = (caseNo: string) => cmp.extend(h, caseNo);
+const checkInput = cmp.checkInput;
 
 /**
  * An API that sent the check with the read model's version and died before it made the write
@@ -164,28 +100,6 @@ async function answerDropped(caseNo: string, checkId: string, key = `lost-${chec
     .executeUpdate(healthCheckUpdate, { args: [input], updateId: updateIdFor(healthCheckUpdate.name, key, input) });
   return answer.readModelWrite !== undefined;
 }
-
-/** A supervisor extends the stay by a day: a command the case writes by activity. */
-const extend = (caseNo: string) =>
-  request(h.app)
-    .post(`/api/v1/cases/${caseNo}/extend`)
-    .set(h.auth('supervisor'))
-    .send({ days: 1, reason: 'contact of a new case' });
-
-/** An API whose update went unanswered and that queued the check instead (its copy, as a signal). */
-async function queuedCopy(caseNo: string, checkId: string, key = `queued-${checkId}`): Promise<void> {
-  await h.temporal.client.workflow.getHandle(workflowIdFor(caseNo)).signal(healthCheckSignal, checkInput(checkId, key));
-}
-
-/** A check as the API sends it to the case (the same body as `check` posts). */
-const checkInput = (checkId: string, key: string): HealthCheckInput => ({
-  checkId,
-  takenAt: new Date().toISOString(),
-  temperatureC: 36.6,
-  symptoms: [],
-  by: { id: 'k-nurse', role: 'medical', name: 'Nurse' },
-  key,
-});
 
 test('a health check is written by the API before it answers: the read model has it at once, no activity wrote it', async () => {
   const { caseNo, nurse } = await inObservation();

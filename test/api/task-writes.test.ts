@@ -1,18 +1,14 @@
 import crypto from 'node:crypto';
 
-import { asc, eq } from 'drizzle-orm';
 import fc from 'fast-check';
-import request from 'supertest';
 
 import { createActivities } from '../../src/activities';
-import { workflowIdFor } from '../../src/api/ids';
-import { caseEvents, cases, escalations, healthChecks, hotels, rooms, samples } from '../../src/db/schema';
-import type { CaseView } from '../../src/domain/case/view';
+import { hotels, rooms } from '../../src/db/schema';
 import { createIntegrations, type Integrations } from '../../src/integrations';
 import { createLogger } from '../../src/log';
-import { healthCheckSignal, stateQuery, type HealthCheckInput } from '../../src/workflows/messages';
-import { waitFor as waitUntil } from '../support/wait';
-import { caseInObservation, createHarness, startTestWorker, type Harness } from './harness';
+import { createHarness, startTestWorker, type Harness } from './harness';
+import * as cmp from './read-model-compare';
+import type { Auth } from './read-model-compare';
 
 /**
  * The read model written in the workflow task (caseWorkflowV5, src/activities/task-writes.ts),
@@ -56,114 +52,19 @@ afterAll(async () => {
   await h?.close();
 });
 
-type Auth = { Authorization: string };
-const waitFor = <T>(what: string, probe: () => Promise<T | undefined>, ms = 30_000) => waitUntil(what, probe, ms, 150);
-const handleOf = (caseNo: string) => h.temporal.client.workflow.getHandle(workflowIdFor(caseNo));
-
-/** What the read model holds of a case: its row's version, its checks, its events' numbers. */
-async function readModel(caseNo: string) {
-  const [row] = await h.db.select({ version: cases.stateVersion }).from(cases).where(eq(cases.caseNo, caseNo));
-  const checks = await h.db
-    .select({ id: healthChecks.id })
-    .from(healthChecks)
-    .where(eq(healthChecks.caseNo, caseNo))
-    .orderBy(asc(healthChecks.id));
-  const events = await h.db
-    .select({ seq: caseEvents.seq, kind: caseEvents.kind })
-    .from(caseEvents)
-    .where(eq(caseEvents.caseNo, caseNo))
-    .orderBy(asc(caseEvents.seq));
-  const escs = await h.db
-    .select({ id: escalations.id, status: escalations.status })
-    .from(escalations)
-    .where(eq(escalations.caseNo, caseNo))
-    .orderBy(asc(escalations.id));
-  const smps = await h.db
-    .select({ id: samples.sampleId, status: samples.status })
-    .from(samples)
-    .where(eq(samples.caseNo, caseNo))
-    .orderBy(asc(samples.sampleId));
-  return {
-    version: row?.version,
-    checks: checks.map((c) => c.id),
-    events: events.map((e) => `${e.seq}:${e.kind}`),
-    escalations: escs.map((e) => `${e.id}:${e.status}`),
-    samples: smps.map((x) => `${x.id}:${x.status}`),
-  };
-}
-
-/** The same, as the workflow has it. */
-async function workflowModel(caseNo: string) {
-  const v = (await handleOf(caseNo).query(stateQuery)) as unknown as CaseView;
-  const byId = <T extends { id: string }>(xs: T[]) => [...xs].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-  return {
-    version: v.version,
-    checks: v.checks.map((c) => c.checkId).sort(),
-    events: v.history.map((e) => `${e.seq}:${e.kind}`),
-    escalations: byId(v.escalations).map((e) => `${e.id}:${e.status}`),
-    samples: byId(v.samples.map((x) => ({ id: x.sampleId, status: x.status }))).map((x) => `${x.id}:${x.status}`),
-  };
-}
-
-/** Until the read model equals the workflow (the promise: once quiet, they are equal). */
-async function quiet(caseNo: string, ms = 30_000) {
-  let last = '';
-  try {
-    return await waitFor(
-      'the read model to equal the workflow',
-      async () => {
-        const [a, b] = [await workflowModel(caseNo), await readModel(caseNo)];
-        last = JSON.stringify({ workflow: a, readModel: b });
-        return JSON.stringify(a) === JSON.stringify(b) ? b : undefined;
-      },
-      ms,
-    );
-  } catch (err) {
-    throw new Error(`${(err as Error).message}; last ${last}`);
-  }
-}
-
-async function historyOf(caseNo: string) {
-  return (await handleOf(caseNo).fetchHistory()).events ?? [];
-}
-const recordCaseActivities = async (caseNo: string) =>
-  (await historyOf(caseNo)).filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'recordCase')
-    .length;
+/** This suite's harness, bound into the shared comparison (test/api/read-model-compare.ts). */
+const readModel = (caseNo: string) => cmp.readModel(h, caseNo);
+const workflowModel = (caseNo: string) => cmp.workflowModel(h, caseNo);
+const quiet = (caseNo: string, ms?: number) => cmp.quiet(h, caseNo, ms);
+const recordCaseActivities = (caseNo: string) => cmp.recordCaseActivities(h, caseNo);
+const inObservation = () => cmp.inObservation(h);
+const check = (caseNo: string, nurse: Auth, checkId: string, key?: string) => cmp.check(h, caseNo, nurse, checkId, key);
+const queuedCopy = (caseNo: string, checkId: string, key?: string) => cmp.queuedCopy(h, caseNo, checkId, key);
+const extend = (caseNo: string) => cmp.extend(h, caseNo);
 const behindReports = async (caseNo: string) =>
-  (await historyOf(caseNo)).filter((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'readModelBehind')
-    .length;
-
-/** A case in observation, settled: nothing pending, the read model equal to the workflow. */
-async function inObservation(): Promise<{ caseNo: string; nurse: Auth }> {
-  const { caseNo, nurse } = await caseInObservation(h);
-  await quiet(caseNo);
-  await waitFor('no activity or workflow task pending', async () => {
-    const d = await handleOf(caseNo).describe();
-    return (d.raw.pendingActivities ?? []).length === 0 && !d.raw.pendingWorkflowTask ? true : undefined;
-  });
-  return { caseNo, nurse };
-}
-
-const check = (caseNo: string, nurse: Auth, checkId: string, key?: string) => {
-  const req = request(h.app).post(`/api/v1/cases/${caseNo}/health-checks`).set(nurse);
-  if (key) req.set('Idempotency-Key', key);
-  return req.send({ checkId, temperatureC: 36.6, symptoms: [] });
-};
-/** An API whose update went unanswered and that queued the check instead (its copy, as a signal). */
-const queuedCopy = (caseNo: string, checkId: string, key = `queued-${checkId}`) =>
-  handleOf(caseNo).signal(healthCheckSignal, {
-    checkId,
-    takenAt: new Date().toISOString(),
-    temperatureC: 36.6,
-    symptoms: [],
-    by: { id: 'k-nurse', role: 'medical', name: 'Nurse' },
-    key,
-  } satisfies HealthCheckInput);
-const extend = (caseNo: string) =>
-  request(h.app)
-    .post(`/api/v1/cases/${caseNo}/extend`)
-    .set(h.auth('supervisor'))
-    .send({ days: 1, reason: 'contact of a new case' });
+  (await cmp.historyOf(h, caseNo)).filter(
+    (e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'readModelBehind',
+  ).length;
 
 test('a 200 means the check is in the read model: written in the task that answered, no activity, no write handed to the API', async () => {
   const { caseNo, nurse } = await inObservation();
