@@ -48,39 +48,27 @@ const ROWS_TO = `  function ErrorResponse(x) {
     rows = 0
     if (query) {`;
 
-let patched = 0;
-for (const build of ['src', 'cjs/src', 'cf/src']) {
-  const file = path.join(root, 'node_modules', 'postgres', build, 'connection.js');
-  if (!fs.existsSync(file)) continue;
-  const text = fs.readFileSync(file, 'utf8');
-  if (text.includes(ROWS_MARK)) continue;
-  if (!text.includes(ROWS_FROM)) {
-    console.error(
-      `patch-deps: ${file} has changed upstream; check whether ErrorResponse resets rows and drop this patch`,
-    );
-    process.exit(1);
+// The postgres edits, each in every build of the package that is installed.
+const postgresPatches = [
+  { mark: ROWS_MARK, from: ROWS_FROM, to: ROWS_TO, what: 'row count reset', upstream: 'ErrorResponse resets rows' },
+  { mark: MARK, from: FROM, to: TO, what: 'nextWrite guard', upstream: 'porsager/postgres#1208 is fixed' },
+];
+for (const p of postgresPatches) {
+  let patched = 0;
+  for (const build of ['src', 'cjs/src', 'cf/src']) {
+    const file = path.join(root, 'node_modules', 'postgres', build, 'connection.js');
+    if (!fs.existsSync(file)) continue;
+    const text = fs.readFileSync(file, 'utf8');
+    if (text.includes(p.mark)) continue;
+    if (!text.includes(p.from)) {
+      console.error(`patch-deps: ${file} has changed upstream; check whether ${p.upstream} and drop this patch`);
+      process.exit(1);
+    }
+    fs.writeFileSync(file, text.replace(p.from, p.to));
+    patched++;
   }
-  fs.writeFileSync(file, text.replace(ROWS_FROM, ROWS_TO));
-  patched++;
+  if (patched) console.log(`patch-deps: postgres ${p.what} applied to ${patched} build(s)`);
 }
-if (patched) console.log(`patch-deps: postgres row count reset applied to ${patched} build(s)`);
-
-patched = 0;
-for (const build of ['src', 'cjs/src', 'cf/src']) {
-  const file = path.join(root, 'node_modules', 'postgres', build, 'connection.js');
-  if (!fs.existsSync(file)) continue;
-  const text = fs.readFileSync(file, 'utf8');
-  if (text.includes(MARK)) continue;
-  if (!text.includes(FROM)) {
-    console.error(
-      `patch-deps: ${file} has changed upstream; check whether porsager/postgres#1208 is fixed and drop this patch`,
-    );
-    process.exit(1);
-  }
-  fs.writeFileSync(file, text.replace(FROM, TO));
-  patched++;
-}
-if (patched) console.log(`patch-deps: postgres nextWrite guard applied to ${patched} build(s)`);
 
 // Two edits in @temporalio/worker, one mark each.
 const SDK = path.join(root, 'node_modules', '@temporalio', 'worker', 'lib', 'workflow');

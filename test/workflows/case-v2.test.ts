@@ -738,10 +738,7 @@ test("a health check sent with the read model's version is answered with its wri
   };
   // No activity write in flight when the check comes (a case hands out no write while one runs:
   // a timer's change right after the arrival made this test flaky).
-  await waitFor(async () => {
-    const d = await handle.describe();
-    return (d.raw.pendingActivities ?? []).length === 0 && !d.raw.pendingWorkflowTask;
-  });
+  await waitFor(() => between(handle));
   const before = recordTasksOf((await handle.fetchHistory()).events ?? []).length;
   // Made: in the read model as soon as the API has written it, and no activity for it.
   const a = await send('chk-a');
