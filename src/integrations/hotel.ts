@@ -164,8 +164,31 @@ type Decision = { kind: 'noop' } | { kind: 'conflict'; why: string } | { kind: '
 const noop: Decision = { kind: 'noop' };
 const conflict = (why: string): Decision => ({ kind: 'conflict', why });
 
+/**
+ * Runs calls with the same key one after another, in the order they came (calls with other keys
+ * run beside them). In-process only: across processes Postgres's locks still decide.
+ */
+export function keyedQueue(): <T>(key: string, fn: () => Promise<T>) => Promise<T> {
+  const tails = new Map<string, Promise<void>>();
+  return async (key, fn) => {
+    const before = tails.get(key);
+    let done!: () => void;
+    const tail = new Promise<void>((resolve) => (done = resolve));
+    const mine = before ? before.then(() => tail) : tail;
+    tails.set(key, mine);
+    try {
+      if (before) await before;
+      return await fn();
+    } finally {
+      done();
+      if (tails.get(key) === mine) tails.delete(key);
+    }
+  };
+}
+
 export function createHotelService(db: Db, options: HotelServiceOptions = {}): HotelService {
   const lowFloorMax = options.lowFloorMax ?? 2;
+  const oneAtATime = keyedQueue();
 
   // Ties after the policy keys fall to the fullest hotel, then a fixed order, so choices are reproducible.
   const policyOrder: Record<Colour, SQL> = {
@@ -299,6 +322,52 @@ export function createHotelService(db: Db, options: HotelServiceOptions = {}): H
     return handed;
   }
 
+  async function reserveInQueueNow(
+    req: QueuedReserveRequest,
+  ): Promise<{ room: RoomAssignment | null; handed: Handoff[] }> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await db.transaction(async (tx) => {
+          await tx.execute(sql`select pg_advisory_xact_lock(${RESERVE_LOCK_CLASS}, hashtext(${req.caseNo}))`);
+          // A room already held (a retry, or handed over while the case slept) is simply returned.
+          const held = rowsOf<{ id: string }>(
+            await tx.execute(sql`
+              select id from rooms where case_no = ${req.caseNo} and state in ('reserved', 'occupied')`),
+          );
+          if (held.length) {
+            await tx.delete(roomWaits).where(eq(roomWaits.caseNo, req.caseNo));
+            return { room: await reserveStatement(tx, req), handed: [] };
+          }
+          // The district's allocation lock before the list's row: allocate() deletes list rows
+          // while holding it, so taking them in the other order could deadlock.
+          await lockDistrict(tx, req.district);
+          const priority = req.colourFirst && req.colour !== 'green' ? 0 : 1;
+          await tx
+            .insert(roomWaits)
+            .values({
+              caseNo: req.caseNo,
+              workflowId: req.workflowId,
+              district: req.district,
+              colour: req.colour,
+              priority,
+              requestedAt: new Date(req.requestedAt),
+            })
+            .onConflictDoUpdate({
+              target: roomWaits.caseNo,
+              // A colour changed while waiting moves the case within the list; its time stays.
+              set: { colour: req.colour, priority, workflowId: req.workflowId },
+            });
+          const handed = await allocate(tx, req.district);
+          const mine = handed.find((h) => h.caseNo === req.caseNo);
+          return { room: mine?.room ?? null, handed: handed.filter((h) => h !== mine) };
+        });
+      } catch (err) {
+        if (attempt < 3 && isUniqueViolation(err)) continue;
+        throw err;
+      }
+    }
+  }
+
   /** True when the case held the room and has since checked out of it. */
   const leftBy = (room: RoomView, caseNo: string) => room.caseNo !== caseNo && room.lastCaseNo === caseNo;
 
@@ -317,47 +386,10 @@ export function createHotelService(db: Db, options: HotelServiceOptions = {}): H
     },
 
     async reserveInQueue(req) {
-      for (let attempt = 1; ; attempt++) {
-        try {
-          return await db.transaction(async (tx) => {
-            await tx.execute(sql`select pg_advisory_xact_lock(${RESERVE_LOCK_CLASS}, hashtext(${req.caseNo}))`);
-            // A room already held (a retry, or handed over while the case slept) is simply returned.
-            const held = rowsOf<{ id: string }>(
-              await tx.execute(sql`
-                select id from rooms where case_no = ${req.caseNo} and state in ('reserved', 'occupied')`),
-            );
-            if (held.length) {
-              await tx.delete(roomWaits).where(eq(roomWaits.caseNo, req.caseNo));
-              return { room: await reserveStatement(tx, req), handed: [] };
-            }
-            // The district's allocation lock before the list's row: allocate() deletes list rows
-            // while holding it, so taking them in the other order could deadlock.
-            await lockDistrict(tx, req.district);
-            const priority = req.colourFirst && req.colour !== 'green' ? 0 : 1;
-            await tx
-              .insert(roomWaits)
-              .values({
-                caseNo: req.caseNo,
-                workflowId: req.workflowId,
-                district: req.district,
-                colour: req.colour,
-                priority,
-                requestedAt: new Date(req.requestedAt),
-              })
-              .onConflictDoUpdate({
-                target: roomWaits.caseNo,
-                // A colour changed while waiting moves the case within the list; its time stays.
-                set: { colour: req.colour, priority, workflowId: req.workflowId },
-              });
-            const handed = await allocate(tx, req.district);
-            const mine = handed.find((h) => h.caseNo === req.caseNo);
-            return { room: mine?.room ?? null, handed: handed.filter((h) => h !== mine) };
-          });
-        } catch (err) {
-          if (attempt < 3 && isUniqueViolation(err)) continue;
-          throw err;
-        }
-      }
+      // One at a time per district in this process: they take the district's lock in Postgres
+      // anyway, and waiting here holds no connection (a wave's 2,000 requests waiting on the lock
+      // held every connection of the pool, and the worker's read-model writes waited behind them).
+      return oneAtATime(req.district, () => reserveInQueueNow(req));
     },
 
     async leaveQueue({ caseNo }) {

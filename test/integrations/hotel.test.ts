@@ -233,6 +233,55 @@ describe('room lifecycle', () => {
   });
 });
 
+describe('the waiting list under a wave', () => {
+  it("a district's requests open one transaction at a time in a process, in the order they came, and hold no connection while they wait", async () => {
+    // Every transaction the service opens, counted: without the in-process queue, 50 requests at
+    // once open 50 transactions that each hold a pooled connection while Postgres's district lock
+    // makes them wait (a wave held the whole pool so, and every other write waited behind it).
+    let open = 0;
+    let most = 0;
+    const counted = Object.create(tdb.db) as typeof tdb.db;
+    (counted as { transaction: unknown }).transaction = (async (fn: Parameters<typeof tdb.db.transaction>[0]) => {
+      most = Math.max(most, ++open);
+      try {
+        return await tdb.db.transaction(fn);
+      } finally {
+        open--;
+      }
+    }) as typeof tdb.db.transaction;
+    const waveHotel = createHotelService(counted);
+    await waveHotel.addHotel({ id: 'wave-1', name: 'Wave', district: 'Wave', rooms: roomsFor(1, 10) });
+    await waveHotel.addHotel({ id: 'wave-2', name: 'Wave Two', district: 'Wave2', rooms: roomsFor(1, 5) });
+    const t0 = Date.UTC(2022, 3, 1, 8);
+    const ask = (district: string, i: number) =>
+      waveHotel.reserveInQueue({
+        workflowId: `case-${district}-${i}`,
+        caseNo: `${district}-${String(i).padStart(2, '0')}`,
+        colour: 'green',
+        district,
+        requestedAt: new Date(t0 + i * 1000).toISOString(),
+        colourFirst: true,
+      });
+    const results = await Promise.all([
+      ...Array.from({ length: 40 }, (_, i) => ask('Wave', i)),
+      ...Array.from({ length: 10 }, (_, i) => ask('Wave2', i)),
+    ]);
+    // One transaction per district at a time: two districts, at most two open.
+    expect(most).toBeLessThanOrEqual(2);
+    // First come, first roomed; no room twice; the rest wait on the list in their order.
+    const roomed = results.flatMap((r, i) => (r.room ? [i] : []));
+    expect(roomed).toEqual([
+      ...Array.from({ length: 10 }, (_, i) => i),
+      ...Array.from({ length: 5 }, (_, i) => 40 + i),
+    ]);
+    expect(new Set(results.flatMap((r) => (r.room ? [r.room.roomId] : []))).size).toBe(15);
+    expect((await waveHotel.queue('Wave')).entries.map((e) => e.caseNo)).toEqual(
+      Array.from({ length: 30 }, (_, i) => `Wave-${String(i + 10).padStart(2, '0')}`),
+    );
+    expect((await waveHotel.queue('Wave2')).length).toBe(5);
+  });
+});
+
 describe('the waiting list for rooms', () => {
   const ask = (caseNo: string, colour: 'green' | 'yellow' | 'red', requestedAt: string, district = 'Wait') =>
     hotel.reserveInQueue({
