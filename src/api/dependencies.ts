@@ -196,6 +196,14 @@ export function createDependencyMonitor(opts: DependencyMonitorOptions): Depende
   let behindMs = 0;
   let polledLately = false;
   let pollStreak = 0;
+  /**
+   * The backlog as the last judging probe saw it. Between two probes, a worker that takes tasks
+   * (however few pollers it keeps on this queue, and whatever the poll times say) leaves the
+   * oldest waiting task younger than it would be had nothing been taken: that is a completion
+   * seen, the one sign a saturated worker always gives and a dead one never does.
+   */
+  let lastBacklog: { at: number; ageMs: number; count: number } | undefined;
+  let drainingLately = false;
   /** Down because work waited: back when the work is taken (only a worker takes it). */
   let stalled = false;
   /**
@@ -328,24 +336,41 @@ export function createDependencyMonitor(opts: DependencyMonitorOptions): Depende
       // ("Hard on the heels" counts from the last probe that judged, so a stream of quick probes,
       // one per timed-out call, cannot keep a stopped worker's streak alive.)
       const t = now();
+      // Work taken since the last judging probe: the oldest task is younger than it would be had
+      // it waited on (by more than half the time between, so clock jitter is not taken for it),
+      // or fewer tasks wait. A quick probe hard on another's heels judges nothing here either.
+      const judging = t - lastJudgedAt >= opts.intervalMs / 2;
+      let draining = drainingLately;
+      if (judging) {
+        // With no backlog seen before to compare with, the queue's own dispatch rate (its last
+        // 30 s) stands in for one probe: a worker that died since then is judged at the next.
+        draining =
+          backlog > 0 &&
+          (lastBacklog !== undefined && lastBacklog.count > 0
+            ? backlogAge < lastBacklog.ageMs + (t - lastBacklog.at) / 2 || backlog < lastBacklog.count
+            : Number(r.stats?.tasksDispatchRate ?? 0) > 0);
+        lastBacklog = { at: t, ageMs: backlogAge, count: backlog };
+      }
+      drainingLately = draining;
       if (lastSeenPoll > 0 && lastPoll > lastSeenPoll) {
         pollStreak++;
         lastJudgedAt = t;
-      } else if (t - lastJudgedAt >= opts.intervalMs / 2) {
+      } else if (judging) {
         pollStreak = 0;
         lastJudgedAt = t;
       }
       const polling = pollStreak >= 2;
       polledLately = polling;
-      if (backlog > 0 && backlogAge > opts.workerStallMs && !polling) {
+      if (backlog > 0 && backlogAge > opts.workerStallMs && !polling && !draining) {
         tripWorker(
           lastPoll === 0
             ? `no worker has polled the task queue; work has waited ${Math.round(backlogAge / 1000)} s`
             : `workflow tasks have waited ${Math.round(backlogAge / 1000)} s for a worker`,
         );
         stalled = true;
-      } else if (workerB.isOpen && (stalled || lastPoll > pollMark)) {
-        // Either the waiting work was taken, or a worker has polled since no worker answered.
+      } else if (workerB.isOpen && (stalled || lastPoll > pollMark || draining)) {
+        // Either the waiting work was taken (or is being taken), or a worker has polled since no
+        // worker answered.
         workerB.reset();
         stalled = false;
         unansweredCases.length = 0;
@@ -407,7 +432,7 @@ export function createDependencyMonitor(opts: DependencyMonitorOptions): Depende
       void probe();
     },
     workerBehindMs: () => behindMs,
-    workerPolling: () => polledLately,
+    workerPolling: () => polledLately || drainingLately,
     probe,
     snapshot,
     start() {

@@ -16,6 +16,8 @@ function world() {
     lastPollS: 0,
     backlog: 0,
     backlogAgeS: 0,
+    /** A worker takes the waiting tasks: the oldest stays as old; otherwise it ages with the clock. */
+    taking: false,
     now: 1_000_000,
     probeGapMs: 1000,
     /** Whether a worker answers the unanswered case's query. */
@@ -37,10 +39,18 @@ function world() {
       describeTaskQueue: async () => {
         // Probes here are a second apart unless a test says otherwise (see the quick-probe test).
         w.now += w.probeGapMs;
-        return {
+        const seconds = Math.floor(w.backlogAgeS);
+        const r = {
           pollers: w.lastPollS ? [{ lastAccessTime: { seconds: w.lastPollS, nanos: 0 } }] : [],
-          stats: { approximateBacklogCount: w.backlog, approximateBacklogAge: { seconds: w.backlogAgeS, nanos: 0 } },
+          stats: {
+            approximateBacklogCount: w.backlog,
+            approximateBacklogAge: { seconds, nanos: Math.round((w.backlogAgeS - seconds) * 1e9) },
+            tasksDispatchRate: w.taking ? 12.5 : 0,
+          },
         };
+        // Until the next look: work nobody takes grows older by the time between.
+        if (w.backlog && !w.taking) w.backlogAgeS += w.probeGapMs / 1000;
+        return r;
       },
     },
   } as unknown as Connection;
@@ -116,6 +126,7 @@ test('a worker that keeps polling but is behind (a wave) is slow, not down: comm
   await monitor.probe();
   w.backlog = 800;
   w.backlogAgeS = 40;
+  w.taking = true;
   for (const poll of [102, 103, 104]) {
     w.lastPollS = poll;
     await monitor.probe();
@@ -123,7 +134,9 @@ test('a worker that keeps polling but is behind (a wave) is slow, not down: comm
     // How far behind it is: reports that would wait longer go straight to the queue.
     expect(monitor.workerBehindMs()).toBe(40_000);
   }
-  // It stops polling with the work still waiting: now it is down.
+  // It stops polling and taking, the work still waiting (and older): now it is down.
+  w.taking = false;
+  w.backlogAgeS = 41;
   await monitor.probe();
   expect(monitor.worker.isOpen).toBe(true);
   // It polls again, and keeps polling: back.
@@ -251,4 +264,51 @@ test('marked down because a case did not answer, back when that case answers a q
   await monitor.probe();
   await monitor.probe();
   expect(monitor.isDown('worker')).toBe(true);
+});
+
+test('a saturated worker whose polls the probe does not see, but which takes tasks, is behind, not down; when it stops taking them it is down', async () => {
+  const { w, monitor } = world();
+  // Its last poll on this queue that the probe saw; its pollers are busy on its own sticky queue.
+  w.lastPollS = 100;
+  await monitor.probe();
+  w.backlog = 600;
+  w.backlogAgeS = 20;
+  w.taking = true;
+  for (let i = 0; i < 4; i++) {
+    await monitor.probe();
+    // The oldest task stays 20 s old while the clock moves on: tasks are being taken.
+    expect(monitor.worker.isOpen).toBe(false);
+    expect(monitor.workerBehindMs()).toBe(20_000);
+  }
+  // "There but behind": the commands' paths wait for it instead of marking it down.
+  expect(monitor.workerPolling()).toBe(true);
+  // Fewer tasks waiting is the same sign, even if the oldest is older.
+  w.taking = false;
+  w.backlog = 500;
+  w.backlogAgeS = 22;
+  await monitor.probe();
+  expect(monitor.worker.isOpen).toBe(false);
+  // It dies: nothing is taken, the backlog ages with the clock, and no poll comes.
+  await monitor.probe();
+  expect(monitor.worker.isOpen).toBe(true);
+  expect(monitor.workerPolling()).toBe(false);
+  expect(monitor.snapshot().worker.reason).toMatch(/waited 2\d s for a worker/);
+  // A worker takes the work again: back, though no poll of it was seen.
+  w.taking = true;
+  await monitor.probe();
+  await monitor.probe();
+  expect(monitor.worker.isOpen).toBe(false);
+});
+
+test('marked down after an unanswered update, back at the next probe that sees waiting work taken', async () => {
+  const { w, monitor } = world();
+  w.lastPollS = 100;
+  w.backlog = 50;
+  w.backlogAgeS = 8;
+  w.taking = true;
+  await monitor.probe();
+  monitor.suspect('worker', 'no worker answered within 1500 ms', 'case-QC2');
+  expect(monitor.isDown('worker')).toBe(true);
+  await monitor.probe();
+  expect(monitor.isDown('worker')).toBe(false);
 });
