@@ -140,7 +140,10 @@ export interface DependencyMonitor {
    * API waits for an answer go straight to the queue instead of being sent twice.
    */
   workerBehindMs(): number;
-  /** Whether a worker polled its task queue before each of the last two probes (behind, but there). */
+  /**
+   * Whether a worker is there though maybe behind: it polled its task queue before each of the
+   * last two probes, or took waiting work between the last two.
+   */
   workerPolling(): boolean;
   /** Probes everything now (readiness) and returns the states. */
   probe(): Promise<Record<DependencyName, DependencyState>>;
@@ -174,10 +177,11 @@ const CASE_QUERY_TIMEOUT_MS = 1000;
  * Probes Temporal, the database and the worker every `intervalMs` and keeps one breaker each.
  *
  * The worker has no address to ping. It counts as down when workflow tasks wait on its task
- * queue longer than `workerStallMs` and no worker kept polling over the last probes (nobody
- * takes them; a worker that polls but is behind is slow, not gone), or when an update found no worker to
- * answer it (the command routes trip it); it counts as back when a worker has polled since it
- * was marked down and nothing is left waiting that long.
+ * queue longer than `workerStallMs`, no worker kept polling over the last probes and none took
+ * any of them between the last two (nobody takes them; a worker that polls or takes work but is
+ * behind is slow, not gone), or when an update found no worker to answer it (the command routes
+ * trip it); it counts as back when a worker has polled or taken work since it was marked down,
+ * or nothing is left waiting that long.
  */
 export function createDependencyMonitor(opts: DependencyMonitorOptions): DependencyMonitor {
   const now = opts.now ?? Date.now;
