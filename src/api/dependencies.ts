@@ -344,8 +344,11 @@ export function createDependencyMonitor(opts: DependencyMonitorOptions): Depende
       // it waited on (by more than half the time between, so clock jitter is not taken for it),
       // or fewer tasks wait. A quick probe hard on another's heels judges nothing here either.
       const judging = t - lastJudgedAt >= opts.intervalMs / 2;
+      // The server refreshes these figures every few seconds: the same age and count as last
+      // time are no news (not "nothing aged"), and leave the verdict as it was.
+      const news = !lastBacklog || lastBacklog.ageMs !== backlogAge || lastBacklog.count !== backlog;
       let draining = drainingLately;
-      if (judging) {
+      if (judging && news) {
         // With no backlog seen before to compare with, the queue's own dispatch rate (its last
         // 30 s) stands in for one probe: a worker that died since then is judged at the next.
         draining =

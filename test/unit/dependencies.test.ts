@@ -16,8 +16,12 @@ function world() {
     lastPollS: 0,
     backlog: 0,
     backlogAgeS: 0,
-    /** A worker takes the waiting tasks: the oldest stays as old; otherwise it ages with the clock. */
+    /**
+     * A worker takes the waiting tasks: fewer wait at each look, the oldest no older; otherwise
+     * the backlog ages with the clock. Frozen: the server's figures not refreshed since.
+     */
     taking: false,
+    frozen: false,
     now: 1_000_000,
     probeGapMs: 1000,
     /** Whether a worker answers the unanswered case's query. */
@@ -39,6 +43,8 @@ function world() {
       describeTaskQueue: async () => {
         // Probes here are a second apart unless a test says otherwise (see the quick-probe test).
         w.now += w.probeGapMs;
+        // A worker taking work: one fewer waits at each look.
+        if (w.backlog > 1 && w.taking && !w.frozen) w.backlog--;
         const seconds = Math.floor(w.backlogAgeS);
         const r = {
           pollers: w.lastPollS ? [{ lastAccessTime: { seconds: w.lastPollS, nanos: 0 } }] : [],
@@ -49,7 +55,7 @@ function world() {
           },
         };
         // Until the next look: work nobody takes grows older by the time between.
-        if (w.backlog && !w.taking) w.backlogAgeS += w.probeGapMs / 1000;
+        if (w.backlog && !w.taking && !w.frozen) w.backlogAgeS += w.probeGapMs / 1000;
         return r;
       },
     },
@@ -311,4 +317,33 @@ test('marked down after an unanswered update, back at the next probe that sees w
   expect(monitor.isDown('worker')).toBe(true);
   await monitor.probe();
   expect(monitor.isDown('worker')).toBe(false);
+});
+
+test("the same backlog figures twice (the server's stats refresh every few seconds) are no news: they neither prove work taken nor break the verdict", async () => {
+  const { w, monitor } = world();
+  w.lastPollS = 100;
+  await monitor.probe();
+  // A dead worker's backlog, looked at twice within one refresh: identical figures.
+  w.backlog = 40;
+  w.backlogAgeS = 30;
+  w.frozen = true;
+  await monitor.probe();
+  expect(monitor.worker.isOpen).toBe(true);
+  await monitor.probe();
+  expect(monitor.worker.isOpen).toBe(true);
+  expect(monitor.workerPolling()).toBe(false);
+  // A worker taking work, its figures unrefreshed between two probes: still behind, not down.
+  const b = world();
+  b.w.lastPollS = 100;
+  await b.monitor.probe();
+  b.w.backlog = 600;
+  b.w.backlogAgeS = 20;
+  b.w.taking = true;
+  await b.monitor.probe();
+  await b.monitor.probe(); // refreshed: fewer wait
+  b.w.frozen = true;
+  await b.monitor.probe(); // not refreshed
+  await b.monitor.probe();
+  expect(b.monitor.worker.isOpen).toBe(false);
+  expect(b.monitor.workerPolling()).toBe(true);
 });
