@@ -207,6 +207,12 @@ export function createDependencyMonitor(opts: DependencyMonitorOptions): Depende
    * seen, the one sign a saturated worker always gives and a dead one never does.
    */
   let lastBacklog: { at: number; ageMs: number; count: number } | undefined;
+  /**
+   * When a probe last saw waiting work taken. Within `workerStallMs` of it the worker counts as
+   * taking work (behind, not gone): a queue that is fed while it drains shows its figures go up
+   * and down from one look to the next, and a verdict on each pair alone flapped.
+   */
+  let lastTakenAt = -Infinity;
   let drainingLately = false;
   /** Down because work waited: back when the work is taken (only a worker takes it). */
   let stalled = false;
@@ -347,17 +353,18 @@ export function createDependencyMonitor(opts: DependencyMonitorOptions): Depende
       // The server refreshes these figures every few seconds: the same age and count as last
       // time are no news (not "nothing aged"), and leave the verdict as it was.
       const news = !lastBacklog || lastBacklog.ageMs !== backlogAge || lastBacklog.count !== backlog;
-      let draining = drainingLately;
       if (judging && news) {
         // With no backlog seen before to compare with, the queue's own dispatch rate (its last
-        // 30 s) stands in for one probe: a worker that died since then is judged at the next.
-        draining =
+        // 30 s) stands in for one probe.
+        const taken =
           backlog > 0 &&
           (lastBacklog !== undefined && lastBacklog.count > 0
             ? backlogAge < lastBacklog.ageMs + (t - lastBacklog.at) / 2 || backlog < lastBacklog.count
             : Number(r.stats?.tasksDispatchRate ?? 0) > 0);
+        if (taken) lastTakenAt = t;
         lastBacklog = { at: t, ageMs: backlogAge, count: backlog };
       }
+      const draining = backlog > 0 && t - lastTakenAt < opts.workerStallMs;
       drainingLately = draining;
       if (lastSeenPoll > 0 && lastPoll > lastSeenPoll) {
         pollStreak++;

@@ -140,10 +140,13 @@ test('a worker that keeps polling but is behind (a wave) is slow, not down: comm
     // How far behind it is: reports that would wait longer go straight to the queue.
     expect(monitor.workerBehindMs()).toBe(40_000);
   }
-  // It stops polling and taking, the work still waiting (and older): now it is down.
+  // It stops polling and taking, the work still waiting (and older): down once it has taken
+  // nothing for as long as work may wait (workerStallMs, 5 s here).
   w.taking = false;
   w.backlogAgeS = 41;
   await monitor.probe();
+  expect(monitor.worker.isOpen).toBe(false);
+  for (let i = 0; i < 4; i++) await monitor.probe();
   expect(monitor.worker.isOpen).toBe(true);
   // It polls again, and keeps polling: back.
   w.lastPollS = 110;
@@ -294,11 +297,15 @@ test('a saturated worker whose polls the probe does not see, but which takes tas
   w.backlogAgeS = 22;
   await monitor.probe();
   expect(monitor.worker.isOpen).toBe(false);
-  // It dies: nothing is taken, the backlog ages with the clock, and no poll comes.
+  // It dies: nothing is taken, the backlog ages with the clock, and no poll comes. Down once
+  // nothing was taken for workerStallMs (5 s here), not at the first look without news of it.
   await monitor.probe();
+  expect(monitor.worker.isOpen).toBe(false);
+  for (let i = 0; i < 4; i++) await monitor.probe();
   expect(monitor.worker.isOpen).toBe(true);
   expect(monitor.workerPolling()).toBe(false);
   expect(monitor.snapshot().worker.reason).toMatch(/waited 2\d s for a worker/);
+  expect(monitor.workerPolling()).toBe(false);
   // A worker takes the work again: back, though no poll of it was seen.
   w.taking = true;
   await monitor.probe();
@@ -346,4 +353,30 @@ test("the same backlog figures twice (the server's stats refresh every few secon
   await b.monitor.probe();
   expect(b.monitor.worker.isOpen).toBe(false);
   expect(b.monitor.workerPolling()).toBe(true);
+});
+
+test('a queue fed while it drains (its figures up one look, down the next) keeps the worker behind, not down', async () => {
+  const { w, monitor } = world();
+  w.lastPollS = 100;
+  await monitor.probe();
+  w.backlog = 300;
+  w.backlogAgeS = 90;
+  // Tasks are dispatched (the queue's rate says so); the figures below are set by hand.
+  w.taking = true;
+  w.frozen = true;
+  // The oldest keeps ageing (its partition is polled least), the count goes up and down.
+  for (const [count, age] of [
+    [300, 90],
+    [310, 92],
+    [295, 94],
+    [320, 96],
+    [305, 98],
+    [330, 100],
+    [315, 102],
+  ] as const) {
+    w.backlog = count;
+    w.backlogAgeS = age;
+    await monitor.probe();
+    expect(monitor.worker.isOpen).toBe(false);
+  }
 });
