@@ -64,6 +64,12 @@ export const envSchema = z.object({
   WORKER_MAX_CONCURRENT_ACTIVITIES: z.coerce.number().int().positive().default(200),
   WORKER_MAX_CONCURRENT_WORKFLOW_TASKS: z.coerce.number().int().positive().default(100),
   /**
+   * The share of the worker's workflow-task polls spent on the shared queue, where the first task
+   * of every new case waits (the rest poll the worker's own sticky queue, where the tasks of the
+   * cases in its cache come). The SDK's `nonStickyToStickyPollRatio`; unset keeps its 0.2.
+   */
+  WORKER_NON_STICKY_POLL_RATIO: z.coerce.number().positive().max(1).optional(),
+  /**
    * The SDK's per-promise stack traces, which answer the `__stack_trace` query (the Temporal UI's
    * "Stack Trace" tab). Off by default: they cost about half of a cached case's memory
    * (scripts/patch-deps.mjs). Turn on to see where a stuck workflow waits.

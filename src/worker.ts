@@ -111,6 +111,9 @@ export async function createWorker(opts: CreateWorkerOptions): Promise<Worker> {
     maxConcurrentActivityTaskExecutions: opts.config.WORKER_MAX_CONCURRENT_ACTIVITIES,
     maxConcurrentWorkflowTaskExecutions: opts.config.WORKER_MAX_CONCURRENT_WORKFLOW_TASKS,
     ...(opts.config.WORKER_MAX_CACHED_WORKFLOWS ? { maxCachedWorkflows: opts.config.WORKER_MAX_CACHED_WORKFLOWS } : {}),
+    ...(opts.config.WORKER_NON_STICKY_POLL_RATIO
+      ? { nonStickyToStickyPollRatio: opts.config.WORKER_NON_STICKY_POLL_RATIO }
+      : {}),
     shutdownGraceTime: '20s',
     ...opts.overrides,
   });
