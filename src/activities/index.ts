@@ -46,6 +46,24 @@ function heartbeat(details: unknown): void {
   }
 }
 
+/**
+ * When this attempt's work must be done by, less `marginMs` (epoch ms): the earlier of the
+ * attempt's start-to-close and the activity's schedule-to-close. Undefined outside an activity.
+ */
+function attemptDeadline(marginMs: number): number | undefined {
+  try {
+    const { info } = Context.current();
+    const ends = [
+      info.startToCloseTimeoutMs ? Date.now() + info.startToCloseTimeoutMs : Infinity,
+      info.scheduleToCloseTimeoutMs ? info.scheduledTimestampMs + info.scheduleToCloseTimeoutMs : Infinity,
+    ];
+    const end = Math.min(...ends);
+    return Number.isFinite(end) ? end - marginMs : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The activity's own Temporal client (the worker's connection) sends the wake-up. */
 const wakeFromActivity = async (workflowId: string): Promise<void> => {
   await Context.current().client.workflow.getHandle(workflowId).signal(roomOfferedSignal);
@@ -143,7 +161,7 @@ export function createActivities(deps: ActivityDeps): CaseActivities {
     async reserveRoom(input) {
       let room;
       if (input.queue) {
-        const r = await sys.hotel.reserveInQueue({ ...input, ...input.queue });
+        const r = await sys.hotel.reserveInQueue({ ...input, ...input.queue, notAfter: attemptDeadline(15_000) });
         room = r.room;
         await wake(r.handed);
       } else {

@@ -354,13 +354,16 @@ export function createDependencyMonitor(opts: DependencyMonitorOptions): Depende
       // time are no news (not "nothing aged"), and leave the verdict as it was.
       const news = !lastBacklog || lastBacklog.ageMs !== backlogAge || lastBacklog.count !== backlog;
       if (judging && news) {
-        // With no backlog seen before to compare with, the queue's own dispatch rate (its last
-        // 30 s) stands in for one probe.
+        // Only against a backlog seen before (first sight judges nothing), and only while the
+        // queue's own dispatch rate (its last 30 s) says tasks leave it at all: a count can also
+        // fall with no worker (expired speculative tasks of unanswered updates drop out of it),
+        // and the rate bounds how long that can pass for work taken once the worker is gone.
         const taken =
           backlog > 0 &&
-          (lastBacklog !== undefined && lastBacklog.count > 0
-            ? backlogAge < lastBacklog.ageMs + (t - lastBacklog.at) / 2 || backlog < lastBacklog.count
-            : Number(r.stats?.tasksDispatchRate ?? 0) > 0);
+          lastBacklog !== undefined &&
+          lastBacklog.count > 0 &&
+          Number(r.stats?.tasksDispatchRate ?? 0) > 0 &&
+          (backlogAge < lastBacklog.ageMs + (t - lastBacklog.at) / 2 || backlog < lastBacklog.count);
         if (taken) lastTakenAt = t;
         lastBacklog = { at: t, ageMs: backlogAge, count: backlog };
       }

@@ -4,7 +4,7 @@ import { z } from 'zod';
 import type { Db } from '../db';
 import { hotels, roomWaits, rooms } from '../db/schema';
 import type { Colour, RoomAssignment } from '../domain/types';
-import { roomConflict, unknownHotel, unknownRoom } from './errors';
+import { roomConflict, unavailable, unknownHotel, unknownRoom } from './errors';
 
 /**
  * Quarantine hotels and their rooms. Inventory lives in our Postgres, so there is one
@@ -26,6 +26,12 @@ export interface QueuedReserveRequest extends ReserveRequest {
   requestedAt: string;
   /** The policy puts red and yellow cases before green ones. */
   colourFirst: boolean;
+  /**
+   * Epoch ms after which this attempt must not run (its activity attempt has given up, and a
+   * retry, or the case's leaving the list, may come after it): a call still waiting in the
+   * district's queue then fails, retryably, without touching the list.
+   */
+  notAfter?: number;
 }
 
 /** A room handed to a waiting case: that case (and only it) is to be woken. */
@@ -166,9 +172,11 @@ const conflict = (why: string): Decision => ({ kind: 'conflict', why });
 
 /**
  * Runs calls with the same key one after another, in the order they came (calls with other keys
- * run beside them). In-process only: across processes Postgres's locks still decide.
+ * run beside them). In-process only: across processes Postgres's locks still decide, so this
+ * only spaces calls out, and a call that has not settled after `holdMs` (a connection hung
+ * where no timeout reaches it) stops holding the others up.
  */
-export function keyedQueue(): <T>(key: string, fn: () => Promise<T>) => Promise<T> {
+export function keyedQueue(holdMs = 15_000): <T>(key: string, fn: () => Promise<T>) => Promise<T> {
   const tails = new Map<string, Promise<void>>();
   return async (key, fn) => {
     const before = tails.get(key);
@@ -176,10 +184,14 @@ export function keyedQueue(): <T>(key: string, fn: () => Promise<T>) => Promise<
     const tail = new Promise<void>((resolve) => (done = resolve));
     const mine = before ? before.then(() => tail) : tail;
     tails.set(key, mine);
+    let hold: NodeJS.Timeout | undefined;
     try {
       if (before) await before;
+      hold = setTimeout(done, holdMs);
+      hold.unref();
       return await fn();
     } finally {
+      clearTimeout(hold);
       done();
       if (tails.get(key) === mine) tails.delete(key);
     }
@@ -389,7 +401,14 @@ export function createHotelService(db: Db, options: HotelServiceOptions = {}): H
       // One at a time per district in this process: they take the district's lock in Postgres
       // anyway, and waiting here holds no connection (a wave's 2,000 requests waiting on the lock
       // held every connection of the pool, and the worker's read-model writes waited behind them).
-      return oneAtATime(req.district, () => reserveInQueueNow(req));
+      return oneAtATime(req.district, () => {
+        if (req.notAfter !== undefined && Date.now() > req.notAfter) {
+          // Its activity attempt gave up while it waited: a retry may already have run, and the
+          // case may be leaving the list. Running now could put it back on the list.
+          throw unavailable('hotel', 'the reservation waited in the district queue past its attempt');
+        }
+        return reserveInQueueNow(req);
+      });
     },
 
     async leaveQueue({ caseNo }) {

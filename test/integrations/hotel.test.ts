@@ -282,6 +282,31 @@ describe('the waiting list under a wave', () => {
   });
 });
 
+describe('a reservation whose activity attempt gave up while it waited', () => {
+  it('fails retryably without touching the list (a retry, or the case leaving the list, may already have come)', async () => {
+    await hotel.addHotel({ id: 'late-1', name: 'Late', district: 'Late', rooms: roomsFor(1, 1) });
+    const err = await hotel
+      .reserveInQueue({
+        workflowId: 'case-LATE-1',
+        caseNo: 'LATE-1',
+        colour: 'green',
+        district: 'Late',
+        requestedAt: '2022-04-01T08:00:00Z',
+        colourFirst: true,
+        notAfter: Date.now() - 1,
+      })
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+    expect(err).toBeInstanceOf(ApplicationFailure);
+    expect((err as ApplicationFailure).type).toBe(ErrorCode.IntegrationUnavailable);
+    expect((err as ApplicationFailure).nonRetryable).toBe(false);
+    expect((await hotel.queue('Late')).length).toBe(0);
+    expect((await hotel.vacancy({ district: 'Late' }))[0]).toMatchObject({ free: 1 });
+  });
+});
+
 describe('the waiting list for rooms', () => {
   const ask = (caseNo: string, colour: 'green' | 'yellow' | 'red', requestedAt: string, district = 'Wait') =>
     hotel.reserveInQueue({

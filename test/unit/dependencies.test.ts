@@ -22,6 +22,8 @@ function world() {
      */
     taking: false,
     frozen: false,
+    /** The queue's dispatch rate (its last 30 s), when a test sets it; else 12.5 while taking. */
+    dispatchRate: undefined as number | undefined,
     now: 1_000_000,
     probeGapMs: 1000,
     /** Whether a worker answers the unanswered case's query. */
@@ -51,7 +53,7 @@ function world() {
           stats: {
             approximateBacklogCount: w.backlog,
             approximateBacklogAge: { seconds, nanos: Math.round((w.backlogAgeS - seconds) * 1e9) },
-            tasksDispatchRate: w.taking ? 12.5 : 0,
+            tasksDispatchRate: w.dispatchRate ?? (w.taking ? 12.5 : 0),
           },
         };
         // Until the next look: work nobody takes grows older by the time between.
@@ -283,6 +285,9 @@ test('a saturated worker whose polls the probe does not see, but which takes tas
   w.backlog = 600;
   w.backlogAgeS = 20;
   w.taking = true;
+  // First sight of the backlog, no poll seen: nothing to compare with, so down, as before.
+  await monitor.probe();
+  expect(monitor.worker.isOpen).toBe(true);
   for (let i = 0; i < 4; i++) {
     await monitor.probe();
     // The oldest task stays 20 s old while the clock moves on: tasks are being taken.
@@ -291,12 +296,14 @@ test('a saturated worker whose polls the probe does not see, but which takes tas
   }
   // "There but behind": the commands' paths wait for it instead of marking it down.
   expect(monitor.workerPolling()).toBe(true);
-  // Fewer tasks waiting is the same sign, even if the oldest is older.
+  // Fewer tasks waiting is the same sign, even if the oldest is older (tasks still leave the queue).
   w.taking = false;
+  w.dispatchRate = 9;
   w.backlog = 500;
   w.backlogAgeS = 22;
   await monitor.probe();
   expect(monitor.worker.isOpen).toBe(false);
+  w.dispatchRate = 0;
   // It dies: nothing is taken, the backlog ages with the clock, and no poll comes. Down once
   // nothing was taken for workerStallMs (5 s here), not at the first look without news of it.
   await monitor.probe();
@@ -308,6 +315,7 @@ test('a saturated worker whose polls the probe does not see, but which takes tas
   expect(monitor.workerPolling()).toBe(false);
   // A worker takes the work again: back, though no poll of it was seen.
   w.taking = true;
+  w.dispatchRate = undefined;
   await monitor.probe();
   await monitor.probe();
   expect(monitor.worker.isOpen).toBe(false);
@@ -377,6 +385,39 @@ test('a queue fed while it drains (its figures up one look, down the next) keeps
     w.backlog = count;
     w.backlogAgeS = age;
     await monitor.probe();
-    expect(monitor.worker.isOpen).toBe(false);
+    // The first look has nothing to compare with (down, no poll seen), the second shows more
+    // and older; from the first look that shows fewer, up, and it stays up.
+    expect(monitor.worker.isOpen).toBe(count === 300 || count === 310);
+  }
+});
+
+test("a dead worker's backlog that shrinks with nothing dispatched (expired speculative tasks drop out of the count) is not work taken", async () => {
+  const { w, monitor } = world();
+  w.lastPollS = 100;
+  await monitor.probe();
+  w.frozen = true;
+  for (const [count, age] of [
+    [40, 30],
+    [38, 31],
+    [36, 32],
+    [35, 33],
+  ] as const) {
+    w.backlog = count;
+    w.backlogAgeS = age;
+    await monitor.probe();
+    expect(monitor.worker.isOpen).toBe(true);
+    expect(monitor.workerPolling()).toBe(false);
+  }
+  // Likewise a breaker opened by an unanswered update is not closed by it.
+  const b = world();
+  b.w.lastPollS = 100;
+  await b.monitor.probe();
+  b.monitor.suspect('worker', 'no worker answered within 1500 ms');
+  b.w.frozen = true;
+  for (const count of [12, 11, 9]) {
+    b.w.backlog = count;
+    b.w.backlogAgeS = 3;
+    await b.monitor.probe();
+    expect(b.monitor.isDown('worker')).toBe(true);
   }
 });

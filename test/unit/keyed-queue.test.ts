@@ -44,3 +44,13 @@ test('calls with one key run one at a time in the order they came; other keys ru
   // Nothing is left behind: a new call on the same key runs at once.
   expect(await run('a', async () => 'again')).toBe('again');
 });
+
+test('a call that never settles holds the others up only for holdMs (Postgres locks still order the real work)', async () => {
+  const run = keyedQueue(50);
+  const hung = run('a', () => new Promise<never>(() => undefined));
+  let hungSettled = false;
+  void hung.finally(() => (hungSettled = true));
+  const next = await run('a', async () => 'next');
+  expect(next).toBe('next');
+  expect(hungSettled).toBe(false);
+});
