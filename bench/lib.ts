@@ -182,7 +182,10 @@ export class ApiClient {
 
   /**
    * A reused keep-alive socket the server has just closed fails with ECONNRESET / "socket
-   * hang up"; every call the bench and the drill make is idempotent, so it is sent once more.
+   * hang up"; every call the bench and the drill make is idempotent, so it is sent again, up to
+   * three times (on a saturated box the server's keep-alive timer closes many idle sockets of the
+   * pool at once, and the second try could take another of them: the 2,000-person drill lost
+   * three health checks so).
    */
   private async send<T>(
     method: string,
@@ -190,12 +193,13 @@ export class ApiClient {
     body?: unknown,
     headers: Record<string, string> = {},
   ): Promise<T> {
-    try {
-      return await this.sendOnce<T>(method, path, body, headers);
-    } catch (err) {
-      const code = (err as { code?: string }).code;
-      if (code !== 'ECONNRESET' && !/socket hang up/.test((err as Error).message)) throw err;
-      return this.sendOnce<T>(method, path, body, headers);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.sendOnce<T>(method, path, body, headers);
+      } catch (err) {
+        const code = (err as { code?: string }).code;
+        if (attempt >= 4 || (code !== 'ECONNRESET' && !/socket hang up/.test((err as Error).message))) throw err;
+      }
     }
   }
 
