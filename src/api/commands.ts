@@ -73,8 +73,7 @@ export const isTimeout = (err: unknown) =>
 
 /**
  * An update nobody answered in time marks the worker down unless it is seen polling its task
- * queue (probes in a row that each saw a newer poll) or taking its waiting work (between two
- * probes; src/api/dependencies.ts): a worker that keeps polling or taking work is behind (a
+ * queue (probes in a row that each saw a newer poll): a worker that keeps polling is behind (a
  * wave), not gone, so the next command is still sent (504 if it too goes unanswered). A fresh
  * look at the queue first (at most 250 ms; a probe this soon after another leaves the polling
  * verdict as it was). A worker whose poll is parked on an empty queue cannot be told from a dead

@@ -140,10 +140,7 @@ export interface DependencyMonitor {
    * API waits for an answer go straight to the queue instead of being sent twice.
    */
   workerBehindMs(): number;
-  /**
-   * Whether a worker is there though maybe behind: it polled its task queue before each of the
-   * last two probes, or took waiting work between the last two.
-   */
+  /** Whether a worker polled its task queue before each of the last two probes (behind, but there). */
   workerPolling(): boolean;
   /** Probes everything now (readiness) and returns the states. */
   probe(): Promise<Record<DependencyName, DependencyState>>;
@@ -177,11 +174,10 @@ const CASE_QUERY_TIMEOUT_MS = 1000;
  * Probes Temporal, the database and the worker every `intervalMs` and keeps one breaker each.
  *
  * The worker has no address to ping. It counts as down when workflow tasks wait on its task
- * queue longer than `workerStallMs`, no worker kept polling over the last probes and none took
- * any of them between the last two (nobody takes them; a worker that polls or takes work but is
- * behind is slow, not gone), or when an update found no worker to answer it (the command routes
- * trip it); it counts as back when a worker has polled or taken work since it was marked down,
- * or nothing is left waiting that long.
+ * queue longer than `workerStallMs` and no worker kept polling over the last probes (nobody
+ * takes them; a worker that polls but is behind is slow, not gone), or when an update found no worker to
+ * answer it (the command routes trip it); it counts as back when a worker has polled since it
+ * was marked down and nothing is left waiting that long.
  */
 export function createDependencyMonitor(opts: DependencyMonitorOptions): DependencyMonitor {
   const now = opts.now ?? Date.now;
@@ -200,20 +196,6 @@ export function createDependencyMonitor(opts: DependencyMonitorOptions): Depende
   let behindMs = 0;
   let polledLately = false;
   let pollStreak = 0;
-  /**
-   * The backlog as the last judging probe saw it. Between two probes, a worker that takes tasks
-   * (however few pollers it keeps on this queue, and whatever the poll times say) leaves the
-   * oldest waiting task younger than it would be had nothing been taken: that is a completion
-   * seen, the one sign a saturated worker always gives and a dead one never does.
-   */
-  let lastBacklog: { at: number; ageMs: number; count: number } | undefined;
-  /**
-   * When a probe last saw waiting work taken. Within `workerStallMs` of it the worker counts as
-   * taking work (behind, not gone): a queue that is fed while it drains shows its figures go up
-   * and down from one look to the next, and a verdict on each pair alone flapped.
-   */
-  let lastTakenAt = -Infinity;
-  let drainingLately = false;
   /** Down because work waited: back when the work is taken (only a worker takes it). */
   let stalled = false;
   /**
@@ -346,48 +328,24 @@ export function createDependencyMonitor(opts: DependencyMonitorOptions): Depende
       // ("Hard on the heels" counts from the last probe that judged, so a stream of quick probes,
       // one per timed-out call, cannot keep a stopped worker's streak alive.)
       const t = now();
-      // Work taken since the last judging probe: the oldest task is younger than it would be had
-      // it waited on (by more than half the time between, so clock jitter is not taken for it),
-      // or fewer tasks wait. A quick probe hard on another's heels judges nothing here either.
-      const judging = t - lastJudgedAt >= opts.intervalMs / 2;
-      // The server refreshes these figures every few seconds: the same age and count as last
-      // time are no news (not "nothing aged"), and leave the verdict as it was.
-      const news = !lastBacklog || lastBacklog.ageMs !== backlogAge || lastBacklog.count !== backlog;
-      if (judging && news) {
-        // Only against a backlog seen before (first sight judges nothing), and only while the
-        // queue's own dispatch rate (its last 30 s) says tasks leave it at all: a count can also
-        // fall with no worker (expired speculative tasks of unanswered updates drop out of it),
-        // and the rate bounds how long that can pass for work taken once the worker is gone.
-        const taken =
-          backlog > 0 &&
-          lastBacklog !== undefined &&
-          lastBacklog.count > 0 &&
-          Number(r.stats?.tasksDispatchRate ?? 0) > 0 &&
-          (backlogAge < lastBacklog.ageMs + (t - lastBacklog.at) / 2 || backlog < lastBacklog.count);
-        if (taken) lastTakenAt = t;
-        lastBacklog = { at: t, ageMs: backlogAge, count: backlog };
-      }
-      const draining = backlog > 0 && t - lastTakenAt < opts.workerStallMs;
-      drainingLately = draining;
       if (lastSeenPoll > 0 && lastPoll > lastSeenPoll) {
         pollStreak++;
         lastJudgedAt = t;
-      } else if (judging) {
+      } else if (t - lastJudgedAt >= opts.intervalMs / 2) {
         pollStreak = 0;
         lastJudgedAt = t;
       }
       const polling = pollStreak >= 2;
       polledLately = polling;
-      if (backlog > 0 && backlogAge > opts.workerStallMs && !polling && !draining) {
+      if (backlog > 0 && backlogAge > opts.workerStallMs && !polling) {
         tripWorker(
           lastPoll === 0
             ? `no worker has polled the task queue; work has waited ${Math.round(backlogAge / 1000)} s`
             : `workflow tasks have waited ${Math.round(backlogAge / 1000)} s for a worker`,
         );
         stalled = true;
-      } else if (workerB.isOpen && (stalled || lastPoll > pollMark || draining)) {
-        // Either the waiting work was taken (or is being taken), or a worker has polled since no
-        // worker answered.
+      } else if (workerB.isOpen && (stalled || lastPoll > pollMark)) {
+        // Either the waiting work was taken, or a worker has polled since no worker answered.
         workerB.reset();
         stalled = false;
         unansweredCases.length = 0;
@@ -449,7 +407,7 @@ export function createDependencyMonitor(opts: DependencyMonitorOptions): Depende
       void probe();
     },
     workerBehindMs: () => behindMs,
-    workerPolling: () => polledLately || drainingLately,
+    workerPolling: () => polledLately,
     probe,
     snapshot,
     start() {

@@ -16,14 +16,6 @@ function world() {
     lastPollS: 0,
     backlog: 0,
     backlogAgeS: 0,
-    /**
-     * A worker takes the waiting tasks: fewer wait at each look, the oldest no older; otherwise
-     * the backlog ages with the clock. Frozen: the server's figures not refreshed since.
-     */
-    taking: false,
-    frozen: false,
-    /** The queue's dispatch rate (its last 30 s), when a test sets it; else 12.5 while taking. */
-    dispatchRate: undefined as number | undefined,
     now: 1_000_000,
     probeGapMs: 1000,
     /** Whether a worker answers the unanswered case's query. */
@@ -45,20 +37,10 @@ function world() {
       describeTaskQueue: async () => {
         // Probes here are a second apart unless a test says otherwise (see the quick-probe test).
         w.now += w.probeGapMs;
-        // A worker taking work: one fewer waits at each look.
-        if (w.backlog > 1 && w.taking && !w.frozen) w.backlog--;
-        const seconds = Math.floor(w.backlogAgeS);
-        const r = {
+        return {
           pollers: w.lastPollS ? [{ lastAccessTime: { seconds: w.lastPollS, nanos: 0 } }] : [],
-          stats: {
-            approximateBacklogCount: w.backlog,
-            approximateBacklogAge: { seconds, nanos: Math.round((w.backlogAgeS - seconds) * 1e9) },
-            tasksDispatchRate: w.dispatchRate ?? (w.taking ? 12.5 : 0),
-          },
+          stats: { approximateBacklogCount: w.backlog, approximateBacklogAge: { seconds: w.backlogAgeS, nanos: 0 } },
         };
-        // Until the next look: work nobody takes grows older by the time between.
-        if (w.backlog && !w.taking && !w.frozen) w.backlogAgeS += w.probeGapMs / 1000;
-        return r;
       },
     },
   } as unknown as Connection;
@@ -134,7 +116,6 @@ test('a worker that keeps polling but is behind (a wave) is slow, not down: comm
   await monitor.probe();
   w.backlog = 800;
   w.backlogAgeS = 40;
-  w.taking = true;
   for (const poll of [102, 103, 104]) {
     w.lastPollS = poll;
     await monitor.probe();
@@ -142,13 +123,8 @@ test('a worker that keeps polling but is behind (a wave) is slow, not down: comm
     // How far behind it is: reports that would wait longer go straight to the queue.
     expect(monitor.workerBehindMs()).toBe(40_000);
   }
-  // It stops polling and taking, the work still waiting (and older): down once it has taken
-  // nothing for as long as work may wait (workerStallMs, 5 s here).
-  w.taking = false;
-  w.backlogAgeS = 41;
+  // It stops polling with the work still waiting: now it is down.
   await monitor.probe();
-  expect(monitor.worker.isOpen).toBe(false);
-  for (let i = 0; i < 4; i++) await monitor.probe();
   expect(monitor.worker.isOpen).toBe(true);
   // It polls again, and keeps polling: back.
   w.lastPollS = 110;
@@ -275,149 +251,4 @@ test('marked down because a case did not answer, back when that case answers a q
   await monitor.probe();
   await monitor.probe();
   expect(monitor.isDown('worker')).toBe(true);
-});
-
-test('a saturated worker whose polls the probe does not see, but which takes tasks, is behind, not down; when it stops taking them it is down', async () => {
-  const { w, monitor } = world();
-  // Its last poll on this queue that the probe saw; its pollers are busy on its own sticky queue.
-  w.lastPollS = 100;
-  await monitor.probe();
-  w.backlog = 600;
-  w.backlogAgeS = 20;
-  w.taking = true;
-  // First sight of the backlog, no poll seen: nothing to compare with, so down, as before.
-  await monitor.probe();
-  expect(monitor.worker.isOpen).toBe(true);
-  for (let i = 0; i < 4; i++) {
-    await monitor.probe();
-    // The oldest task stays 20 s old while the clock moves on: tasks are being taken.
-    expect(monitor.worker.isOpen).toBe(false);
-    expect(monitor.workerBehindMs()).toBe(20_000);
-  }
-  // "There but behind": the commands' paths wait for it instead of marking it down.
-  expect(monitor.workerPolling()).toBe(true);
-  // Fewer tasks waiting is the same sign, even if the oldest is older (tasks still leave the queue).
-  w.taking = false;
-  w.dispatchRate = 9;
-  w.backlog = 500;
-  w.backlogAgeS = 22;
-  await monitor.probe();
-  expect(monitor.worker.isOpen).toBe(false);
-  w.dispatchRate = 0;
-  // It dies: nothing is taken, the backlog ages with the clock, and no poll comes. Down once
-  // nothing was taken for workerStallMs (5 s here), not at the first look without news of it.
-  await monitor.probe();
-  expect(monitor.worker.isOpen).toBe(false);
-  for (let i = 0; i < 4; i++) await monitor.probe();
-  expect(monitor.worker.isOpen).toBe(true);
-  expect(monitor.workerPolling()).toBe(false);
-  expect(monitor.snapshot().worker.reason).toMatch(/waited 2\d s for a worker/);
-  expect(monitor.workerPolling()).toBe(false);
-  // A worker takes the work again: back, though no poll of it was seen.
-  w.taking = true;
-  w.dispatchRate = undefined;
-  await monitor.probe();
-  await monitor.probe();
-  expect(monitor.worker.isOpen).toBe(false);
-});
-
-test('marked down after an unanswered update, back at the next probe that sees waiting work taken', async () => {
-  const { w, monitor } = world();
-  w.lastPollS = 100;
-  w.backlog = 50;
-  w.backlogAgeS = 8;
-  w.taking = true;
-  await monitor.probe();
-  monitor.suspect('worker', 'no worker answered within 1500 ms', 'case-QC2');
-  expect(monitor.isDown('worker')).toBe(true);
-  await monitor.probe();
-  expect(monitor.isDown('worker')).toBe(false);
-});
-
-test("the same backlog figures twice (the server's stats refresh every few seconds) are no news: they neither prove work taken nor break the verdict", async () => {
-  const { w, monitor } = world();
-  w.lastPollS = 100;
-  await monitor.probe();
-  // A dead worker's backlog, looked at twice within one refresh: identical figures.
-  w.backlog = 40;
-  w.backlogAgeS = 30;
-  w.frozen = true;
-  await monitor.probe();
-  expect(monitor.worker.isOpen).toBe(true);
-  await monitor.probe();
-  expect(monitor.worker.isOpen).toBe(true);
-  expect(monitor.workerPolling()).toBe(false);
-  // A worker taking work, its figures unrefreshed between two probes: still behind, not down.
-  const b = world();
-  b.w.lastPollS = 100;
-  await b.monitor.probe();
-  b.w.backlog = 600;
-  b.w.backlogAgeS = 20;
-  b.w.taking = true;
-  await b.monitor.probe();
-  await b.monitor.probe(); // refreshed: fewer wait
-  b.w.frozen = true;
-  await b.monitor.probe(); // not refreshed
-  await b.monitor.probe();
-  expect(b.monitor.worker.isOpen).toBe(false);
-  expect(b.monitor.workerPolling()).toBe(true);
-});
-
-test('a queue fed while it drains (its figures up one look, down the next) keeps the worker behind, not down', async () => {
-  const { w, monitor } = world();
-  w.lastPollS = 100;
-  await monitor.probe();
-  w.backlog = 300;
-  w.backlogAgeS = 90;
-  // Tasks are dispatched (the queue's rate says so); the figures below are set by hand.
-  w.taking = true;
-  w.frozen = true;
-  // The oldest keeps ageing (its partition is polled least), the count goes up and down.
-  for (const [count, age] of [
-    [300, 90],
-    [310, 92],
-    [295, 94],
-    [320, 96],
-    [305, 98],
-    [330, 100],
-    [315, 102],
-  ] as const) {
-    w.backlog = count;
-    w.backlogAgeS = age;
-    await monitor.probe();
-    // The first look has nothing to compare with (down, no poll seen), the second shows more
-    // and older; from the first look that shows fewer, up, and it stays up.
-    expect(monitor.worker.isOpen).toBe(count === 300 || count === 310);
-  }
-});
-
-test("a dead worker's backlog that shrinks with nothing dispatched (expired speculative tasks drop out of the count) is not work taken", async () => {
-  const { w, monitor } = world();
-  w.lastPollS = 100;
-  await monitor.probe();
-  w.frozen = true;
-  for (const [count, age] of [
-    [40, 30],
-    [38, 31],
-    [36, 32],
-    [35, 33],
-  ] as const) {
-    w.backlog = count;
-    w.backlogAgeS = age;
-    await monitor.probe();
-    expect(monitor.worker.isOpen).toBe(true);
-    expect(monitor.workerPolling()).toBe(false);
-  }
-  // Likewise a breaker opened by an unanswered update is not closed by it.
-  const b = world();
-  b.w.lastPollS = 100;
-  await b.monitor.probe();
-  b.monitor.suspect('worker', 'no worker answered within 1500 ms');
-  b.w.frozen = true;
-  for (const count of [12, 11, 9]) {
-    b.w.backlog = count;
-    b.w.backlogAgeS = 3;
-    await b.monitor.probe();
-    expect(b.monitor.isDown('worker')).toBe(true);
-  }
 });
