@@ -226,6 +226,11 @@ export async function sendReportWithAnswer<R, T extends object>(
     reason = `workflow tasks have waited ${Math.round(behind / 1000)} s for a worker`;
     // Nobody polled lately either: likely gone, so commands should not be sent into the void.
     if (!app.deps.workerPolling()) app.deps.suspect('worker', reason);
+  } else if (!app.deps.worker.isOpen && app.deps.isDown('database')) {
+    // The database is known away: the case's answer would come only after its read-model write
+    // (the worker's, in the task, or ours from the answer) ran out its time. The queued copy is
+    // applied the same, and the sender hears at once.
+    reason = 'the database is away: queued rather than waiting for an answer that waits on it';
   } else if (!app.deps.worker.isOpen) {
     try {
       const result = await app.ops.update(caseNo, update, input, {

@@ -14,13 +14,13 @@ const command = defineUpdate<{ ok: boolean }, [{ days: number }]>('changeStay');
 const report = defineUpdate<{ ok: boolean }, [{ checkId: string }]>('healthCheck');
 const queuedReport = defineSignal<[{ checkId: string }]>('healthCheckQueued');
 
-function world(polling: boolean, behindMs = 0) {
+function world(polling: boolean, behindMs = 0, databaseDown = false) {
   const suspected: string[] = [];
   const sent = { updates: 0, signals: 0, waits: [] as (number | undefined)[] };
   const app = {
     config: { API_UPDATE_WAIT_MS: 1500, API_REPORT_WAIT_MS: 800, API_REPORT_MAX_WAIT_MS: 20_000 },
     deps: {
-      isDown: () => suspected.length > 0,
+      isDown: (name: string) => (name === 'database' ? databaseDown : suspected.length > 0),
       require: () => {
         if (suspected.length) throw new HttpProblem(503, 'No worker is running the cases');
       },
@@ -130,4 +130,13 @@ test('a report to a worker behind with nobody polling goes to the queue at once,
   expect(r.status).toBe('queued');
   expect(w.sent).toMatchObject({ updates: 0, signals: 1 });
   expect(w.suspected).toHaveLength(1);
+});
+
+test('a report while the database is known away goes to the queue at once: its answer would wait on the read-model write', async () => {
+  const w = world(true, 0, true);
+  const r = await sendReportWithAnswer(w.app, 'QC1', report, queuedReport, { checkId: 'c1' }, 'k1');
+  expect(r).toMatchObject({ status: 'queued' });
+  expect((r as { reason: string }).reason).toMatch(/database is away/);
+  expect(w.sent).toMatchObject({ updates: 0, signals: 1 });
+  expect(w.suspected).toEqual([]);
 });
