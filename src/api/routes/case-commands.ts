@@ -247,7 +247,8 @@ export const caseCommandRoutes: AnyRoute[] = [
     description:
       'With a worker running: 200, applied, with the answer (fever, escalations opened, next check due). ' +
       'With none (or none answering within API_REPORT_WAIT_MS, or, while the worker is behind, within about its ' +
-      'backlog, up to API_REPORT_MAX_WAIT_MS): 202, queued: the check is in the case history ' +
+      'backlog, up to API_REPORT_MAX_WAIT_MS; at once while the database is known away, since the answer would wait on ' +
+      'the read-model write): 202, queued: the check is in the case history ' +
       'and is applied when a worker runs it, fever escalation included; a check the case then refuses is ' +
       'recorded as `health_check_refused`. The same Idempotency-Key or checkId is one check, however often sent.',
     tags: caseTag,
