@@ -14,7 +14,6 @@ import { createLogger } from '../../src/log';
 import { createWorker } from '../../src/worker';
 import { healthCheckUpdate, type HealthCheckInput } from '../../src/workflows/messages';
 import * as cmp from './read-model-compare';
-import type { Auth } from './read-model-compare';
 import { createHarness, type Harness } from './harness';
 
 /**
@@ -78,14 +77,8 @@ afterAll(async () => {
 });
 
 /** This suite's harness, bound into the shared comparison (test/api/read-model-compare.ts). */
-const readModel = (caseNo: string) => cmp.readModel(h, caseNo);
-const workflowModel = (caseNo: string) => cmp.workflowModel(h, caseNo);
-const quiet = (caseNo: string, ms?: number) => cmp.quiet(h, caseNo, ms);
-const recordCaseActivities = (caseNo: string) => cmp.recordCaseActivities(h, caseNo);
-const inObservation = () => cmp.inObservation(h);
-const check = (caseNo: string, nurse: Auth, checkId: string, key?: string) => cmp.check(h, caseNo, nurse, checkId, key);
-const queuedCopy = (caseNo: string, checkId: string, key?: string) => cmp.queuedCopy(h, caseNo, checkId, key);
-const extend = (caseNo: string) => cmp.extend(h, caseNo);
+const { readModel, workflowModel, quiet, recordCaseActivities, inObservation, check, queuedCopy, extend } =
+  cmp.compareWith(() => h);
 const checkInput = cmp.checkInput;
 
 /**

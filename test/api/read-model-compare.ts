@@ -135,3 +135,19 @@ export const extend = (h: Harness, caseNo: string) =>
     .post(`/api/v1/cases/${caseNo}/extend`)
     .set(h.auth('supervisor'))
     .send({ days: 1, reason: 'contact of a new case' });
+
+/** The helpers above, bound to a suite's harness (read when called: suites create it in beforeAll). */
+export function compareWith(harness: () => Harness) {
+  return {
+    readModel: (caseNo: string) => readModel(harness(), caseNo),
+    workflowModel: (caseNo: string) => workflowModel(harness(), caseNo),
+    quiet: (caseNo: string, ms?: number) => quiet(harness(), caseNo, ms),
+    historyOf: (caseNo: string) => historyOf(harness(), caseNo),
+    recordCaseActivities: (caseNo: string) => recordCaseActivities(harness(), caseNo),
+    inObservation: () => inObservation(harness()),
+    check: (caseNo: string, nurse: Auth, checkId: string, key?: string) =>
+      check(harness(), caseNo, nurse, checkId, key),
+    queuedCopy: (caseNo: string, checkId: string, key?: string) => queuedCopy(harness(), caseNo, checkId, key),
+    extend: (caseNo: string) => extend(harness(), caseNo),
+  };
+}

@@ -8,7 +8,6 @@ import { createIntegrations, type Integrations } from '../../src/integrations';
 import { createLogger } from '../../src/log';
 import { createHarness, startTestWorker, type Harness } from './harness';
 import * as cmp from './read-model-compare';
-import type { Auth } from './read-model-compare';
 
 /**
  * The read model written in the workflow task (caseWorkflowV5, src/activities/task-writes.ts),
@@ -53,18 +52,11 @@ afterAll(async () => {
 });
 
 /** This suite's harness, bound into the shared comparison (test/api/read-model-compare.ts). */
-const readModel = (caseNo: string) => cmp.readModel(h, caseNo);
-const workflowModel = (caseNo: string) => cmp.workflowModel(h, caseNo);
-const quiet = (caseNo: string, ms?: number) => cmp.quiet(h, caseNo, ms);
-const recordCaseActivities = (caseNo: string) => cmp.recordCaseActivities(h, caseNo);
-const inObservation = () => cmp.inObservation(h);
-const check = (caseNo: string, nurse: Auth, checkId: string, key?: string) => cmp.check(h, caseNo, nurse, checkId, key);
-const queuedCopy = (caseNo: string, checkId: string, key?: string) => cmp.queuedCopy(h, caseNo, checkId, key);
-const extend = (caseNo: string) => cmp.extend(h, caseNo);
+const { readModel, workflowModel, quiet, recordCaseActivities, inObservation, check, queuedCopy, extend, historyOf } =
+  cmp.compareWith(() => h);
 const behindReports = async (caseNo: string) =>
-  (await cmp.historyOf(h, caseNo)).filter(
-    (e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'readModelBehind',
-  ).length;
+  (await historyOf(caseNo)).filter((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'readModelBehind')
+    .length;
 
 test('a 200 means the check is in the read model: written in the task that answered, no activity, no write handed to the API', async () => {
   const { caseNo, nurse } = await inObservation();
