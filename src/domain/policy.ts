@@ -228,4 +228,4 @@ export function resolvePolicy(cfg: PolicyConfig, name?: string): Policy | undefi
   return policyCatalog(cfg)[name ?? cfg.DEFAULT_POLICY];
 }
 
-export const policyDayMs = (p: Policy): number => (p.clock.kind === 'compressed' ? p.clock.dayMs : DAY);
+export const policyDayMs = (p: Pick<Policy, 'clock'>): number => (p.clock.kind === 'compressed' ? p.clock.dayMs : DAY);

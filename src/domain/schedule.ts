@@ -1,6 +1,10 @@
 import type { Policy } from './policy';
 import { policyDayMs } from './policy';
 
+/** What the schedule maths read of a policy: its clock and, for checks, its check times. */
+export type ScheduleClock = Pick<Policy, 'clock'>;
+export type CheckClock = Pick<Policy, 'clock' | 'checkTimes'>;
+
 /**
  * Schedule maths: when days start, when checks and samples are due, when release is due.
  * Pure and deterministic (Intl is part of the language), so the workflow uses it directly.
@@ -36,7 +40,7 @@ export function zoneOffsetMs(timeZone: string, t: number): number {
 }
 
 /** Start of day `day` (1-based) of a stay that began at stayStart. */
-export function dayStart(policy: Policy, stayStart: number, day: number): number {
+export function dayStart(policy: ScheduleClock, stayStart: number, day: number): number {
   if (policy.clock.kind === 'compressed') return stayStart + (day - 1) * policy.clock.dayMs;
   const offset = zoneOffsetMs(policy.clock.timeZone, stayStart);
   const localMidnight = Math.floor((stayStart + offset) / DAY) * DAY - offset;
@@ -44,7 +48,7 @@ export function dayStart(policy: Policy, stayStart: number, day: number): number
 }
 
 /** The instant of clock time hh:mm on the day that starts at `start`. */
-export function clockAt(policy: Policy, start: number, hhmm: string): number {
+export function clockAt(policy: ScheduleClock, start: number, hhmm: string): number {
   const minutes = parseClock(hhmm);
   if (policy.clock.kind === 'compressed') return start + Math.round((minutes / 1440) * policy.clock.dayMs);
   return start + minutes * 60_000;
@@ -56,13 +60,13 @@ export function releaseDueAt(policy: Policy, stayStart: number, adjustDays = 0):
 }
 
 /** Which day of the stay instant t falls in (1 = arrival day). */
-export function dayOfStay(policy: Policy, stayStart: number, t: number): number {
+export function dayOfStay(policy: ScheduleClock, stayStart: number, t: number): number {
   const first = dayStart(policy, stayStart, 1);
   return Math.floor((t - first) / policyDayMs(policy)) + 1;
 }
 
 /** The first health-check slot at or after `from`, or undefined when none is before `until`. */
-export function nextCheckSlot(policy: Policy, stayStart: number, from: number, until: number): number | undefined {
+export function nextCheckSlot(policy: CheckClock, stayStart: number, from: number, until: number): number | undefined {
   if (policy.checkTimes.length === 0) return undefined;
   const startDay = Math.max(1, dayOfStay(policy, stayStart, from));
   for (let day = startDay; ; day++) {
