@@ -151,6 +151,10 @@ export interface DrillReport {
     /** Answered 409: the case had left observation by the time the check arrived. */
     afterEnd: number;
     fevers: number;
+    /** Taken after the slot's window had closed: the nurse saw the slot on her rounds too late. */
+    seenLate: number;
+    /** Rounds lists the nurses could not get (each is retried at the next round). */
+    roundsFailed: number;
   };
   /** Per policy day: API calls per route, CPU, worker task latency. */
   days: DayStats[];
@@ -429,7 +433,17 @@ export async function runDrill(
     escalationsByKind: {},
     missedSlots: 0,
     peakOccupancy: { rooms: 0, activeCases: 0, totalRooms: 0 },
-    checks: { recorded: 0, queued: 0, queuedWhy: {}, skipped: 0, failedToRecord: 0, afterEnd: 0, fevers: 0 },
+    checks: {
+      recorded: 0,
+      queued: 0,
+      queuedWhy: {},
+      skipped: 0,
+      failedToRecord: 0,
+      afterEnd: 0,
+      fevers: 0,
+      seenLate: 0,
+      roundsFailed: 0,
+    },
     days: [],
     checkSeconds: 0,
     targets: [],
@@ -555,17 +569,34 @@ export async function runDrill(
     });
   });
 
-  // ---- nurse: record each check when its slot is due
+  // ---- nurse: each hotel's nurse does her rounds (GET /hotels/{id}/rounds) and records each
+  // check when its slot is due. The rounds list the slots each person owes by the case's check
+  // schedule, so a nurse learns of the next slot without waiting for a busy case to take in the last.
   const scheduled = new Set<string>();
   const windowBefore = policy.checkWindowBeforeMs;
+  const hotelIds = (await rows<{ id: string }>(sql`select id from hotels where active order by id`)).map((r) => r.id);
   every(Math.max(20, Math.min(windowBefore / 2, dayMs / 48)), async () => {
-    const horizon = new Date(Date.now() + windowBefore * 2);
-    const due = await rows<{ case_no: string; next_check_due: Date | string; hotel_id: string }>(sql`
-      select case_no, next_check_due, hotel_id from cases
-      where phase in ('OBSERVATION', 'RELEASE_PENDING') and next_check_due is not null
-        and next_check_due <= ${horizon.toISOString()} and case_no like 'QC%'`);
+    const now = Date.now();
+    const window = `from=${new Date(now).toISOString()}&to=${new Date(now + windowBefore * 4).toISOString()}`;
+    const due: { case_no: string; dueAt: number; closesAt: number; hotel_id: string }[] = [];
+    await mapLimit(hotelIds, 4, async (hotelId) => {
+      try {
+        const { nurse } = await staffOf(hotelId);
+        const r = await nurse.get<{ items: { caseNo: string; slotAt: string; windowClosesAt: string | null }[] }>(
+          `/api/v1/hotels/${hotelId}/rounds?${window}`,
+        );
+        for (const x of r.items) {
+          const dueAt = Date.parse(x.slotAt);
+          const closesAt = x.windowClosesAt ? Date.parse(x.windowClosesAt) : dueAt + policy.checkWindowAfterMs;
+          due.push({ case_no: x.caseNo, dueAt, closesAt, hotel_id: hotelId });
+        }
+      } catch (err) {
+        report.checks.roundsFailed++;
+        apiError(`rounds ${hotelId}`, err);
+      }
+    });
     for (const d of due) {
-      const dueAt = new Date(d.next_check_due).getTime();
+      const dueAt = d.dueAt;
       const slotKey = `${d.case_no}@${dueAt}`;
       if (scheduled.has(slotKey) || !byCase.has(d.case_no)) continue;
       scheduled.add(slotKey);
@@ -576,6 +607,7 @@ export async function runDrill(
       const fever = dice(`fever:${slotKey}:${o.seed}`) < o.feverRate;
       // Taken once the slot's window is open (half the window early), recorded at once.
       const takeAt = dueAt - windowBefore / 2;
+      if (Date.now() - windowBefore / 2 > d.closesAt) report.checks.seenLate++;
       setTimeout(
         () =>
           void staffOf(d.hotel_id)
@@ -1171,6 +1203,7 @@ export function printReport(r: DrillReport): void {
     `  extended              ${r.extended} (address changed ${r.addressChanged})`,
     `  peak occupancy        ${r.peakOccupancy.rooms} of ${r.peakOccupancy.totalRooms} rooms, ${r.peakOccupancy.activeCases} active cases`,
     `  health checks         ${r.checks.recorded} recorded, ${r.checks.skipped} skipped on purpose, ${r.checks.failedToRecord} refused, ${r.checks.afterEnd} after the case ended, ${r.checks.fevers} fevers`,
+    `  nurses' rounds        ${r.checks.seenLate} slots seen after their window closed, ${r.checks.roundsFailed} rounds lists not had`,
     `  arrivals at the desk  ${r.arrivalsReported}; rooms disinfected ${r.roomsDisinfected}`,
     `  supervisor commands   ${r.commandRetries} sent again with the same key after a 503 or 504`,
     `  escalations by kind   ${Object.entries(r.escalationsByKind)

@@ -419,6 +419,7 @@ export function recordCasePayload(input: RecordCaseInput): Record<string, unknow
       stay_start: instant(row.stayStart),
       release_due: instant(row.releaseDue),
       next_check_due: instant(row.nextCheckDue),
+      check_schedule: row.checkSchedule ?? null,
       // A column with a default got it when the statements left the value out.
       pending_results: row.pendingResults ?? 0,
       open_escalations: row.openEscalations ?? 0,

@@ -1,3 +1,4 @@
+import type { CheckSchedule } from '../domain/rounds';
 import type { Actor, Colour, Escalation, HealthCheck, Phase, RoomAssignment, Sample } from '../domain/types';
 
 /**
@@ -108,6 +109,11 @@ export interface CaseRow {
   stayStart?: string;
   releaseDue?: string;
   nextCheckDue?: string;
+  /**
+   * The check schedule of the rules the case is judged by, while it watches a slot (drizzle/0009):
+   * the nurses' rounds list the slots after the watched one from it. Cases of v1 write none.
+   */
+  checkSchedule?: CheckSchedule;
   pendingResults: number;
   openEscalations: number;
   openRedEscalations: number;

@@ -530,6 +530,40 @@ export const HotelRooms = z
     items: z.array(RoomRow),
   })
   .meta({ id: 'HotelRooms' });
+export const RoundsQuery = z.strictObject({
+  from: isoDateTime.optional().meta({ description: 'Slots whose window is still open at this time; defaults to now' }),
+  to: isoDateTime
+    .optional()
+    .meta({ description: 'Slots at or before this time; defaults to 24 hours after `from`, at most 7 days after it' }),
+});
+export const RoundSlotRow = z
+  .object({
+    caseNo: z.string(),
+    roomId: z.string().nullable(),
+    roomNo: z.string().nullable(),
+    slotAt: z.string().meta({ description: 'When the check is due' }),
+    windowOpensAt: z
+      .string()
+      .nullable()
+      .meta({ description: 'A check taken from here on counts for this slot (null: a case started before rounds)' }),
+    windowClosesAt: z
+      .string()
+      .nullable()
+      .meta({ description: 'After this the slot is missed and the missed-check steps start' }),
+    watched: z.boolean().meta({
+      description: 'The slot the case watches now; the later ones of the same case follow it in order',
+    }),
+  })
+  .meta({ id: 'RoundSlot' });
+export const HotelRounds = z
+  .object({
+    hotelId: z.string(),
+    from: z.string(),
+    to: z.string(),
+    cases: z.number().int().meta({ description: 'People in the hotel who owe checks' }),
+    items: z.array(RoundSlotRow).meta({ description: 'By slot time, then room number; at most 8 slots per person' }),
+  })
+  .meta({ id: 'HotelRounds' });
 export const RoomTransitionAnswer = z
   .object({
     roomId: z.string(),

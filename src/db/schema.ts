@@ -1,4 +1,5 @@
 import { sql } from 'drizzle-orm';
+import type { CheckSchedule } from '../domain/rounds';
 import {
   bigint,
   bigserial,
@@ -113,6 +114,8 @@ export const cases = pgTable(
     stayStart: timestamp('stay_start', { withTimezone: true }),
     releaseDue: timestamp('release_due', { withTimezone: true }),
     nextCheckDue: timestamp('next_check_due', { withTimezone: true }),
+    /** The case's check schedule while it watches a slot, for the nurses' rounds (src/domain/rounds.ts). */
+    checkSchedule: jsonb('check_schedule').$type<CheckSchedule>(),
     pendingResults: integer('pending_results').notNull().default(0),
     openEscalations: integer('open_escalations').notNull().default(0),
     openRedEscalations: integer('open_red_escalations').notNull().default(0),

@@ -40,6 +40,7 @@ import type {
   TaskResult,
 } from '../domain/case/model';
 import { caseView } from '../domain/case/view';
+import { checkScheduleOf } from '../domain/rounds';
 import { maskName, SYSTEM_ACTOR } from '../domain/types';
 import {
   CaseColourKey,
@@ -694,6 +695,8 @@ async function runCase(input: CaseInputV2, v3: boolean, v4 = false, v5 = false):
         stayStart: s.stayStart,
         releaseDue: s.releaseDue,
         nextCheckDue: s.closing ? undefined : s.currentSlot,
+        // What the nurses' rounds list the slots after the watched one by (src/domain/rounds.ts).
+        ...(s.closing || !s.currentSlot ? {} : { checkSchedule: checkScheduleOf(policyOf(s, ctx)) }),
         pendingResults: s.samples.filter((x) => x.status === 'ordered').length,
         openEscalations: open.length,
         openRedEscalations: open.filter((e) => e.severity === 'red').length,

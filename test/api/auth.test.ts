@@ -188,6 +188,11 @@ const ROUTES: { pattern: string; call: Call; roles: string[] }[] = [
     roles: ['supervisor', 'hotel', 'admin'],
   },
   {
+    pattern: 'GET /api/v1/hotels/:hotelId/rounds',
+    call: { method: 'get', path: '/api/v1/hotels/H1/rounds' },
+    roles: ['medical', 'hotel', 'supervisor', 'admin'],
+  },
+  {
     pattern: 'POST /api/v1/rooms/:roomId/disinfected',
     call: { method: 'post', path: '/api/v1/rooms/H1-105/disinfected', body: () => ({}) },
     roles: ['hotel', 'supervisor', 'admin'],

@@ -1,16 +1,17 @@
 import { ApplicationFailure } from '@temporalio/common';
-import { eq } from 'drizzle-orm';
+import { and, eq, isNotNull, isNull } from 'drizzle-orm';
 import type { z } from 'zod';
 
 import { ErrorCode } from '../../activities/types';
-import { hotels, rooms } from '../../db/schema';
+import { cases, hotels, rooms } from '../../db/schema';
+import { roundSlots } from '../../domain/rounds';
 import { wakeAll } from '../../activities';
 import { hotelInputSchema, type Handoff, type RoomState, type RoomTransition } from '../../integrations/hotel';
 import { roomOfferedSignal } from '../../workflows/messages';
 import type { ApiKey } from '../auth';
 import { recordCommand } from '../command-log';
 import type { ApiContext } from '../context';
-import { HttpProblem, zodFieldErrors, type FieldError } from '../problem';
+import { HttpProblem, validationProblem, zodFieldErrors, type FieldError } from '../problem';
 import { defineRoute, type AnyRoute } from '../router';
 import {
   AddedHotel,
@@ -21,6 +22,8 @@ import {
   RoomIdParam,
   RoomStateEnum,
   RoomTransitionAnswer,
+  RoundsQuery,
+  HotelRounds,
 } from '../schemas';
 import { keyCovers } from '../scope';
 import { dbProblem, iso } from './read-helpers';
@@ -47,6 +50,8 @@ function wakeHanded(app: ApiContext, handed: Handoff[] | undefined): void {
     app.log,
   );
 }
+
+const DAY_MS = 86_400_000;
 
 const outside = (what: string) =>
   new HttpProblem(403, `${what} is outside this key's jurisdiction`, { slug: 'jurisdiction' });
@@ -282,6 +287,94 @@ export const hotelRoutes: AnyRoute[] = [
           disinfection: r.disinfection === 'routine' || r.disinfection === 'terminal' ? r.disinfection : null,
           outOfServiceReason: r.outOfServiceReason,
           updatedAt: iso(r.updatedAt)!,
+        })),
+      });
+    },
+  }),
+  defineRoute({
+    method: 'get',
+    path: '/api/v1/hotels/:hotelId/rounds',
+    operationId: 'listRounds',
+    summary: 'The health checks due in a hotel: every slot each person still owes, by time and room',
+    description:
+      "A nurse's rounds. Each person in observation owes the slot their case watches now and the slots after it, " +
+      'by the check times of the rules their case is judged by, so the list does not wait for a busy case to take ' +
+      'in the last check before it shows the next one. A slot is listed while its window is open at `from`; a check ' +
+      'taken inside the window counts for it. Slots after the release due date appear once a person is held past ' +
+      'it. Medical and hotel staff see their own hotel, supervisors the hotels of their district.',
+    tags: roomTag,
+    access: { kind: 'key', roles: ['medical', 'hotel', 'supervisor', 'admin'] },
+    params: HotelIdParam,
+    query: RoundsQuery,
+    responses: {
+      200: { description: 'The slots owed, by time and room', schema: HotelRounds },
+      404: { description: 'No such hotel', contentType: 'application/problem+json' },
+    },
+    async handler({ app, key, params, query, res }) {
+      const q = query as z.output<typeof RoundsQuery>;
+      const now = Date.now();
+      const from = q.from ? Date.parse(q.from) : now;
+      const to = q.to ? Date.parse(q.to) : from + DAY_MS;
+      if (to < from) throw validationProblem([{ in: 'query', path: 'to', message: 'must not be before from' }]);
+      if (to - from > 7 * DAY_MS)
+        throw validationProblem([{ in: 'query', path: 'to', message: 'at most 7 days after from' }]);
+      const hotel = await findHotel(app, params.hotelId);
+      if (!hotel) throw new HttpProblem(404, `No hotel ${params.hotelId}`);
+      if (!covers(key!, { hotelId: hotel.id, district: hotel.district, street: hotel.street })) {
+        throw outside(`Hotel ${hotel.id}`);
+      }
+      let owing;
+      try {
+        owing = await app.db
+          .select({
+            caseNo: cases.caseNo,
+            roomId: cases.roomId,
+            roomNo: rooms.roomNo,
+            stayStart: cases.stayStart,
+            releaseDue: cases.releaseDue,
+            nextCheckDue: cases.nextCheckDue,
+            checkSchedule: cases.checkSchedule,
+          })
+          .from(cases)
+          .leftJoin(rooms, eq(rooms.id, cases.roomId))
+          .where(and(eq(cases.hotelId, hotel.id), isNotNull(cases.nextCheckDue), isNull(cases.endedAt)));
+      } catch (err) {
+        throw dbProblem(app, err);
+      }
+      const time = (d: Date | string | null) => (d === null ? undefined : new Date(d).getTime());
+      const items = owing.flatMap((c) =>
+        roundSlots(
+          {
+            schedule: c.checkSchedule,
+            stayStart: time(c.stayStart),
+            releaseDue: time(c.releaseDue),
+            nextCheckDue: time(c.nextCheckDue),
+          },
+          from,
+          to,
+          now,
+        ).map((x) => ({ c, x })),
+      );
+      items.sort(
+        (a, b) =>
+          a.x.slotAt - b.x.slotAt ||
+          (a.c.roomNo ?? '').localeCompare(b.c.roomNo ?? '', 'en', { numeric: true }) ||
+          a.c.caseNo.localeCompare(b.c.caseNo),
+      );
+      const at = (t: number | undefined) => (t === undefined ? null : new Date(t).toISOString());
+      res.json({
+        hotelId: hotel.id,
+        from: new Date(from).toISOString(),
+        to: new Date(to).toISOString(),
+        cases: owing.length,
+        items: items.map(({ c, x }) => ({
+          caseNo: c.caseNo,
+          roomId: c.roomId,
+          roomNo: c.roomNo,
+          slotAt: at(x.slotAt)!,
+          windowOpensAt: at(x.opensAt),
+          windowClosesAt: at(x.closesAt),
+          watched: x.watched,
         })),
       });
     },
