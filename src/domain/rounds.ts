@@ -53,6 +53,8 @@ export interface RoundSlot {
 
 /** At most this many slots of one case in one list. */
 export const MAX_SLOTS_PER_CASE = 8;
+/** At most this many slots looked at per case (the ones before `from` are passed over). */
+const MAX_STEPS = 64;
 
 /**
  * The slots a case owes whose window is still open at `from` (it closes at or after it) and that fall
@@ -68,14 +70,18 @@ export function roundSlots(c: RoundsCase, from: number, to: number, now: number)
     // No schedule written: the watched slot is all that is known.
     return watched >= from && watched <= to ? [{ slotAt: watched, watched: true }] : [];
   }
-  // The case plans its next slot up to its release due date, or a policy day ahead once past it.
-  const until =
-    releaseDue === undefined || now >= releaseDue ? now + policyDayMs(schedule) : Math.max(releaseDue, watched + 1);
+  // Before the release due date, the slots up to it (the case is released then unless held); once
+  // held past it, each next slot as the case plans it: up to a policy day past the slot it leaves
+  // (CaseContext.slotsByEventTime).
+  const held = releaseDue === undefined || now >= releaseDue;
+  const until = (slot: number) =>
+    held ? Math.max(releaseDue ?? 0, Math.max(now, slot) + policyDayMs(schedule) + 1) : releaseDue;
   const out: RoundSlot[] = [];
+  // Bounded: a row whose case stopped writing long ago (its watched slot far behind) costs no more.
   for (
-    let slot: number | undefined = watched;
-    slot !== undefined && slot <= to && out.length < MAX_SLOTS_PER_CASE;
-    slot = nextCheckSlot(schedule, stayStart, slot + 1, until)
+    let slot: number | undefined = watched, steps = 0;
+    slot !== undefined && slot <= to && out.length < MAX_SLOTS_PER_CASE && steps < MAX_STEPS;
+    slot = nextCheckSlot(schedule, stayStart, slot + 1, until(slot)), steps++
   ) {
     if (slot + schedule.windowAfterMs < from) continue;
     out.push({

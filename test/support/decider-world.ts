@@ -63,6 +63,11 @@ export function request(overrides: Partial<TransferRequest> = {}): TransferReque
 
 export type Intent =
   | { k: 'wait'; ms: number }
+  /**
+   * The case's worker away for `ms`: checks taken meanwhile (at these fractions of the time, in
+   * order) reach the case late, all at once, then its timer's tick.
+   */
+  | { k: 'late'; ms: number; takenAt: number[]; queued: boolean }
   | { k: 'drive' }
   | { k: 'start'; pick: number }
   | { k: 'succeed'; pick: number; variant: number }
@@ -151,8 +156,9 @@ export class World {
     req: TransferRequest = request(),
     roomQueue = false,
     foldMissedChecks = false,
+    slotsByEventTime = false,
   ) {
-    this.ctx = { policy, request: req, roomQueue, foldMissedChecks };
+    this.ctx = { policy, request: req, roomQueue, foldMissedChecks, slotsByEventTime };
     const d = initialState(this.ctx, req.homeAddress, req.requestedBy, this.now);
     this.state = d.state;
     this.check(undefined, d);
@@ -304,6 +310,26 @@ export class World {
         this.now += intent.ms;
         this.send({ type: 'tick' }, intent);
         return;
+      case 'late': {
+        const from = this.now;
+        this.now += intent.ms;
+        for (const f of [...intent.takenAt].sort((a, b) => a - b))
+          this.send(
+            {
+              type: 'healthCheck',
+              checkId: `chk-${++this.seq}`,
+              takenAt: new Date(from + Math.floor(f * intent.ms)).toISOString(),
+              temperatureC: 36.5,
+              symptoms: [],
+              by: nurse,
+              key: this.key(),
+            },
+            intent,
+            intent.queued,
+          );
+        this.send({ type: 'tick' }, intent);
+        return;
+      }
       case 'drive':
         this.drive();
         return;

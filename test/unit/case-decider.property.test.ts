@@ -15,6 +15,15 @@ const intent: fc.Arbitrary<Intent> = fc.oneof(
   {
     weight: 3,
     arbitrary: fc.record({
+      k: fc.constant('late' as const),
+      ms: fc.integer({ min: 1, max: 2 * DAY }),
+      takenAt: fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { maxLength: 4 }),
+      queued: fc.boolean(),
+    }),
+  },
+  {
+    weight: 3,
+    arbitrary: fc.record({
       k: fc.constant('wait' as const),
       ms: fc.oneof(fc.integer({ min: 1, max: DAY }), fc.integer({ min: DAY, max: 30 * DAY })),
     }),
@@ -153,12 +162,14 @@ function run(
   intents: Intent[],
   roomQueue = false,
   foldMissedChecks = false,
+  slotsByEventTime = false,
 ): World {
   const w = new World(
     policies[policyIndex],
     request({ transport: selfDrive ? 'self_drive' : 'vehicle' }),
     roomQueue,
     foldMissedChecks,
+    slotsByEventTime,
   );
   // Most runs start with the person in the room, where most of the rules are.
   for (let n = 0; fromObservation && n < 10 && w.state.phase !== 'OBSERVATION'; n++) w.settle();
@@ -184,9 +195,10 @@ test(`invariants hold after every step of ${RUNS} generated event sequences`, ()
       fc.array(intent, { minLength: 1, maxLength: 60 }),
       fc.boolean(),
       fc.boolean(),
-      (p, selfDrive, fromObservation, intents, roomQueue, foldMissedChecks) => {
+      fc.boolean(),
+      (p, selfDrive, fromObservation, intents, roomQueue, foldMissedChecks, slotsByEventTime) => {
         try {
-          run(p, selfDrive, fromObservation, intents, roomQueue, foldMissedChecks);
+          run(p, selfDrive, fromObservation, intents, roomQueue, foldMissedChecks, slotsByEventTime);
         } catch (err) {
           if (err instanceof InvariantError) throw new Error(err.message);
           throw err;

@@ -26,25 +26,35 @@ function rowOf(w: World): RoundsCase {
 }
 
 /**
- * The slots the case watches from now on while a nurse checks each when it is due (each check
- * taken at its slot, sent at that moment), up to `to` or `limit` slots or the case's end.
+ * The slots the case watches from now on while a nurse checks each in its window (taken anywhere
+ * in it, `early` of the way before the slot; taken in by the case `lag` later, its worker behind),
+ * up to `to` or `limit` slots or the case's end. Each check must count for the slot it was taken for.
  */
-function watchedFromNow(w: World, to: number, limit: number): { slots: number[]; ended: boolean } {
+function watchedFromNow(
+  w: World,
+  to: number,
+  limit: number,
+  early: number,
+  lag: number,
+): { slots: number[]; ended: boolean } {
   let s: CaseState = w.state;
   let now = w.now;
   const slots: number[] = [];
   for (let i = 0; ; i++) {
-    const slot = s.closing ? undefined : ms(s.currentSlot);
-    if (slot === undefined) return { slots, ended: true };
-    if (slot > to || slots.length >= limit) return { slots, ended: false };
-    slots.push(slot);
-    now = Math.max(now, slot);
+    const slot = ms(s.currentSlot);
+    if (s.closing) return { slots, ended: true };
+    // A case in observation always watches a slot: checks never just stop.
+    expect(slot).toBeDefined();
+    if (slot! > to || slots.length >= limit) return { slots, ended: false };
+    slots.push(slot!);
+    const takenAt = Math.max(slot! - Math.floor(early * w.policy.checkWindowBeforeMs), ms(s.stayStart)!);
+    now = Math.max(now, takenAt + lag);
     const d = decide(
       s,
       {
         type: 'healthCheck',
         checkId: `round-${i}`,
-        takenAt: new Date(slot).toISOString(),
+        takenAt: new Date(takenAt).toISOString(),
         temperatureC: 36.5,
         symptoms: [],
         by: nurse,
@@ -53,6 +63,7 @@ function watchedFromNow(w: World, to: number, limit: number): { slots: number[];
       now,
     );
     s = d.state;
+    expect(s.checks.find((c) => c.checkId === `round-${i}`)?.dueAt).toBe(new Date(slot!).toISOString());
   }
 }
 
@@ -78,11 +89,17 @@ test('the rounds list exactly the slots the case then watches, in order', () => 
       fc.integer({ min: 0, max: Math.floor(DAY / 12) }),
       fc.integer({ min: 0, max: Math.floor(DAY / 12) }),
       fc.array(step, { minLength: 1, maxLength: 40 }),
-      fc.integer({ min: 0, max: DAY }),
-      fc.integer({ min: 0, max: DAY - 1 }),
-      (checkTimes, before, after, steps, back, ahead) => {
+      fc.integer({ min: -DAY, max: 2 * DAY }),
+      fc.integer({ min: 0, max: 4 * DAY }),
+      fc.double({ min: 0, max: 1, noNaN: true }),
+      fc.integer({ min: 0, max: 3 * DAY }),
+      (checkTimes, before, after, steps, ahead, span, early, lag) => {
         const w = new World(
           shortPolicy({ stayDays: 5, checkTimes, checkWindowBeforeMs: before, checkWindowAfterMs: after }),
+          undefined,
+          false,
+          true,
+          true,
         );
         for (let i = 0; i < 20 && w.state.phase !== 'OBSERVATION'; i++) w.settle();
         for (const st of steps) {
@@ -92,11 +109,11 @@ test('the rounds list exactly the slots the case then watches, in order', () => 
           else if (st.k === 'stay') w.apply({ k: 'stay', days: st.days });
           else w.apply({ k: 'check', symptoms: false, temperatureC: 36.4, offsetMs: st.offset, reuse: false });
           if (w.state.phase !== 'OBSERVATION' && w.state.phase !== 'RELEASE_PENDING') continue;
-          // Any window the nurse asks about: from a while back to up to a policy day ahead.
-          const from = w.now - back;
-          const to = w.now + ahead;
+          // Any window the nurse asks about: from a day back to two days ahead, up to four days long.
+          const from = w.now + ahead;
+          const to = from + span;
           const listed = roundSlots(rowOf(w), from, to, w.now);
-          const { slots, ended } = watchedFromNow(w, to, 10 * MAX_SLOTS_PER_CASE);
+          const { slots, ended } = watchedFromNow(w, to, 10 * MAX_SLOTS_PER_CASE, early, lag);
           // Before the release due date the rounds cannot know the case will be held past it: they
           // list the slots up to it (the watched one whatever its time); once past it, a day ahead.
           const releaseDue = ms(w.state.releaseDue)!;
@@ -105,7 +122,7 @@ test('the rounds list exactly the slots the case then watches, in order', () => 
             .filter((x) => x + after >= from)
             .slice(0, MAX_SLOTS_PER_CASE);
           const got = listed.map((x) => x.slotAt);
-          // A case that ended on the way (released) watched a prefix of them.
+          // A case that ended on the way (released, its hold lifted by a check) watched a prefix of them.
           if (ended) expect(got.slice(0, expected.length)).toEqual(expected);
           else expect(got).toEqual(expected);
           for (const x of listed) {
@@ -136,8 +153,10 @@ test('a case owes no slot after its release due date unless it is held past it',
   const listed = roundSlots(row, w.now, releaseDue + 3 * DAY, w.now);
   expect(listed.length).toBeGreaterThan(0);
   expect(listed.every((x) => x.slotAt < releaseDue || x.watched)).toBe(true);
-  // Held past the due date: the slots go on, a policy day ahead of now.
+  // Held past the due date: the slots go on.
   const held = roundSlots(row, releaseDue, releaseDue + 3 * DAY, releaseDue + DAY / 2);
   expect(held.some((x) => x.slotAt > releaseDue)).toBe(true);
-  expect(held.every((x) => x.slotAt <= releaseDue + DAY / 2 + DAY)).toBe(true);
+  // Each next slot as the case plans it, a policy day past the one it leaves: two a day for three days.
+  expect(held.length).toBe(6);
+  expect(held.every((x, i) => i === 0 || x.slotAt - held[i - 1]!.slotAt < DAY)).toBe(true);
 });

@@ -97,6 +97,8 @@ class Draft {
   changed = false;
   /** The rules in force: the case's own (a directive's) or the one it started with. */
   policy: CasePolicy;
+  /** This decision is a tick: the case looks at the clock (slots are judged missed only then, CaseContext.slotsByEventTime). */
+  tick = false;
 
   readonly s: CaseState;
 
@@ -432,6 +434,7 @@ export function decide(state: CaseState, event: CaseEvent, ctx: CaseContext, now
     duplicate = r.duplicate;
     if (event.key && reply.ok) keep(d, event.key, fingerprint(event), reply);
   } else {
+    d.tick = event.type === 'tick';
     applyInternal(d, event);
   }
   evaluate(d);
@@ -1120,6 +1123,9 @@ function onHealthCheck(
     fever,
     escalationIds: [] as string[],
   } as (typeof s.checks)[number];
+  // Judged by event time: the slots whose time to be judged had come when the check was taken
+  // were missed (it was not taken for them); it counts for the slot its window holds, if any.
+  if (d.ctx.slotsByEventTime && !s.closing && ACTIVE.includes(s.phase)) judgeMissed(d, Math.min(takenAt, d.now));
   const slot = s.currentSlot ? ms(s.currentSlot) : undefined;
   if (slot !== undefined && takenAt >= slot - policy.checkWindowBeforeMs) {
     check.dueAt = s.currentSlot;
@@ -1664,17 +1670,43 @@ function replanSamples(d: Draft, catchUp = true, cancelReason = 'stay shortened'
 
 function advanceSlot(d: Draft, after: number): void {
   const { s, policy } = d;
-  // Checks continue past the due date while release is held (failed home, pending result).
-  const until = Math.max(ms(s.releaseDue!), d.now + policyDayMs(policy));
+  // Checks continue past the due date while release is held (failed home, pending result): a
+  // policy day ahead (by event time: of the slot left, if later than now, so that a check taken
+  // early in its window still finds tomorrow's slot with one check time a day).
+  const until = d.ctx.slotsByEventTime
+    ? Math.max(ms(s.releaseDue!), Math.max(d.now, after) + policyDayMs(policy) + 1)
+    : Math.max(ms(s.releaseDue!), d.now + policyDayMs(policy));
   const next = nextCheckSlot(policy, ms(s.stayStart!), after + 1, until);
   s.currentSlot = next === undefined ? undefined : iso(next);
 }
 
 function missedChecks(d: Draft): void {
   const { s, policy } = d;
+  // By event time, only a tick judges slots (CaseContext.slotsByEventTime): a message taken in
+  // late must not judge a slot that a check after it in the same task was sent in time for.
+  if (!d.ctx.slotsByEventTime || d.tick) judgeMissed(d, d.now);
+  for (const chain of s.missedChains) {
+    if (d.ctx.foldMissedChecks) {
+      climbFolded(d, chain);
+      continue;
+    }
+    for (;;) {
+      const next = policy.missedCheckSteps[chain.step + 1];
+      if (!next || d.now < ms(chain.slotAt) + policy.checkWindowAfterMs + next.afterMs) break;
+      chain.step++;
+      const esc = d.escalation(chain.escalationId);
+      if (esc && esc.status === 'open')
+        d.raiseEscalation(esc, next.level, `Health check due ${chain.slotAt} still missing`);
+    }
+  }
+}
+
+/** The watched slots whose time to be judged had come by `asOf` and got no check: missed. */
+function judgeMissed(d: Draft, asOf: number): void {
+  const { s, policy } = d;
   const firstStepMs = policy.checkWindowAfterMs + (policy.missedCheckSteps[0]?.afterMs ?? 0);
   let slot = s.currentSlot ? ms(s.currentSlot) : undefined;
-  while (slot !== undefined && d.now >= slot + firstStepMs) {
+  while (slot !== undefined && asOf >= slot + firstStepMs) {
     const open = d.ctx.foldMissedChecks ? openMissedChain(d) : undefined;
     if (open) {
       // The person's chain is still open: this slot is one more in it, not a new escalation.
@@ -1703,20 +1735,6 @@ function missedChecks(d: Draft): void {
     }
     advanceSlot(d, slot);
     slot = s.currentSlot ? ms(s.currentSlot) : undefined;
-  }
-  for (const chain of s.missedChains) {
-    if (d.ctx.foldMissedChecks) {
-      climbFolded(d, chain);
-      continue;
-    }
-    for (;;) {
-      const next = policy.missedCheckSteps[chain.step + 1];
-      if (!next || d.now < ms(chain.slotAt) + policy.checkWindowAfterMs + next.afterMs) break;
-      chain.step++;
-      const esc = d.escalation(chain.escalationId);
-      if (esc && esc.status === 'open')
-        d.raiseEscalation(esc, next.level, `Health check due ${chain.slotAt} still missing`);
-    }
   }
 }
 
@@ -1882,7 +1900,12 @@ export function nextWakeAt(s: CaseState, ctx: CaseContext, now: number): number 
         due.push(ordering ? ms(x.dueAt) : Math.max(ms(x.dueAt), now + 1));
       }
       const firstStepMs = policy.checkWindowAfterMs + (policy.missedCheckSteps[0]?.afterMs ?? 0);
-      if (s.currentSlot) due.push(ms(s.currentSlot) + firstStepMs);
+      // By event time a slot is judged only by a tick: one whose time came while a message was
+      // taken in is judged at the next moment (never slept through).
+      if (s.currentSlot)
+        due.push(
+          ctx.slotsByEventTime ? Math.max(ms(s.currentSlot) + firstStepMs, now + 1) : ms(s.currentSlot) + firstStepMs,
+        );
       for (const chain of s.missedChains) {
         if (ctx.foldMissedChecks) {
           // Every step still ahead under the rules in force now (climbFolded picks the level).

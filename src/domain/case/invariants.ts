@@ -68,7 +68,7 @@ export function invariantViolations(
   prev: CaseState | undefined,
   next: CaseState,
   now: number,
-  opts: { foldMissedChecks?: boolean } = {},
+  opts: { foldMissedChecks?: boolean; slotsByEventTime?: boolean } = {},
 ): string[] {
   const out: string[] = [];
   const v = (cond: boolean, msg: string) => {
@@ -157,6 +157,23 @@ export function invariantViolations(
       next.escalations.filter((e) => e.kind === 'missed_check' && e.status === 'open').length <= 1,
       'more than one open missed-check escalation',
     );
+
+  // A check counts for the slot whose window holds the time it was taken (judged by event time):
+  // not for an earlier slot still watched, nor for one whose time to be judged had passed.
+  if (opts.slotsByEventTime && prev) {
+    const rules = next.policy ?? policy;
+    const firstStepMs = rules.checkWindowAfterMs + (rules.missedCheckSteps[0]?.afterMs ?? 0);
+    for (const c of next.checks) {
+      if (!c.dueAt || prev.checks.some((p) => p.checkId === c.checkId)) continue;
+      const slot = Date.parse(c.dueAt);
+      const taken = Date.parse(c.takenAt);
+      // A device clock ahead of the case's (within the allowed skew): judged by the case's clock.
+      v(
+        taken >= slot - rules.checkWindowBeforeMs && Math.min(taken, now) < slot + firstStepMs,
+        `check ${c.checkId} taken at ${c.takenAt} counted for the slot of ${c.dueAt}`,
+      );
+    }
+  }
 
   // One escalation per failing task, not one per retry.
   const perTask = new Map<string, number>();

@@ -434,5 +434,16 @@ export interface CaseContext {
    * escalation with notices of its own.
    */
   foldMissedChecks?: boolean;
+  /**
+   * Slots judged by event time (cases started on code that has it, `patched` in the workflow).
+   * Only a tick judges a watched slot missed, by the time it fires: a message the case takes in
+   * late (its worker behind) does not judge the slots that passed while it waited in history,
+   * so a check sent in time, in the same workflow task after it, still counts for its slot. A
+   * check judges the slots that closed before it was taken, then counts for the slot whose
+   * window it falls in (not for an earlier one still watched). And a case held past its release
+   * due date plans its next slot a policy day past the slot it leaves, not past now, so one check
+   * time a day goes on.
+   */
+  slotsByEventTime?: boolean;
   request: Pick<TransferRequest, 'caseNo' | 'transport' | 'expectedArrivalAt' | 'person' | 'requestedAt'>;
 }
