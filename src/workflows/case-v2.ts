@@ -126,6 +126,13 @@ const HISTORY_KEPT = 400;
 export const ROOM_QUEUE_PATCH = 'room-waiting-list';
 /** One missed-check escalation per person at a time (CaseContext.foldMissedChecks). */
 export const MISSED_CHECK_FOLD_PATCH = 'missed-check-fold';
+/**
+ * Slots judged by event time (CaseContext.slotsByEventTime; v5 cases started on code that has
+ * it, carried across continue-as-new): only a tick judges a watched slot missed, so a check a
+ * busy case takes in late still counts for the slot it was sent in time for; a check counts for
+ * the slot whose window holds it; a held case with one check time a day goes on being checked.
+ */
+export const SLOTS_BY_EVENT_TIME_PATCH = 'slots-by-event-time';
 /** The read model written inside the workflow task (localRecords). */
 export const LOCAL_RECORDS_PATCH = 'v2-local-records';
 /**
@@ -225,6 +232,8 @@ async function runCase(input: CaseInputV2, v3: boolean, v4 = false, v5 = false):
     roomQueue: v3 || patched(ROOM_QUEUE_PATCH),
     foldMissedChecks:
       v3 || (input.carried ? input.carried.foldMissedChecks === true : patched(MISSED_CHECK_FOLD_PATCH)),
+    slotsByEventTime:
+      v5 && (input.carried ? input.carried.slotsByEventTime === true : patched(SLOTS_BY_EVENT_TIME_PATCH)),
   };
   // Cases started on code that writes the read model inside the workflow task do so (also after
   // continuing as new: the path leaves no trace in the state); older ones keep the activity.
@@ -824,6 +833,7 @@ async function runCase(input: CaseInputV2, v3: boolean, v4 = false, v5 = false):
             history,
             unrecorded,
             foldMissedChecks: ctx.foldMissedChecks === true,
+            ...(ctx.slotsByEventTime ? { slotsByEventTime: true } : {}),
             ...(v5 ? { run: runNo + 1 } : {}),
           },
         });

@@ -29,6 +29,7 @@ import type { RecordCaseInput } from '../../src/activities/types';
 import { createIntegrations } from '../../src/integrations';
 import { createLogger } from '../../src/log';
 import { createWorker, REPLAY_SINKS, WORKFLOW_BUNDLE } from '../../src/worker';
+import { nextCheckSlot } from '../../src/domain/schedule';
 import { uniqueQueue } from '../support/temporal';
 import {
   PERSON,
@@ -905,7 +906,8 @@ test('v5, as new cases run it: the read model written in the workflow task, ther
   // At most the run's last write goes by activity: the task that ends the run makes no write in
   // the task (it could never hear that one failed); a write in an earlier task is known made.
   expect(recordTasksOf(events).length).toBeLessThanOrEqual(1);
-  expect(patchesOf(events)).toEqual([]);
+  // One marker: slots judged by event time (SLOTS_BY_EVENT_TIME_PATCH), from its first task.
+  expect(patchesOf(events)).toEqual(['slots-by-event-time']);
   expect(localActivityMarkersOf(events)).toHaveLength(0);
   expect(await behindSignalsOf(events)).toHaveLength(0);
   await maybeRecord('task-writes-released', handle, 'v5');
@@ -1062,6 +1064,75 @@ test('v5: the worker makes the write before Temporal hears the task complete (th
     integrations.close();
     worker.shutdown();
     await running;
+  }
+});
+
+test('v5 judges slots by event time: checks sent while its worker was away count for their slots, though both slots passed before it came back', async () => {
+  // A policy day of 24 s: checks 8 s apart at 08:00 and 16:00 of each day from arrival, windows 1 s.
+  const policy = testPolicy({
+    clock: { kind: 'compressed', dayMs: 24_000 },
+    stayDays: 3,
+    checkTimes: ['08:00', '16:00'],
+    checkWindowBeforeMs: 1000,
+    checkWindowAfterMs: 1000,
+  });
+  const queue = uniqueQueue('wf5-event-time');
+  const log = createLogger('warn');
+  const integrations = createIntegrations(h.config, { db: h.db.db, log });
+  const startWorker = async () => {
+    const worker = await createWorker({
+      connection: h.nativeConnection,
+      config: h.config,
+      codec: h.codec,
+      activities: createActivities({ db: h.db.db, integrations, log }),
+      taskQueue: queue,
+    });
+    return { worker, running: worker.run() };
+  };
+  let w: Awaited<ReturnType<typeof startWorker>> | undefined = await startWorker();
+  await h.addHotel(3);
+  try {
+    const handle = await h.startV2({ workflowType: 'caseWorkflowV5', taskQueue: queue, policy });
+    started.splice(started.indexOf(handle), 1); // replayed here: its worker is this test's
+    const v0 = await arrive(handle);
+    const a = Date.parse(v0.nextCheckDue!);
+    const b = nextCheckSlot(policy, Date.parse(v0.stayStart!), a + 1, Infinity)!;
+    expect(a - Date.now()).toBeGreaterThan(3000); // the worker goes before the first slot is judged
+    w.worker.shutdown();
+    await w.running;
+    w = undefined;
+    // Both slots pass, and the time each would be judged missed, with nobody to judge them.
+    await new Promise((r) => setTimeout(r, b + 1500 - Date.now()));
+    // The nurse's checks, taken in their windows, queued while no worker runs (as the API queues them).
+    await handle.signal(healthCheckSignal, { ...check('et-a'), takenAt: new Date(a - 300).toISOString() });
+    await handle.signal(healthCheckSignal, { ...check('et-b'), takenAt: new Date(b + 300).toISOString() });
+    w = await startWorker();
+    const v = await waitView(handle, (x) => x.checks.some((c) => c.checkId === 'et-b'), 'both checks taken in');
+    // Each counted for its slot: the first check's decision did not judge the second slot missed.
+    expect(v.checks.find((c) => c.checkId === 'et-a')?.dueAt).toBe(new Date(a).toISOString());
+    expect(v.checks.find((c) => c.checkId === 'et-b')?.dueAt).toBe(new Date(b).toISOString());
+    expect(v.escalations.filter((e) => e.kind === 'missed_check')).toEqual([]);
+    expect(Date.parse(v.nextCheckDue!)).toBeGreaterThan(b);
+    await handle.executeUpdate(cancelUpdate, { args: [{ reason: 'test over', by: supervisor }] });
+    await waitView(handle, (x) => !!x.endedAt, 'ended');
+    const history = await handle.fetchHistory();
+    expect(patchesOf(history.events ?? [])).toEqual(['slots-by-event-time']);
+    await Worker.runReplayHistory(
+      {
+        ...WORKFLOW_BUNDLE,
+        sinks: REPLAY_SINKS,
+        dataConverter: { payloadCodecs: [h.codec] },
+        replayName: 'event-time',
+      },
+      history,
+    );
+    await maybeRecord('slots-by-event-time', handle, 'v5');
+  } finally {
+    integrations.close();
+    if (w) {
+      w.worker.shutdown();
+      await w.running;
+    }
   }
 });
 
