@@ -469,8 +469,13 @@ export async function runDrill(
    * with the same key when the API answers 503 (not sent) or 504 (outcome unknown), as its problem
    * document asks, until it is answered or the drill ends. Applied at most once either way.
    */
-  const command = async <T>(client: ApiClient, path: string, body: unknown): Promise<T> => {
-    const headers = { 'Idempotency-Key': crypto.randomUUID() };
+  const command = async <T>(
+    client: ApiClient,
+    path: string,
+    body: unknown,
+    key: string = crypto.randomUUID(),
+  ): Promise<T> => {
+    const headers = { 'Idempotency-Key': key };
     for (let attempt = 1; ; attempt++) {
       try {
         return await client.post<T>(path, body, headers);
@@ -650,6 +655,7 @@ export async function runDrill(
 
   // ---- supervisor: failed inspections, fever escalations
   const handled = new Set<string>();
+  const extendedFor = new Set<string>();
   every(Math.max(100, dayMs / 10), async () => {
     const open = await rows<{ id: string; case_no: string; kind: string; opened_at: Date | string }>(sql`
       select id, case_no, kind, opened_at from escalations
@@ -663,22 +669,33 @@ export async function runDrill(
         report.failedInspectionsSeen++;
         try {
           // Every other case stays longer in the hotel before moving to the new address.
+          // Keyed by the escalation: taken up again later, each command is applied at most once.
           if (p.i % 2 === 1) {
-            await command(supervisor, `/api/v1/cases/${e.case_no}/extend`, {
-              days: 2,
-              reason: 'home not single-occupancy',
-            });
-            report.extended++;
+            await command(
+              supervisor,
+              `/api/v1/cases/${e.case_no}/extend`,
+              { days: 2, reason: 'home not single-occupancy' },
+              `drill-${e.id}-extend`,
+            );
+            if (!extendedFor.has(e.id)) report.extended++;
+            extendedFor.add(e.id);
           }
-          await command(supervisor, `/api/v1/cases/${e.case_no}/address`, {
-            address: `${p.i} Drill Lane, single flat`,
-            reason: 'family arranged a single-occupancy flat',
-          });
+          await command(
+            supervisor,
+            `/api/v1/cases/${e.case_no}/address`,
+            { address: `${p.i} Drill Lane, single flat`, reason: 'family arranged a single-occupancy flat' },
+            `drill-${e.id}-address`,
+          );
           report.addressChanged++;
         } catch (err) {
           // The case closed meanwhile (a positive, a cancel): no new address is needed.
           if (err instanceof HttpError && err.status === 409) report.addressRefused++;
-          else report.addressUnanswered++;
+          else {
+            // Still open on the supervisor's list after every retry (the worker marked down for
+            // minutes): taken up again at a later look, as a supervisor would.
+            report.addressUnanswered++;
+            handled.delete(e.id);
+          }
           apiError(`failed inspection ${e.case_no}`, err);
         }
       } else if (Date.now() - new Date(e.opened_at).getTime() > dayMs / 4) {
