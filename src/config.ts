@@ -111,10 +111,10 @@ export const envSchema = z.object({
   /** How long a command (extend, colour, address, cancel, ack, resolve) waits for its worker's answer before 504 "outcome unknown". */
   API_UPDATE_WAIT_MS: z.coerce.number().int().positive().default(5000),
   /**
-   * The workflow type new cases start: caseWorkflowV5; caseWorkflowV4 (or older) while workers of
-   * a build without v5 still poll the task queue (a rolling upgrade, docs/OPERATIONS.md).
+   * The workflow type new cases start: caseWorkflowV6; caseWorkflowV5 (or older) while workers of
+   * a build without v6 still poll the task queue (a rolling upgrade, docs/OPERATIONS.md).
    */
-  CASE_WORKFLOW_TYPE: z.enum(DECISION_CORE_TYPES).default('caseWorkflowV5'),
+  CASE_WORKFLOW_TYPE: z.enum(DECISION_CORE_TYPES).default('caseWorkflowV6'),
   /**
    * The read model written by the answer (docs/ARCHITECTURE.md): health checks are sent with the
    * read-model row's version, and the API makes the write the case's answer carries. Set false

@@ -24,7 +24,7 @@ export interface ActivityDeps {
   log: Logger;
   /** Wakes a case the waiting list handed a room to; default: a signal through the activity's own client. */
   wake?: (workflowId: string) => Promise<void>;
-  /** The workflow type a return transfer starts (CASE_WORKFLOW_TYPE); default caseWorkflowV5. */
+  /** The workflow type a return transfer starts (CASE_WORKFLOW_TYPE); default caseWorkflowV6. */
   caseWorkflowType?: DecisionCoreType;
 }
 
@@ -367,7 +367,7 @@ export function createActivities(deps: ActivityDeps): CaseActivities {
     },
 
     ...createDirectiveActivities({ db, log: deps.log }),
-    ...createReturnTransferActivity(deps.caseWorkflowType ?? 'caseWorkflowV5'),
+    ...createReturnTransferActivity(deps.caseWorkflowType ?? 'caseWorkflowV6'),
 
     async recordCase(input) {
       let fresh: boolean;

@@ -3,7 +3,13 @@
  * and v4, v3 and v2, which drain. All answer the same messages the same way; only v1 (caseWorkflow) differs.
  * No imports: the configuration reads this list.
  */
-export const DECISION_CORE_TYPES = ['caseWorkflowV5', 'caseWorkflowV4', 'caseWorkflowV3', 'caseWorkflowV2'] as const;
+export const DECISION_CORE_TYPES = [
+  'caseWorkflowV6',
+  'caseWorkflowV5',
+  'caseWorkflowV4',
+  'caseWorkflowV3',
+  'caseWorkflowV2',
+] as const;
 export type DecisionCoreType = (typeof DECISION_CORE_TYPES)[number];
 export const isDecisionCoreType = (type: string | null | undefined): type is DecisionCoreType =>
   (DECISION_CORE_TYPES as readonly (string | null | undefined)[]).includes(type);

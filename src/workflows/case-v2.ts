@@ -126,13 +126,6 @@ const HISTORY_KEPT = 400;
 export const ROOM_QUEUE_PATCH = 'room-waiting-list';
 /** One missed-check escalation per person at a time (CaseContext.foldMissedChecks). */
 export const MISSED_CHECK_FOLD_PATCH = 'missed-check-fold';
-/**
- * Slots judged by event time (CaseContext.slotsByEventTime; v5 cases started on code that has
- * it, carried across continue-as-new): only a tick judges a watched slot missed, so a check a
- * busy case takes in late still counts for the slot it was sent in time for; a check counts for
- * the slot whose window holds it; a held case with one check time a day goes on being checked.
- */
-export const SLOTS_BY_EVENT_TIME_PATCH = 'slots-by-event-time';
 /** The read model written inside the workflow task (localRecords). */
 export const LOCAL_RECORDS_PATCH = 'v2-local-records';
 /**
@@ -217,7 +210,21 @@ export async function caseWorkflowV5(input: CaseInputV2): Promise<CaseOutcome> {
   return runCase(input, true, true, true);
 }
 
-async function runCase(input: CaseInputV2, v3: boolean, v4 = false, v5 = false): Promise<CaseOutcome> {
+/**
+ * The case as new cases run it (v6): v5 deciding with its check slots judged by event time
+ * (CaseContext.slotsByEventTime): only a tick judges a watched slot missed, after the messages
+ * already in the history, so a check a busy case takes in late still counts for the slot it was
+ * sent in time for; a check counts for the slot whose window holds it; missed-check chains climb
+ * on ticks; release waits for the tick that judges a slot whose time came; a held case with one
+ * check time a day goes on being checked. Its commands differ from v5's where its decisions do, so
+ * it is a new type: v5 cases drain on v5. docs/ARCHITECTURE.md, "Versioning". Continue-as-new
+ * keeps the type.
+ */
+export async function caseWorkflowV6(input: CaseInputV2): Promise<CaseOutcome> {
+  return runCase(input, true, true, true, true);
+}
+
+async function runCase(input: CaseInputV2, v3: boolean, v4 = false, v5 = false, v6 = false): Promise<CaseOutcome> {
   const { request, policy } = input;
   // v2: cases started on code with the district's waiting list use it; cases started before keep
   // asking for a room on their own backoff (their histories replay unchanged).
@@ -232,8 +239,8 @@ async function runCase(input: CaseInputV2, v3: boolean, v4 = false, v5 = false):
     roomQueue: v3 || patched(ROOM_QUEUE_PATCH),
     foldMissedChecks:
       v3 || (input.carried ? input.carried.foldMissedChecks === true : patched(MISSED_CHECK_FOLD_PATCH)),
-    slotsByEventTime:
-      v5 && (input.carried ? input.carried.slotsByEventTime === true : patched(SLOTS_BY_EVENT_TIME_PATCH)),
+    // v6: slots judged by event time (a new type: the rule changes decisions, v5 cases drain on v5).
+    slotsByEventTime: v6,
   };
   // Cases started on code that writes the read model inside the workflow task do so (also after
   // continuing as new: the path leaves no trace in the state); older ones keep the activity.
@@ -297,8 +304,9 @@ async function runCase(input: CaseInputV2, v3: boolean, v4 = false, v5 = false):
   if (input.carried) {
     s = input.carried.state;
     // v3: what fell due between the last run's last look at the clock and this run's start (a
-    // worker away at the hand-over) is handled now, not at the next message.
-    if (v3) apply({ type: 'tick' });
+    // worker away at the hand-over) is handled now, not at the next message. Judged by event time,
+    // only once the messages that waited for this run are in (below, after the handlers).
+    if (v3 && !ctx.slotsByEventTime) apply({ type: 'tick' });
   } else {
     s = undefined as unknown as CaseState;
     absorb(initialState(ctx, request.homeAddress, request.requestedBy, Date.now(), request.note));
@@ -400,6 +408,9 @@ async function runCase(input: CaseInputV2, v3: boolean, v4 = false, v5 = false):
   setHandler(viewQuery, () => caseView(s, ctx, Date.now(), history.slice(-100)));
   setHandler(previewPolicyQuery, (i) => previewPolicy(s, ctx, i, Date.now()));
   setHandler(stateQuery, () => caseView(s, ctx, Date.now(), history.slice(-100)) as never);
+  // The SDK hands the messages that came before this run's first task to their handlers as each is
+  // set (above): a check queued in time during the hand-over counts before the slot is judged.
+  if (input.carried && ctx.slotsByEventTime) apply({ type: 'tick' });
 
   // A Temporal-level cancel (e.g. `temporal workflow cancel`) becomes a cancel of the case, which
   // still frees what the case holds: the loop itself runs on, not cancellable.
@@ -833,7 +844,6 @@ async function runCase(input: CaseInputV2, v3: boolean, v4 = false, v5 = false):
             history,
             unrecorded,
             foldMissedChecks: ctx.foldMissedChecks === true,
-            ...(ctx.slotsByEventTime ? { slotsByEventTime: true } : {}),
             ...(v5 ? { run: runNo + 1 } : {}),
           },
         });

@@ -278,8 +278,6 @@ export interface CaseInputV2 {
      * continue-as-new (absent: a run from before the fold, which did not).
      */
     foldMissedChecks?: boolean;
-    /** The run before judged slots by event time (SLOTS_BY_EVENT_TIME_PATCH): so does this one. */
-    slotsByEventTime?: boolean;
     /** How many runs came before this one (v5 orders its writes by run, then task). */
     run?: number;
   };

@@ -70,12 +70,12 @@ test('transfer → arrival → checks → results → inspection → release, ea
 
   const transit = await waitFor(caseNo, (s) => s.phase === 'IN_TRANSIT', 'transport dispatched');
   expect(transit.colour).toBe('red'); // hypertension
-  // A new case runs caseWorkflowV5. The start set the search attributes the first task would have
+  // A new case runs caseWorkflowV6. The start set the search attributes the first task would have
   // (the colour as the decision core classified it), so that task upserts none of them, and v5
   // asks no patch: no marker, no TemporalChangeVersion upsert.
   const wf = h.temporal.client.workflow.getHandle(workflowIdFor(caseNo));
   const described = await wf.describe();
-  expect(described.type).toBe('caseWorkflowV5');
+  expect(described.type).toBe('caseWorkflowV6');
   const events = (await wf.fetchHistory()).events ?? [];
   const started = events[0]!.workflowExecutionStartedEventAttributes!.searchAttributes!.indexedFields!;
   expect(Object.keys(started).sort()).toEqual([CaseColourKey.name, CasePhaseKey.name, OpenEscalationsKey.name].sort());

@@ -24,7 +24,7 @@ const faults = { workerWrites: 0 };
 
 beforeAll(async () => {
   h = await createHarness({ label: 'task_writes', env: { DRILL_DAY_SECONDS: '60' } });
-  expect(h.config.CASE_WORKFLOW_TYPE).toBe('caseWorkflowV5');
+  expect(h.config.CASE_WORKFLOW_TYPE).toBe('caseWorkflowV6');
   await h.db.insert(hotels).values({ id: 'HT', name: 'Task Hotel', district: 'D1', street: 'S1' });
   await h.db
     .insert(rooms)

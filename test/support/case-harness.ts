@@ -17,7 +17,14 @@ import { ApplicationFailure } from '@temporalio/common';
 
 import type { CaseActivities } from '../../src/activities/types';
 import { caseStartSearchAttributes } from '../../src/temporal/search-attributes';
-import { caseWorkflow, caseWorkflowV2, caseWorkflowV3, caseWorkflowV4, caseWorkflowV5 } from '../../src/workflows';
+import {
+  caseWorkflow,
+  caseWorkflowV2,
+  caseWorkflowV3,
+  caseWorkflowV4,
+  caseWorkflowV5,
+  caseWorkflowV6,
+} from '../../src/workflows';
 import { stateQuery, type CaseInput, type CaseState } from '../../src/workflows/messages';
 import { createTestDatabase, type TestDatabase } from './db';
 import { connectTest, uniqueQueue } from './temporal';
@@ -70,13 +77,13 @@ export interface Harness {
   /**
    * A case on the decision core: caseWorkflowV3 by default (the type most recorded histories were
    * made on, and which still drains; it decides as v4 does, with the patches v4 has always on), or
-   * caseWorkflowV5 (as the API starts new cases), caseWorkflowV4 or caseWorkflowV2 when asked.
+   * caseWorkflowV6 (as the API starts new cases), caseWorkflowV5, caseWorkflowV4 or caseWorkflowV2 when asked.
    */
   startV2(
     opts?: Partial<TransferRequest> & {
       policy?: Policy;
       options?: CaseInput['options'];
-      workflowType?: 'caseWorkflowV2' | 'caseWorkflowV3' | 'caseWorkflowV4' | 'caseWorkflowV5';
+      workflowType?: 'caseWorkflowV2' | 'caseWorkflowV3' | 'caseWorkflowV4' | 'caseWorkflowV5' | 'caseWorkflowV6';
       /** Another worker's task queue (a test's own worker); the harness's by default. */
       taskQueue?: string;
     },
@@ -174,7 +181,7 @@ export async function createHarness(
     async startV2(opts = {}) {
       const { policy = testPolicy(), options, workflowType = 'caseWorkflowV3', taskQueue: queue, ...req } = opts;
       const request = requestFor(req);
-      const type = { caseWorkflowV2, caseWorkflowV3, caseWorkflowV4, caseWorkflowV5 }[workflowType];
+      const type = { caseWorkflowV2, caseWorkflowV3, caseWorkflowV4, caseWorkflowV5, caseWorkflowV6 }[workflowType];
       return t.client.workflow.start(type, {
         taskQueue: queue ?? taskQueue,
         workflowId: `case-${request.caseNo}`,

@@ -134,3 +134,62 @@ describe.each([false, true])('slots by event time: %s', (byEventTime) => {
     expect(missed(w)).toHaveLength(1);
   });
 });
+
+describe('judged by event time, what a message may no longer do before the tick', () => {
+  test('a message that would release the case waits for the tick to judge a slot whose time came', () => {
+    const w = inObservation(true, shortPolicy({ stayDays: 2 }));
+    // Drive to just before release, every slot checked, every sample answered.
+    const releaseDue = Date.parse(w.state.releaseDue!);
+    for (let i = 0; i < 200 && w.now < releaseDue - DAY / 3; i++) {
+      w.settle();
+      const slot = Date.parse(w.state.currentSlot ?? 'x');
+      if (!Number.isNaN(slot) && slot <= w.now + DAY / 3) {
+        w.now = Math.max(w.now, slot);
+        w.send(check(`c${i}`, slot));
+      }
+    }
+    // Nobody checks the slot before release; the worker is away past its judge time and past
+    // the due date; the message taken in first would let the case go.
+    const slot = Date.parse(w.state.currentSlot!);
+    w.now = Math.max(judgedAt(w, slot), releaseDue) + 1;
+    w.apply({ k: 'door' });
+    expect(w.state.closing).toBeUndefined();
+    expect(nextWakeAt(w.state, w.ctx, w.now)).toBe(w.now + 1);
+    // The tick judges the slot first: on record, and then release goes by its rules.
+    w.now += 1;
+    w.send({ type: 'tick' });
+    expect(missed(w).length + w.records.filter((r) => r.kind === 'check_missed').length).toBeGreaterThan(0);
+  });
+
+  test('a missed-check chain climbs on the tick, not on a message taken in late; a check in hand closes it first', () => {
+    const w = inObservation(true);
+    const a = Date.parse(w.state.currentSlot!);
+    w.now = judgedAt(w, a);
+    w.send({ type: 'tick' });
+    const [esc] = missed(w);
+    expect(esc).toMatchObject({ status: 'open', level: 'reminder' });
+    // The nurse step's time passes with the worker away; a door alarm, then a check, are taken in.
+    const nurseStep = a + w.policy.checkWindowAfterMs + w.policy.missedCheckSteps[1]!.afterMs;
+    w.now = nurseStep + 5;
+    w.apply({ k: 'door' });
+    expect(w.state.escalations.find((e) => e.id === esc!.id)!.level).toBe('reminder');
+    expect(nextWakeAt(w.state, w.ctx, w.now)).toBe(w.now + 1);
+    w.send(check('late-but-in-hand', nurseStep - 10));
+    w.send({ type: 'tick' });
+    const after = w.state.escalations.find((e) => e.id === esc!.id)!;
+    expect(after).toMatchObject({ status: 'closed', closedReason: 'check_received', level: 'reminder' });
+    expect(w.tasksSeen.filter((t) => t.kind === 'notify' && t.subject === esc!.id)).toHaveLength(1);
+  });
+
+  test('a slot judged missed by a check that then closes its chain announces nothing', () => {
+    const w = inObservation(true);
+    const a = Date.parse(w.state.currentSlot!);
+    const b = after(w, a);
+    w.now = b;
+    w.send(check('b', b - 5));
+    const [esc] = missed(w);
+    expect(esc).toMatchObject({ status: 'closed', closedReason: 'check_received' });
+    const notices = w.state.tasks.filter((t) => t.kind === 'notify' && t.subject === esc!.id);
+    expect(notices.every((t) => t.status === 'dropped')).toBe(true);
+  });
+});

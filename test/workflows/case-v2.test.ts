@@ -56,7 +56,7 @@ type Handle = Awaited<ReturnType<Harness['startV2']>>;
 const started: Handle[] = [];
 
 const HISTORIES = path.resolve(__dirname, '..', 'histories');
-async function maybeRecord(name: string, handle: Handle, type: 'v5' | 'v4' | 'v3' | 'v2' = 'v3'): Promise<void> {
+async function maybeRecord(name: string, handle: Handle, type: 'v6' | 'v5' | 'v4' | 'v3' | 'v2' = 'v3'): Promise<void> {
   if (process.env.RECORD_HISTORIES !== '1') return;
   const history = await handle.fetchHistory();
   fs.writeFileSync(
@@ -906,8 +906,7 @@ test('v5, as new cases run it: the read model written in the workflow task, ther
   // At most the run's last write goes by activity: the task that ends the run makes no write in
   // the task (it could never hear that one failed); a write in an earlier task is known made.
   expect(recordTasksOf(events).length).toBeLessThanOrEqual(1);
-  // One marker: slots judged by event time (SLOTS_BY_EVENT_TIME_PATCH), from its first task.
-  expect(patchesOf(events)).toEqual(['slots-by-event-time']);
+  expect(patchesOf(events)).toEqual([]);
   expect(localActivityMarkersOf(events)).toHaveLength(0);
   expect(await behindSignalsOf(events)).toHaveLength(0);
   await maybeRecord('task-writes-released', handle, 'v5');
@@ -1067,7 +1066,7 @@ test('v5: the worker makes the write before Temporal hears the task complete (th
   }
 });
 
-test('v5 judges slots by event time: checks sent while its worker was away count for their slots, though both slots passed before it came back', async () => {
+test('v6 judges slots by event time: checks sent while its worker was away count for their slots, though both slots passed before it came back', async () => {
   // A policy day of 24 s: checks 8 s apart at 08:00 and 16:00 of each day from arrival, windows 1 s.
   const policy = testPolicy({
     clock: { kind: 'compressed', dayMs: 24_000 },
@@ -1092,7 +1091,7 @@ test('v5 judges slots by event time: checks sent while its worker was away count
   let w: Awaited<ReturnType<typeof startWorker>> | undefined = await startWorker();
   await h.addHotel(3);
   try {
-    const handle = await h.startV2({ workflowType: 'caseWorkflowV5', taskQueue: queue, policy });
+    const handle = await h.startV2({ workflowType: 'caseWorkflowV6', taskQueue: queue, policy });
     started.splice(started.indexOf(handle), 1); // replayed here: its worker is this test's
     const v0 = await arrive(handle);
     const a = Date.parse(v0.nextCheckDue!);
@@ -1116,7 +1115,8 @@ test('v5 judges slots by event time: checks sent while its worker was away count
     await handle.executeUpdate(cancelUpdate, { args: [{ reason: 'test over', by: supervisor }] });
     await waitView(handle, (x) => !!x.endedAt, 'ended');
     const history = await handle.fetchHistory();
-    expect(patchesOf(history.events ?? [])).toEqual(['slots-by-event-time']);
+    // A new type, not a patch: no marker.
+    expect(patchesOf(history.events ?? [])).toEqual([]);
     await Worker.runReplayHistory(
       {
         ...WORKFLOW_BUNDLE,
@@ -1126,7 +1126,7 @@ test('v5 judges slots by event time: checks sent while its worker was away count
       },
       history,
     );
-    await maybeRecord('slots-by-event-time', handle, 'v5');
+    await maybeRecord('slots-by-event-time', handle, 'v6');
   } finally {
     integrations.close();
     if (w) {

@@ -240,6 +240,11 @@ class Draft {
     esc.status = 'closed';
     esc.closedAt = iso(this.now);
     esc.closedReason = reason;
+    // By event time: a notice this same decision asked for (a slot judged missed by a check that
+    // then closed its chain) has nobody to reach: the escalation stays on record, unannounced.
+    if (this.ctx.slotsByEventTime)
+      for (const t of this.commands)
+        if (t.kind === 'notify' && t.subject === esc.id && t.status === 'pending') t.status = 'dropped';
     esc.closedBy = by;
     if (note) esc.note = note;
     this.touchEscalation(esc.id);
@@ -1577,6 +1582,9 @@ function evaluate(d: Draft): void {
     d.record('release_blockers', SYSTEM_ACTOR, { unmet });
   }
   if (unmet.length === 0) {
+    // By event time a slot whose time to be judged has come is judged by a tick (at once, after
+    // the messages in hand): release waits for it, so a missed slot is never released past.
+    if (d.ctx.slotsByEventTime && !d.tick && slotAwaitingJudgement(s, policy, d.now)) return;
     // A second, independent check of the release criteria: if the two ever disagree, the case
     // is not released (the workflow task fails and retries, visibly) rather than released wrongly.
     const violations = releaseViolations(policy, s, d.now);
@@ -1684,7 +1692,8 @@ function missedChecks(d: Draft): void {
   const { s, policy } = d;
   // By event time, only a tick judges slots (CaseContext.slotsByEventTime): a message taken in
   // late must not judge a slot that a check after it in the same task was sent in time for.
-  if (!d.ctx.slotsByEventTime || d.tick) judgeMissed(d, d.now);
+  if (d.ctx.slotsByEventTime && !d.tick) return;
+  judgeMissed(d, d.now);
   for (const chain of s.missedChains) {
     if (d.ctx.foldMissedChecks) {
       climbFolded(d, chain);
@@ -1699,6 +1708,34 @@ function missedChecks(d: Draft): void {
         d.raiseEscalation(esc, next.level, `Health check due ${chain.slotAt} still missing`);
     }
   }
+}
+
+/** The watched slot's time to be judged has come (by event time, the next tick judges it). */
+function slotAwaitingJudgement(s: CaseState, policy: CasePolicy, now: number): boolean {
+  const firstStepMs = policy.checkWindowAfterMs + (policy.missedCheckSteps[0]?.afterMs ?? 0);
+  return !!s.currentSlot && now >= ms(s.currentSlot) + firstStepMs;
+}
+
+/**
+ * A tick now would move this chain (climbFolded's or the unfolded loop's rules): by event time
+ * chains climb only on ticks, so the case asks for one at once.
+ */
+function climbDue(s: CaseState, policy: CasePolicy, ctx: CaseContext, chain: MissedChain, now: number): boolean {
+  const steps = policy.missedCheckSteps;
+  const since = ms(chain.slotAt) + policy.checkWindowAfterMs;
+  if (!ctx.foldMissedChecks) {
+    const next = steps[chain.step + 1];
+    return !!next && now >= since + next.afterMs;
+  }
+  const esc = s.escalations.find((e) => e.id === chain.escalationId);
+  if (!esc || esc.status !== 'open') return false;
+  let target = -1;
+  for (let i = 0; i < steps.length; i++) if (now >= since + steps[i]!.afterMs) target = i;
+  if (target < 0 || target < chain.step) return false;
+  const level = steps[target]!.level;
+  if (target === chain.step && level === esc.level) return false;
+  if ((chain.levels ?? [esc.level]).includes(level)) return target > chain.step;
+  return true;
 }
 
 /** The watched slots whose time to be judged had come by `asOf` and got no check: missed. */
@@ -1907,6 +1944,7 @@ export function nextWakeAt(s: CaseState, ctx: CaseContext, now: number): number 
           ctx.slotsByEventTime ? Math.max(ms(s.currentSlot) + firstStepMs, now + 1) : ms(s.currentSlot) + firstStepMs,
         );
       for (const chain of s.missedChains) {
+        if (ctx.slotsByEventTime && climbDue(s, policy, ctx, chain, now)) due.push(now + 1);
         if (ctx.foldMissedChecks) {
           // Every step still ahead under the rules in force now (climbFolded picks the level).
           for (const step of policy.missedCheckSteps.slice(chain.step))
