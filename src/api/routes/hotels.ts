@@ -98,6 +98,16 @@ async function findHotel(app: ApiContext, hotelId: string) {
   }
 }
 
+/** The hotel (else 404) and that it lies in the key's jurisdiction (else 403). */
+async function authorizeHotel(app: ApiContext, key: ApiKey, hotelId: string) {
+  const hotel = await findHotel(app, hotelId);
+  if (!hotel) throw new HttpProblem(404, `No hotel ${hotelId}`);
+  if (!covers(key, { hotelId: hotel.id, district: hotel.district, street: hotel.street })) {
+    throw outside(`Hotel ${hotel.id}`);
+  }
+  return hotel;
+}
+
 /** The room (else 404) and that it lies in the key's jurisdiction (else 403). */
 async function authorizeRoom(app: ApiContext, key: ApiKey, roomId: string) {
   let row;
@@ -257,11 +267,7 @@ export const hotelRoutes: AnyRoute[] = [
       404: { description: 'No such hotel', contentType: 'application/problem+json' },
     },
     async handler({ app, key, params, res }) {
-      const hotel = await findHotel(app, params.hotelId);
-      if (!hotel) throw new HttpProblem(404, `No hotel ${params.hotelId}`);
-      if (!covers(key!, { hotelId: hotel.id, district: hotel.district, street: hotel.street })) {
-        throw outside(`Hotel ${hotel.id}`);
-      }
+      const hotel = await authorizeHotel(app, key!, params.hotelId);
       let list;
       try {
         list = await app.hotels.listRooms(hotel.id);
@@ -318,11 +324,7 @@ export const hotelRoutes: AnyRoute[] = [
       if (to < from) throw validationProblem([{ in: 'query', path: 'to', message: 'must not be before from' }]);
       if (to - from > 7 * DAY_MS)
         throw validationProblem([{ in: 'query', path: 'to', message: 'at most 7 days after from' }]);
-      const hotel = await findHotel(app, params.hotelId);
-      if (!hotel) throw new HttpProblem(404, `No hotel ${params.hotelId}`);
-      if (!covers(key!, { hotelId: hotel.id, district: hotel.district, street: hotel.street })) {
-        throw outside(`Hotel ${hotel.id}`);
-      }
+      const hotel = await authorizeHotel(app, key!, params.hotelId);
       let owing;
       try {
         owing = await app.db

@@ -1710,9 +1710,14 @@ function missedChecks(d: Draft): void {
   }
 }
 
+/** How long after its slot a check slot is judged missed: the window, then the first step's wait. */
+export function missedAfterMs(policy: Pick<CasePolicy, 'checkWindowAfterMs' | 'missedCheckSteps'>): number {
+  return policy.checkWindowAfterMs + (policy.missedCheckSteps[0]?.afterMs ?? 0);
+}
+
 /** The watched slot's time to be judged has come (by event time, the next tick judges it). */
 function slotAwaitingJudgement(s: CaseState, policy: CasePolicy, now: number): boolean {
-  const firstStepMs = policy.checkWindowAfterMs + (policy.missedCheckSteps[0]?.afterMs ?? 0);
+  const firstStepMs = missedAfterMs(policy);
   return !!s.currentSlot && now >= ms(s.currentSlot) + firstStepMs;
 }
 
@@ -1741,7 +1746,7 @@ function climbDue(s: CaseState, policy: CasePolicy, ctx: CaseContext, chain: Mis
 /** The watched slots whose time to be judged had come by `asOf` and got no check: missed. */
 function judgeMissed(d: Draft, asOf: number): void {
   const { s, policy } = d;
-  const firstStepMs = policy.checkWindowAfterMs + (policy.missedCheckSteps[0]?.afterMs ?? 0);
+  const firstStepMs = missedAfterMs(policy);
   let slot = s.currentSlot ? ms(s.currentSlot) : undefined;
   while (slot !== undefined && asOf >= slot + firstStepMs) {
     const open = d.ctx.foldMissedChecks ? openMissedChain(d) : undefined;
@@ -1936,7 +1941,7 @@ export function nextWakeAt(s: CaseState, ctx: CaseContext, now: number): number 
         // A planned sample past due with no order on its way is due now (a safety net: never sleep on it).
         due.push(ordering ? ms(x.dueAt) : Math.max(ms(x.dueAt), now + 1));
       }
-      const firstStepMs = policy.checkWindowAfterMs + (policy.missedCheckSteps[0]?.afterMs ?? 0);
+      const firstStepMs = missedAfterMs(policy);
       // By event time a slot is judged only by a tick: one whose time came while a message was
       // taken in is judged at the next moment (never slept through).
       if (s.currentSlot)
