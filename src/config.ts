@@ -142,6 +142,15 @@ export const envSchema = z.object({
   API_PROBE_INTERVAL_MS: z.coerce.number().int().positive().default(1000),
   /** Workflow tasks waiting longer than this for a worker mark the worker down (commands 503, reports queued). */
   API_WORKER_STALL_MS: z.coerce.number().int().positive().default(5000),
+  /**
+   * A worker that beat this recently (src/worker-liveness.ts) is there, however long its tasks
+   * wait: it is not marked down for work left waiting or an unanswered command, so commands are
+   * still sent to it. Keep it under API_WORKER_STALL_MS: a killed worker's last beat must have
+   * gone stale before its stalled queue is judged.
+   */
+  API_WORKER_LIVENESS_MS: z.coerce.number().int().positive().default(3000),
+  /** How often a worker tells the API (through the database) that it is there. */
+  WORKER_LIVENESS_BEAT_MS: z.coerce.number().int().positive().default(1000),
   /** The last resort for a request stuck on a dependency that hangs rather than fails: 503 (reads) or 504 (writes). */
   API_REQUEST_TIMEOUT_MS: z.coerce.number().int().positive().default(15000),
   /** On SIGTERM the API stops accepting and answers what it has in flight for at most this long. */
@@ -186,6 +195,21 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (!parsed.success) {
     throw new ConfigError(parsed.error.issues.map((i) => ({ variable: String(i.path[0] ?? '?'), message: i.message })));
   }
+  // The worker's beat (src/worker-liveness.ts): a killed worker's last beat must be stale before
+  // its stalled queue is judged, and a live worker must beat more than once per liveness time.
+  const d = parsed.data;
+  const order: { variable: string; message: string }[] = [];
+  if (d.API_WORKER_LIVENESS_MS >= d.API_WORKER_STALL_MS)
+    order.push({
+      variable: 'API_WORKER_LIVENESS_MS',
+      message: `must be under API_WORKER_STALL_MS (${d.API_WORKER_STALL_MS})`,
+    });
+  if (d.WORKER_LIVENESS_BEAT_MS * 2 > d.API_WORKER_LIVENESS_MS)
+    order.push({
+      variable: 'WORKER_LIVENESS_BEAT_MS',
+      message: `must be at most half of API_WORKER_LIVENESS_MS (${d.API_WORKER_LIVENESS_MS})`,
+    });
+  if (order.length) throw new ConfigError(order);
   return {
     ...parsed.data,
     dataDir: path.resolve(parsed.data.DATA_DIR),

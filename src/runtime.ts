@@ -4,7 +4,7 @@ import type { Server } from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 
-import type { Worker } from '@temporalio/worker';
+import type { Worker, WorkerStatus } from '@temporalio/worker';
 import { DefaultLogger, NativeConnection, Runtime as SdkRuntime } from '@temporalio/worker';
 
 import { and, inArray, isNull } from 'drizzle-orm';
@@ -139,6 +139,19 @@ export async function startRuntime(config: Config, parts: RuntimeParts, log: Log
         log,
       );
       stops.push(() => worker.stop());
+      // Its word to the API that it is there, however far behind (src/worker-liveness.ts). Pushed
+      // after the worker's stop, so run before it: the row goes first, then the worker drains.
+      const { startWorkerLivenessBeat } = await import('./worker-liveness');
+      const beat = startWorkerLivenessBeat({
+        db: database.db,
+        namespace: config.TEMPORAL_NAMESPACE,
+        taskQueue: config.TEMPORAL_TASK_QUEUE,
+        status: () => worker.status(),
+        temporalAnswers: () => worker.temporalAnswers(config.WORKER_LIVENESS_BEAT_MS),
+        intervalMs: config.WORKER_LIVENESS_BEAT_MS,
+        log,
+      });
+      stops.push(() => beat.stop());
     }
 
     if (parts.api) {
@@ -146,6 +159,7 @@ export async function startRuntime(config: Config, parts: RuntimeParts, log: Log
       const temporal = createTemporalClient({ address: temporalAddress, namespace: config.TEMPORAL_NAMESPACE, codec });
       stops.push(() => temporal.connection.close());
       const { createDependencyMonitor } = await import('./api/dependencies');
+      const { freshestBeatAgeMs } = await import('./worker-liveness');
       // One breaker per dependency, probed every API_PROBE_INTERVAL_MS: while one is known down,
       // calls that need it answer 503 at once (the database's gate stands in front of every query).
       const monitor = createDependencyMonitor({
@@ -155,6 +169,9 @@ export async function startRuntime(config: Config, parts: RuntimeParts, log: Log
         pingDatabase: () => database.ping(),
         intervalMs: config.API_PROBE_INTERVAL_MS,
         workerStallMs: config.API_WORKER_STALL_MS,
+        // The workers' own word (src/worker-liveness.ts), through the database's gate.
+        workerBeatAgeMs: () => freshestBeatAgeMs(database.db, config.TEMPORAL_NAMESPACE, config.TEMPORAL_TASK_QUEUE),
+        workerLivenessMs: config.API_WORKER_LIVENESS_MS,
         log,
       });
       database.setGate(() => monitor.require('database'));
@@ -260,6 +277,10 @@ export async function simulatorKeys(database: Database): Promise<CallbackTarget[
 
 interface RunningWorker {
   stop(): Promise<void>;
+  /** The SDK's status of the worker running now, if one is. */
+  status(): WorkerStatus | undefined;
+  /** Resolves when Temporal answers a cheap call on the worker's own connection within `ms`. */
+  temporalAnswers(ms: number): Promise<void>;
 }
 
 /**
@@ -300,6 +321,12 @@ async function startWorkerWhenReachable(
     }
   })();
   return {
+    status: () => current?.worker.getStatus(),
+    async temporalAnswers(ms) {
+      const c = current?.connection;
+      if (!c) throw new Error('no worker running');
+      await c.withDeadline(Date.now() + ms, () => c.workflowService.getSystemInfo({}));
+    },
     async stop() {
       stopped = true;
       if (current && current.worker.getState() === 'RUNNING') current.worker.shutdown();

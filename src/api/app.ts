@@ -34,6 +34,7 @@ import { codecCors, codecPreauth, codecRoutes } from './routes/codec';
 import { loadCodec } from '../temporal/codec';
 import type { PayloadCodec } from '@temporalio/common';
 import { createCaseOps } from './temporal-ops';
+import { freshestBeatAgeMs } from '../worker-liveness';
 
 export interface AppDeps {
   config: Config;
@@ -129,6 +130,9 @@ export function createApp(deps: AppDeps): express.Express {
       pingDatabase: () => pingDb(deps.db),
       intervalMs: deps.config.API_PROBE_INTERVAL_MS,
       workerStallMs: deps.config.API_WORKER_STALL_MS,
+      workerBeatAgeMs: () =>
+        freshestBeatAgeMs(deps.db, deps.config.TEMPORAL_NAMESPACE, deps.config.TEMPORAL_TASK_QUEUE),
+      workerLivenessMs: deps.config.API_WORKER_LIVENESS_MS,
       log,
     });
   const ctx: ApiContext = {

@@ -115,6 +115,14 @@ export interface DependencyMonitorOptions {
   intervalMs: number;
   /** Workflow tasks waiting longer than this on the task queue mean no worker is taking them. */
   workerStallMs: number;
+  /**
+   * How long ago a worker of the task queue last said it was there (src/worker-liveness.ts), or
+   * undefined when none ever has. Read through the database's gate: a database known down gives
+   * no word, and the task queue's figures judge alone.
+   */
+  workerBeatAgeMs?: () => Promise<number | undefined>;
+  /** A beat at most this old says a worker is there (API_WORKER_LIVENESS_MS). */
+  workerLivenessMs?: number;
   log: Logger;
   now?: () => number;
 }
@@ -140,7 +148,10 @@ export interface DependencyMonitor {
    * API waits for an answer go straight to the queue instead of being sent twice.
    */
   workerBehindMs(): number;
-  /** Whether a worker polled its task queue before each of the last two probes (behind, but there). */
+  /**
+   * Whether a worker is known to be there, however far behind: it polled its task queue before
+   * each of the last two probes, or it beat within API_WORKER_LIVENESS_MS.
+   */
   workerPolling(): boolean;
   /** Probes everything now (readiness) and returns the states. */
   probe(): Promise<Record<DependencyName, DependencyState>>;
@@ -196,6 +207,11 @@ export function createDependencyMonitor(opts: DependencyMonitorOptions): Depende
   let behindMs = 0;
   let polledLately = false;
   let pollStreak = 0;
+  /** A worker beat lately (true), none did (false), or no word (no beats, the read failed). */
+  let workerAlive: boolean | undefined;
+  /** The last beat age read, and when (our clock): a read still under way is not doubled. */
+  let beatRead: { ageMs: number | undefined; at: number } | undefined;
+  let reading: Promise<void> | undefined;
   /** Down because work waited: back when the work is taken (only a worker takes it). */
   let stalled = false;
   /**
@@ -240,6 +256,11 @@ export function createDependencyMonitor(opts: DependencyMonitorOptions): Depende
       });
   };
 
+  const workerBack = () => {
+    workerB.reset();
+    stalled = false;
+    unansweredCases.length = 0;
+  };
   const tripWorker = (reason: string) => {
     if (!workerB.isOpen) pollMark = lastSeenPoll;
     workerB.trip(reason);
@@ -300,6 +321,30 @@ export function createDependencyMonitor(opts: DependencyMonitorOptions): Depende
     }
   }
 
+  /**
+   * The workers' own word, read beside the other probes; a probe waits at most a probe's time for
+   * it. One read at a time: while one is under way (a busy pool), the last age read counts, aged
+   * by the time since; a read that failed is no word.
+   */
+  async function readLiveness(): Promise<void> {
+    const read = opts.workerBeatAgeMs;
+    if (!read) return;
+    reading ??= (async () => {
+      try {
+        beatRead = { ageMs: await read(), at: now() };
+      } catch {
+        beatRead = undefined;
+      } finally {
+        reading = undefined;
+      }
+    })();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([reading, new Promise((r) => (timer = setTimeout(r, PROBE_TIMEOUT_MS)))]);
+    clearTimeout(timer);
+    const age = beatRead?.ageMs === undefined ? undefined : beatRead.ageMs + (now() - beatRead.at);
+    workerAlive = age === undefined ? undefined : age <= (opts.workerLivenessMs ?? 3000);
+  }
+
   async function probeWorker(): Promise<void> {
     if (temporalB.isOpen) {
       // Nothing can be said about the worker while the cluster is away; it is not the worker's fault.
@@ -335,7 +380,9 @@ export function createDependencyMonitor(opts: DependencyMonitorOptions): Depende
         pollStreak = 0;
         lastJudgedAt = t;
       }
-      const polling = pollStreak >= 2;
+      // Or the worker's own word, beaten within the liveness time: a worker running flat out polls
+      // its shared queue too seldom for two probes in a row to see it, and is not gone.
+      const polling = pollStreak >= 2 || workerAlive === true;
       polledLately = polling;
       if (backlog > 0 && backlogAge > opts.workerStallMs && !polling) {
         tripWorker(
@@ -344,16 +391,18 @@ export function createDependencyMonitor(opts: DependencyMonitorOptions): Depende
             : `workflow tasks have waited ${Math.round(backlogAge / 1000)} s for a worker`,
         );
         stalled = true;
-      } else if (workerB.isOpen && (stalled || lastPoll > pollMark)) {
-        // Either the waiting work was taken, or a worker has polled since no worker answered.
-        workerB.reset();
-        stalled = false;
-        unansweredCases.length = 0;
+      } else if (workerB.isOpen && (stalled || lastPoll > pollMark || workerAlive === true)) {
+        // The waiting work was taken, a worker has polled since no worker answered, or one says
+        // it is there.
+        workerBack();
       } else if (workerB.isOpen && !stalled) askUnansweredCases();
       lastSeenPoll = Math.max(lastSeenPoll, lastPoll);
     } catch (err) {
-      // The cluster answered the namespace but not this: say nothing new about the worker.
+      // The cluster answered the namespace but not this (a saturated server): nothing new from
+      // the task queue; the worker's own word still counts.
       log.debug('worker probe failed', { err });
+      polledLately = pollStreak >= 2 || workerAlive === true;
+      if (workerAlive === true && workerB.isOpen) workerBack();
     } finally {
       workerB.lastProbeMs = now() - t0;
     }
@@ -369,7 +418,7 @@ export function createDependencyMonitor(opts: DependencyMonitorOptions): Depende
     running ??= (async () => {
       lastProbeAt = now();
       try {
-        await Promise.all([probeTemporal(), probeDatabase()]);
+        await Promise.all([probeTemporal(), probeDatabase(), readLiveness()]);
         await probeWorker();
         return snapshot();
       } finally {

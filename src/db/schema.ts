@@ -290,6 +290,25 @@ export const activityEffects = pgTable(
 );
 
 /**
+ * Each running worker process says it is there (src/worker-liveness.ts): one row per process,
+ * its `seen_at` moved by the database's clock every WORKER_LIVENESS_BEAT_MS while its workflow
+ * poller polls, the row deleted when it stops. The API reads it to tell a worker that is behind
+ * (a wave: its tasks wait, it still beats) from one that is gone. No PII: a process id and a
+ * random part.
+ */
+export const workerLiveness = pgTable(
+  'worker_liveness',
+  {
+    workerId: text('worker_id').primaryKey(),
+    namespace: text('namespace').notNull(),
+    taskQueue: text('task_queue').notNull(),
+    startedAt: timestamp('started_at', { withTimezone: true }).notNull().defaultNow(),
+    seenAt: timestamp('seen_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [index('worker_liveness_queue_seen_idx').on(t.namespace, t.taskQueue, t.seenAt)],
+);
+
+/**
  * Every use of the payload codec endpoint (the Temporal UI decoding case payloads): who, when,
  * what and how many. Written before the answer: a decode that cannot be recorded is refused.
  * No PII: key ids and counts only, never a payload.

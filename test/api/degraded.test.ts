@@ -8,6 +8,7 @@ import type { CaseView } from '../../src/domain/case/view';
 import { createIntegrations, type Integrations } from '../../src/integrations';
 import { createLogger } from '../../src/log';
 import { createWorker } from '../../src/worker';
+import { startWorkerLivenessBeat } from '../../src/worker-liveness';
 import { createHarness, validTransfer, type Harness } from './harness';
 
 /**
@@ -46,6 +47,7 @@ beforeAll(async () => {
       API_REPORT_WAIT_MS: '800',
       API_UPDATE_WAIT_MS: '1500',
       API_WORKER_STALL_MS: '3000',
+      API_WORKER_LIVENESS_MS: '2000',
       API_PROBE_INTERVAL_MS: '300',
     },
   });
@@ -86,8 +88,8 @@ const live = (caseNo: string) =>
     return r.status === 200 && r.body.source === 'workflow' ? (r.body.state as CaseView) : undefined;
   });
 
-test('no worker: reports queue and land once, commands are not sent and say so, reads and /readyz say why', async () => {
-  // A case in observation, with its hotel's keys.
+/** A case in observation (a worker running), with its hotel's nurse's key. */
+async function caseInObservation(): Promise<{ caseNo: string; nurse: Auth }> {
   const filed = await request(h.app)
     .post('/api/v1/transfers')
     .set(h.auth('community'))
@@ -99,6 +101,11 @@ test('no worker: reports queue and land once, commands are not sent and say so, 
   const nurse = await newKey({ name: 'Nurse', role: 'medical', district: 'D1', orgId: 'HD' });
   expect((await request(h.app).post(`/api/v1/cases/${caseNo}/arrival`).set(desk).send({})).status).toBe(202);
   await until('observation', async () => ((await live(caseNo)).phase === 'OBSERVATION' ? true : undefined));
+  return { caseNo, nurse };
+}
+
+test('no worker: reports queue and land once, commands are not sent and say so, reads and /readyz say why', async () => {
+  const { caseNo, nurse } = await caseInObservation();
 
   // With a worker: applied, and the answer says so.
   const applied = await request(h.app)
@@ -214,4 +221,60 @@ test('no worker: reports queue and land once, commands are not sent and say so, 
   expect(again.body.result).toEqual(done.body.result);
   expect((await live(caseNo)).stayAdjustDays).toBe(1);
   expect((await request(h.app).get('/readyz')).body.status).toBe('ready');
+});
+
+test("a worker that says it is there is behind, not gone: a supervisor's command is sent (504 unknown, never 503), and applied once", async () => {
+  const { caseNo } = await caseInObservation();
+  await stopWorker();
+  // A worker whose polls the probe cannot see (one running flat out in a wave takes its cases'
+  // tasks from its sticky queue and seldom polls the shared one) but whose process beats.
+  const beat = startWorkerLivenessBeat({
+    db: h.db,
+    namespace: h.config.TEMPORAL_NAMESPACE,
+    taskQueue: h.config.TEMPORAL_TASK_QUEUE,
+    status: () => ({ runState: 'RUNNING', workflowPollerState: 'POLLING' }),
+    temporalAnswers: async () => undefined,
+    intervalMs: 200,
+    log,
+  });
+  const extend = () =>
+    request(h.app)
+      .post(`/api/v1/cases/${caseNo}/extend`)
+      .set(h.auth('supervisor'))
+      .set('Idempotency-Key', 'ext-b1')
+      .send({ days: 1, reason: 'directive' });
+  try {
+    await beat.beat();
+    await request(h.app).get('/readyz');
+    // Sent; nobody answers in time: unknown.
+    const first = await extend();
+    expect(first.status).toBe(504);
+    expect(first.body).toMatchObject({ type: expect.stringMatching(/outcome-unknown$/), idempotencyKey: 'ext-b1' });
+    // The unanswered command does not mark a worker that beats down (without the beat it does, and
+    // the retry below would be refused 503 "not sent": the first test). The retry is sent too, and
+    // joins the first (the same update id).
+    const retry = await extend();
+    expect(retry.status).toBe(504);
+    const ready = await request(h.app).get('/readyz');
+    expect(ready.body.checks.worker).toMatchObject({ ok: true });
+    // The beat stops (the worker stopped: its row is removed): the next unanswered command marks it
+    // down, and the one after is not sent.
+    await beat.stop();
+    const refused = await until('the worker known down', async () => {
+      const r = await extend();
+      return r.status === 503 ? r : undefined;
+    });
+    expect(refused.body).toMatchObject({ dependency: 'worker', idempotencyKey: 'ext-b1' });
+    expect((await request(h.app).get('/readyz')).body.checks.worker).toMatchObject({ ok: false });
+  } finally {
+    await beat.stop();
+  }
+  // A worker returns: the command, sent three times under one key, is applied once.
+  await startWorker();
+  const done = await until('the extension applied', async () => {
+    const r = await extend();
+    return r.status === 200 ? r : undefined;
+  });
+  expect(done.body).toMatchObject({ status: 'applied', idempotencyKey: 'ext-b1' });
+  expect((await live(caseNo)).stayAdjustDays).toBe(1);
 });

@@ -36,6 +36,7 @@ const EXPECTED_TABLES = [
   'room_waits',
   'rooms',
   'samples',
+  'worker_liveness',
 ];
 
 /** An empty database of our own on the test server (not createTestDatabase: that one migrates already). */

@@ -28,6 +28,21 @@ describe('config', () => {
     }
   });
 
+  test("the worker's beat against the stall time: out of order is named", () => {
+    const issues = (env: Record<string, string>) => {
+      try {
+        loadConfig(env);
+        return [];
+      } catch (err) {
+        return (err as ConfigError).issues.map((i) => i.variable);
+      }
+    };
+    expect(issues({})).toEqual([]);
+    expect(issues({ API_WORKER_STALL_MS: '3000' })).toEqual(['API_WORKER_LIVENESS_MS']);
+    expect(issues({ API_WORKER_STALL_MS: '3000', API_WORKER_LIVENESS_MS: '2000' })).toEqual([]);
+    expect(issues({ WORKER_LIVENESS_BEAT_MS: '2000' })).toEqual(['WORKER_LIVENESS_BEAT_MS']);
+  });
+
   test('empty means unset', () => {
     expect(loadConfig({ PORT: '' }).PORT).toBe(3000);
   });

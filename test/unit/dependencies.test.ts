@@ -8,7 +8,7 @@ import { createLogger } from '../../src/log';
  * The breakers behind /readyz and the fast 503s, driven by a fake cluster and database: what
  * makes each dependency "down", what brings it back, and what a call sees meanwhile.
  */
-function world() {
+function world(opts: { beats?: boolean } = {}) {
   const w = {
     temporalUp: true,
     dbUp: true,
@@ -21,6 +21,11 @@ function world() {
     /** Whether a worker answers the unanswered case's query. */
     caseAnswers: false,
     queried: [] as string[],
+    /** How long ago a worker beat (ms), undefined: none ever did; 'fails': the read fails. */
+    beatAgeMs: undefined as number | undefined | 'fails' | 'hangs',
+    beatReads: 0,
+    /** The task queue's describe fails (a saturated server). */
+    describeFails: false,
   };
   const connection = {
     withDeadline: <T>(_d: number, fn: () => Promise<T>) => fn(),
@@ -37,6 +42,7 @@ function world() {
       describeTaskQueue: async () => {
         // Probes here are a second apart unless a test says otherwise (see the quick-probe test).
         w.now += w.probeGapMs;
+        if (w.describeFails) throw new Error('4 DEADLINE_EXCEEDED: Deadline exceeded');
         return {
           pollers: w.lastPollS ? [{ lastAccessTime: { seconds: w.lastPollS, nanos: 0 } }] : [],
           stats: { approximateBacklogCount: w.backlog, approximateBacklogAge: { seconds: w.backlogAgeS, nanos: 0 } },
@@ -53,6 +59,17 @@ function world() {
     },
     intervalMs: 1000,
     workerStallMs: 5000,
+    ...(opts.beats
+      ? {
+          workerBeatAgeMs: async () => {
+            w.beatReads++;
+            if (w.beatAgeMs === 'fails') throw new Error('The database is unavailable');
+            if (w.beatAgeMs === 'hangs') return new Promise<undefined>(() => undefined);
+            return w.beatAgeMs;
+          },
+          workerLivenessMs: 3000,
+        }
+      : {}),
     log: createLogger('silent'),
     now: () => w.now,
   });
@@ -251,4 +268,109 @@ test('marked down because a case did not answer, back when that case answers a q
   await monitor.probe();
   await monitor.probe();
   expect(monitor.isDown('worker')).toBe(true);
+});
+
+describe("the worker's own word (src/worker-liveness.ts)", () => {
+  test('a worker that beats is behind, not gone, though it polls too seldom to be seen: commands are still sent', async () => {
+    const { w, monitor } = world({ beats: true });
+    w.lastPollS = 100; // one poll seen, then none: a worker running flat out on its sticky queue
+    w.beatAgeMs = 400;
+    await monitor.probe();
+    w.backlog = 800;
+    w.backlogAgeS = 40;
+    for (let i = 0; i < 3; i++) {
+      await monitor.probe();
+      expect(monitor.worker.isOpen).toBe(false);
+      expect(monitor.workerPolling()).toBe(true);
+      expect(monitor.workerBehindMs()).toBe(40_000);
+    }
+    // The same figures without the beat: taken for gone, as before (this is what the beat changes).
+    const { w: w2, monitor: m2 } = world();
+    w2.lastPollS = 100;
+    await m2.probe();
+    w2.backlog = 800;
+    w2.backlogAgeS = 40;
+    await m2.probe();
+    expect(m2.worker.isOpen).toBe(true);
+  });
+
+  test('a worker whose beats stop (killed) is marked down by its stalled queue; it beats again: back', async () => {
+    const { w, monitor } = world({ beats: true });
+    w.lastPollS = 100;
+    w.beatAgeMs = 400;
+    await monitor.probe();
+    w.backlog = 5;
+    w.backlogAgeS = 9;
+    w.beatAgeMs = 3500; // older than the liveness time
+    await monitor.probe();
+    expect(monitor.worker.isOpen).toBe(true);
+    expect(monitor.workerPolling()).toBe(false);
+    expect(monitor.snapshot().worker.reason).toMatch(/waited 9 s/);
+    // A worker starts and beats: back, before the waiting work is taken.
+    w.beatAgeMs = 100;
+    await monitor.probe();
+    expect(monitor.worker.isOpen).toBe(false);
+  });
+
+  test('an update nobody answered does not keep a beating worker marked down', async () => {
+    const { w, monitor } = world({ beats: true });
+    w.lastPollS = 500;
+    w.beatAgeMs = 200;
+    await monitor.probe();
+    // The commands' rule: suspect only a worker not known to be there.
+    expect(monitor.workerPolling()).toBe(true);
+    // Marked down on a call's account all the same: the next probe brings it back.
+    monitor.suspect('worker', 'no worker answered within 5000 ms', 'case-QC2');
+    expect(monitor.worker.isOpen).toBe(true);
+    await monitor.probe();
+    expect(monitor.worker.isOpen).toBe(false);
+  });
+
+  test('no word (no worker ever beat, or the database cannot be read) leaves the task queue to judge alone', async () => {
+    for (const age of [undefined, 'fails'] as const) {
+      const { w, monitor } = world({ beats: true });
+      w.lastPollS = 100;
+      w.beatAgeMs = age;
+      await monitor.probe();
+      w.backlog = 5;
+      w.backlogAgeS = 9;
+      await monitor.probe();
+      expect({ age, open: monitor.worker.isOpen }).toEqual({ age, open: true });
+    }
+  });
+
+  test('a read of the beat that hangs (a busy pool): one read at a time, the last age read counts, aged by the time since', async () => {
+    const { w, monitor } = world({ beats: true });
+    w.lastPollS = 100;
+    w.beatAgeMs = 400;
+    await monitor.probe();
+    w.backlog = 5;
+    w.backlogAgeS = 9;
+    w.beatAgeMs = 'hangs';
+    // Each probe waits a second for the read at most; a second passes on the cluster's clock too.
+    await monitor.probe(); // 1.4 s
+    await monitor.probe(); // 2.4 s
+    expect(monitor.worker.isOpen).toBe(false);
+    await monitor.probe(); // 3.4 s: older than the liveness time
+    expect(monitor.worker.isOpen).toBe(true);
+    // The hanging read was not doubled: one before it, itself.
+    expect(w.beatReads).toBe(2);
+  }, 15_000);
+
+  test("a saturated cluster that cannot describe the queue: the worker's beat still says it is there", async () => {
+    const { w, monitor } = world({ beats: true });
+    w.lastPollS = 100;
+    w.beatAgeMs = 300;
+    await monitor.probe();
+    monitor.suspect('worker', 'no worker answered within 5000 ms');
+    w.describeFails = true;
+    await monitor.probe();
+    expect(monitor.worker.isOpen).toBe(false);
+    expect(monitor.workerPolling()).toBe(true);
+    // Without a beat, a failed describe says nothing new: a breaker opened stays open.
+    w.beatAgeMs = 5000;
+    monitor.suspect('worker', 'no worker answered within 5000 ms');
+    await monitor.probe();
+    expect(monitor.worker.isOpen).toBe(true);
+  });
 });
