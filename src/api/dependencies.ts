@@ -222,6 +222,12 @@ export function createDependencyMonitor(opts: DependencyMonitorOptions): Depende
    */
   const unansweredCases: string[] = [];
   let asking = false;
+  /** The worker is back: the breaker closes, and what marked it down is forgotten. */
+  const workerBack = () => {
+    workerB.reset();
+    stalled = false;
+    unansweredCases.length = 0;
+  };
   const askUnansweredCases = (): void => {
     if (asking || !unansweredCases.length) return;
     asking = true;
@@ -246,21 +252,13 @@ export function createDependencyMonitor(opts: DependencyMonitorOptions): Depende
         // Marked down because a case did not answer, and one does now: a worker runs them. (A
         // worker whose poll on the shared queue is parked, its cases in its cache, polls nothing
         // new for up to a minute; this is how it is seen to be there.)
-        if (answers.some(Boolean) && workerB.isOpen && !stalled) {
-          workerB.reset();
-          unansweredCases.length = 0;
-        }
+        if (answers.some(Boolean) && workerB.isOpen && !stalled) workerBack();
       })
       .finally(() => {
         asking = false;
       });
   };
 
-  const workerBack = () => {
-    workerB.reset();
-    stalled = false;
-    unansweredCases.length = 0;
-  };
   const tripWorker = (reason: string) => {
     if (!workerB.isOpen) pollMark = lastSeenPoll;
     workerB.trip(reason);
@@ -338,9 +336,8 @@ export function createDependencyMonitor(opts: DependencyMonitorOptions): Depende
         reading = undefined;
       }
     })();
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([reading, new Promise((r) => (timer = setTimeout(r, PROBE_TIMEOUT_MS)))]);
-    clearTimeout(timer);
+    const under = reading;
+    await within(PROBE_TIMEOUT_MS, 'worker liveness', () => under).catch(() => undefined);
     const age = beatRead?.ageMs === undefined ? undefined : beatRead.ageMs + (now() - beatRead.at);
     workerAlive = age === undefined ? undefined : age <= (opts.workerLivenessMs ?? 3000);
   }
