@@ -62,6 +62,31 @@ export function taskWriteSinks(opts: TaskWriteOptions): InjectedSinks<ReadModelS
   const sleep = opts.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   const log = opts.log.child({ component: 'task-writes' });
   const away = { failures: 0, lastFailureAt: -Infinity };
+  /**
+   * The last write of each run still under way. The SDK calls an activation's sinks all at once
+   * (processSinkCalls, Promise.all), and a case writes twice in one task when its loop goes round
+   * again: the first write of a worker that took the case up afresh is a repair, and the database
+   * lets a repair replace a write of the same task (the retry of a task that failed). Made side by
+   * side, the repair could land second and put the row back to its version, without what the
+   * second write added. So a run's writes are made one after the other, in the order the case
+   * made them; each one's deadline counts its wait.
+   */
+  const lanes = new Map<string, Promise<void>>();
+  const inLane = (runId: string, write: () => Promise<void>): Promise<void> => {
+    const before = lanes.get(runId);
+    const made = before ? before.then(write) : write();
+    // The next write waits for this one to settle, made or not (a failed one is reported and the
+    // case writes by activity, with a repair, after it).
+    const settled = made.then(
+      () => undefined,
+      () => undefined,
+    );
+    lanes.set(runId, settled);
+    void settled.then(() => {
+      if (lanes.get(runId) === settled) lanes.delete(runId);
+    });
+    return made;
+  };
   return {
     readModel: {
       write: {
@@ -72,11 +97,19 @@ export function taskWriteSinks(opts: TaskWriteOptions): InjectedSinks<ReadModelS
           if (away.failures >= TASK_WRITE_FAILURES_AWAY && now() - away.lastFailureAt < TASK_WRITE_COOLDOWN_MS) {
             reason = 'the read model failed moments ago';
           } else {
+            let gaveUp = false;
             try {
-              await within(TASK_WRITE_DEADLINE_MS, 'read model', () => opts.write(batch));
+              await within(TASK_WRITE_DEADLINE_MS, 'read model', () =>
+                inLane(info.runId, async () => {
+                  // Reported as not made already: the case writes it by activity.
+                  if (gaveUp) throw new Error('read model write queued beyond its deadline');
+                  await opts.write(batch);
+                }),
+              );
               away.failures = 0;
               return;
             } catch (err) {
+              gaveUp = true;
               // recordCase's error names no value of the write (src/activities recordCaseError).
               reason = err instanceof Error ? err.message : String(err);
               // Only the database's own failures count towards refusing writes at once: a write

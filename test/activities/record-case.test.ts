@@ -1,3 +1,4 @@
+import type { WorkflowInfo } from '@temporalio/workflow';
 import { MockActivityEnvironment } from '@temporalio/testing/lib/mocking-activity-environment';
 import { asc, eq } from 'drizzle-orm';
 
@@ -16,6 +17,7 @@ import { addressInspections, caseEvents, cases, escalations, healthChecks, sampl
 import type { Actor, Escalation, Sample } from '../../src/domain/types';
 import { createIntegrations, type Integrations } from '../../src/integrations';
 import { createWriter } from '../../src/api/answer-writes';
+import { taskWriteSinks } from '../../src/activities/task-writes';
 import { caseRowFixture } from '../support/case-row';
 import { createTestDatabase, type TestDatabase } from '../support/db';
 import { silentLog, testConfig } from '../integrations/helpers';
@@ -566,6 +568,52 @@ describe('caseWorkflowV5: writes made in workflow tasks (drizzle/0008_task_write
       ),
     ).toBe(true);
     expect((await caseRow('F3'))!.stateVersion).toBe(4);
+  });
+
+  it("the worker makes a task's two writes in order, so a repair written first is not put back over the second (taskWriteSinks)", async () => {
+    await recordCase(tdb.db, input(row('F9', 5), [ev(1, 'requested')], { fence: 60, checks: [check('c1')] }));
+    // A worker took the case up afresh: in its first task the loop went round twice, a repair at
+    // version 6, then version 7 with a check. The SDK calls both sinks at once; the repair's
+    // statement is the slower to start (a busy pool).
+    const sinks = taskWriteSinks({
+      write: async (b) => {
+        if (b.repair) await new Promise((r) => setTimeout(r, 50));
+        await recordCase(tdb.db, b);
+      },
+      report: async () => {
+        throw new Error('no write should be reported');
+      },
+      log: silentLog,
+    });
+    const info = { workflowId: 'case-F9', runId: 'run-F9', taskTimeoutMs: 10_000 } as WorkflowInfo;
+    await Promise.all([
+      sinks.readModel.write.fn(
+        info,
+        input(row('F9', 6), [ev(2, 'arrived')], {
+          fence: 70,
+          lastSeq: 2,
+          checks: [],
+          repair: { samples: [], checks: ['c1'], escalations: [] },
+        }),
+        70,
+      ),
+      sinks.readModel.write.fn(
+        info,
+        input(row('F9', 7), [ev(2, 'arrived'), ev(3, 'health_check', nurse)], {
+          fence: 70,
+          lastSeq: 3,
+          checks: [check('c2')],
+        }),
+        70,
+      ),
+    ]);
+    expect((await caseRow('F9'))!).toMatchObject({ stateVersion: 7, writtenFence: 70 });
+    expect(await checkIds('F9')).toEqual(['c1', 'c2']);
+    expect((await eventsOf('F9')).map((e) => `${e.seq}:${e.kind}`)).toEqual([
+      '1:requested',
+      '2:arrived',
+      '3:health_check',
+    ]);
   });
 
   it('a repair keeps what it lists, a late result the API filed, and a sample a lab has answered', async () => {

@@ -119,3 +119,83 @@ test('a report Temporal does not take is tried again, for longer than a workflow
   // The task's completion cannot be taken either after 10 s (its timeout): its retry writes again.
   expect(never.sleeps.reduce((a, b) => a + b, 0)).toBeGreaterThan(10_000);
 });
+
+/** A sink whose writes finish when the test says, recording when each starts and ends. */
+function heldWrites() {
+  const log: string[] = [];
+  const held = new Map<string, () => void>();
+  const sinks = taskWriteSinks({
+    write: (b) =>
+      new Promise<void>((resolve) => {
+        const name = `${b.row.caseNo}@${b.row.stateVersion}`;
+        log.push(`start ${name}`);
+        held.set(name, () => {
+          log.push(`end ${name}`);
+          resolve();
+        });
+      }),
+    report: async () => undefined,
+    log: createLogger('silent'),
+  });
+  const call = (runId: string, caseNo: string, version: number, fence: number) =>
+    sinks.readModel.write.fn(
+      { ...info, workflowId: `case-${caseNo}`, runId },
+      { row: { caseNo, stateVersion: version } } as unknown as RecordCaseInput,
+      fence,
+    );
+  const finish = async (name: string) => {
+    // The write is started on a later turn when it waited behind another.
+    for (let i = 0; i < 20 && !held.has(name); i++) await new Promise((r) => setImmediate(r));
+    held.get(name)!();
+    held.delete(name);
+  };
+  return { log, call, finish };
+}
+
+test("two writes of one task (the SDK calls them side by side) are made in the case's order, the second after the first has landed", async () => {
+  // The first write of a worker that took the case up afresh is a repair, which the database lets
+  // replace a write of the same task: landing second, it would put the row back a version.
+  const w = heldWrites();
+  const first = w.call('run-1', 'QC1', 6, 40);
+  const second = w.call('run-1', 'QC1', 7, 40);
+  await new Promise((r) => setImmediate(r));
+  expect(w.log).toEqual(['start QC1@6']);
+  await w.finish('QC1@6');
+  await w.finish('QC1@7');
+  await Promise.all([first, second]);
+  expect(w.log).toEqual(['start QC1@6', 'end QC1@6', 'start QC1@7', 'end QC1@7']);
+});
+
+test("other cases' writes do not wait for each other", async () => {
+  const w = heldWrites();
+  const a = w.call('run-a', 'QA1', 3, 10);
+  const b = w.call('run-b', 'QB1', 5, 12);
+  await new Promise((r) => setImmediate(r));
+  expect(w.log).toEqual(['start QA1@3', 'start QB1@5']);
+  await w.finish('QB1@5');
+  await w.finish('QA1@3');
+  await Promise.all([a, b]);
+});
+
+test('a write that waited out its deadline behind the one before it is reported and never made', async () => {
+  const reports: number[] = [];
+  const made: number[] = [];
+  let release!: () => void;
+  const sinks = taskWriteSinks({
+    write: (b) => {
+      made.push(b.row.stateVersion!);
+      return b.row.stateVersion === 1 ? new Promise<void>((r) => (release = r)) : Promise.resolve();
+    },
+    report: async (_w, _r, input) => void reports.push(input.version),
+    log: createLogger('silent'),
+  });
+  const call = (version: number) => sinks.readModel.write.fn(info, batch(version), 9);
+  const first = call(1);
+  const second = call(2);
+  // Both out of time: the first still running, the second never started.
+  await Promise.all([first, second]);
+  expect(reports.sort()).toEqual([1, 2]);
+  release();
+  await new Promise((r) => setTimeout(r, 10));
+  expect(made).toEqual([1]);
+}, 10_000);
