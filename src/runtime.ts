@@ -126,9 +126,9 @@ export async function startRuntime(config: Config, parts: RuntimeParts, log: Log
       });
       // v5 cases' read-model writes, made in their workflow tasks, batched across the worker's tasks.
       const { createWriter } = await import('./activities/writer');
-      const { TASK_WRITE_DEADLINE_MS } = await import('./activities/task-writes');
       const writer = createWriter(database.db);
-      const taskWrite = (batch: RecordCaseInput) => writer.write(batch, TASK_WRITE_DEADLINE_MS);
+      // The time left of the sink's deadline (its wait behind the run's earlier write counted).
+      const taskWrite = (batch: RecordCaseInput, timeoutMs: number) => writer.write(batch, timeoutMs);
       if (!config.WORKER_WORKFLOW_STACK_TRACES && !stackTraceSwitchInstalled())
         log.warn(
           'the SDK was installed without scripts/patch-deps.mjs (npm ci --ignore-scripts?): its workflow stack traces stay on whatever WORKER_WORKFLOW_STACK_TRACES says, and each cached case costs about twice the memory',

@@ -24,7 +24,7 @@ export interface CreateWorkerOptions {
    * (src/activities/task-writes.ts): `npm start` batches them (src/activities/writer.ts); without
    * it, each goes through the activities' own `recordCase`, one at a time.
    */
-  taskWrite?: (batch: RecordCaseInput) => Promise<void>;
+  taskWrite?: (batch: RecordCaseInput, timeoutMs: number) => Promise<void>;
   log?: Logger;
   overrides?: Partial<WorkerOptions>;
 }

@@ -26,8 +26,11 @@ const REPORT_PAUSES_MS = [100, 250, 500, 1000, 2000];
 const OWN_DEADLINE = /no answer within|not made in|did not finish in|queued beyond/;
 
 export interface TaskWriteOptions {
-  /** Makes one write (batched with others by the caller if it likes); rejects if not made. */
-  write(batch: RecordCaseInput): Promise<void>;
+  /**
+   * Makes one write (batched with others by the caller if it likes); rejects if not made. The time
+   * left of the write's deadline, which a writer that queues should not wait past.
+   */
+  write(batch: RecordCaseInput, timeoutMs: number): Promise<void>;
   /** Tells the case that the write of the task at `fence` was not made (readModelBehindSignal to that run). */
   report(workflowId: string, runId: string, input: { version: number; fence: number }): Promise<void>;
   log: Logger;
@@ -98,12 +101,15 @@ export function taskWriteSinks(opts: TaskWriteOptions): InjectedSinks<ReadModelS
             reason = 'the read model failed moments ago';
           } else {
             let gaveUp = false;
+            const deadline = now() + TASK_WRITE_DEADLINE_MS;
             try {
               await within(TASK_WRITE_DEADLINE_MS, 'read model', () =>
                 inLane(info.runId, async () => {
-                  // Reported as not made already: the case writes it by activity.
-                  if (gaveUp) throw new Error('read model write queued beyond its deadline');
-                  await opts.write(batch);
+                  // Out of time (reported, or about to be: the timer of the write before may have
+                  // fired first): never made; the case writes it by activity.
+                  const left = deadline - now();
+                  if (gaveUp || left <= 0) throw new Error('read model write queued beyond its deadline');
+                  await opts.write(batch, left);
                 }),
               );
               away.failures = 0;

@@ -199,3 +199,43 @@ test('a write that waited out its deadline behind the one before it is reported 
   await new Promise((r) => setTimeout(r, 10));
   expect(made).toEqual([1]);
 }, 10_000);
+
+test("a write whose time ran out while the one before it was made (that one's timer fired first) is not started, and the writer is given only the time left", async () => {
+  let clock = 0;
+  const given: number[] = [];
+  const reports: number[] = [];
+  const sinks = taskWriteSinks({
+    write: async (b, timeoutMs) => {
+      given.push(timeoutMs);
+      if (b.row.stateVersion === 1) {
+        // The writer gives up on it at its own deadline, a moment before the second's timer.
+        await new Promise((r) => setImmediate(r));
+        clock += TASK_WRITE_DEADLINE_MS;
+        throw new Error(`read model write not made in ${TASK_WRITE_DEADLINE_MS} ms`);
+      }
+    },
+    report: async (_w, _r, input) => void reports.push(input.version),
+    log: createLogger('silent'),
+    now: () => clock,
+  });
+  await Promise.all([sinks.readModel.write.fn(info, batch(1), 5), sinks.readModel.write.fn(info, batch(2), 5)]);
+  expect(given).toEqual([TASK_WRITE_DEADLINE_MS]);
+  expect(reports.sort()).toEqual([1, 2]);
+  // A write behind a quicker one gets what is left of its own 2 s.
+  clock = 0;
+  given.length = 0;
+  const slow = taskWriteSinks({
+    write: async (b, timeoutMs) => {
+      given.push(timeoutMs);
+      if (b.row.stateVersion === 3) {
+        await new Promise((r) => setImmediate(r));
+        clock += 500;
+      }
+    },
+    report: async () => undefined,
+    log: createLogger('silent'),
+    now: () => clock,
+  });
+  await Promise.all([slow.readModel.write.fn(info, batch(3), 6), slow.readModel.write.fn(info, batch(4), 6)]);
+  expect(given).toEqual([TASK_WRITE_DEADLINE_MS, TASK_WRITE_DEADLINE_MS - 500]);
+});
