@@ -428,6 +428,7 @@ export function recordCasePayload(input: RecordCaseInput): Record<string, unknow
       ended_at: instant(row.endedAt),
       state_version: row.stateVersion ?? 0,
       written_fence: input.fence ?? null,
+      written_in_task: input.inTask === true ? true : null,
     },
     events: input.events.map((e) => ({
       seq: e.seq,

@@ -109,7 +109,7 @@ export function taskWriteSinks(opts: TaskWriteOptions): InjectedSinks<ReadModelS
                   // fired first): never made; the case writes it by activity.
                   const left = deadline - now();
                   if (gaveUp || left <= 0) throw new Error('read model write queued beyond its deadline');
-                  await opts.write(batch, left);
+                  await opts.write({ ...batch, inTask: true }, left);
                 }),
               );
               away.failures = 0;

@@ -171,6 +171,13 @@ export interface RecordCaseInput {
    * case up afresh, and every activity write): rows of the case not listed are removed.
    */
   repair?: { samples: string[]; checks: string[]; escalations: string[] };
+  /**
+   * Set by the worker on a write it makes inside a workflow task (src/activities/task-writes.ts),
+   * never by the case: a fenced write without it is the case's write by activity, which the task
+   * that scheduled it had completed. An in-task repair does not replace such a write of its own
+   * task (drizzle/0011_task_write_source.sql).
+   */
+  inTask?: boolean;
 }
 
 export interface CaseActivities {

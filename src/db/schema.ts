@@ -128,6 +128,11 @@ export const cases = pgTable(
      * length (drizzle/0008: a write from a task that never completed is replaced by its retry's).
      */
     writtenFence: bigint('written_fence', { mode: 'number' }),
+    /**
+     * Whether the fenced write that made the row was made inside a workflow task (true) or by the
+     * case's activity (false); null for writes without a fence (drizzle/0011).
+     */
+    writtenInTask: boolean('written_in_task'),
     updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
   },
   (t) => [

@@ -616,6 +616,51 @@ describe('caseWorkflowV5: writes made in workflow tasks (drizzle/0008_task_write
     ]);
   });
 
+  it("an in-task repair that lands after its own task's write by activity changes nothing (drizzle/0011)", async () => {
+    await recordCase(tdb.db, input(row('F10', 5), [ev(1, 'requested')], { fence: 60, checks: [check('c1')] }));
+    // A fresh copy's first task wrote in the task (a repair at v6, A), then finished and wrote by
+    // activity (X: v7, a check more, carrying A). A's statement stalled past its deadline and
+    // lands after X.
+    const repairOf = (checks: string[]) => ({ samples: [], checks, escalations: [] });
+    expect(
+      await recordCase(
+        tdb.db,
+        input(row('F10', 7), [ev(2, 'arrived'), ev(3, 'health_check', nurse)], {
+          fence: 70,
+          lastSeq: 3,
+          checks: [check('c2')],
+          repair: repairOf(['c1', 'c2']),
+        }),
+      ),
+    ).toBe(true);
+    expect(
+      await recordCase(
+        tdb.db,
+        input(row('F10', 6), [ev(2, 'arrived')], { fence: 70, lastSeq: 2, repair: repairOf(['c1']), inTask: true }),
+      ),
+    ).toBe(false);
+    expect((await caseRow('F10'))!).toMatchObject({ stateVersion: 7, writtenFence: 70, writtenInTask: false });
+    expect(await checkIds('F10')).toEqual(['c1', 'c2']);
+    expect((await eventsOf('F10')).map((e) => `${e.seq}:${e.kind}`)).toEqual([
+      '1:requested',
+      '2:arrived',
+      '3:health_check',
+    ]);
+    // Between writes made in tasks, a repair of the same task still wins (the retry of a failed
+    // attempt), and so does the activity's repair over an in-task write.
+    await recordCase(tdb.db, input(row('F11', 5), [], { fence: 80, inTask: true }));
+    expect(await recordCase(tdb.db, input(row('F11', 4), [], { fence: 80, repair: repairOf([]), inTask: true }))).toBe(
+      true,
+    );
+    expect((await caseRow('F11'))!).toMatchObject({ stateVersion: 4, writtenInTask: true });
+    await recordCase(tdb.db, input(row('F12', 5), [], { fence: 90, inTask: true }));
+    expect(await recordCase(tdb.db, input(row('F12', 4), [], { fence: 90, repair: repairOf([]) }))).toBe(true);
+    expect((await caseRow('F12'))!).toMatchObject({ stateVersion: 4, writtenInTask: false });
+    // A write without a fence (the API's, for older cases) leaves the mark alone.
+    await recordCase(tdb.db, input(row('F12', 6)));
+    expect((await caseRow('F12'))!).toMatchObject({ stateVersion: 6, writtenInTask: false });
+  });
+
   it('a repair keeps what it lists, a late result the API filed, and a sample a lab has answered', async () => {
     await recordCase(
       tdb.db,

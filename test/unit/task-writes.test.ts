@@ -51,6 +51,17 @@ function world(opts: { write?: () => Promise<void>; reportFails?: number } = {})
   };
 }
 
+test("a write made in the task is marked so (the database tells it from the case's write by activity)", async () => {
+  const seen: RecordCaseInput[] = [];
+  const sinks = taskWriteSinks({
+    write: async (b) => void seen.push(b),
+    report: async () => undefined,
+    log: createLogger('silent'),
+  });
+  await sinks.readModel.write.fn(info, batch(3), 17);
+  expect(seen.map((b) => [b.row.stateVersion, b.inTask])).toEqual([[3, true]]);
+});
+
 test('a write made: nothing reported; never called while a history is replayed', async () => {
   const w = world();
   await w.write(3, 17);
