@@ -1,14 +1,14 @@
 ALTER TABLE "cases" ADD COLUMN "written_in_task" boolean;
 --> statement-breakpoint
--- Which kind of write made a v5/v6 case's row: inside a workflow task (the worker's sink sets
--- `written_in_task`) or by the case's `recordCase` activity. A repair may replace a write of its
--- own task (0008), but an in-task repair must not replace the activity write of the same task: a
--- fresh copy of the case can write in the task and then, finishing, by activity, in one task; if the
--- first write stalls past its deadline (reported, but nothing is handed any more) and lands after the
--- activity's, it would put the row back and delete what the activity wrote. The function is 0009's
--- with that one rule and column more. Writes of a worker of the version before (during an upgrade)
--- carry no flag and count as activity writes: an in-task repair then does not replace a write of
--- its own task, which only delays the row until the case's next task writes.
+-- Which kind of write made a v5/v6 case's row: inside a workflow task (the worker's sink marks it
+-- true) or by the case's `recordCase` activity (the activity marks it false). A repair may replace a
+-- write of its own task (0008), but an in-task repair must not replace the activity write of the
+-- same task: a fresh copy of the case can write in the task and then, finishing, by activity, in
+-- one task; if the first write stalls past its deadline (reported, but nothing is handed any more)
+-- and lands after the activity's, it would put the row back and delete what the activity wrote.
+-- The function is 0009's with that one rule and column more. Writes of a worker of the build
+-- before (during an upgrade) carry no mark (null) and keep 0009's rules, so the retry of an old
+-- worker's failed task still replaces what that attempt wrote.
 CREATE OR REPLACE FUNCTION shaodian_record_case(w jsonb) RETURNS boolean
 LANGUAGE plpgsql AS $fn$
 DECLARE
@@ -26,7 +26,7 @@ BEGIN
     x.policy_name, x.hotel_id, x.room_id, x.requested_at, x.arrived_at, x.stay_start, x.release_due,
     x.next_check_due, x.pending_results, x.open_escalations, x.open_red_escalations, x.inspection_status,
     x.ended_at, x.state_version, x.written_fence, x.check_schedule,
-    CASE WHEN x.written_fence IS NULL THEN NULL ELSE coalesce(x.written_in_task, false) END
+    CASE WHEN x.written_fence IS NULL THEN NULL ELSE x.written_in_task END
   FROM jsonb_to_record(v_row) AS x(case_no text, workflow_id text, request_id text, district text, street text,
     display_name text, phase text, colour text, policy_name text, hotel_id text, room_id text,
     requested_at timestamptz, arrived_at timestamptz, stay_start timestamptz, release_due timestamptz,
@@ -57,7 +57,7 @@ BEGIN
     WHEN excluded.written_fence IS NOT NULL AND c.written_fence IS NOT NULL THEN
       excluded.written_fence > c.written_fence
       OR (excluded.written_fence = c.written_fence
-        AND ((v_repair IS NOT NULL AND NOT (excluded.written_in_task AND c.written_in_task IS FALSE))
+        AND ((v_repair IS NOT NULL AND NOT (excluded.written_in_task IS TRUE AND c.written_in_task IS FALSE))
           OR c.state_version <= excluded.state_version))
     ELSE c.state_version <= excluded.state_version
   END;

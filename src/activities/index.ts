@@ -373,7 +373,9 @@ export function createActivities(deps: ActivityDeps): CaseActivities {
       let fresh: boolean;
       if (inV2WorkflowTask()) fresh = await writeInTask(input);
       else {
-        fresh = await recordCase(db, input);
+        // Made by activity unless the worker's sink says it is made in a task (which calls this
+        // function directly where no batched writer is given): drizzle/0011.
+        fresh = await recordCase(db, { ...input, inTask: input.inTask ?? false });
         local.failures = 0; // the database answers again: writes in tasks may go on
       }
       log.debug('case recorded', {
@@ -428,7 +430,7 @@ export function recordCasePayload(input: RecordCaseInput): Record<string, unknow
       ended_at: instant(row.endedAt),
       state_version: row.stateVersion ?? 0,
       written_fence: input.fence ?? null,
-      written_in_task: input.inTask === true ? true : null,
+      written_in_task: input.inTask ?? null,
     },
     events: input.events.map((e) => ({
       seq: e.seq,

@@ -172,10 +172,10 @@ export interface RecordCaseInput {
    */
   repair?: { samples: string[]; checks: string[]; escalations: string[] };
   /**
-   * Set by the worker on a write it makes inside a workflow task (src/activities/task-writes.ts),
-   * never by the case: a fenced write without it is the case's write by activity, which the task
-   * that scheduled it had completed. An in-task repair does not replace such a write of its own
-   * task (drizzle/0011_task_write_source.sql).
+   * Set by the worker, never by the case: true on a write it makes inside a workflow task
+   * (src/activities/task-writes.ts), false on the `recordCase` activity's (which the task that
+   * scheduled it had completed). An in-task repair does not replace an activity write of its own
+   * task (drizzle/0011_task_write_source.sql). Absent (a worker of the build before): 0009's rules.
    */
   inTask?: boolean;
 }

@@ -622,17 +622,17 @@ describe('caseWorkflowV5: writes made in workflow tasks (drizzle/0008_task_write
     // activity (X: v7, a check more, carrying A). A's statement stalled past its deadline and
     // lands after X.
     const repairOf = (checks: string[]) => ({ samples: [], checks, escalations: [] });
-    expect(
-      await recordCase(
-        tdb.db,
-        input(row('F10', 7), [ev(2, 'arrived'), ev(3, 'health_check', nurse)], {
-          fence: 70,
-          lastSeq: 3,
-          checks: [check('c2')],
-          repair: repairOf(['c1', 'c2']),
-        }),
-      ),
-    ).toBe(true);
+    // X through the `recordCase` activity, which marks its writes as made by activity.
+    const byActivity = (i: RecordCaseInput) => new MockActivityEnvironment({ isLocal: false }).run(acts.recordCase, i);
+    await byActivity(
+      input(row('F10', 7), [ev(2, 'arrived'), ev(3, 'health_check', nurse)], {
+        fence: 70,
+        lastSeq: 3,
+        checks: [check('c2')],
+        repair: repairOf(['c1', 'c2']),
+      }),
+    );
+    expect((await caseRow('F10'))!).toMatchObject({ stateVersion: 7, writtenInTask: false });
     expect(
       await recordCase(
         tdb.db,
@@ -654,11 +654,26 @@ describe('caseWorkflowV5: writes made in workflow tasks (drizzle/0008_task_write
     );
     expect((await caseRow('F11'))!).toMatchObject({ stateVersion: 4, writtenInTask: true });
     await recordCase(tdb.db, input(row('F12', 5), [], { fence: 90, inTask: true }));
-    expect(await recordCase(tdb.db, input(row('F12', 4), [], { fence: 90, repair: repairOf([]) }))).toBe(true);
+    await byActivity(input(row('F12', 4), [], { fence: 90, repair: repairOf([]) }));
     expect((await caseRow('F12'))!).toMatchObject({ stateVersion: 4, writtenInTask: false });
     // A write without a fence (the API's, for older cases) leaves the mark alone.
     await recordCase(tdb.db, input(row('F12', 6)));
     expect((await caseRow('F12'))!).toMatchObject({ stateVersion: 6, writtenInTask: false });
+  });
+
+  it("during an upgrade, the retry of an old worker's failed task still replaces what that attempt wrote in the task (no mark: 0009's rules)", async () => {
+    const repairOf = (checks: string[]) => ({ samples: [], checks, escalations: [] });
+    await recordCase(tdb.db, input(row('F13', 5), [], { fence: 100, checks: [check('c1')], inTask: true }));
+    // An old worker (no mark) applied an update in the task at fence 200, wrote, and was stopped
+    // before completing it; the update never reached the history.
+    await recordCase(tdb.db, input(row('F13', 6), [], { fence: 200, checks: [check('c2')] }));
+    expect((await caseRow('F13'))!).toMatchObject({ stateVersion: 6, writtenInTask: null });
+    // The retry, on a new worker: its first write repairs, at the same fence and a lower version.
+    expect(
+      await recordCase(tdb.db, input(row('F13', 5), [], { fence: 200, repair: repairOf(['c1']), inTask: true })),
+    ).toBe(true);
+    expect((await caseRow('F13'))!).toMatchObject({ stateVersion: 5, writtenInTask: true });
+    expect(await checkIds('F13')).toEqual(['c1']);
   });
 
   it('a repair keeps what it lists, a late result the API filed, and a sample a lab has answered', async () => {
