@@ -1,6 +1,7 @@
 import type { InjectedSinks } from '@temporalio/worker';
 
 import { within } from '../deadline';
+import { keyedQueue } from '../keyed-queue';
 import type { Logger } from '../log';
 import type { ReadModelSinks } from '../workflows/sinks';
 import type { RecordCaseInput } from './types';
@@ -66,30 +67,15 @@ export function taskWriteSinks(opts: TaskWriteOptions): InjectedSinks<ReadModelS
   const log = opts.log.child({ component: 'task-writes' });
   const away = { failures: 0, lastFailureAt: -Infinity };
   /**
-   * The last write of each run still under way. The SDK calls an activation's sinks all at once
+   * Each run's writes, one at a time. The SDK calls an activation's sinks all at once
    * (processSinkCalls, Promise.all), and a case writes twice in one task when its loop goes round
    * again: the first write of a worker that took the case up afresh is a repair, and the database
    * lets a repair replace a write of the same task (the retry of a task that failed). Made side by
    * side, the repair could land second and put the row back to its version, without what the
    * second write added. So a run's writes are made one after the other, in the order the case
-   * made them; each one's deadline counts its wait.
+   * made them (keyed by run); each one's deadline counts its wait.
    */
-  const lanes = new Map<string, Promise<void>>();
-  const inLane = (runId: string, write: () => Promise<void>): Promise<void> => {
-    const before = lanes.get(runId);
-    const made = before ? before.then(write) : write();
-    // The next write waits for this one to settle, made or not (a failed one is reported and the
-    // case writes by activity, with a repair, after it).
-    const settled = made.then(
-      () => undefined,
-      () => undefined,
-    );
-    lanes.set(runId, settled);
-    void settled.then(() => {
-      if (lanes.get(runId) === settled) lanes.delete(runId);
-    });
-    return made;
-  };
+  const inLane = keyedQueue();
   return {
     readModel: {
       write: {

@@ -1,4 +1,4 @@
-import { keyedQueue } from '../../src/integrations/hotel';
+import { keyedQueue } from '../../src/keyed-queue';
 
 /** The in-process queue in front of the district's room allocation (src/integrations/hotel.ts). */
 test('calls with one key run one at a time in the order they came; other keys run beside them; a failure does not stop the line', async () => {
