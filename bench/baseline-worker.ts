@@ -1,10 +1,13 @@
 /**
  * The baseline's worker, in a process of its own (as the system's worker is): the bench
  * workflows on a task queue of their own, with the same concurrency settings as ours.
- * argv[2] is a JSON object: { address, namespace, taskQueue, maxCachedWorkflows, maxConcurrentWorkflowTasks }.
+ * argv[2] is a JSON object: { address, namespace, taskQueue, maxCachedWorkflows, maxConcurrentWorkflowTasks,
+ * codecKey? }: with codecKey (base64, 32 bytes) its payloads go through the project's AES-GCM codec
+ * (the health check's ladder, bench/ladder-server.ts).
  */
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 
+import { AesGcmCodec } from '../src/temporal/codec';
 import { memoryNow, serveIpc } from './lib';
 
 interface Args {
@@ -13,6 +16,7 @@ interface Args {
   taskQueue: string;
   maxCachedWorkflows: number;
   maxConcurrentWorkflowTasks: number;
+  codecKey?: string;
 }
 
 async function main(): Promise<void> {
@@ -29,6 +33,13 @@ async function main(): Promise<void> {
       workflowsPath: require.resolve('./baseline-workflows'),
       maxCachedWorkflows: args.maxCachedWorkflows,
       maxConcurrentWorkflowTaskExecutions: args.maxConcurrentWorkflowTasks,
+      ...(args.codecKey
+        ? {
+            dataConverter: {
+              payloadCodecs: [new AesGcmCodec(new Map([['bench', Buffer.from(args.codecKey, 'base64')]]), 'bench')],
+            },
+          }
+        : {}),
     });
   } catch (err) {
     process.send?.({ type: 'failed', error: (err as Error).message });

@@ -10,6 +10,9 @@
  *   3. health-check morning N × POST /cases/{caseNo}/health-checks vs N bare updates
  *   4. supervisor list     GET /api/v1/cases pages over M rows vs bare indexed SQL (and Temporal's list)
  *   5. worker memory       RSS and heap per open case with K open cases (and per bare open workflow)
+ * and, only when named (`--only health,ladder`), the health check's ladder: N checks through the
+ * least HTTP front there can be (bench/ladder-server.ts), rung by rung (HTTP; + the read model's
+ * read; + its write; + the codec), each against the bare updates measured before and after it.
  * Prints a table and writes bench/results.json.
  *
  * Flags: --n 2000 --m 100000 --k 3000 --concurrency 32 --lab-batch 1000 --lab-parallel 1
@@ -28,7 +31,8 @@ import { Client, Connection } from '@temporalio/client';
 import postgres from 'postgres';
 
 import { openDatabase, type Database } from '../src/db';
-import { benchEmpty, benchTarget, bumpSignal, checkUpdate, countsQuery } from './baseline-workflows';
+import { AesGcmCodec } from '../src/temporal/codec';
+import { benchEmpty, benchTarget, bumpSignal, checkUpdate, countsQuery, finishSignal } from './baseline-workflows';
 import {
   bareListPage,
   benchTransfer,
@@ -37,6 +41,7 @@ import {
   seedBenchHotels,
   type BenchKeys,
 } from './fixtures';
+import type { Rung } from './ladder-server';
 import {
   ApiClient,
   forkTs,
@@ -77,6 +82,8 @@ interface Options {
 }
 
 const SCENARIOS = ['intake', 'lab', 'health', 'list', 'memory', 'wave'];
+/** Run only when named: a diagnosis, not a target (the health check's floor, bench/ladder-server.ts). */
+const DIAGNOSES = ['ladder'];
 
 function parseOptions(argv: string[]): Options {
   const flags = new Map<string, string>();
@@ -138,7 +145,8 @@ function parseOptions(argv: string[]): Options {
   for (const k of flags.keys()) if (!read.has(k)) throw new Error(`unknown flag --${k}`);
   if (o.apiUrl && !o.temporalAddress) throw new Error('--api-url needs --temporal-address (or BENCH_TEMPORAL_ADDRESS)');
   if (o.apiUrl && o.apart) throw new Error('--apart is for the system the bench starts, not with --api-url');
-  for (const s of o.only) if (!SCENARIOS.includes(s)) throw new Error(`--only: unknown scenario ${s}`);
+  for (const s of o.only)
+    if (!SCENARIOS.includes(s) && !DIAGNOSES.includes(s)) throw new Error(`--only: unknown scenario ${s}`);
   if (o.k < o.n && o.only.has('memory')) o.k = o.n;
   return o;
 }
@@ -180,6 +188,8 @@ interface System {
   memory(): Promise<{ rss: number; heapUsed: number; gc: boolean } | undefined>;
   stop(): Promise<void>;
   dataDir?: string;
+  /** The processes the bench started: the API's (with `--apart`; the whole system's otherwise) and the worker's (`--apart`). */
+  pids?: { main: number; worker?: number };
 }
 
 async function resetBenchDatabase(url: string): Promise<void> {
@@ -299,6 +309,7 @@ async function startOwnSystem(o: Options): Promise<System> {
     apiUrl,
     temporalAddress,
     dataDir,
+    pids: { main: main.proc.pid!, ...(worker ? { worker: worker.proc.pid! } : {}) },
     memory: () => holder.ask<{ rss: number; heapUsed: number; gc: boolean }>('memory'),
     async stop() {
       // The worker first (it drains), then the API and the dev server it talks to.
@@ -631,6 +642,10 @@ async function healthMorning(ctx: Ctx): Promise<void> {
   log(`health-check morning: ${caseNos.length} checks through the API (updates), ${o.concurrency} in flight`);
   let duplicates = 0;
   let queued = 0;
+  const pids = ctx.sys.pids;
+  const cpu0 = pids
+    ? { main: processCpuMs(pids.main), worker: pids.worker ? processCpuMs(pids.worker) : 0 }
+    : undefined;
   const t = await timedPool(caseNos, o.concurrency, async (caseNo, i) => {
     const r = await ctx.api
       .medical(caseNo)
@@ -643,9 +658,18 @@ async function healthMorning(ctx: Ctx): Promise<void> {
     if (r.result?.duplicate) duplicates++;
     if (!r.result) queued++;
   });
+  // Our processes' own CPU per check (Linux /proc; the dev server, a child of the main one, apart).
+  const cpuPerCheck =
+    pids && cpu0
+      ? {
+          [o.apart ? 'apiMs' : 'systemMs']: round((processCpuMs(pids.main) - cpu0.main) / Math.max(1, t.ok), 2),
+          ...(pids.worker ? { workerMs: round((processCpuMs(pids.worker) - cpu0.worker) / Math.max(1, t.ok), 2) } : {}),
+        }
+      : undefined;
   const oursS = summarize(t);
   log(
-    `  ours: ${oursS.throughput}/s p50 ${oursS.p50} ms p99 ${oursS.p99} ms errors ${oursS.errors} queued (202) ${queued}`,
+    `  ours: ${oursS.throughput}/s p50 ${oursS.p50} ms p99 ${oursS.p99} ms errors ${oursS.errors} queued (202) ${queued}` +
+      (cpuPerCheck ? `; CPU a check: ${JSON.stringify(cpuPerCheck)}` : ''),
   );
   const checkIds = caseNos.map((_, i) => `hc-${ctx.runId}-${i}`);
   let recorded = 0;
@@ -671,6 +695,7 @@ async function healthMorning(ctx: Ctx): Promise<void> {
   log(`  bare: ${bareS.throughput}/s p50 ${bareS.p50} ms p99 ${bareS.p99} ms`);
   throughputResult('health-check morning', oursS, bareS, {
     concurrency: o.concurrency,
+    ...(cpuPerCheck ? { cpuMsPerCheck: cpuPerCheck } : {}),
     checksRecordedInReadModel: recorded,
     duplicates,
     queued,
@@ -786,6 +811,155 @@ async function supervisorList(ctx: Ctx): Promise<void> {
       pageMismatches: mismatches,
     },
   });
+}
+
+/** One rung of the health check's ladder against the bare updates measured right after it. */
+interface LadderRung {
+  rung: Rung;
+  checks: number;
+  errors: number;
+  perSecond: number;
+  p50: number;
+  p99: number;
+  bare: { perSecond: number; p50: number };
+  ratio: number;
+  /** CPU of the front's process per check, and of the bench's process per bare update (its gRPC client). */
+  frontCpuMsPerCheck: number;
+  bareClientCpuMsPerUpdate: number;
+}
+const ladder: LadderRung[] = [];
+
+/** utime + stime of a process, in ms (Linux /proc; 0 elsewhere). */
+function processCpuMs(pid: number): number {
+  try {
+    const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * The health check's ladder: what the least front must cost, rung by rung, against bare updates.
+ * Each rung is a process of its own (bench/ladder-server.ts) sending N updates to bare open
+ * workflows (the codec rung's on a bare worker with the codec); the bare updates are measured
+ * right after each rung, so each ratio is of two runs a minute apart.
+ */
+async function healthLadder(ctx: Ctx): Promise<void> {
+  const { o } = ctx;
+  await ensureTargets(ctx, o.n);
+  const targets = ctx.targets.slice(0, o.n);
+  const codecKey = crypto.randomBytes(32).toString('base64');
+  const codecQueue = `bench-baseline-codec-${ctx.runId}`;
+  const codecWorker = forkTs(path.join(__dirname, 'baseline-worker.ts'), {
+    args: [
+      JSON.stringify({
+        address: ctx.sys.temporalAddress,
+        namespace: o.namespace,
+        taskQueue: codecQueue,
+        maxCachedWorkflows: o.n + 1000,
+        maxConcurrentWorkflowTasks: 100,
+        codecKey,
+      }),
+    ],
+    env: { ...process.env },
+  });
+  try {
+    await codecWorker.ready;
+    const codecClient = new Client({
+      connection: ctx.connection,
+      namespace: o.namespace,
+      dataConverter: {
+        payloadCodecs: [new AesGcmCodec(new Map([['bench', Buffer.from(codecKey, 'base64')]]), 'bench')],
+      },
+    });
+    const codecTargets = targets.map((id) => `${id}-codec`);
+    log(`health ladder: ${codecTargets.length} bare open workflows with the codec`);
+    await mapLimit(codecTargets, o.concurrency, (id) =>
+      codecClient.workflow.start(benchTarget, { taskQueue: codecQueue, workflowId: id }),
+    );
+    await mapLimit(codecTargets, o.concurrency, (id) => codecClient.workflow.getHandle(id).query(countsQuery));
+    await ctx.sql`create table if not exists bench_ladder (
+      id text primary key, district text not null, version integer not null, updated_at timestamptz)`;
+    await ctx.sql`create table if not exists bench_ladder_checks (
+      id text primary key, target text not null, temperature_c real not null, taken_at timestamptz not null)`;
+    await ctx.sql`insert into bench_ladder ${ctx.sql(
+      [...targets, ...codecTargets].map((id) => ({ id, district: 'Bench', version: 0 })),
+    )} on conflict do nothing`;
+
+    const bareUpdates = async () => {
+      const c0 = process.cpuUsage();
+      const bare = await timedPool(targets, o.concurrency, async (id, i) => {
+        await ctx.client.workflow
+          .getHandle(id)
+          .executeUpdate(checkUpdate, { args: [{ id, temperatureC: 36.4 + (i % 5) / 10 }] });
+      });
+      const c1 = process.cpuUsage(c0);
+      return { s: summarize(bare), cpuMs: (c1.user + c1.system) / 1000 / Math.max(1, bare.ok) };
+    };
+    // Bare updates before the first rung and after each: a rung is judged against the mean of the two beside it.
+    let before = await bareUpdates();
+    log(`  bare: ${before.s.throughput}/s (p50 ${before.s.p50} ms)`);
+    for (const rung of ['http', 'http+read', 'http+db', 'http+db+codec'] as Rung[]) {
+      const codec = rung.endsWith('codec');
+      const front = forkTs(path.join(__dirname, 'ladder-server.ts'), {
+        args: [
+          JSON.stringify({
+            address: ctx.sys.temporalAddress,
+            namespace: o.namespace,
+            databaseUrl: o.databaseUrl,
+            rung,
+            ...(codec ? { codecKey } : {}),
+          }),
+        ],
+        env: { ...process.env },
+      });
+      try {
+        const { url } = (await front.ready) as { url: string };
+        const client = new ApiClient(url, 'none');
+        const ids = codec ? codecTargets : targets;
+        const pid = front.proc.pid!;
+        // A few calls first: the front's connections and prepared statements, not timed.
+        for (const id of ids.slice(0, 20))
+          await client.post(`/check/${id}`, { checkId: `warm-${id}`, temperatureC: 36.5 });
+        const cpu0 = processCpuMs(pid);
+        const t = await timedPool(ids, o.concurrency, async (id, i) => {
+          await client.post(`/check/${id}`, {
+            checkId: `lad-${ctx.runId}-${rung}-${i}`,
+            temperatureC: 36.4 + (i % 5) / 10,
+          });
+        });
+        const frontCpu = processCpuMs(pid) - cpu0;
+        const after = await bareUpdates();
+        const ours = summarize(t);
+        const bareRate = round((before.s.throughput + after.s.throughput) / 2, 1);
+        const r: LadderRung = {
+          rung,
+          checks: t.ok,
+          errors: ours.errors,
+          perSecond: ours.throughput,
+          p50: ours.p50,
+          p99: ours.p99,
+          bare: { perSecond: bareRate, p50: round((before.s.p50 + after.s.p50) / 2, 2) },
+          ratio: round(ours.throughput / bareRate, 3),
+          frontCpuMsPerCheck: round(frontCpu / Math.max(1, t.ok), 2),
+          bareClientCpuMsPerUpdate: round((before.cpuMs + after.cpuMs) / 2, 2),
+        };
+        before = after;
+        ladder.push(r);
+        log(
+          `  ${rung}: ${r.perSecond}/s (p50 ${r.p50} ms, errors ${r.errors}) against bare ${r.bare.perSecond}/s ` +
+            `(the runs before and after it; after: ${after.s.throughput}/s): ` +
+            `${r.ratio}; the front's CPU ${r.frontCpuMsPerCheck} ms a check, the bare client's ${r.bareClientCpuMsPerUpdate} ms`,
+        );
+      } finally {
+        await front.stop();
+      }
+    }
+    await mapLimit(codecTargets, o.concurrency, (id) => codecClient.workflow.getHandle(id).signal(finishSignal));
+  } finally {
+    await codecWorker.stop();
+  }
 }
 
 /**
@@ -1011,6 +1185,7 @@ async function main(): Promise<void> {
     if (o.only.has('list')) await supervisorList(ctx);
     if (o.only.has('memory')) await memory(ctx);
     if (o.only.has('wave')) await waveAggregate(ctx);
+    if (o.only.has('ladder')) await healthLadder(ctx);
 
     const version = (await sql<{ v: string }[]>`show server_version`)[0]!.v;
     const out = {
@@ -1027,6 +1202,7 @@ async function main(): Promise<void> {
         topology: o.apiUrl ? 'external' : o.apart ? 'api and worker apart' : 'one process',
       },
       scenarios: results,
+      ...(ladder.length ? { ladder } : {}),
     };
     fs.writeFileSync(o.out, JSON.stringify(out, null, 2) + '\n');
     printTable();
