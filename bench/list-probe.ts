@@ -8,6 +8,8 @@
  * - `apiOtherProcess`: the same page from a child process, as the bench's client calls the API;
  * - `apiLimit1`: a page of one (what a page costs apart from its rows);
  * - `httpFloor`: a bare Node HTTP server answering the same bytes (HTTP and the client's parse);
+ * - `queryFloor`: a bare Node HTTP server running the bare query (its own connection) and answering
+ *   its rows as the API's summaries in JSON: the least a list route can cost (no auth, no framework);
  * - `unmatched404`: a path no route takes (Express, its middleware and a problem answer);
  * - `bareSql`: the bench's bare query.
  *
@@ -62,6 +64,35 @@ async function clientMain(): Promise<void> {
   process.send!(stat(xs));
 }
 
+/** A bare query's row as the API's case summary: the same fields and formats, by hand. */
+const summaryOf = (r: Record<string, unknown>) => {
+  const iso = (v: unknown) => (v instanceof Date ? v.toISOString() : null);
+  return {
+    caseNo: r.case_no,
+    workflowId: r.workflow_id,
+    district: r.district,
+    street: r.street,
+    displayName: r.display_name ?? null,
+    phase: r.phase,
+    colour: r.colour ?? null,
+    policyName: r.policy_name,
+    hotelId: r.hotel_id ?? null,
+    roomId: r.room_id ?? null,
+    roomNo: r.room_no ?? null,
+    requestedAt: iso(r.requested_at),
+    arrivedAt: iso(r.arrived_at),
+    stayStart: iso(r.stay_start),
+    releaseDue: iso(r.release_due),
+    nextCheckDue: iso(r.next_check_due),
+    pendingResults: r.pending_results,
+    openEscalations: r.open_escalations,
+    openRedEscalations: r.open_red_escalations,
+    inspectionStatus: r.inspection_status,
+    endedAt: iso(r.ended_at),
+    updatedAt: iso(r.updated_at),
+  };
+};
+
 async function main(): Promise<void> {
   const m = arg('m', 100_000);
   const pages = arg('pages', 2000);
@@ -106,6 +137,23 @@ async function main(): Promise<void> {
     });
     await new Promise<void>((r) => bare.listen(0, '127.0.0.1', r));
     const bareApi = new ApiClient(`http://127.0.0.1:${(bare.address() as AddressInfo).port}`, keys.supervisor);
+    // The query's floor: the bare query behind a bare HTTP server, its rows answered as JSON.
+    const floorSql = postgres(u.toString(), { max: 1, onnotice: () => undefined });
+    const queryFloor = http.createServer((req, res) => {
+      const where = filters[req.url === '/1' ? 1 : 0]!.where;
+      void bareListPage(floorSql, where, '').then((rows) => {
+        // The fields the API answers (schemas CaseSummary), not every column.
+        const text = JSON.stringify({ items: rows.slice(0, 50).map(summaryOf), nextCursor: null });
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+        res.end(text);
+      });
+    });
+    await new Promise<void>((r) => queryFloor.listen(0, '127.0.0.1', r));
+    const queryFloorApi = new ApiClient(
+      `http://127.0.0.1:${(queryFloor.address() as AddressInfo).port}`,
+      keys.supervisor,
+    );
+    const queryFloorLat: number[] = [];
     const floorLat: number[] = [];
     const missLat: number[] = [];
     const apiLat: number[] = [];
@@ -129,6 +177,9 @@ async function main(): Promise<void> {
         t = performance.now();
         await api.get(`/api/v1/nothing-here`).catch(() => undefined);
         if (record) missLat.push(performance.now() - t);
+        t = performance.now();
+        await queryFloorApi.get(`/${i % 2}`);
+        if (record) queryFloorLat.push(performance.now() - t);
       }
     };
     await round(false);
@@ -156,6 +207,7 @@ async function main(): Promise<void> {
           apiLimit1: stat(oneLat),
           httpFloor: stat(floorLat),
           unmatched404: stat(missLat),
+          queryFloor: stat(queryFloorLat),
           pageBytes: Buffer.byteLength(pageText),
           bareSql: b,
           ratio: Math.round((b.p50 / a.p50) * 1000) / 1000,
@@ -166,6 +218,8 @@ async function main(): Promise<void> {
     );
     server.close();
     bare.close();
+    queryFloor.close();
+    await floorSql.end();
   } finally {
     await sql.end();
     await database.close();
