@@ -15,7 +15,12 @@
  * - `http+db+codec`: besides, every payload encrypted with the project's AES-GCM codec (the
  *   targets run on a bare worker with the same codec). What keeping names out of Temporal costs.
  *
- * argv[2] is JSON: { address, namespace, databaseUrl, rung, codecKey? (base64, 32 bytes) }.
+ *
+ * The intake's rungs, the same way (`POST /start/:id`, the transfer's body as the bare empty
+ * workflow's input): `start` (HTTP and the start), `start+db` (besides, the case's provisional row
+ * inserted, grouped), `start+db+codec` (besides, the codec).
+ *
+ * argv[2] is JSON: { address, namespace, databaseUrl, rung, codecKey? (base64, 32 bytes), taskQueue? }.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -25,22 +30,51 @@ import postgres from 'postgres';
 
 import { AesGcmCodec } from '../src/temporal/codec';
 import { checkUpdate } from './baseline-workflows';
-import { serveIpc } from './lib';
+import { profileHandlers, serveIpc } from './lib';
 
 export type Rung = 'http' | 'http+read' | 'http+db' | 'http+db+codec';
+/** The intake's rungs: `POST /start/:id`, a start of the bare empty workflow with the transfer as its input. */
+export type IntakeRung = 'start' | 'start+db' | 'start+db+codec';
 
 interface Args {
   address: string;
   namespace: string;
   databaseUrl: string;
-  rung: Rung;
+  rung: Rung | IntakeRung;
   codecKey?: string;
+  /** The task queue the intake rungs start their workflows on. */
+  taskQueue?: string;
+}
+
+/** Group commit: the writes that wait while a statement runs go together in the next one. */
+function grouped<W>(flushAll: (ws: W[]) => Promise<unknown>): (w: W) => Promise<void> {
+  let waiting: { w: W; done: (err?: unknown) => void }[] = [];
+  let flushing = false;
+  const flush = async () => {
+    flushing = true;
+    while (waiting.length) {
+      const batch = waiting;
+      waiting = [];
+      try {
+        await flushAll(batch.map((b) => b.w));
+        for (const b of batch) b.done();
+      } catch (err) {
+        for (const b of batch) b.done(err);
+      }
+    }
+    flushing = false;
+  };
+  return (w) =>
+    new Promise<void>((resolve, reject) => {
+      waiting.push({ w, done: (err) => (err ? reject(err as Error) : resolve()) });
+      if (!flushing) void flush();
+    });
 }
 
 async function main(): Promise<void> {
   const args = JSON.parse(process.argv[2] ?? '{}') as Args;
-  const withRead = args.rung !== 'http';
-  const withWrite = args.rung === 'http+db' || args.rung === 'http+db+codec';
+  const withRead = args.rung !== 'http' && args.rung !== 'start';
+  const withWrite = args.rung.includes('+db');
   const codec = args.codecKey
     ? new AesGcmCodec(new Map([['bench', Buffer.from(args.codecKey, 'base64')]]), 'bench')
     : undefined;
@@ -52,43 +86,29 @@ async function main(): Promise<void> {
   });
   const sql = withRead ? postgres(args.databaseUrl, { max: 10, onnotice: () => undefined }) : undefined;
 
-  // Group commit: the checks that wait while a statement runs go together in the next one.
   interface CheckWrite {
     id: string;
     version: number;
     checkId: string;
     temperatureC: number;
   }
-  let waiting: { w: CheckWrite; done: (err?: unknown) => void }[] = [];
-  let flushing = false;
-  const flush = async () => {
-    flushing = true;
-    while (waiting.length) {
-      const batch = waiting;
-      waiting = [];
-      const ws = batch.map((b) => b.w);
-      try {
-        await sql!`
-          with moved as (
-            update bench_ladder l set version = x.version, updated_at = now()
-            from unnest(${ws.map((w) => w.id)}::text[], ${ws.map((w) => w.version)}::int[]) as x(id, version)
-            where l.id = x.id)
-          insert into bench_ladder_checks (id, target, temperature_c, taken_at)
-          select * , now() from unnest(${ws.map((w) => w.checkId)}::text[], ${ws.map((w) => w.id)}::text[],
-            ${ws.map((w) => w.temperatureC)}::real[])
-          on conflict do nothing`;
-        for (const b of batch) b.done();
-      } catch (err) {
-        for (const b of batch) b.done(err);
-      }
-    }
-    flushing = false;
-  };
-  const write = (w: CheckWrite) =>
-    new Promise<void>((resolve, reject) => {
-      waiting.push({ w, done: (err) => (err ? reject(err as Error) : resolve()) });
-      if (!flushing) void flush();
-    });
+  const write = grouped<CheckWrite>(
+    (ws) => sql!`
+      with moved as (
+        update bench_ladder l set version = x.version, updated_at = now()
+        from unnest(${ws.map((w) => w.id)}::text[], ${ws.map((w) => w.version)}::int[]) as x(id, version)
+        where l.id = x.id)
+      insert into bench_ladder_checks (id, target, temperature_c, taken_at)
+      select * , now() from unnest(${ws.map((w) => w.checkId)}::text[], ${ws.map((w) => w.id)}::text[],
+        ${ws.map((w) => w.temperatureC)}::real[])
+      on conflict do nothing`,
+  );
+  // The intake's provisional row (ours: the case's row in the read model before its worker runs).
+  const insertRow = grouped<string>(
+    (ids) => sql!`
+      insert into bench_ladder (id, district, version)
+      select x, 'Bench', 0 from unnest(${ids}::text[]) as x on conflict do nothing`,
+  );
 
   const answer = (res: http.ServerResponse, status: number, body: unknown) => {
     const text = JSON.stringify(body);
@@ -101,6 +121,18 @@ async function main(): Promise<void> {
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       void (async () => {
+        const started = /^\/start\/([\w-]+)$/.exec(req.url ?? '');
+        if (req.method === 'POST' && started) {
+          const id = started[1]!;
+          const request = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>;
+          await client.workflow.start('benchEmpty', {
+            taskQueue: args.taskQueue!,
+            workflowId: id,
+            args: [{ request }],
+          });
+          if (withWrite) await insertRow(id);
+          return answer(res, 202, { workflowId: id, status: 'started' });
+        }
         const m = /^\/check\/([\w-]+)$/.exec(req.url ?? '');
         if (req.method !== 'POST' || !m) return answer(res, 404, { title: 'no route' });
         const id = m[1]!;
@@ -138,7 +170,7 @@ async function main(): Promise<void> {
   process.on('message', (msg: { type?: string }) => {
     if (msg.type === 'stop') void stop();
   });
-  serveIpc({});
+  serveIpc(profileHandlers());
   process.send?.({ type: 'ready', pid: process.pid, url: `http://127.0.0.1:${port}` });
 }
 

@@ -3,6 +3,8 @@
  * each call, percentiles, a JSON HTTP client, child processes with an IPC "ask" and waiting.
  */
 import { fork, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import http from 'node:http';
 import net from 'node:net';
 
@@ -353,6 +355,33 @@ export function forkTs(
       const timer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
       await exitedP;
       clearTimeout(timer);
+    },
+  };
+}
+
+/**
+ * Child side: a CPU profile of this process's main thread between two asks (`profile-start`,
+ * `profile-stop` with `file`), so a profile covers exactly the part of a run that is measured
+ * (BENCH_PROFILE_DIR). Open it in Chrome's DevTools or read it with any .cpuprofile tool.
+ */
+export function profileHandlers(): Record<string, (m: Record<string, unknown>) => Promise<Record<string, unknown>>> {
+  let session: Session | undefined;
+  return {
+    'profile-start': async () => {
+      session = new Session();
+      session.connect();
+      await session.post('Profiler.enable');
+      await session.post('Profiler.setSamplingInterval', { interval: 200 });
+      await session.post('Profiler.start');
+      return {};
+    },
+    'profile-stop': async (m) => {
+      if (!session) throw new Error('no profile running');
+      const { profile } = await session.post('Profiler.stop');
+      fs.writeFileSync(String(m.file), JSON.stringify(profile));
+      session.disconnect();
+      session = undefined;
+      return { file: m.file };
     },
   };
 }

@@ -41,7 +41,7 @@ import {
   seedBenchHotels,
   type BenchKeys,
 } from './fixtures';
-import type { Rung } from './ladder-server';
+import type { IntakeRung, Rung } from './ladder-server';
 import {
   ApiClient,
   forkTs,
@@ -190,6 +190,8 @@ interface System {
   dataDir?: string;
   /** The processes the bench started: the API's (with `--apart`; the whole system's otherwise) and the worker's (`--apart`). */
   pids?: { main: number; worker?: number };
+  /** The bench's own system: a CPU profile of each of its processes' main threads (see profileHandlers). */
+  profile?(action: 'start' | 'stop', tag: string): Promise<void>;
 }
 
 async function resetBenchDatabase(url: string): Promise<void> {
@@ -310,6 +312,18 @@ async function startOwnSystem(o: Options): Promise<System> {
     temporalAddress,
     dataDir,
     pids: { main: main.proc.pid!, ...(worker ? { worker: worker.proc.pid! } : {}) },
+    async profile(action, tag) {
+      const parts: [string, Child][] = worker
+        ? [
+            ['api', main],
+            ['worker', worker],
+          ]
+        : [['system', main]];
+      for (const [name, child] of parts)
+        await child.ask(`profile-${action}`, {
+          file: path.join(process.env.BENCH_PROFILE_DIR ?? '.', `${tag}-${name}.cpuprofile`),
+        });
+    },
     memory: () => holder.ask<{ rss: number; heapUsed: number; gc: boolean }>('memory'),
     async stop() {
       // The worker first (it drains), then the API and the dev server it talks to.
@@ -643,6 +657,9 @@ async function healthMorning(ctx: Ctx): Promise<void> {
   let duplicates = 0;
   let queued = 0;
   const pids = ctx.sys.pids;
+  // BENCH_PROFILE_DIR: a CPU profile of our processes over exactly the timed checks.
+  const profiling = process.env.BENCH_PROFILE_DIR && ctx.sys.profile ? ctx.sys.profile.bind(ctx.sys) : undefined;
+  await profiling?.('start', 'health');
   const cpu0 = pids
     ? { main: processCpuMs(pids.main), worker: pids.worker ? processCpuMs(pids.worker) : 0 }
     : undefined;
@@ -658,6 +675,7 @@ async function healthMorning(ctx: Ctx): Promise<void> {
     if (r.result?.duplicate) duplicates++;
     if (!r.result) queued++;
   });
+  await profiling?.('stop', 'health');
   // Our processes' own CPU per check (Linux /proc; the dev server, a child of the main one, apart).
   const cpuPerCheck =
     pids && cpu0
@@ -686,16 +704,25 @@ async function healthMorning(ctx: Ctx): Promise<void> {
   );
   const targets = ctx.targets.slice(0, o.n);
   log(`  bare: ${targets.length} updates, ${o.concurrency} in flight`);
+  const bareWorkerPid = ctx.baseline.proc.pid!;
+  const bareCpu0 = { worker: processCpuMs(bareWorkerPid), client: process.cpuUsage() };
   const bare = await timedPool(targets, o.concurrency, async (id, i) => {
     await ctx.client.workflow
       .getHandle(id)
       .executeUpdate(checkUpdate, { args: [{ id, temperatureC: 36.4 + (i % 5) / 10 }] });
   });
+  const bareClientCpu = process.cpuUsage(bareCpu0.client);
+  const bareCpuPerUpdate = {
+    workerMs: round((processCpuMs(bareWorkerPid) - bareCpu0.worker) / Math.max(1, bare.ok), 2),
+    clientMs: round((bareClientCpu.user + bareClientCpu.system) / 1000 / Math.max(1, bare.ok), 2),
+  };
   const bareS = summarize(bare);
-  log(`  bare: ${bareS.throughput}/s p50 ${bareS.p50} ms p99 ${bareS.p99} ms`);
+  log(
+    `  bare: ${bareS.throughput}/s p50 ${bareS.p50} ms p99 ${bareS.p99} ms; CPU an update: ${JSON.stringify(bareCpuPerUpdate)}`,
+  );
   throughputResult('health-check morning', oursS, bareS, {
     concurrency: o.concurrency,
-    ...(cpuPerCheck ? { cpuMsPerCheck: cpuPerCheck } : {}),
+    ...(cpuPerCheck ? { cpuMsPerCheck: cpuPerCheck, bareCpuMsPerUpdate: bareCpuPerUpdate } : {}),
     checksRecordedInReadModel: recorded,
     duplicates,
     queued,
@@ -813,10 +840,11 @@ async function supervisorList(ctx: Ctx): Promise<void> {
   });
 }
 
-/** One rung of the health check's ladder against the bare updates measured right after it. */
+/** One rung of a ladder against the bare calls measured before and after it. */
 interface LadderRung {
-  rung: Rung;
-  checks: number;
+  path: 'health check' | 'intake';
+  rung: Rung | IntakeRung;
+  calls: number;
   errors: number;
   perSecond: number;
   p50: number;
@@ -824,8 +852,8 @@ interface LadderRung {
   bare: { perSecond: number; p50: number };
   ratio: number;
   /** CPU of the front's process per check, and of the bench's process per bare update (its gRPC client). */
-  frontCpuMsPerCheck: number;
-  bareClientCpuMsPerUpdate: number;
+  frontCpuMsPerCall: number;
+  bareClientCpuMsPerCall: number;
 }
 const ladder: LadderRung[] = [];
 
@@ -922,6 +950,8 @@ async function healthLadder(ctx: Ctx): Promise<void> {
         // A few calls first: the front's connections and prepared statements, not timed.
         for (const id of ids.slice(0, 20))
           await client.post(`/check/${id}`, { checkId: `warm-${id}`, temperatureC: 36.5 });
+        const profileDir = process.env.BENCH_PROFILE_DIR;
+        if (profileDir) await front.ask('profile-start');
         const cpu0 = processCpuMs(pid);
         const t = await timedPool(ids, o.concurrency, async (id, i) => {
           await client.post(`/check/${id}`, {
@@ -930,35 +960,122 @@ async function healthLadder(ctx: Ctx): Promise<void> {
           });
         });
         const frontCpu = processCpuMs(pid) - cpu0;
+        if (profileDir)
+          await front.ask('profile-stop', {
+            file: path.join(profileDir, `ladder-${rung.replace(/\+/g, '-')}.cpuprofile`),
+          });
         const after = await bareUpdates();
         const ours = summarize(t);
         const bareRate = round((before.s.throughput + after.s.throughput) / 2, 1);
         const r: LadderRung = {
+          path: 'health check',
           rung,
-          checks: t.ok,
+          calls: t.ok,
           errors: ours.errors,
           perSecond: ours.throughput,
           p50: ours.p50,
           p99: ours.p99,
           bare: { perSecond: bareRate, p50: round((before.s.p50 + after.s.p50) / 2, 2) },
           ratio: round(ours.throughput / bareRate, 3),
-          frontCpuMsPerCheck: round(frontCpu / Math.max(1, t.ok), 2),
-          bareClientCpuMsPerUpdate: round((before.cpuMs + after.cpuMs) / 2, 2),
+          frontCpuMsPerCall: round(frontCpu / Math.max(1, t.ok), 2),
+          bareClientCpuMsPerCall: round((before.cpuMs + after.cpuMs) / 2, 2),
         };
         before = after;
         ladder.push(r);
         log(
           `  ${rung}: ${r.perSecond}/s (p50 ${r.p50} ms, errors ${r.errors}) against bare ${r.bare.perSecond}/s ` +
             `(the runs before and after it; after: ${after.s.throughput}/s): ` +
-            `${r.ratio}; the front's CPU ${r.frontCpuMsPerCheck} ms a check, the bare client's ${r.bareClientCpuMsPerUpdate} ms`,
+            `${r.ratio}; the front's CPU ${r.frontCpuMsPerCall} ms a check, the bare client's ${r.bareClientCpuMsPerCall} ms`,
         );
       } finally {
         await front.stop();
       }
     }
     await mapLimit(codecTargets, o.concurrency, (id) => codecClient.workflow.getHandle(id).signal(finishSignal));
+    await intakeLadder(ctx, codecKey, codecQueue);
   } finally {
     await codecWorker.stop();
+  }
+}
+
+/**
+ * The intake's ladder: N transfers through the least front (bench/ladder-server.ts, `POST
+ * /start/:id`), rung by rung, against bare starts of the empty workflow before and after each.
+ * The front's part only: the case's own first task and activities, which ours runs beside its
+ * intake, are not in it.
+ */
+async function intakeLadder(ctx: Ctx, codecKey: string, codecQueue: string): Promise<void> {
+  const { o } = ctx;
+  const items = Array.from({ length: o.n }, (_, i) => i);
+  const bareStarts = async (tag: string) => {
+    const c0 = process.cpuUsage();
+    const t = await timedPool(items, o.concurrency, async (i) => {
+      await ctx.client.workflow.start(benchEmpty, {
+        taskQueue: ctx.baselineQueue,
+        workflowId: `bench-ladder-bare-${ctx.runId}-${tag}-${i}`,
+      });
+    });
+    const c1 = process.cpuUsage(c0);
+    return { s: summarize(t), cpuMs: (c1.user + c1.system) / 1000 / Math.max(1, t.ok) };
+  };
+  let before = await bareStarts('0');
+  log(`intake ladder: bare ${before.s.throughput}/s (p50 ${before.s.p50} ms)`);
+  for (const rung of ['start', 'start+db', 'start+db+codec'] as IntakeRung[]) {
+    const codec = rung.endsWith('codec');
+    const tag = rung.replace(/\+/g, '-');
+    const front = forkTs(path.join(__dirname, 'ladder-server.ts'), {
+      args: [
+        JSON.stringify({
+          address: ctx.sys.temporalAddress,
+          namespace: o.namespace,
+          databaseUrl: o.databaseUrl,
+          rung,
+          taskQueue: codec ? codecQueue : ctx.baselineQueue,
+          ...(codec ? { codecKey } : {}),
+        }),
+      ],
+      env: { ...process.env },
+    });
+    try {
+      const { url } = (await front.ready) as { url: string };
+      const client = new ApiClient(url, 'none');
+      const pid = front.proc.pid!;
+      for (let i = 0; i < 20; i++)
+        await client.post(
+          `/start/lad-${ctx.runId}-${tag}-warm-${i}`,
+          benchTransfer(ctx.runId, 10_000_000 + i, 'drill'),
+        );
+      const cpu0 = processCpuMs(pid);
+      const t = await timedPool(items, o.concurrency, async (i) => {
+        await client.post(`/start/lad-${ctx.runId}-${tag}-${i}`, benchTransfer(ctx.runId, i, 'drill'));
+      });
+      const frontCpu = processCpuMs(pid) - cpu0;
+      const after = await bareStarts(tag);
+      const ours = summarize(t);
+      const bareRate = round((before.s.throughput + after.s.throughput) / 2, 1);
+      const r: LadderRung = {
+        path: 'intake',
+        rung,
+        calls: t.ok,
+        errors: ours.errors,
+        perSecond: ours.throughput,
+        p50: ours.p50,
+        p99: ours.p99,
+        bare: { perSecond: bareRate, p50: round((before.s.p50 + after.s.p50) / 2, 2) },
+        ratio: round(ours.throughput / bareRate, 3),
+        frontCpuMsPerCall: round(frontCpu / Math.max(1, t.ok), 2),
+        bareClientCpuMsPerCall: round((before.cpuMs + after.cpuMs) / 2, 2),
+      };
+      before = after;
+      ladder.push(r);
+      log(
+        `  ${rung}: ${r.perSecond}/s (p50 ${r.p50} ms, errors ${r.errors}) against bare ${r.bare.perSecond}/s ` +
+          `(the runs before and after it; after: ${after.s.throughput}/s): ${r.ratio}; ` +
+          `the front's CPU ${r.frontCpuMsPerCall} ms a transfer, the bare client's ${r.bareClientCpuMsPerCall} ms a start`,
+      );
+    } finally {
+      await front.stop();
+    }
   }
 }
 

@@ -12,7 +12,7 @@
 import { loadConfig } from '../src/config';
 import { createLogger } from '../src/log';
 import { startRuntime, type Runtime } from '../src/runtime';
-import { memoryNow, serveIpc } from './lib';
+import { memoryNow, profileHandlers, serveIpc } from './lib';
 
 const PARTS = {
   all: { worker: true, api: true, devServer: true },
@@ -42,7 +42,7 @@ async function main(): Promise<void> {
     process.send?.({ type: 'failed', error: (err as Error).message });
     process.exit(1);
   }
-  serveIpc({ memory: async () => memoryNow() });
+  serveIpc({ memory: async () => memoryNow(), ...profileHandlers() });
   process.on('message', (m: { type?: string }) => {
     if (m.type === 'stop') void stop();
   });
