@@ -22,6 +22,7 @@
  * (or BENCH_API_URL, BENCH_TEMPORAL_ADDRESS, DATABASE_URL); --policy names its policy (default
  * "drill" for our own system, which runs it with a 24 h day so that nothing falls due mid-run).
  */
+import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -857,13 +858,27 @@ interface LadderRung {
 }
 const ladder: LadderRung[] = [];
 
-/** utime + stime of a process, in ms (Linux /proc; 0 elsewhere). */
+/** The kernel's clock ticks a second, in which /proc reports CPU time (100 on every Linux seen). */
+let clockTicks: number | undefined;
+function ticksPerSecond(): number {
+  if (clockTicks === undefined) {
+    try {
+      clockTicks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+    } catch {
+      clockTicks = 100;
+    }
+  }
+  return clockTicks;
+}
+
+/** utime + stime of a process (its own, not its children's), in ms; NaN where /proc cannot tell (not Linux). */
 function processCpuMs(pid: number): number {
   try {
+    // Fields after the command's closing parenthesis: state is [0], so utime is [11] and stime [12].
     const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / ticksPerSecond();
   } catch {
-    return 0;
+    return NaN;
   }
 }
 
