@@ -386,6 +386,25 @@ export function profileHandlers(): Record<string, (m: Record<string, unknown>) =
   };
 }
 
+/**
+ * A process's command name and the CPU it has used (user + system, its own, not its children's),
+ * in the kernel's clock ticks, from /proc/PID/stat; undefined where that cannot be read (gone, or
+ * not Linux). The name may hold spaces and parentheses: the fields are read after its last ")".
+ */
+export function processStat(pid: number | string): { comm: string; ticks: number } | undefined {
+  let stat: string;
+  try {
+    stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const close = stat.lastIndexOf(')');
+  // After the name: state is field 0, utime 11, stime 12.
+  const f = stat.slice(close + 2).split(' ');
+  const ticks = Number(f[11]) + Number(f[12]);
+  return Number.isFinite(ticks) ? { comm: stat.slice(stat.indexOf('(') + 1, close), ticks } : undefined;
+}
+
 /** Child side: answer `ask` messages. */
 export function serveIpc(
   handlers: Record<string, (m: Record<string, unknown>) => Promise<Record<string, unknown>>>,

@@ -50,6 +50,7 @@ import {
   latencyStats,
   mapLimit,
   MiB,
+  processStat,
   round,
   sleep,
   summarize,
@@ -57,6 +58,7 @@ import {
   waitUntil,
   type Child,
   type Summary,
+  type Timed,
 } from './lib';
 
 // ---------------------------------------------------------------- options
@@ -648,6 +650,15 @@ async function countBare(ctx: Ctx, ids: string[], what: 'signals' | 'updates'): 
   return counts.reduce((a, b) => a + b, 0);
 }
 
+/** The health check's bare baseline: one update to each bare open workflow, as many in flight as ours. */
+function bareCheckUpdates(ctx: Ctx, targets: string[]): Promise<Timed> {
+  return timedPool(targets, ctx.o.concurrency, async (id, i) => {
+    await ctx.client.workflow
+      .getHandle(id)
+      .executeUpdate(checkUpdate, { args: [{ id, temperatureC: 36.4 + (i % 5) / 10 }] });
+  });
+}
+
 async function healthMorning(ctx: Ctx): Promise<void> {
   const { o } = ctx;
   await ensureOpenCases(ctx, o.n);
@@ -707,11 +718,7 @@ async function healthMorning(ctx: Ctx): Promise<void> {
   log(`  bare: ${targets.length} updates, ${o.concurrency} in flight`);
   const bareWorkerPid = ctx.baseline.proc.pid!;
   const bareCpu0 = { worker: processCpuMs(bareWorkerPid), client: process.cpuUsage() };
-  const bare = await timedPool(targets, o.concurrency, async (id, i) => {
-    await ctx.client.workflow
-      .getHandle(id)
-      .executeUpdate(checkUpdate, { args: [{ id, temperatureC: 36.4 + (i % 5) / 10 }] });
-  });
+  const bare = await bareCheckUpdates(ctx, targets);
   const bareClientCpu = process.cpuUsage(bareCpu0.client);
   const bareCpuPerUpdate = {
     workerMs: round((processCpuMs(bareWorkerPid) - bareCpu0.worker) / Math.max(1, bare.ok), 2),
@@ -873,20 +880,14 @@ function ticksPerSecond(): number {
 
 /** utime + stime of a process (its own, not its children's), in ms; NaN where /proc cannot tell (not Linux). */
 function processCpuMs(pid: number): number {
-  try {
-    // Fields after the command's closing parenthesis: state is [0], so utime is [11] and stime [12].
-    const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / ticksPerSecond();
-  } catch {
-    return NaN;
-  }
+  const stat = processStat(pid);
+  return stat ? (stat.ticks * 1000) / ticksPerSecond() : NaN;
 }
 
 /**
- * The health check's ladder: what the least front must cost, rung by rung, against bare updates.
- * Each rung is a process of its own (bench/ladder-server.ts) sending N updates to bare open
- * workflows (the codec rung's on a bare worker with the codec); the bare updates are measured
- * right after each rung, so each ratio is of two runs a minute apart.
+ * The health check's ladder: what the least front must cost, rung by rung, against bare updates
+ * (climbLadder). Each rung's front sends N updates to bare open workflows (the codec rung's on a
+ * bare worker with the codec). Then the intake's ladder, on the same codec worker.
  */
 async function healthLadder(ctx: Ctx): Promise<void> {
   const { o } = ctx;
@@ -930,82 +931,25 @@ async function healthLadder(ctx: Ctx): Promise<void> {
       [...targets, ...codecTargets].map((id) => ({ id, district: 'Bench', version: 0 })),
     )} on conflict do nothing`;
 
-    const bareUpdates = async () => {
-      const c0 = process.cpuUsage();
-      const bare = await timedPool(targets, o.concurrency, async (id, i) => {
-        await ctx.client.workflow
-          .getHandle(id)
-          .executeUpdate(checkUpdate, { args: [{ id, temperatureC: 36.4 + (i % 5) / 10 }] });
-      });
-      const c1 = process.cpuUsage(c0);
-      return { s: summarize(bare), cpuMs: (c1.user + c1.system) / 1000 / Math.max(1, bare.ok) };
-    };
-    // Bare updates before the first rung and after each: a rung is judged against the mean of the two beside it.
-    let before = await bareUpdates();
-    log(`  bare: ${before.s.throughput}/s (p50 ${before.s.p50} ms)`);
-    for (const rung of ['http', 'http+read', 'http+db', 'http+db+codec'] as Rung[]) {
-      const codec = rung.endsWith('codec');
-      const front = forkTs(path.join(__dirname, 'ladder-server.ts'), {
-        args: [
-          JSON.stringify({
-            address: ctx.sys.temporalAddress,
-            namespace: o.namespace,
-            databaseUrl: o.databaseUrl,
-            rung,
-            ...(codec ? { codecKey } : {}),
-          }),
-        ],
-        env: { ...process.env },
-      });
-      try {
-        const { url } = (await front.ready) as { url: string };
-        const client = new ApiClient(url, 'none');
-        const ids = codec ? codecTargets : targets;
-        const pid = front.proc.pid!;
-        // A few calls first: the front's connections and prepared statements, not timed.
-        for (const id of ids.slice(0, 20))
+    await climbLadder(ctx, {
+      path: 'health check',
+      rungs: ['http', 'http+read', 'http+db', 'http+db+codec'] as Rung[],
+      units: ['a check', 'an update'],
+      frontArgs: (rung) => (rung.endsWith('codec') ? { codecKey } : {}),
+      // A few calls first: the front's connections and prepared statements, not timed.
+      warm: async (client, rung) => {
+        for (const id of (rung.endsWith('codec') ? codecTargets : targets).slice(0, 20))
           await client.post(`/check/${id}`, { checkId: `warm-${id}`, temperatureC: 36.5 });
-        const profileDir = process.env.BENCH_PROFILE_DIR;
-        if (profileDir) await front.ask('profile-start');
-        const cpu0 = processCpuMs(pid);
-        const t = await timedPool(ids, o.concurrency, async (id, i) => {
-          await client.post(`/check/${id}`, {
-            checkId: `lad-${ctx.runId}-${rung}-${i}`,
-            temperatureC: 36.4 + (i % 5) / 10,
-          });
+      },
+      call: async (client, rung, i) => {
+        const id = (rung.endsWith('codec') ? codecTargets : targets)[i]!;
+        await client.post(`/check/${id}`, {
+          checkId: `lad-${ctx.runId}-${rung}-${i}`,
+          temperatureC: 36.4 + (i % 5) / 10,
         });
-        const frontCpu = processCpuMs(pid) - cpu0;
-        if (profileDir)
-          await front.ask('profile-stop', {
-            file: path.join(profileDir, `ladder-${rung.replace(/\+/g, '-')}.cpuprofile`),
-          });
-        const after = await bareUpdates();
-        const ours = summarize(t);
-        const bareRate = round((before.s.throughput + after.s.throughput) / 2, 1);
-        const r: LadderRung = {
-          path: 'health check',
-          rung,
-          calls: t.ok,
-          errors: ours.errors,
-          perSecond: ours.throughput,
-          p50: ours.p50,
-          p99: ours.p99,
-          bare: { perSecond: bareRate, p50: round((before.s.p50 + after.s.p50) / 2, 2) },
-          ratio: round(ours.throughput / bareRate, 3),
-          frontCpuMsPerCall: round(frontCpu / Math.max(1, t.ok), 2),
-          bareClientCpuMsPerCall: round((before.cpuMs + after.cpuMs) / 2, 2),
-        };
-        before = after;
-        ladder.push(r);
-        log(
-          `  ${rung}: ${r.perSecond}/s (p50 ${r.p50} ms, errors ${r.errors}) against bare ${r.bare.perSecond}/s ` +
-            `(the runs before and after it; after: ${after.s.throughput}/s): ` +
-            `${r.ratio}; the front's CPU ${r.frontCpuMsPerCall} ms a check, the bare client's ${r.bareClientCpuMsPerCall} ms`,
-        );
-      } finally {
-        await front.stop();
-      }
-    }
+      },
+      bare: () => bareCheckUpdates(ctx, targets),
+    });
     await mapLimit(codecTargets, o.concurrency, (id) => codecClient.workflow.getHandle(id).signal(finishSignal));
     await intakeLadder(ctx, codecKey, codecQueue);
   } finally {
@@ -1021,23 +965,74 @@ async function healthLadder(ctx: Ctx): Promise<void> {
  */
 async function intakeLadder(ctx: Ctx, codecKey: string, codecQueue: string): Promise<void> {
   const { o } = ctx;
-  const items = Array.from({ length: o.n }, (_, i) => i);
-  const bareStarts = async (tag: string) => {
+  await climbLadder(ctx, {
+    path: 'intake',
+    rungs: ['start', 'start+db', 'start+db+codec'] as IntakeRung[],
+    units: ['a transfer', 'a start'],
+    frontArgs: (rung) =>
+      rung.endsWith('codec') ? { taskQueue: codecQueue, codecKey } : { taskQueue: ctx.baselineQueue },
+    warm: async (client, rung) => {
+      for (let i = 0; i < 20; i++)
+        await client.post(
+          `/start/lad-${ctx.runId}-${tag(rung)}-warm-${i}`,
+          benchTransfer(ctx.runId, 10_000_000 + i, 'drill'),
+        );
+    },
+    call: async (client, rung, i) => {
+      await client.post(`/start/lad-${ctx.runId}-${tag(rung)}-${i}`, benchTransfer(ctx.runId, i, 'drill'));
+    },
+    bare: (run) =>
+      timedPool(
+        Array.from({ length: o.n }, (_, i) => i),
+        o.concurrency,
+        async (i) => {
+          await ctx.client.workflow.start(benchEmpty, {
+            taskQueue: ctx.baselineQueue,
+            workflowId: `bench-ladder-bare-${ctx.runId}-${run}-${i}`,
+          });
+        },
+      ),
+  });
+}
+
+/** A rung's name as it may stand in an id or a file name. */
+const tag = (rung: string) => rung.replace(/\+/g, '-');
+
+/** What one ladder is: its rungs, and how its front and the bare client make a call. */
+interface LadderSpec<R extends Rung | IntakeRung> {
+  path: LadderRung['path'];
+  rungs: R[];
+  /** What the front makes and what the bare client makes, for the log: e.g. "a check", "an update". */
+  units: [string, string];
+  /** The front's arguments besides the address, namespace, database and rung. */
+  frontArgs(rung: R): Record<string, unknown>;
+  /** Untimed calls through a new front, before its rung is measured. */
+  warm(client: ApiClient, rung: R): Promise<void>;
+  /** Call i of N through the front. */
+  call(client: ApiClient, rung: R, i: number): Promise<void>;
+  /** N bare calls; `run` numbers the run (0 before the first rung, then one after each). */
+  bare(run: number): Promise<Timed>;
+}
+
+/**
+ * Climbs a ladder: bare calls before the first rung and after each, and each rung (a front of its
+ * own, bench/ladder-server.ts, N calls through it) judged against the mean of the two bare runs
+ * beside it. With BENCH_PROFILE_DIR, a profile of each front over its rung.
+ */
+async function climbLadder<R extends Rung | IntakeRung>(ctx: Ctx, spec: LadderSpec<R>): Promise<void> {
+  const { o } = ctx;
+  const [unit, bareUnit] = spec.units;
+  let run = 0;
+  const bare = async () => {
     const c0 = process.cpuUsage();
-    const t = await timedPool(items, o.concurrency, async (i) => {
-      await ctx.client.workflow.start(benchEmpty, {
-        taskQueue: ctx.baselineQueue,
-        workflowId: `bench-ladder-bare-${ctx.runId}-${tag}-${i}`,
-      });
-    });
+    const t = await spec.bare(run++);
     const c1 = process.cpuUsage(c0);
     return { s: summarize(t), cpuMs: (c1.user + c1.system) / 1000 / Math.max(1, t.ok) };
   };
-  let before = await bareStarts('0');
-  log(`intake ladder: bare ${before.s.throughput}/s (p50 ${before.s.p50} ms)`);
-  for (const rung of ['start', 'start+db', 'start+db+codec'] as IntakeRung[]) {
-    const codec = rung.endsWith('codec');
-    const tag = rung.replace(/\+/g, '-');
+  let before = await bare();
+  log(`${spec.path} ladder: bare ${before.s.throughput}/s (p50 ${before.s.p50} ms)`);
+  const items = Array.from({ length: o.n }, (_, i) => i);
+  for (const rung of spec.rungs) {
     const front = forkTs(path.join(__dirname, 'ladder-server.ts'), {
       args: [
         JSON.stringify({
@@ -1045,8 +1040,7 @@ async function intakeLadder(ctx: Ctx, codecKey: string, codecQueue: string): Pro
           namespace: o.namespace,
           databaseUrl: o.databaseUrl,
           rung,
-          taskQueue: codec ? codecQueue : ctx.baselineQueue,
-          ...(codec ? { codecKey } : {}),
+          ...spec.frontArgs(rung),
         }),
       ],
       env: { ...process.env },
@@ -1055,21 +1049,19 @@ async function intakeLadder(ctx: Ctx, codecKey: string, codecQueue: string): Pro
       const { url } = (await front.ready) as { url: string };
       const client = new ApiClient(url, 'none');
       const pid = front.proc.pid!;
-      for (let i = 0; i < 20; i++)
-        await client.post(
-          `/start/lad-${ctx.runId}-${tag}-warm-${i}`,
-          benchTransfer(ctx.runId, 10_000_000 + i, 'drill'),
-        );
+      await spec.warm(client, rung);
+      const profileDir = process.env.BENCH_PROFILE_DIR;
+      if (profileDir) await front.ask('profile-start');
       const cpu0 = processCpuMs(pid);
-      const t = await timedPool(items, o.concurrency, async (i) => {
-        await client.post(`/start/lad-${ctx.runId}-${tag}-${i}`, benchTransfer(ctx.runId, i, 'drill'));
-      });
+      const t = await timedPool(items, o.concurrency, (i) => spec.call(client, rung, i));
       const frontCpu = processCpuMs(pid) - cpu0;
-      const after = await bareStarts(tag);
+      if (profileDir)
+        await front.ask('profile-stop', { file: path.join(profileDir, `ladder-${tag(rung)}.cpuprofile`) });
+      const after = await bare();
       const ours = summarize(t);
       const bareRate = round((before.s.throughput + after.s.throughput) / 2, 1);
       const r: LadderRung = {
-        path: 'intake',
+        path: spec.path,
         rung,
         calls: t.ok,
         errors: ours.errors,
@@ -1086,7 +1078,7 @@ async function intakeLadder(ctx: Ctx, codecKey: string, codecQueue: string): Pro
       log(
         `  ${rung}: ${r.perSecond}/s (p50 ${r.p50} ms, errors ${r.errors}) against bare ${r.bare.perSecond}/s ` +
           `(the runs before and after it; after: ${after.s.throughput}/s): ${r.ratio}; ` +
-          `the front's CPU ${r.frontCpuMsPerCall} ms a transfer, the bare client's ${r.bareClientCpuMsPerCall} ms a start`,
+          `the front's CPU ${r.frontCpuMsPerCall} ms ${unit}, the bare client's ${r.bareClientCpuMsPerCall} ms ${bareUnit}`,
       );
     } finally {
       await front.stop();

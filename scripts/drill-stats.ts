@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 
-import type { ApiCall } from '../bench/lib';
+import { processStat, type ApiCall } from '../bench/lib';
 
 export interface RouteDay {
   n: number;
@@ -62,17 +62,9 @@ export function processTicks(named: ReadonlyMap<number, string> = new Map()): Ma
     return undefined;
   }
   for (const d of dirs) {
-    let stat: string;
-    try {
-      stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
-    } catch {
-      continue; // gone meanwhile
-    }
-    const close = stat.lastIndexOf(')');
-    const comm = stat.slice(stat.indexOf('(') + 1, close);
-    const f = stat.slice(close + 2).split(' ');
-    const ticks = Number(f[11]) + Number(f[12]);
-    if (!Number.isFinite(ticks)) continue;
+    const stat = processStat(d);
+    if (!stat) continue; // gone meanwhile
+    const { comm, ticks } = stat;
     const group =
       named.get(Number(d)) ??
       (Number(d) === process.pid
