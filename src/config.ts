@@ -128,6 +128,13 @@ export const envSchema = z.object({
    * one cannot be replayed by them (docs/OPERATIONS.md). Needs API_ANSWER_WRITES.
    */
   API_LAB_ANSWERED: bool.default(true),
+  /**
+   * A health check goes with the caller's scope as `recordHealthCheckInScope`: the case judges the
+   * jurisdiction itself and the API reads nothing first (caseWorkflowV5/V6; other cases reject the
+   * name and get the API's check and `recordHealthCheck`). False while workers of a build without
+   * that update may run cases: a case that took one cannot be replayed by them (docs/OPERATIONS.md).
+   */
+  API_SCOPED_CHECKS: bool.default(true),
   /** How long a health check waits for its worker's answer before it is queued instead (202, applied when a worker runs). */
   API_REPORT_WAIT_MS: z.coerce.number().int().positive().default(1500),
   /**

@@ -4,10 +4,10 @@ import { WorkflowUpdateRPCTimeoutOrCancelledError } from '@temporalio/client';
 import type { SignalDefinition, UpdateDefinition } from '@temporalio/common';
 
 import type { ApiContext } from './context';
-import { HttpProblem, validationProblem } from './problem';
+import { HttpProblem, problemType, validationProblem } from './problem';
 import { workflowIdFor } from './ids';
 import { IdempotencyHeader } from './schemas';
-import { temporalProblem } from './temporal-ops';
+import { isUnknownUpdate, temporalProblem } from './temporal-ops';
 import { makeAnsweredWrite } from './answer-writes';
 import { isDecisionCoreType } from '../workflows/case-types';
 
@@ -191,6 +191,24 @@ export function reportWaitMs(
 
 export type ReportOutcome<R> = { status: 'applied'; result: R } | { status: 'queued'; reason: string };
 
+/** A field report with an answer worth waiting for, and the ways it may go to its case. */
+export interface AnsweredReport<R, T extends object, S extends object> {
+  update: UpdateDefinition<R, [T]>;
+  /** The same report queued (a signal: durable without a worker, and judged by no validator). */
+  queued: SignalDefinition<[T]>;
+  /**
+   * The API's own jurisdiction check (404, 403; it reads the read model), then the report as
+   * `update` and `queued` take it. Called at most once, before either is sent.
+   */
+  authorize(): Promise<T>;
+  /**
+   * The same report with the caller's scope, judged by the case itself in the update's validator
+   * (API_SCOPED_CHECKS): sent first, with nothing read. A case or a worker without its handler
+   * rejects the name, and the report goes the other way.
+   */
+  scoped?: { update: UpdateDefinition<R, [S]>; input: S };
+}
+
 /**
  * A field report that has an answer worth waiting for (a health check: fever, escalations, next
  * check due). With a worker it is applied and answered; without one, or when none answers within
@@ -198,16 +216,16 @@ export type ReportOutcome<R> = { status: 'applied'; result: R } | { status: 'que
  * unanswered update still land, the case takes whichever copy comes first and answers the other
  * as the same report: applied once.
  */
-export async function sendReportWithAnswer<R, T extends object>(
+export async function sendReportWithAnswer<R, T extends object, S extends object>(
   app: ApiContext,
   caseNo: string,
-  update: UpdateDefinition<R, [T]>,
-  queued: SignalDefinition<[T]>,
-  input: T,
+  report: AnsweredReport<R, T, S>,
   key: string,
 ): Promise<ReportOutcome<R>> {
   let reason: string;
   let sent = false;
+  let authorized: T | undefined;
+  const authorize = async (): Promise<T> => (authorized ??= await report.authorize());
   if (app.deps.isDown('worker')) {
     reason = `no worker is running (${app.deps.worker.state().reason ?? 'down'})`;
     try {
@@ -232,21 +250,57 @@ export async function sendReportWithAnswer<R, T extends object>(
     // applied the same, and the sender hears at once.
     reason = 'the database is away: queued rather than waiting for an answer that waits on it';
   } else if (!app.deps.worker.isOpen) {
-    try {
-      const result = await app.ops.update(caseNo, update, input, {
-        waitMs,
-        updateId: updateIdFor(update.name, key, input),
-      });
+    const attempt = async <I extends object>(def: UpdateDefinition<R, [I]>, input: I): Promise<ReportOutcome<R>> => {
+      const result = await app.ops.update(caseNo, def, input, { waitMs, updateId: updateIdFor(def.name, key, input) });
       // The write the answer carries, if the case handed it to us (src/api/answer-writes.ts).
       return { status: 'applied', result: await makeAnsweredWrite(app, caseNo, result) };
-    } catch (err) {
-      if (!isTimeout(err)) {
-        throw writeFailure(err, caseNo, key);
+    };
+    let fallback = !report.scoped;
+    if (report.scoped) {
+      try {
+        return await attempt(report.scoped.update, report.scoped.input);
+      } catch (err) {
+        if (isTimeout(err)) {
+          sent = true;
+          reason = `no worker answered within ${waitMs} ms`;
+          await suspectWorker(app, reason, caseNo);
+        } else if (isUnknownUpdate(err)) {
+          // The case's type (before v5) or its worker's build knows no scoped check: nothing was
+          // recorded, and the API judges the scope itself. Learning the case's type (one describe,
+          // not waited for) spares a case of an older type the scoped attempt from then on.
+          fallback = true;
+          if (app.ops.knownType(caseNo) === undefined) void app.ops.workflowType(caseNo).catch(() => undefined);
+        } else {
+          const p = writeFailure(err, caseNo, key);
+          // No workflow to judge the scope (none, or closed): a key the API's check would refuse
+          // hears 403, as when the API judged first; one it covers hears the 404 or 409.
+          if (p instanceof HttpProblem && (p.status === 404 || p.problem.type === problemType(409, 'case-closed')))
+            await authorize();
+          throw p;
+        }
       }
-      sent = true;
-      reason = `no worker answered within ${waitMs} ms`;
-      await suspectWorker(app, reason, caseNo);
     }
+    if (fallback) {
+      const input = await authorize();
+      try {
+        return await attempt(report.update, input);
+      } catch (err) {
+        if (!isTimeout(err)) {
+          throw writeFailure(err, caseNo, key);
+        }
+        sent = true;
+        reason = `no worker answered within ${waitMs} ms`;
+        await suspectWorker(app, reason, caseNo);
+      }
+    }
+  }
+  // A signal has no validator: the API's own check comes first. After an unanswered update, a
+  // check that cannot be made now leaves that update's outcome unknown.
+  let input: T;
+  try {
+    input = await authorize();
+  } catch (err) {
+    throw sent ? unknownOutcome(key) : err;
   }
   // Only the v2 case knows the queued form; an earlier case's report waits for its worker.
   let type: string | null;
@@ -267,8 +321,8 @@ export async function sendReportWithAnswer<R, T extends object>(
   }
   try {
     // The queued copy is applied by the case, which writes its read model itself.
-    const { readModel: _m, ...report } = input as T & { readModel?: unknown };
-    await app.ops.signal(caseNo, queued, report as T);
+    const { readModel: _m, ...queued } = input as T & { readModel?: unknown };
+    await app.ops.signal(caseNo, report.queued, queued as T);
   } catch (err) {
     if (sent) throw unknownOutcome(key);
     throw writeFailure(err, caseNo, key);

@@ -1,6 +1,7 @@
 import { eq, sql } from 'drizzle-orm';
 
 import { cases } from '../db/schema';
+import { keyCovers } from '../domain/jurisdiction';
 import type { ApiKey } from './auth';
 import type { ApiContext } from './context';
 import { within } from './dependencies';
@@ -83,27 +84,8 @@ async function scopeFromWorkflow(app: ApiContext, caseNo: string, dbDown: boolea
   return { caseNo, district: d.memo.district, street: d.memo.street, hotelId: d.hotelId, source: 'workflow' };
 }
 
-/**
- * Whether this key may act on (or read) a case where it is. Hotel and medical staff act for
- * their own hotel only: a key of theirs bound to no hotel covers no case. The one exception is
- * an arrival at the door before any room is known (self-drive): any hotel of the district may
- * record it.
- */
-export function keyCovers(
-  key: ApiKey,
-  scope: Pick<CaseScope, 'district' | 'street' | 'hotelId'>,
-  purpose: 'act' | 'arrival' = 'act',
-): boolean {
-  if (key.role === 'admin') return true;
-  if (key.district && key.district !== scope.district) return false;
-  if (key.street && key.street !== scope.street) return false;
-  if (key.role === 'hotel' || key.role === 'medical') {
-    if (!key.orgId) return false;
-    if (purpose === 'arrival' && key.role === 'hotel' && !scope.hotelId) return true;
-    return scope.hotelId === key.orgId;
-  }
-  return true;
-}
+/** The same rule the case workflow judges with (src/domain/jurisdiction.ts). */
+export { keyCovers };
 
 /**
  * The case exists (else 404) and lies in the key's jurisdiction (else 403). Case numbers are

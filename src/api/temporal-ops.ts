@@ -46,6 +46,8 @@ export interface CaseOps {
     input: T,
     opts?: { waitMs?: number; updateId?: string },
   ): Promise<R>;
+  /** The case's workflow type if this process already knows it (from its start or a describe), without asking. */
+  knownType(caseNo: string): string | undefined;
   /** The case's workflow type (cached: a workflow id keeps its type), or null when there is none. */
   workflowType(caseNo: string): Promise<string | null>;
   /** The live view, or undefined when no worker answers in time. */
@@ -94,6 +96,10 @@ export function temporalProblem(err: unknown, caseNo: string, call: TemporalCall
       // Not the case's own refusal (an aborted or failed update): whether it landed is not known.
       return new HttpProblem(504, UNKNOWN_OUTCOME, { slug: 'outcome-unknown' }, { 'Retry-After': '5' });
     }
+    if (code === 'Forbidden') {
+      // The case judged the caller's scope itself (recordHealthCheckInScope): as the API's own check says it.
+      return new HttpProblem(403, `Case ${caseNo} is outside this key's jurisdiction`, { slug: 'jurisdiction' });
+    }
     const reason = cause?.message || err.message;
     const status = code === 'NotFound' ? 404 : /invalid|validation/i.test(code) ? 422 : 409;
     return new HttpProblem(status, reason, { slug: 'update-rejected', code });
@@ -135,6 +141,21 @@ export function temporalProblem(err: unknown, caseNo: string, call: TemporalCall
     );
   }
   return undefined;
+}
+
+/**
+ * Whether an update was rejected for want of a handler: the case's type, or its worker's build,
+ * does not know the update's name (the SDK rejects it so, a failure of the default type `Error`). Nothing was
+ * recorded: the caller may send the same report another way.
+ */
+export function isUnknownUpdate(err: unknown): boolean {
+  if (!(err instanceof WorkflowUpdateFailedError)) return false;
+  const cause = err.cause;
+  return (
+    cause instanceof ApplicationFailure &&
+    (!cause.type || cause.type === 'Error') &&
+    /^No registered handler for update/.test(cause.message)
+  );
 }
 
 /** Whether a failure says the cluster itself is away (as opposed to this one call). */
@@ -262,6 +283,8 @@ export function createCaseOps(
         throw err;
       }
     },
+
+    knownType: (caseNo) => types.get(caseNo),
 
     async workflowType(caseNo) {
       const known = types.get(caseNo);

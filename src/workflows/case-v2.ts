@@ -40,8 +40,9 @@ import type {
   TaskResult,
 } from '../domain/case/model';
 import { caseView } from '../domain/case/view';
+import { keyCovers, type KeyScope } from '../domain/jurisdiction';
 import { checkScheduleOf } from '../domain/rounds';
-import { maskName, SYSTEM_ACTOR } from '../domain/types';
+import { maskName, ROLES, SYSTEM_ACTOR } from '../domain/types';
 import {
   CaseColourKey,
   CasePhaseKey,
@@ -61,6 +62,7 @@ import {
   doorAlarmSignal,
   healthCheckSignal,
   healthCheckUpdate,
+  scopedHealthCheckUpdate,
   inspectionResultSignal,
   labResultSignal,
   labResultUpdate,
@@ -404,6 +406,32 @@ async function runCase(input: CaseInputV2, v3: boolean, v4 = false, v5 = false, 
     const u = update(type);
     // The update definitions are typed for the v1 answers; v2 answers with the decider's reply.
     setHandler(def as never, u.handler as never, { validator: u.validator as never });
+  }
+  if (v5) {
+    // A health check with the caller's scope (API_SCOPED_CHECKS): the case judges the key's
+    // jurisdiction from its own facts, fresher than the read model's row, so the API need not read
+    // that row first. v5 and v6 only: they hand no read-model write to the API, which is what the
+    // API's read was otherwise for. Registering a handler adds no command: histories of cases that
+    // never took one replay the same.
+    const check = update('healthCheck');
+    const withoutCaller = (i: object): object => {
+      const { caller: _c, ...rest } = i as { caller?: unknown };
+      return rest;
+    };
+    setHandler(scopedHealthCheckUpdate as never, ((i: object) => check.handler(withoutCaller(i))) as never, {
+      validator: ((i: object) => {
+        const caller = (i as { caller?: unknown }).caller;
+        const where = { district: request.district, street: request.street, hotelId: s.room?.hotelId };
+        // A caller with no scope, or one of the wrong shape, is covered by nothing.
+        if (!isKeyScope(caller) || !keyCovers(caller, where))
+          throw ApplicationFailure.create({
+            type: 'Forbidden',
+            message: "outside this key's jurisdiction",
+            nonRetryable: true,
+          });
+        check.validator(withoutCaller(i));
+      }) as never,
+    });
   }
   setHandler(viewQuery, () => caseView(s, ctx, Date.now(), history.slice(-100)));
   setHandler(previewPolicyQuery, (i) => previewPolicy(s, ctx, i, Date.now()));
@@ -913,4 +941,17 @@ function searchAttributeSignature(values: unknown[]): string {
 function failureOf(r: Extract<Reply, { ok: false }>): ApplicationFailure {
   const type = r.code === 'invalid' ? 'InvalidInput' : r.code === 'not_found' ? 'NotFound' : 'Conflict';
   return ApplicationFailure.create({ type, message: r.message, nonRetryable: true });
+}
+
+const optionalText = (v: unknown): boolean => v === undefined || (typeof v === 'string' && v.length > 0);
+function isKeyScope(v: unknown): v is KeyScope {
+  if (typeof v !== 'object' || v === null) return false;
+  const k = v as Record<string, unknown>;
+  return (
+    typeof k.role === 'string' &&
+    (ROLES as readonly string[]).includes(k.role) &&
+    optionalText(k.district) &&
+    optionalText(k.street) &&
+    optionalText(k.orgId)
+  );
 }

@@ -4,6 +4,7 @@ import type { RecordCaseInput } from '../activities/types';
 
 import type { CaseState as DecidedState, ChangeRecord as CaseChange } from '../domain/case/model';
 import type { CaseView } from '../domain/case/view';
+import type { KeyScope } from '../domain/jurisdiction';
 import type { Policy } from '../domain/policy';
 import type {
   Actor,
@@ -142,6 +143,20 @@ export interface HealthCheckResult {
   readModelWrite?: RecordCaseInput;
 }
 export const healthCheckUpdate = defineUpdate<HealthCheckResult, [HealthCheckInput]>('recordHealthCheck');
+/**
+ * The same health check with the caller's scope (caseWorkflowV5 and V6, API_SCOPED_CHECKS): the
+ * case judges the jurisdiction itself, from its own district, street and hotel, in the update's
+ * validator, and refuses a key it does not cover (`Forbidden`, 403) before anything is recorded.
+ * The API then reads nothing before it sends the check. Cases of other types, and workers of a
+ * build without it, reject the name (no handler): the API falls back to its own check and
+ * `recordHealthCheck`. No `readModel` (v5 and v6 write their read model in the task).
+ */
+export interface ScopedHealthCheckInput extends Omit<HealthCheckInput, 'readModel'> {
+  caller: KeyScope;
+}
+export const scopedHealthCheckUpdate = defineUpdate<HealthCheckResult, [ScopedHealthCheckInput]>(
+  'recordHealthCheckInScope',
+);
 /**
  * The same health check, queued (v2 cases): sent when no worker answers the update in time, with
  * the same key and check id, so that update and queued copy are one check whichever lands first.

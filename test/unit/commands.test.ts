@@ -3,7 +3,12 @@
  * polling is behind (a wave), not gone, so it is not marked down and the next command is still
  * sent; a timeout while nobody is seen polling marks it down, and the next command is not sent (503).
  */
-import { WorkflowUpdateRPCTimeoutOrCancelledError } from '@temporalio/client';
+import {
+  WorkflowNotFoundError,
+  WorkflowUpdateFailedError,
+  WorkflowUpdateRPCTimeoutOrCancelledError,
+} from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
 import { defineSignal, defineUpdate } from '@temporalio/workflow';
 
 import { reportWaitMs, sendCommand, sendReportWithAnswer } from '../../src/api/commands';
@@ -13,10 +18,21 @@ import { HttpProblem } from '../../src/api/problem';
 const command = defineUpdate<{ ok: boolean }, [{ days: number }]>('changeStay');
 const report = defineUpdate<{ ok: boolean }, [{ checkId: string }]>('healthCheck');
 const queuedReport = defineSignal<[{ checkId: string }]>('healthCheckQueued');
+const scopedReport = defineUpdate<{ ok: boolean }, [{ checkId: string; caller: { role: 'medical' } }]>(
+  'healthCheckInScope',
+);
+/** A report without the scoped way; its jurisdiction check passes and reads nothing. */
+const plain = (input: { checkId: string }) => ({ update: report, queued: queuedReport, authorize: async () => input });
 
-function world(polling: boolean, behindMs = 0, databaseDown = false) {
+/** How the mock case answers an update of this name (by default: no worker answers in time). */
+type Answer = (name: string) => unknown;
+const unanswered: Answer = () => {
+  throw new WorkflowUpdateRPCTimeoutOrCancelledError('Timed out waiting for update');
+};
+
+function world(polling: boolean, behindMs = 0, databaseDown = false, answer: Answer = unanswered) {
   const suspected: string[] = [];
-  const sent = { updates: 0, signals: 0, waits: [] as (number | undefined)[] };
+  const sent = { updates: 0, signals: 0, waits: [] as (number | undefined)[], names: [] as string[] };
   const app = {
     config: { API_UPDATE_WAIT_MS: 1500, API_REPORT_WAIT_MS: 800, API_REPORT_MAX_WAIT_MS: 20_000 },
     deps: {
@@ -36,13 +52,15 @@ function world(polling: boolean, behindMs = 0, databaseDown = false) {
       },
     },
     ops: {
-      update: async (_c: string, _d: unknown, _i: unknown, o?: { waitMs?: number }) => {
+      update: async (_c: string, d: { name: string }, _i: unknown, o?: { waitMs?: number }) => {
         sent.updates++;
         sent.waits.push(o?.waitMs);
-        throw new WorkflowUpdateRPCTimeoutOrCancelledError('Timed out waiting for update');
+        sent.names.push(d.name);
+        return answer(d.name);
       },
       signal: async () => void sent.signals++,
       workflowType: async () => 'caseWorkflowV2',
+      knownType: () => undefined,
       describe: async () => ({ status: 'RUNNING' }),
     },
   } as unknown as ApiContext;
@@ -73,7 +91,7 @@ test('a command unanswered while nobody is seen polling: 504, the worker is mark
 
 test('a report unanswered while the worker keeps polling is queued, and the worker is not marked down', async () => {
   const w = world(true);
-  const r = await sendReportWithAnswer(w.app, 'QC1', report, queuedReport, { checkId: 'c1' }, 'k1');
+  const r = await sendReportWithAnswer(w.app, 'QC1', plain({ checkId: 'c1' }), 'k1');
   expect(r.status).toBe('queued');
   expect(w.sent).toMatchObject({ updates: 1, signals: 1, waits: [800] });
   expect(w.suspected).toEqual([]);
@@ -81,7 +99,7 @@ test('a report unanswered while the worker keeps polling is queued, and the work
 
 test('a report unanswered while nobody is seen polling is queued, and the worker is marked down', async () => {
   const w = world(false);
-  const r = await sendReportWithAnswer(w.app, 'QC1', report, queuedReport, { checkId: 'c1' }, 'k1');
+  const r = await sendReportWithAnswer(w.app, 'QC1', plain({ checkId: 'c1' }), 'k1');
   expect(r.status).toBe('queued');
   expect(w.suspected).toHaveLength(1);
 });
@@ -109,7 +127,7 @@ test('a report waits API_REPORT_WAIT_MS while the worker keeps up, and about as 
 
 test('a report to a worker behind but polling is sent as an update with the longer wait, not queued at once', async () => {
   const w = world(true, 5000);
-  const r = await sendReportWithAnswer(w.app, 'QC1', report, queuedReport, { checkId: 'c1' }, 'k1');
+  const r = await sendReportWithAnswer(w.app, 'QC1', plain({ checkId: 'c1' }), 'k1');
   // The mock never answers: queued after the wait, but the update was tried with the backlog's wait.
   expect(r.status).toBe('queued');
   expect(w.sent).toMatchObject({ updates: 1, signals: 1, waits: [10_800] });
@@ -118,7 +136,7 @@ test('a report to a worker behind but polling is sent as an update with the long
 
 test('a report to a worker further behind than the longest wait goes to the queue at once: one signal, no update', async () => {
   const w = world(true, 25_000);
-  const r = await sendReportWithAnswer(w.app, 'QC1', report, queuedReport, { checkId: 'c1' }, 'k1');
+  const r = await sendReportWithAnswer(w.app, 'QC1', plain({ checkId: 'c1' }), 'k1');
   expect(r).toMatchObject({ status: 'queued', reason: 'workflow tasks have waited 25 s for a worker' });
   expect(w.sent).toMatchObject({ updates: 0, signals: 1 });
   expect(w.suspected).toEqual([]);
@@ -126,7 +144,7 @@ test('a report to a worker further behind than the longest wait goes to the queu
 
 test('a report to a worker behind with nobody polling goes to the queue at once, and the worker is marked down', async () => {
   const w = world(false, 3000);
-  const r = await sendReportWithAnswer(w.app, 'QC1', report, queuedReport, { checkId: 'c1' }, 'k1');
+  const r = await sendReportWithAnswer(w.app, 'QC1', plain({ checkId: 'c1' }), 'k1');
   expect(r.status).toBe('queued');
   expect(w.sent).toMatchObject({ updates: 0, signals: 1 });
   expect(w.suspected).toHaveLength(1);
@@ -134,9 +152,136 @@ test('a report to a worker behind with nobody polling goes to the queue at once,
 
 test('a report while the database is known away goes to the queue at once: its answer would wait on the read-model write', async () => {
   const w = world(true, 0, true);
-  const r = await sendReportWithAnswer(w.app, 'QC1', report, queuedReport, { checkId: 'c1' }, 'k1');
+  const r = await sendReportWithAnswer(w.app, 'QC1', plain({ checkId: 'c1' }), 'k1');
   expect(r).toMatchObject({ status: 'queued' });
   expect((r as { reason: string }).reason).toMatch(/database is away/);
   expect(w.sent).toMatchObject({ updates: 0, signals: 1 });
   expect(w.suspected).toEqual([]);
+});
+
+// ---- the health check judged in scope by the case itself (recordHealthCheckInScope) ----
+
+/** A report with both ways; `authorize` counts its reads and fails as the API's check would. */
+function scopedReportOf(denied?: HttpProblem) {
+  const reads = { count: 0 };
+  return {
+    reads,
+    report: {
+      update: report,
+      queued: queuedReport,
+      scoped: { update: scopedReport, input: { checkId: 'c1', caller: { role: 'medical' as const } } },
+      authorize: async () => {
+        reads.count++;
+        if (denied) throw denied;
+        return { checkId: 'c1' };
+      },
+    },
+  };
+}
+const noHandler = (name: string) =>
+  new WorkflowUpdateFailedError(
+    'Workflow Update failed',
+    ApplicationFailure.nonRetryable(`No registered handler for update: ${name}`),
+  );
+const jurisdiction = () => new HttpProblem(403, 'outside', { slug: 'jurisdiction' });
+
+test('a scoped check the case answers is applied with nothing read: the case judged the scope', async () => {
+  const w = world(true, 0, false, () => ({ ok: true }));
+  const s = scopedReportOf();
+  const r = await sendReportWithAnswer(w.app, 'QC1', s.report, 'k1');
+  expect(r).toEqual({ status: 'applied', result: { ok: true } });
+  expect(w.sent.names).toEqual(['healthCheckInScope']);
+  expect(s.reads.count).toBe(0);
+});
+
+test('a case (or worker build) without the scoped check: the API judges the scope and sends the plain update', async () => {
+  const w = world(true, 0, false, (name) => {
+    if (name === 'healthCheckInScope') throw noHandler(name);
+    return { ok: true };
+  });
+  const s = scopedReportOf();
+  const r = await sendReportWithAnswer(w.app, 'QC1', s.report, 'k1');
+  expect(r).toEqual({ status: 'applied', result: { ok: true } });
+  expect(w.sent.names).toEqual(['healthCheckInScope', 'healthCheck']);
+  expect(s.reads.count).toBe(1);
+});
+
+test('without the scoped check, a key the API does not cover gets 403 and the plain update is never sent', async () => {
+  const w = world(true, 0, false, (name) => {
+    throw noHandler(name);
+  });
+  const s = scopedReportOf(jurisdiction());
+  expect(await statusOf(sendReportWithAnswer(w.app, 'QC1', s.report, 'k1'))).toBe(403);
+  expect(w.sent.names).toEqual(['healthCheckInScope']);
+  expect(w.sent.signals).toBe(0);
+});
+
+test("the case's own refusal of the scope is 403 and nothing else is sent", async () => {
+  const w = world(true, 0, false, () => {
+    throw new WorkflowUpdateFailedError(
+      'Workflow Update failed',
+      ApplicationFailure.create({ type: 'Forbidden', message: "outside this key's jurisdiction", nonRetryable: true }),
+    );
+  });
+  const s = scopedReportOf();
+  const err = await sendReportWithAnswer(w.app, 'QC1', s.report, 'k1').catch((e: unknown) => e);
+  expect(err).toBeInstanceOf(HttpProblem);
+  expect((err as HttpProblem).problem).toMatchObject({
+    status: 403,
+    type: 'https://shaodian.invalid/problems/jurisdiction',
+    detail: "Case QC1 is outside this key's jurisdiction",
+  });
+  expect(w.sent).toMatchObject({ updates: 1, signals: 0 });
+  expect(s.reads.count).toBe(0);
+});
+
+test('a scoped check unanswered in time is queued only after the API has judged the scope (a signal has no validator)', async () => {
+  const w = world(true);
+  const s = scopedReportOf();
+  const r = await sendReportWithAnswer(w.app, 'QC1', s.report, 'k1');
+  expect(r.status).toBe('queued');
+  expect(w.sent).toMatchObject({ updates: 1, signals: 1, names: ['healthCheckInScope'] });
+  expect(s.reads.count).toBe(1);
+});
+
+test('a scoped check unanswered in time whose scope the API then denies: 504 unknown (the case may still take it), never queued', async () => {
+  const w = world(true);
+  const s = scopedReportOf(jurisdiction());
+  expect(await statusOf(sendReportWithAnswer(w.app, 'QC1', s.report, 'k1'))).toBe(504);
+  expect(w.sent.signals).toBe(0);
+});
+
+test('a report queued at once (the worker far behind) is judged by the API first: a foreign key gets 403 and nothing is sent', async () => {
+  const w = world(true, 25_000);
+  const s = scopedReportOf(jurisdiction());
+  expect(await statusOf(sendReportWithAnswer(w.app, 'QC1', s.report, 'k1'))).toBe(403);
+  expect(w.sent).toMatchObject({ updates: 0, signals: 0 });
+});
+
+test('a closed case answers 409 to a key that covers it, and 403 to one that does not (as when the API judged first)', async () => {
+  const closed = () => {
+    throw new WorkflowNotFoundError('workflow execution already completed', 'wf', undefined);
+  };
+  const covered = scopedReportOf();
+  expect(await statusOf(sendReportWithAnswer(world(true, 0, false, closed).app, 'QC1', covered.report, 'k1'))).toBe(
+    409,
+  );
+  const foreign = scopedReportOf(jurisdiction());
+  expect(await statusOf(sendReportWithAnswer(world(true, 0, false, closed).app, 'QC1', foreign.report, 'k1'))).toBe(
+    403,
+  );
+});
+
+test('no workflow for the case: a key the API would refuse gets 403, one it covers the 404', async () => {
+  const missing = () => {
+    throw new WorkflowNotFoundError('workflow not found', 'wf', undefined);
+  };
+  const covered = scopedReportOf();
+  expect(await statusOf(sendReportWithAnswer(world(true, 0, false, missing).app, 'QC1', covered.report, 'k1'))).toBe(
+    404,
+  );
+  const foreign = scopedReportOf(jurisdiction());
+  expect(await statusOf(sendReportWithAnswer(world(true, 0, false, missing).app, 'QC1', foreign.report, 'k1'))).toBe(
+    403,
+  );
 });

@@ -21,8 +21,11 @@ import {
   labResultUpdate,
   readModelBehindSignal,
   resolveEscalationUpdate,
+  scopedHealthCheckUpdate,
   viewQuery,
 } from '../../src/workflows/messages';
+import { WorkflowUpdateFailedError } from '@temporalio/client';
+import { isUnknownUpdate } from '../../src/api/temporal-ops';
 import type { HealthCheckResult } from '../../src/workflows/messages';
 import { createActivities, recordCase } from '../../src/activities';
 import type { RecordCaseInput } from '../../src/activities/types';
@@ -1134,6 +1137,73 @@ test('v6 judges slots by event time: checks sent while its worker was away count
       await w.running;
     }
   }
+});
+
+test("v6 judges a health check's jurisdiction itself (recordHealthCheckInScope): a key it does not cover is refused with nothing recorded; a v4 case knows no such update", async () => {
+  const handle = await h.startV2({ workflowType: 'caseWorkflowV6' });
+  const v0 = await arrive(handle);
+  const hotelId = v0.room!.hotelId;
+  const scoped = (checkId: string, caller: object) =>
+    handle.executeUpdate(scopedHealthCheckUpdate, { args: [{ ...check(checkId), caller } as never] });
+  const refusal = (p: Promise<unknown>) =>
+    p.then(
+      () => 'applied',
+      (err: unknown) => {
+        const cause = (err as { cause?: { type?: string } }).cause;
+        return err instanceof WorkflowUpdateFailedError ? (cause?.type ?? 'untyped') : String(err);
+      },
+    );
+  // Another hotel's nurse, a nurse bound to no hotel, another district's supervisor, another
+  // street's community worker, a caller of no known shape: refused, before anything is recorded.
+  expect(await refusal(scoped('sc-other-hotel', { role: 'medical', district: 'Xigu', orgId: 'H-OTHER' }))).toBe(
+    'Forbidden',
+  );
+  expect(await refusal(scoped('sc-unbound', { role: 'medical' }))).toBe('Forbidden');
+  expect(await refusal(scoped('sc-other-district', { role: 'supervisor', district: 'Elsewhere' }))).toBe('Forbidden');
+  expect(await refusal(scoped('sc-other-street', { role: 'community', district: 'Xigu', street: 'Not-Fuli' }))).toBe(
+    'Forbidden',
+  );
+  expect(await refusal(scoped('sc-no-shape', { role: 'nobody' }))).toBe('Forbidden');
+  expect(await refusal(scoped('sc-no-caller', undefined as never))).toBe('Forbidden');
+  // Refused in the validator: none of them is in the history or the case.
+  const rejected = ((await handle.fetchHistory()).events ?? []).filter(
+    (e) => e.workflowExecutionUpdateAcceptedEventAttributes,
+  );
+  expect(rejected).toHaveLength(0);
+  expect((await view(handle)).checks.map((c) => c.checkId)).toEqual([]);
+  // The hotel's own nurse: applied, answered as the plain update answers, and its caller is not part of the check.
+  const own = await scoped('sc-own', { role: 'medical', district: 'Xigu', orgId: hotelId });
+  expect(own).toMatchObject({ checkId: 'sc-own', duplicate: false, fever: false });
+  expect(await checksIn(v0.caseNo)).toContain('sc-own');
+  // The same check sent the other way (the API's fallback, a retry through the queue): one check, the first answer.
+  const again = await handle.executeUpdate(healthCheckUpdate, { args: [check('sc-own')] });
+  expect(again).toEqual(own);
+  // An admin key covers every case. A refusal of the check itself comes after the scope: a key
+  // that covers the case hears the case's own reason.
+  expect(await refusal(scoped('sc-admin', { role: 'admin' }))).toBe('applied');
+  expect(
+    await refusal(
+      handle.executeUpdate(scopedHealthCheckUpdate, {
+        args: [{ ...check('sc-bad'), takenAt: 'not a date', caller: { role: 'admin' } } as never],
+      }),
+    ),
+  ).toBe('InvalidInput');
+  expect((await view(handle)).checks.map((c) => c.checkId).sort()).toEqual(['sc-admin', 'sc-own']);
+  await handle.executeUpdate(cancelUpdate, { args: [{ reason: 'test over', by: supervisor }] });
+  await waitView(handle, (x) => !!x.endedAt, 'ended');
+  await maybeRecord('scoped-health-check', handle, 'v6');
+
+  // A v4 case registers no such handler: the SDK rejects the name, and nothing is recorded (the API then checks itself).
+  const v4 = await h.startV2({ workflowType: 'caseWorkflowV4' });
+  await arrive(v4);
+  const err = await v4
+    .executeUpdate(scopedHealthCheckUpdate, { args: [{ ...check('v4-scoped'), caller: { role: 'admin' } } as never] })
+    .catch((e: unknown) => e);
+  expect(err).toBeInstanceOf(WorkflowUpdateFailedError);
+  expect(isUnknownUpdate(err)).toBe(true);
+  expect((await v4.query(viewQuery)).checks).toEqual([]);
+  await v4.executeUpdate(cancelUpdate, { args: [{ reason: 'test over', by: supervisor }] });
+  started.push(v4);
 });
 
 test('every history these tests produced replays against the code that produced it', async () => {

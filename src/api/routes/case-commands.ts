@@ -12,8 +12,10 @@ import {
   healthCheckUpdate,
   homeCheckInUpdate,
   inspectionResultSignal,
+  scopedHealthCheckUpdate,
   setAddressUpdate,
 } from '../../workflows/messages';
+import { keyScopeOf } from '../../domain/jurisdiction';
 import { actorOf, type ApiKey } from '../auth';
 import type { ApiContext } from '../context';
 import { defineRoute, type AnyRoute } from '../router';
@@ -36,7 +38,10 @@ import {
 import { commandKey, sendCommand, sendReport, sendReportWithAnswer } from '../commands';
 import { HttpProblem, validationProblem } from '../problem';
 import { ANTIGEN_REPORTERS } from '../../domain/case/rules';
-import { authorizeCase, requireStreetForCommunity } from '../scope';
+import { authorizeCase, requireHotelBinding, requireStreetForCommunity } from '../scope';
+
+/** The case types that judge a health check's jurisdiction themselves (`recordHealthCheckInScope`). */
+const SCOPED_CHECK_TYPES: ReadonlySet<string> = new Set(['caseWorkflowV5', 'caseWorkflowV6']);
 
 /** How far a reported time may lie ahead of ours (device clocks drift), and behind it. */
 const MAX_AHEAD_MS = 5 * 60_000;
@@ -272,14 +277,32 @@ export const caseCommandRoutes: AnyRoute[] = [
         by: actorOf(key!),
         key: idem,
       };
-      const scope = await authorizeCase(app, key!, params.caseNo);
-      // With the read model's version, the case hands us its read-model write in the answer
-      // (src/api/answer-writes.ts); without one (the row not read), it writes it itself.
-      const sent =
-        scope.readModelVersion === undefined || !app.config.API_ANSWER_WRITES
-          ? input
-          : { ...input, readModel: { version: scope.readModelVersion } };
-      const outcome = await sendReportWithAnswer(app, params.caseNo, healthCheckUpdate, healthCheckSignal, sent, idem);
+      requireHotelBinding(key!);
+      // v5 and v6 cases judge the caller's scope themselves (nothing read first); a case known to
+      // be of another type goes straight to the API's check.
+      const type = app.ops.knownType(params.caseNo);
+      const scoped =
+        app.config.API_SCOPED_CHECKS && (type === undefined || SCOPED_CHECK_TYPES.has(type))
+          ? { update: scopedHealthCheckUpdate, input: { ...input, caller: keyScopeOf(key!) } }
+          : undefined;
+      const outcome = await sendReportWithAnswer(
+        app,
+        params.caseNo,
+        {
+          update: healthCheckUpdate,
+          queued: healthCheckSignal,
+          scoped,
+          async authorize() {
+            const scope = await authorizeCase(app, key!, params.caseNo);
+            // With the read model's version, the case hands us its read-model write in the answer
+            // (src/api/answer-writes.ts); without one (the row not read), it writes it itself.
+            return scope.readModelVersion === undefined || !app.config.API_ANSWER_WRITES
+              ? input
+              : { ...input, readModel: { version: scope.readModelVersion } };
+          },
+        },
+        idem,
+      );
       res.setHeader('Idempotency-Key', idem);
       if (outcome.status === 'applied') {
         res
