@@ -8,6 +8,7 @@ import { HttpProblem, problemType, validationProblem } from './problem';
 import { workflowIdFor } from './ids';
 import { IdempotencyHeader } from './schemas';
 import { isUnknownUpdate, temporalProblem } from './temporal-ops';
+import { SCOPE_DB_TIMEOUT_MS } from './scope';
 import { makeAnsweredWrite } from './answer-writes';
 import { isDecisionCoreType } from '../workflows/case-types';
 
@@ -175,6 +176,8 @@ export function reportWaitMs(
   },
   behindMs: number,
   polling: boolean,
+  /** Time the API may still need after the wait beside the queued copy (a scoped check's own read). */
+  reserveMs = 0,
 ): number | undefined {
   const wait = config.API_REPORT_WAIT_MS;
   if (behindMs < wait) return wait;
@@ -182,12 +185,15 @@ export function reportWaitMs(
   // call to Temporal's deadline, and a second for what came before the wait and the probe after.
   const room =
     config.API_REQUEST_TIMEOUT_MS !== undefined
-      ? config.API_REQUEST_TIMEOUT_MS - (config.API_TEMPORAL_TIMEOUT_MS ?? 0) - 1000
+      ? config.API_REQUEST_TIMEOUT_MS - (config.API_TEMPORAL_TIMEOUT_MS ?? 0) - 1000 - reserveMs
       : Infinity;
   const max = Math.max(wait, Math.min(config.API_REPORT_MAX_WAIT_MS, room));
   if (!polling || behindMs >= max) return undefined;
   return Math.min(max, wait + 2 * behindMs);
 }
+
+/** The least wait worth an update after a scoped attempt's rejection; less, and the report is queued. */
+const MIN_FALLBACK_WAIT_MS = 250;
 
 export type ReportOutcome<R> = { status: 'applied'; result: R } | { status: 'queued'; reason: string };
 
@@ -239,7 +245,9 @@ export async function sendReportWithAnswer<R, T extends object, S extends object
   // when tasks are scarce. The report goes to the queue at once instead (one signal). Behind less
   // than that, it waits about as long as the backlog (reportWaitMs).
   const behind = app.deps.workerBehindMs();
-  const waitMs = reportWaitMs(app.config, behind, app.deps.workerPolling());
+  // A scoped check has not read the read model yet: after an unanswered wait, the API's own check
+  // (one read, SCOPE_DB_TIMEOUT_MS at most) comes before the queued copy.
+  const waitMs = reportWaitMs(app.config, behind, app.deps.workerPolling(), report.scoped ? SCOPE_DB_TIMEOUT_MS : 0);
   if (!app.deps.worker.isOpen && waitMs === undefined) {
     reason = `workflow tasks have waited ${Math.round(behind / 1000)} s for a worker`;
     // Nobody polled lately either: likely gone, so commands should not be sent into the void.
@@ -250,47 +258,84 @@ export async function sendReportWithAnswer<R, T extends object, S extends object
     // applied the same, and the sender hears at once.
     reason = 'the database is away: queued rather than waiting for an answer that waits on it';
   } else if (!app.deps.worker.isOpen) {
-    const attempt = async <I extends object>(def: UpdateDefinition<R, [I]>, input: I): Promise<ReportOutcome<R>> => {
-      const result = await app.ops.update(caseNo, def, input, { waitMs, updateId: updateIdFor(def.name, key, input) });
+    const started = Date.now();
+    const attempt = async <I extends object>(
+      def: UpdateDefinition<R, [I]>,
+      input: I,
+      ms: number,
+    ): Promise<ReportOutcome<R>> => {
+      const result = await app.ops.update(caseNo, def, input, {
+        waitMs: ms,
+        updateId: updateIdFor(def.name, key, input),
+      });
       // The write the answer carries, if the case handed it to us (src/api/answer-writes.ts).
       return { status: 'applied', result: await makeAnsweredWrite(app, caseNo, result) };
+    };
+    /**
+     * The API's own check, where the scoped update's failure says nothing of the key (Temporal
+     * away, no answer in time, no workflow to judge): a key it refuses hears 403, as when the API
+     * judged first, and that is true, since the case's validator refuses the update too. A check
+     * that cannot be made leaves the answer as it was.
+     */
+    const refusedHere = async (): Promise<HttpProblem | undefined> => {
+      try {
+        await authorize();
+        return undefined;
+      } catch (denied) {
+        return denied instanceof HttpProblem && denied.status === 403 ? denied : undefined;
+      }
     };
     let fallback = !report.scoped;
     if (report.scoped) {
       try {
-        return await attempt(report.scoped.update, report.scoped.input);
+        return await attempt(report.scoped.update, report.scoped.input, waitMs!);
       } catch (err) {
-        if (isTimeout(err)) {
-          sent = true;
-          reason = `no worker answered within ${waitMs} ms`;
-          await suspectWorker(app, reason, caseNo);
-        } else if (isUnknownUpdate(err)) {
+        if (isUnknownUpdate(err)) {
           // The case's type (before v5) or its worker's build knows no scoped check: nothing was
           // recorded, and the API judges the scope itself. Learning the case's type (one describe,
           // not waited for) spares a case of an older type the scoped attempt from then on.
           fallback = true;
           if (app.ops.knownType(caseNo) === undefined) void app.ops.workflowType(caseNo).catch(() => undefined);
+        } else if (isTimeout(err)) {
+          sent = true;
+          reason = `no worker answered within ${waitMs} ms`;
+          await suspectWorker(app, reason, caseNo);
+          const denied = await refusedHere();
+          if (denied) throw denied;
         } else {
           const p = writeFailure(err, caseNo, key);
-          // No workflow to judge the scope (none, or closed): a key the API's check would refuse
-          // hears 403, as when the API judged first; one it covers hears the 404 or 409.
-          if (p instanceof HttpProblem && (p.status === 404 || p.problem.type === problemType(409, 'case-closed')))
-            await authorize();
+          // The case's own refusal (403 of the scope, 409, 422 of the check) stands; anything else
+          // (no workflow, a closed one, Temporal away or busy, an unknown outcome) is checked here first.
+          const caseRefused =
+            p instanceof HttpProblem &&
+            p.status !== 404 &&
+            p.status < 500 &&
+            p.problem.type !== problemType(409, 'case-closed');
+          if (!caseRefused) {
+            const denied = await refusedHere();
+            if (denied) throw denied;
+          }
           throw p;
         }
       }
     }
     if (fallback) {
       const input = await authorize();
-      try {
-        return await attempt(report.update, input);
-      } catch (err) {
-        if (!isTimeout(err)) {
-          throw writeFailure(err, caseNo, key);
+      // The scoped attempt's wait is spent from the same budget: what is left, or the queue.
+      const left = waitMs! - (Date.now() - started);
+      if (left < MIN_FALLBACK_WAIT_MS) {
+        reason = `the worker took ${waitMs} ms to refuse the scoped check: queued rather than waiting again`;
+      } else {
+        try {
+          return await attempt(report.update, input, left);
+        } catch (err) {
+          if (!isTimeout(err)) {
+            throw writeFailure(err, caseNo, key);
+          }
+          sent = true;
+          reason = `no worker answered within ${waitMs} ms`;
+          await suspectWorker(app, reason, caseNo);
         }
-        sent = true;
-        reason = `no worker answered within ${waitMs} ms`;
-        await suspectWorker(app, reason, caseNo);
       }
     }
   }

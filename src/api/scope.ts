@@ -7,7 +7,8 @@ import type { ApiContext } from './context';
 import { within } from './dependencies';
 import { HttpProblem } from './problem';
 
-const SCOPE_DB_TIMEOUT_MS = 1500;
+/** The longest the jurisdiction check's read may take before the workflow's memo answers instead. */
+export const SCOPE_DB_TIMEOUT_MS = 1500;
 import { temporalProblem } from './temporal-ops';
 
 /** Where a case belongs: what jurisdiction checks need. */

@@ -23,7 +23,7 @@ export interface CaseWhere {
   hotelId?: string;
 }
 
-/** The scope of a key, and nothing else of it (its id, name and rate stay out of histories). */
+/** The scope of a key, and nothing else of it: what a case needs to judge the key (no secret, no PII). */
 export const keyScopeOf = (key: KeyScope): KeyScope => ({
   role: key.role,
   ...(key.district ? { district: key.district } : {}),

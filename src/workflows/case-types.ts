@@ -13,3 +13,10 @@ export const DECISION_CORE_TYPES = [
 export type DecisionCoreType = (typeof DECISION_CORE_TYPES)[number];
 export const isDecisionCoreType = (type: string | null | undefined): type is DecisionCoreType =>
   (DECISION_CORE_TYPES as readonly (string | null | undefined)[]).includes(type);
+/**
+ * The types that judge a health check's jurisdiction themselves (`recordHealthCheckInScope`):
+ * those that run `runCase` with v5 on, which hand no read-model write to the API.
+ */
+export const SCOPED_CHECK_TYPES: readonly DecisionCoreType[] = ['caseWorkflowV6', 'caseWorkflowV5'];
+export const isScopedCheckType = (type: string | null | undefined): boolean =>
+  (SCOPED_CHECK_TYPES as readonly (string | null | undefined)[]).includes(type);

@@ -143,6 +143,14 @@ test('a v6 case judges the check itself: another hotel’s nurse 403 with nothin
   expect(accepted.map((e) => e.workflowExecutionUpdateAcceptedEventAttributes!.acceptedRequest!.input!.name)).toEqual([
     'recordHealthCheckInScope',
   ]);
+  // The same foreign tablet again: 403, judged by the API this time (it was refused this case
+  // lately), so the case's worker is not asked again.
+  const foreignAgain = await request(h.app)
+    .post(`/api/v1/cases/${caseNo}/health-checks`)
+    .set(foreignNurse)
+    .send({ checkId: 'foreign-2', temperatureC: 39.5 });
+  expect(foreignAgain.status).toBe(403);
+  expect(foreignAgain.body.type).toMatch(/jurisdiction/);
   const after = await updates(h.metrics);
   expect((after['recordHealthCheckInScope:ok'] ?? 0) - (before['recordHealthCheckInScope:ok'] ?? 0)).toBe(2);
   expect((after['recordHealthCheckInScope:rejected'] ?? 0) - (before['recordHealthCheckInScope:rejected'] ?? 0)).toBe(
@@ -219,6 +227,16 @@ test('no such case: 404 to a key of the district; a seeded case with no workflow
     .set(h.auth('medical'))
     .send({ temperatureC: 36.6 });
   expect(missing.status).toBe(404);
+  // A nurse bound to no hotel: the case is looked up first, as before (404), then the key refused (403).
+  const unbound = await newKey({ name: 'Nurse, no hotel', role: 'medical', district: 'D1' });
+  expect(
+    (await request(h.app).post('/api/v1/cases/QCNOSUCHCASE1/health-checks').set(unbound).send({ temperatureC: 36.6 }))
+      .status,
+  ).toBe(404);
+  expect(
+    (await request(h.app).post('/api/v1/cases/QCSEED000001/health-checks').set(unbound).send({ temperatureC: 36.6 }))
+      .status,
+  ).toBe(403);
   const seeded = await request(h.app)
     .post('/api/v1/cases/QCSEED000001/health-checks')
     .set(h.auth('medicalOther'))

@@ -34,8 +34,8 @@ describe('a rolling upgrade while cases run', () => {
       ui: false,
       dayS: DAY_S,
       restartDelayMs: 1000,
-      // As docs/OPERATIONS.md says for an upgrade from a build without either.
-      env: { CASE_WORKFLOW_TYPE: 'caseWorkflowV2', API_ANSWER_WRITES: 'false' },
+      // As docs/OPERATIONS.md says for an upgrade from a build without any of them.
+      env: { CASE_WORKFLOW_TYPE: 'caseWorkflowV2', API_ANSWER_WRITES: 'false', API_SCOPED_CHECKS: 'false' },
     });
   });
   afterAll(async () => {

@@ -25,7 +25,7 @@ const scopedReport = defineUpdate<{ ok: boolean }, [{ checkId: string; caller: {
 const plain = (input: { checkId: string }) => ({ update: report, queued: queuedReport, authorize: async () => input });
 
 /** How the mock case answers an update of this name (by default: no worker answers in time). */
-type Answer = (name: string) => unknown;
+type Answer = (name: string) => unknown | Promise<unknown>;
 const unanswered: Answer = () => {
   throw new WorkflowUpdateRPCTimeoutOrCancelledError('Timed out waiting for update');
 };
@@ -244,11 +244,72 @@ test('a scoped check unanswered in time is queued only after the API has judged 
   expect(s.reads.count).toBe(1);
 });
 
-test('a scoped check unanswered in time whose scope the API then denies: 504 unknown (the case may still take it), never queued', async () => {
+test('a scoped check unanswered in time whose scope the API then denies: 403 (the case refuses the update too), never queued', async () => {
   const w = world(true);
   const s = scopedReportOf(jurisdiction());
+  expect(await statusOf(sendReportWithAnswer(w.app, 'QC1', s.report, 'k1'))).toBe(403);
+  expect(w.sent.signals).toBe(0);
+});
+
+test('a scoped check unanswered in time whose scope cannot be checked now: 504 unknown (the case may still take it), never queued', async () => {
+  const w = world(true);
+  const s = scopedReportOf(new HttpProblem(503, 'Neither the read model nor Temporal could find the case right now'));
   expect(await statusOf(sendReportWithAnswer(w.app, 'QC1', s.report, 'k1'))).toBe(504);
   expect(w.sent.signals).toBe(0);
+});
+
+test('Temporal away or busy: a key the API refuses hears 403, as before; one it covers hears the 503', async () => {
+  const busy = () => {
+    throw new HttpProblem(503, 'Temporal is away', { slug: 'temporal-unavailable' });
+  };
+  const foreign = scopedReportOf(jurisdiction());
+  expect(await statusOf(sendReportWithAnswer(world(true, 0, false, busy).app, 'QC1', foreign.report, 'k1'))).toBe(403);
+  const covered = scopedReportOf();
+  expect(await statusOf(sendReportWithAnswer(world(true, 0, false, busy).app, 'QC1', covered.report, 'k1'))).toBe(503);
+});
+
+test('the case refusing the check itself (409, 422) is answered as is: nothing read', async () => {
+  const refused = () => {
+    throw new WorkflowUpdateFailedError(
+      'Workflow Update failed',
+      ApplicationFailure.create({
+        type: 'Conflict',
+        message: 'case is RELEASED, not in observation',
+        nonRetryable: true,
+      }),
+    );
+  };
+  const s = scopedReportOf();
+  expect(await statusOf(sendReportWithAnswer(world(true, 0, false, refused).app, 'QC1', s.report, 'k1'))).toBe(409);
+  expect(s.reads.count).toBe(0);
+});
+
+test('a slow refusal of the scoped name leaves the plain update only the wait that is left, and none left means the queue', async () => {
+  // The worker is behind (tasks wait 1 s): the report may wait 2.8 s in all.
+  const slowRefusal = (ms: number) => async (name: string) => {
+    if (name !== 'healthCheckInScope') return unanswered(name);
+    await new Promise((r) => setTimeout(r, ms));
+    throw noHandler(name);
+  };
+  const some = world(true, 1000, false, slowRefusal(1000));
+  const r1 = await sendReportWithAnswer(some.app, 'QC1', scopedReportOf().report, 'k1');
+  expect(r1.status).toBe('queued');
+  expect(some.sent.names).toEqual(['healthCheckInScope', 'healthCheck']);
+  expect(some.sent.waits[0]).toBe(2800);
+  expect(some.sent.waits[1]).toBeLessThanOrEqual(1800);
+  expect(some.sent.waits[1]).toBeGreaterThan(1500);
+  const none = world(true, 1000, false, slowRefusal(2700));
+  const r2 = await sendReportWithAnswer(none.app, 'QC1', scopedReportOf().report, 'k1');
+  expect(r2).toMatchObject({ status: 'queued', reason: expect.stringMatching(/queued rather than waiting again/) });
+  expect(none.sent).toMatchObject({ names: ['healthCheckInScope'], signals: 1 });
+});
+
+test('a scoped check waits less than a plain one when the worker is behind: the read it has not made yet must fit after the wait', () => {
+  expect(reportWaitMs(withTimeouts, 6000, true)).toBe(9000);
+  expect(reportWaitMs(withTimeouts, 3000, true, 1500)).toBe(7500);
+  expect(reportWaitMs(withTimeouts, 7500, true, 1500)).toBeUndefined();
+  // Keeping up, the wait is the usual one either way.
+  expect(reportWaitMs(withTimeouts, 0, true, 1500)).toBe(1500);
 });
 
 test('a report queued at once (the worker far behind) is judged by the API first: a foreign key gets 403 and nothing is sent', async () => {

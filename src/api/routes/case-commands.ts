@@ -38,10 +38,26 @@ import {
 import { commandKey, sendCommand, sendReport, sendReportWithAnswer } from '../commands';
 import { HttpProblem, validationProblem } from '../problem';
 import { ANTIGEN_REPORTERS } from '../../domain/case/rules';
-import { authorizeCase, requireHotelBinding, requireStreetForCommunity } from '../scope';
+import { authorizeCase, requireStreetForCommunity } from '../scope';
+import { isScopedCheckType } from '../../workflows/case-types';
 
-/** The case types that judge a health check's jurisdiction themselves (`recordHealthCheckInScope`). */
-const SCOPED_CHECK_TYPES: ReadonlySet<string> = new Set(['caseWorkflowV5', 'caseWorkflowV6']);
+/**
+ * Keys refused a case's health checks lately, per API: their next checks to that case go the
+ * API's own way (a read, no update), so a misconfigured tablet of another hotel cannot keep
+ * costing the case's worker a workflow task per check. Routing only: the API's check judges
+ * them as it always did. Bounded; the oldest is forgotten first.
+ */
+const refusedScopes = new WeakMap<ApiContext, Map<string, true>>();
+const REFUSED_SCOPES_KEPT = 10_000;
+function refusedScope(app: ApiContext, keyId: string, caseNo: string, remember = false): boolean {
+  let seen = refusedScopes.get(app);
+  if (!seen) refusedScopes.set(app, (seen = new Map()));
+  const id = `${keyId}:${caseNo}`;
+  if (!remember) return seen.has(id);
+  seen.set(id, true);
+  if (seen.size > REFUSED_SCOPES_KEPT) seen.delete(seen.keys().next().value!);
+  return true;
+}
 
 /** How far a reported time may lie ahead of ours (device clocks drift), and behind it. */
 const MAX_AHEAD_MS = 5 * 60_000;
@@ -277,12 +293,16 @@ export const caseCommandRoutes: AnyRoute[] = [
         by: actorOf(key!),
         key: idem,
       };
-      requireHotelBinding(key!);
-      // v5 and v6 cases judge the caller's scope themselves (nothing read first); a case known to
-      // be of another type goes straight to the API's check.
+      // v5 and v6 cases judge the caller's scope themselves (nothing read first). The API's own
+      // check instead: a case known to be of another type, a key refused this case lately, and a
+      // hotel or medical key bound to no hotel (refused as before, after the case is looked up).
       const type = app.ops.knownType(params.caseNo);
+      const unbound = (key!.role === 'hotel' || key!.role === 'medical') && !key!.orgId;
       const scoped =
-        app.config.API_SCOPED_CHECKS && (type === undefined || SCOPED_CHECK_TYPES.has(type))
+        app.config.API_SCOPED_CHECKS &&
+        (type === undefined || isScopedCheckType(type)) &&
+        !unbound &&
+        !refusedScope(app, key!.id, params.caseNo)
           ? { update: scopedHealthCheckUpdate, input: { ...input, caller: keyScopeOf(key!) } }
           : undefined;
       const outcome = await sendReportWithAnswer(
@@ -302,7 +322,10 @@ export const caseCommandRoutes: AnyRoute[] = [
           },
         },
         idem,
-      );
+      ).catch((err: unknown) => {
+        if (scoped && err instanceof HttpProblem && err.status === 403) refusedScope(app, key!.id, params.caseNo, true);
+        throw err;
+      });
       res.setHeader('Idempotency-Key', idem);
       if (outcome.status === 'applied') {
         res
