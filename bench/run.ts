@@ -671,6 +671,18 @@ async function healthMorning(ctx: Ctx): Promise<void> {
   const pids = ctx.sys.pids;
   // BENCH_PROFILE_DIR: a CPU profile of our processes over exactly the timed checks.
   const profiling = process.env.BENCH_PROFILE_DIR && ctx.sys.profile ? ctx.sys.profile.bind(ctx.sys) : undefined;
+  // The database's work per check (pg_stat_database of the bench's database): statements that
+  // commit, and rows read. A backend flushes its counts at most once a second while busy and
+  // within 10 s once idle, so both snapshots wait that out (nothing else runs meanwhile but the
+  // worker's beat and the API's probe, about one transaction a second).
+  const dbWork = async () => {
+    await new Promise((r) => setTimeout(r, 11_000));
+    const r = await ctx.sql<{ xacts: string; returned: string; fetched: string }[]>`
+      select (xact_commit + xact_rollback)::text as xacts, tup_returned::text as returned, tup_fetched::text as fetched
+      from pg_stat_database where datname = current_database()`;
+    return { xacts: Number(r[0]!.xacts), returned: Number(r[0]!.returned), fetched: Number(r[0]!.fetched) };
+  };
+  const db0 = await dbWork();
   await profiling?.('start', 'health');
   const cpu0 = pids
     ? { main: processCpuMs(pids.main), worker: pids.worker ? processCpuMs(pids.worker) : 0 }
@@ -697,9 +709,17 @@ async function healthMorning(ctx: Ctx): Promise<void> {
         }
       : undefined;
   const oursS = summarize(t);
+  const db1 = await dbWork();
+  const perCheck = (n: number) => round(n / Math.max(1, t.ok), 2);
+  const dbPerCheck = {
+    transactions: perCheck(db1.xacts - db0.xacts),
+    rowsReturned: perCheck(db1.returned - db0.returned),
+    rowsFetched: perCheck(db1.fetched - db0.fetched),
+  };
   log(
     `  ours: ${oursS.throughput}/s p50 ${oursS.p50} ms p99 ${oursS.p99} ms errors ${oursS.errors} queued (202) ${queued}` +
-      (cpuPerCheck ? `; CPU a check: ${JSON.stringify(cpuPerCheck)}` : ''),
+      (cpuPerCheck ? `; CPU a check: ${JSON.stringify(cpuPerCheck)}` : '') +
+      `; the database a check: ${JSON.stringify(dbPerCheck)}`,
   );
   const checkIds = caseNos.map((_, i) => `hc-${ctx.runId}-${i}`);
   let recorded = 0;
@@ -731,6 +751,7 @@ async function healthMorning(ctx: Ctx): Promise<void> {
   throughputResult('health-check morning', oursS, bareS, {
     concurrency: o.concurrency,
     ...(cpuPerCheck ? { cpuMsPerCheck: cpuPerCheck, bareCpuMsPerUpdate: bareCpuPerUpdate } : {}),
+    databasePerCheck: dbPerCheck,
     checksRecordedInReadModel: recorded,
     duplicates,
     queued,
