@@ -8,7 +8,7 @@ import { HttpProblem, problemType, validationProblem } from './problem';
 import { workflowIdFor } from './ids';
 import { IdempotencyHeader } from './schemas';
 import { isUnknownUpdate, temporalProblem } from './temporal-ops';
-import { SCOPE_DB_TIMEOUT_MS } from './scope';
+import { JurisdictionProblem, SCOPE_DB_TIMEOUT_MS } from './scope';
 import { makeAnsweredWrite } from './answer-writes';
 import { isDecisionCoreType } from '../workflows/case-types';
 
@@ -230,8 +230,9 @@ export async function sendReportWithAnswer<R, T extends object, S extends object
 ): Promise<ReportOutcome<R>> {
   let reason: string;
   let sent = false;
-  let authorized: T | undefined;
-  const authorize = async (): Promise<T> => (authorized ??= await report.authorize());
+  // At most once, its failure too: a read that failed is not made again in the same request.
+  let authorizing: Promise<T> | undefined;
+  const authorize = (): Promise<T> => (authorizing ??= report.authorize());
   if (app.deps.isDown('worker')) {
     reason = `no worker is running (${app.deps.worker.state().reason ?? 'down'})`;
     try {
@@ -258,7 +259,6 @@ export async function sendReportWithAnswer<R, T extends object, S extends object
     // applied the same, and the sender hears at once.
     reason = 'the database is away: queued rather than waiting for an answer that waits on it';
   } else if (!app.deps.worker.isOpen) {
-    const started = Date.now();
     const attempt = async <I extends object>(
       def: UpdateDefinition<R, [I]>,
       input: I,
@@ -274,18 +274,24 @@ export async function sendReportWithAnswer<R, T extends object, S extends object
     /**
      * The API's own check, where the scoped update's failure says nothing of the key (Temporal
      * away, no answer in time, no workflow to judge): a key it refuses hears 403, as when the API
-     * judged first, and that is true, since the case's validator refuses the update too. A check
+     * judged first. That must be true: when the update may still reach the case (`mayLand`), only
+     * a refusal that holds whatever the case does next counts (JurisdictionProblem.final); a key
+     * refused for want of a room the case may yet get hears "outcome unknown" instead. A check
      * that cannot be made leaves the answer as it was.
      */
-    const refusedHere = async (): Promise<HttpProblem | undefined> => {
+    const refusedHere = async (mayLand: boolean): Promise<HttpProblem | undefined> => {
       try {
         await authorize();
         return undefined;
       } catch (denied) {
-        return denied instanceof HttpProblem && denied.status === 403 ? denied : undefined;
+        if (!(denied instanceof HttpProblem) || denied.status !== 403) return undefined;
+        if (mayLand && denied instanceof JurisdictionProblem && !denied.final) return unknownOutcome(key);
+        return denied;
       }
     };
     let fallback = !report.scoped;
+    // The scoped attempt's wait is spent from the same budget as the plain update after it.
+    let deadline = Date.now() + waitMs!;
     if (report.scoped) {
       try {
         return await attempt(report.scoped.update, report.scoped.input, waitMs!);
@@ -300,7 +306,7 @@ export async function sendReportWithAnswer<R, T extends object, S extends object
           sent = true;
           reason = `no worker answered within ${waitMs} ms`;
           await suspectWorker(app, reason, caseNo);
-          const denied = await refusedHere();
+          const denied = await refusedHere(true);
           if (denied) throw denied;
         } else {
           const p = writeFailure(err, caseNo, key);
@@ -312,7 +318,9 @@ export async function sendReportWithAnswer<R, T extends object, S extends object
             p.status < 500 &&
             p.problem.type !== problemType(409, 'case-closed');
           if (!caseRefused) {
-            const denied = await refusedHere();
+            // Only an unknown outcome (504) may still reach the case: no workflow, a closed one, or
+            // a call Temporal refused (503) cannot.
+            const denied = await refusedHere(p instanceof HttpProblem && p.status === 504);
             if (denied) throw denied;
           }
           throw p;
@@ -320,10 +328,11 @@ export async function sendReportWithAnswer<R, T extends object, S extends object
       }
     }
     if (fallback) {
+      // Without a scoped attempt before it, the plain update waits the whole wait, as it always did.
+      if (!report.scoped) deadline = Infinity;
       const input = await authorize();
-      // The scoped attempt's wait is spent from the same budget: what is left, or the queue.
-      const left = waitMs! - (Date.now() - started);
-      if (left < MIN_FALLBACK_WAIT_MS) {
+      const left = Math.min(waitMs!, deadline - Date.now());
+      if (report.scoped && left < MIN_FALLBACK_WAIT_MS) {
         reason = `the worker took ${waitMs} ms to refuse the scoped check: queued rather than waiting again`;
       } else {
         try {

@@ -115,9 +115,25 @@ export async function authorizeCase(
     }
   }
   if (!keyCovers(key, scope, purpose)) {
-    throw new HttpProblem(403, `Case ${caseNo} is outside this key's jurisdiction`, { slug: 'jurisdiction' });
+    // Refused only for want of a room: the case may yet get one at this key's hotel.
+    const final = !(scope.hotelId === undefined && keyCovers(key, { ...scope, hotelId: key.orgId }, purpose));
+    throw new JurisdictionProblem(caseNo, final);
   }
   return scope;
+}
+
+/**
+ * The 403 of a key outside a case's jurisdiction. `final`: whether it holds whatever the case does
+ * next. A case's district and street never change, and its hotel is set once, with its room; so
+ * only a hotel or medical key refused while the case has no room yet may be covered later.
+ */
+export class JurisdictionProblem extends HttpProblem {
+  constructor(
+    caseNo: string,
+    readonly final: boolean,
+  ) {
+    super(403, `Case ${caseNo} is outside this key's jurisdiction`, { slug: 'jurisdiction' });
+  }
 }
 
 /**

@@ -14,6 +14,7 @@ import { defineSignal, defineUpdate } from '@temporalio/workflow';
 import { reportWaitMs, sendCommand, sendReportWithAnswer } from '../../src/api/commands';
 import type { ApiContext } from '../../src/api/context';
 import { HttpProblem } from '../../src/api/problem';
+import { JurisdictionProblem } from '../../src/api/scope';
 
 const command = defineUpdate<{ ok: boolean }, [{ days: number }]>('changeStay');
 const report = defineUpdate<{ ok: boolean }, [{ checkId: string }]>('healthCheck');
@@ -30,11 +31,17 @@ const unanswered: Answer = () => {
   throw new WorkflowUpdateRPCTimeoutOrCancelledError('Timed out waiting for update');
 };
 
-function world(polling: boolean, behindMs = 0, databaseDown = false, answer: Answer = unanswered) {
+function world(
+  polling: boolean,
+  behindMs = 0,
+  databaseDown = false,
+  answer: Answer = unanswered,
+  timeouts: { API_REQUEST_TIMEOUT_MS?: number; API_TEMPORAL_TIMEOUT_MS?: number } = {},
+) {
   const suspected: string[] = [];
   const sent = { updates: 0, signals: 0, waits: [] as (number | undefined)[], names: [] as string[] };
   const app = {
-    config: { API_UPDATE_WAIT_MS: 1500, API_REPORT_WAIT_MS: 800, API_REPORT_MAX_WAIT_MS: 20_000 },
+    config: { API_UPDATE_WAIT_MS: 1500, API_REPORT_WAIT_MS: 800, API_REPORT_MAX_WAIT_MS: 20_000, ...timeouts },
     deps: {
       isDown: (name: string) => (name === 'database' ? databaseDown : suspected.length > 0),
       require: () => {
@@ -251,11 +258,40 @@ test('a scoped check unanswered in time whose scope the API then denies: 403 (th
   expect(w.sent.signals).toBe(0);
 });
 
-test('a scoped check unanswered in time whose scope cannot be checked now: 504 unknown (the case may still take it), never queued', async () => {
+test('a scoped check unanswered in time whose scope cannot be checked now: 504 unknown (the case may still take it), never queued, and the read tried once', async () => {
   const w = world(true);
   const s = scopedReportOf(new HttpProblem(503, 'Neither the read model nor Temporal could find the case right now'));
   expect(await statusOf(sendReportWithAnswer(w.app, 'QC1', s.report, 'k1'))).toBe(504);
   expect(w.sent.signals).toBe(0);
+  expect(s.reads.count).toBe(1);
+});
+
+test('a scoped check unanswered in time, from a nurse refused only because the case has no room yet: 504 unknown, not 403 (the room may come before the update is judged)', async () => {
+  const w = world(true);
+  const s = scopedReportOf(new JurisdictionProblem('QC1', false));
+  const err = await sendReportWithAnswer(w.app, 'QC1', s.report, 'k1').catch((e: unknown) => e);
+  expect((err as HttpProblem).problem).toMatchObject({ status: 504, idempotencyKey: 'k1' });
+  expect(w.sent.signals).toBe(0);
+  // The same refusal when nothing can land (Temporal refused the call): 403, as before.
+  const busy = () => {
+    throw new HttpProblem(503, 'Temporal is away', { slug: 'temporal-unavailable' });
+  };
+  const notSent = scopedReportOf(new JurisdictionProblem('QC1', false));
+  expect(await statusOf(sendReportWithAnswer(world(true, 0, false, busy).app, 'QC1', notSent.report, 'k1'))).toBe(403);
+  // A refusal that holds whatever the case does next (another district, another hotel's room): 403 after a timeout too.
+  const final = scopedReportOf(new JurisdictionProblem('QC1', true));
+  expect(await statusOf(sendReportWithAnswer(world(true).app, 'QC1', final.report, 'k1'))).toBe(403);
+});
+
+test("a scoped check's wait leaves room for the read after it: the request's time is the same budget", async () => {
+  const timeouts = { API_REQUEST_TIMEOUT_MS: 15_000, API_TEMPORAL_TIMEOUT_MS: 5000 };
+  const scoped = world(true, 4000, false, unanswered, timeouts);
+  await sendReportWithAnswer(scoped.app, 'QC1', scopedReportOf().report, 'k1');
+  const plainWorld = world(true, 4000, false, unanswered, timeouts);
+  await sendReportWithAnswer(plainWorld.app, 'QC1', plain({ checkId: 'c1' }), 'k1');
+  expect(scoped.sent.waits).toEqual([7500]);
+  // Tasks wait 4 s: 0.8 + 2 × 4 s = 8.8 s, within the plain check's 9 s but not the scoped one's 7.5 s.
+  expect(plainWorld.sent.waits).toEqual([8800]);
 });
 
 test('Temporal away or busy: a key the API refuses hears 403, as before; one it covers hears the 503', async () => {
@@ -296,8 +332,9 @@ test('a slow refusal of the scoped name leaves the plain update only the wait th
   expect(r1.status).toBe('queued');
   expect(some.sent.names).toEqual(['healthCheckInScope', 'healthCheck']);
   expect(some.sent.waits[0]).toBe(2800);
+  // What is left of the 2.8 s after a refusal that took 1 s (less under load, never more).
   expect(some.sent.waits[1]).toBeLessThanOrEqual(1800);
-  expect(some.sent.waits[1]).toBeGreaterThan(1500);
+  expect(some.sent.waits[1]).toBeGreaterThan(500);
   const none = world(true, 1000, false, slowRefusal(2700));
   const r2 = await sendReportWithAnswer(none.app, 'QC1', scopedReportOf().report, 'k1');
   expect(r2).toMatchObject({ status: 'queued', reason: expect.stringMatching(/queued rather than waiting again/) });

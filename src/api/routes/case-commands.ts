@@ -43,20 +43,28 @@ import { isScopedCheckType } from '../../workflows/case-types';
 
 /**
  * Keys refused a case's health checks lately, per API: their next checks to that case go the
- * API's own way (a read, no update), so a misconfigured tablet of another hotel cannot keep
- * costing the case's worker a workflow task per check. Routing only: the API's check judges
- * them as it always did. Bounded; the oldest is forgotten first.
+ * API's own way (a read, no update) for REFUSED_SCOPE_MS, so a misconfigured tablet of another
+ * hotel cannot keep costing the case's worker a workflow task per check. Routing only: the API's
+ * check judges them as it always did, and a check it lets through forgets the entry. Bounded;
+ * the oldest is forgotten first.
  */
-const refusedScopes = new WeakMap<ApiContext, Map<string, true>>();
+const refusedScopes = new WeakMap<ApiContext, Map<string, number>>();
 const REFUSED_SCOPES_KEPT = 10_000;
-function refusedScope(app: ApiContext, keyId: string, caseNo: string, remember = false): boolean {
+const REFUSED_SCOPE_MS = 10 * 60_000;
+function refusedScopesOf(app: ApiContext): Map<string, number> {
   let seen = refusedScopes.get(app);
   if (!seen) refusedScopes.set(app, (seen = new Map()));
-  const id = `${keyId}:${caseNo}`;
-  if (!remember) return seen.has(id);
-  seen.set(id, true);
+  return seen;
+}
+const refusedLately = (app: ApiContext, id: string): boolean => {
+  const until = refusedScopesOf(app).get(id);
+  return until !== undefined && until > Date.now();
+};
+function rememberRefusal(app: ApiContext, id: string): void {
+  const seen = refusedScopesOf(app);
+  seen.delete(id);
+  seen.set(id, Date.now() + REFUSED_SCOPE_MS);
   if (seen.size > REFUSED_SCOPES_KEPT) seen.delete(seen.keys().next().value!);
-  return true;
 }
 
 /** How far a reported time may lie ahead of ours (device clocks drift), and behind it. */
@@ -297,12 +305,13 @@ export const caseCommandRoutes: AnyRoute[] = [
       // check instead: a case known to be of another type, a key refused this case lately, and a
       // hotel or medical key bound to no hotel (refused as before, after the case is looked up).
       const type = app.ops.knownType(params.caseNo);
+      const scopeId = `${key!.id}:${params.caseNo}`;
       const unbound = (key!.role === 'hotel' || key!.role === 'medical') && !key!.orgId;
       const scoped =
         app.config.API_SCOPED_CHECKS &&
         (type === undefined || isScopedCheckType(type)) &&
         !unbound &&
-        !refusedScope(app, key!.id, params.caseNo)
+        !refusedLately(app, scopeId)
           ? { update: scopedHealthCheckUpdate, input: { ...input, caller: keyScopeOf(key!) } }
           : undefined;
       const outcome = await sendReportWithAnswer(
@@ -323,9 +332,10 @@ export const caseCommandRoutes: AnyRoute[] = [
         },
         idem,
       ).catch((err: unknown) => {
-        if (scoped && err instanceof HttpProblem && err.status === 403) refusedScope(app, key!.id, params.caseNo, true);
+        if (err instanceof HttpProblem && err.status === 403) rememberRefusal(app, scopeId);
         throw err;
       });
+      if (!scoped) refusedScopesOf(app).delete(scopeId);
       res.setHeader('Idempotency-Key', idem);
       if (outcome.status === 'applied') {
         res
