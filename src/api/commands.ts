@@ -289,9 +289,16 @@ export async function sendReportWithAnswer<R, T extends object, S extends object
         return denied;
       }
     };
+    /** No answer within the wait: the update may still land, and the worker is suspected. */
+    const unanswered = async (): Promise<void> => {
+      sent = true;
+      reason = `no worker answered within ${waitMs} ms`;
+      await suspectWorker(app, reason, caseNo);
+    };
     let fallback = !report.scoped;
-    // The scoped attempt's wait is spent from the same budget as the plain update after it.
-    let deadline = Date.now() + waitMs!;
+    // A scoped attempt's wait is spent from the same budget as the plain update after it; without
+    // one, the plain update waits the whole wait, as it always did.
+    const deadline = report.scoped ? Date.now() + waitMs! : Infinity;
     if (report.scoped) {
       try {
         return await attempt(report.scoped.update, report.scoped.input, waitMs!);
@@ -303,9 +310,7 @@ export async function sendReportWithAnswer<R, T extends object, S extends object
           fallback = true;
           if (app.ops.knownType(caseNo) === undefined) void app.ops.workflowType(caseNo).catch(() => undefined);
         } else if (isTimeout(err)) {
-          sent = true;
-          reason = `no worker answered within ${waitMs} ms`;
-          await suspectWorker(app, reason, caseNo);
+          await unanswered();
           const denied = await refusedHere(true);
           if (denied) throw denied;
         } else {
@@ -328,8 +333,6 @@ export async function sendReportWithAnswer<R, T extends object, S extends object
       }
     }
     if (fallback) {
-      // Without a scoped attempt before it, the plain update waits the whole wait, as it always did.
-      if (!report.scoped) deadline = Infinity;
       const input = await authorize();
       const left = Math.min(waitMs!, deadline - Date.now());
       if (report.scoped && left < MIN_FALLBACK_WAIT_MS) {
@@ -341,9 +344,7 @@ export async function sendReportWithAnswer<R, T extends object, S extends object
           if (!isTimeout(err)) {
             throw writeFailure(err, caseNo, key);
           }
-          sent = true;
-          reason = `no worker answered within ${waitMs} ms`;
-          await suspectWorker(app, reason, caseNo);
+          await unanswered();
         }
       }
     }

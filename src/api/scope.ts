@@ -153,9 +153,12 @@ export function requireStreetForCommunity(key: ApiKey): void {
   }
 }
 
+/** A hotel or medical key bound to no hotel: it covers no case. */
+export const boundToNoHotel = (key: ApiKey): boolean => (key.role === 'hotel' || key.role === 'medical') && !key.orgId;
+
 /** Hotel and medical keys act for, and see, their own hotel only: one bound to no hotel gets 403. */
 export function requireHotelBinding(key: ApiKey): void {
-  if ((key.role === 'hotel' || key.role === 'medical') && !key.orgId) {
+  if (boundToNoHotel(key)) {
     throw new HttpProblem(403, 'This key is bound to no hotel: hotel and medical keys act for their own hotel only', {
       slug: 'jurisdiction',
     });

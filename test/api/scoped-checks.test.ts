@@ -98,6 +98,14 @@ async function caseInObservation(app: ReturnType<typeof createApp> = h.app) {
   return { caseNo, hotelId, nurse, foreignNurse };
 }
 
+/** A health check on the case through `app`, by `key` (headers). */
+const postCheck = (
+  app: ReturnType<typeof createApp>,
+  caseNo: string,
+  key: Record<string, string>,
+  body: Record<string, unknown>,
+) => request(app).post(`/api/v1/cases/${caseNo}/health-checks`).set(key).send(body);
+
 const updates = async (metrics: ApiMetrics) =>
   Object.fromEntries(
     (await metrics.updates.get()).values.map((v) => [`${v.labels.update}:${v.labels.outcome}`, v.value]),
@@ -107,33 +115,29 @@ const checkIds = async (caseNo: string) => (await liveState<CaseView>(h, caseNo)
 test('a v6 case judges the check itself: another hotel’s nurse 403 with nothing recorded, its own nurse answered, nothing read first', async () => {
   const { caseNo, nurse, foreignNurse } = await caseInObservation();
   const before = await updates(h.metrics);
-  const foreign = await request(h.app)
-    .post(`/api/v1/cases/${caseNo}/health-checks`)
-    .set(foreignNurse)
-    .send({ checkId: 'foreign', temperatureC: 39.5 });
+  const foreign = await postCheck(h.app, caseNo, foreignNurse, { checkId: 'foreign', temperatureC: 39.5 });
   expect(foreign.status).toBe(403);
   expect(foreign.headers['content-type']).toMatch(/application\/problem\+json/);
   expect(foreign.body).toMatchObject({ status: 403, type: expect.stringMatching(/jurisdiction/) });
   // A nurse bound to no hotel is refused by the API itself, before anything is sent.
   const unbound = await newKey({ name: 'Nurse, no hotel', role: 'medical', district: 'D1' });
-  expect(
-    (await request(h.app).post(`/api/v1/cases/${caseNo}/health-checks`).set(unbound).send({ temperatureC: 36.6 }))
-      .status,
-  ).toBe(403);
-  const own = await request(h.app)
-    .post(`/api/v1/cases/${caseNo}/health-checks`)
-    .set(nurse)
-    .set('Idempotency-Key', 'scoped-own-1')
-    .send({ checkId: 'own', temperatureC: 36.6, symptoms: [] });
+  expect((await postCheck(h.app, caseNo, unbound, { temperatureC: 36.6 })).status).toBe(403);
+  const own = await postCheck(
+    h.app,
+    caseNo,
+    { ...nurse, 'Idempotency-Key': 'scoped-own-1' },
+    { checkId: 'own', temperatureC: 36.6, symptoms: [] },
+  );
   expect(own.status).toBe(200);
   expect(own.body.result).toMatchObject({ checkId: 'own', fever: false, duplicate: false });
   expect(own.body.result.readModelWrite).toBeUndefined();
   // A retry (the tablet did not hear the answer): the same answer, one check.
-  const retry = await request(h.app)
-    .post(`/api/v1/cases/${caseNo}/health-checks`)
-    .set(nurse)
-    .set('Idempotency-Key', 'scoped-own-1')
-    .send({ checkId: 'own', temperatureC: 36.6, symptoms: [] });
+  const retry = await postCheck(
+    h.app,
+    caseNo,
+    { ...nurse, 'Idempotency-Key': 'scoped-own-1' },
+    { checkId: 'own', temperatureC: 36.6, symptoms: [] },
+  );
   expect(retry.status).toBe(200);
   expect(retry.body.result).toEqual(own.body.result);
   expect(await checkIds(caseNo)).toEqual(['own']);
@@ -145,10 +149,7 @@ test('a v6 case judges the check itself: another hotel’s nurse 403 with nothin
   ]);
   // The same foreign tablet again: 403, judged by the API this time (it was refused this case
   // lately), so the case's worker is not asked again.
-  const foreignAgain = await request(h.app)
-    .post(`/api/v1/cases/${caseNo}/health-checks`)
-    .set(foreignNurse)
-    .send({ checkId: 'foreign-2', temperatureC: 39.5 });
+  const foreignAgain = await postCheck(h.app, caseNo, foreignNurse, { checkId: 'foreign-2', temperatureC: 39.5 });
   expect(foreignAgain.status).toBe(403);
   expect(foreignAgain.body.type).toMatch(/jurisdiction/);
   const after = await updates(h.metrics);
@@ -164,15 +165,9 @@ test('a case of an older type knows no scoped check: the API checks the scope an
   const v4api = otherApi({ CASE_WORKFLOW_TYPE: 'caseWorkflowV4' });
   const { caseNo, nurse, foreignNurse } = await caseInObservation(v4api.app);
   const fresh = otherApi({});
-  const foreign = await request(fresh.app)
-    .post(`/api/v1/cases/${caseNo}/health-checks`)
-    .set(foreignNurse)
-    .send({ checkId: 'v4-foreign', temperatureC: 36.6 });
+  const foreign = await postCheck(fresh.app, caseNo, foreignNurse, { checkId: 'v4-foreign', temperatureC: 36.6 });
   expect(foreign.status).toBe(403);
-  const own = await request(fresh.app)
-    .post(`/api/v1/cases/${caseNo}/health-checks`)
-    .set(nurse)
-    .send({ checkId: 'v4-own', temperatureC: 36.6 });
+  const own = await postCheck(fresh.app, caseNo, nurse, { checkId: 'v4-own', temperatureC: 36.6 });
   expect(own.status).toBe(200);
   expect(own.body.result).toMatchObject({ checkId: 'v4-own', duplicate: false });
   expect(await checkIds(caseNo)).toEqual(['v4-own']);
@@ -181,10 +176,7 @@ test('a case of an older type knows no scoped check: the API checks the scope an
   // next check goes straight to the plain update.
   expect(m['recordHealthCheck:ok']).toBe(1);
   await new Promise((r) => setTimeout(r, 500));
-  const second = await request(fresh.app)
-    .post(`/api/v1/cases/${caseNo}/health-checks`)
-    .set(nurse)
-    .send({ checkId: 'v4-own-2', temperatureC: 36.6 });
+  const second = await postCheck(fresh.app, caseNo, nurse, { checkId: 'v4-own-2', temperatureC: 36.6 });
   expect(second.status).toBe(200);
   const m2 = await updates(fresh.metrics);
   expect(m2['recordHealthCheck:ok']).toBe(2);
@@ -194,28 +186,15 @@ test('a case of an older type knows no scoped check: the API checks the scope an
 test('with API_SCOPED_CHECKS=false the API judges every check itself (a rolling upgrade from a build without it)', async () => {
   const off = otherApi({ API_SCOPED_CHECKS: false });
   const { caseNo, nurse, foreignNurse } = await caseInObservation();
-  expect(
-    (
-      await request(off.app)
-        .post(`/api/v1/cases/${caseNo}/health-checks`)
-        .set(foreignNurse)
-        .send({ temperatureC: 36.6 })
-    ).status,
-  ).toBe(403);
-  const own = await request(off.app)
-    .post(`/api/v1/cases/${caseNo}/health-checks`)
-    .set(nurse)
-    .send({ checkId: 'off-own', temperatureC: 36.6 });
+  expect((await postCheck(off.app, caseNo, foreignNurse, { temperatureC: 36.6 })).status).toBe(403);
+  const own = await postCheck(off.app, caseNo, nurse, { checkId: 'off-own', temperatureC: 36.6 });
   expect(own.status).toBe(200);
   const m = await updates(off.metrics);
   expect(m['recordHealthCheck:ok']).toBe(1);
   expect(m['recordHealthCheckInScope:ok']).toBeUndefined();
   expect(m['recordHealthCheckInScope:rejected']).toBeUndefined();
   // The same check again through the scoped way: one check, the first answer.
-  const again = await request(h.app)
-    .post(`/api/v1/cases/${caseNo}/health-checks`)
-    .set(nurse)
-    .send({ checkId: 'off-own', temperatureC: 36.6 });
+  const again = await postCheck(h.app, caseNo, nurse, { checkId: 'off-own', temperatureC: 36.6 });
   expect(again.status).toBe(200);
   expect(again.body.result.duplicate).toBe(true);
   expect(await checkIds(caseNo)).toEqual(['off-own']);

@@ -356,30 +356,22 @@ test('a report queued at once (the worker far behind) is judged by the API first
   expect(w.sent).toMatchObject({ updates: 0, signals: 0 });
 });
 
-test('a closed case answers 409 to a key that covers it, and 403 to one that does not (as when the API judged first)', async () => {
-  const closed = () => {
-    throw new WorkflowNotFoundError('workflow execution already completed', 'wf', undefined);
-  };
-  const covered = scopedReportOf();
-  expect(await statusOf(sendReportWithAnswer(world(true, 0, false, closed).app, 'QC1', covered.report, 'k1'))).toBe(
-    409,
-  );
-  const foreign = scopedReportOf(jurisdiction());
-  expect(await statusOf(sendReportWithAnswer(world(true, 0, false, closed).app, 'QC1', foreign.report, 'k1'))).toBe(
-    403,
-  );
-});
-
-test('no workflow for the case: a key the API would refuse gets 403, one it covers the 404', async () => {
-  const missing = () => {
-    throw new WorkflowNotFoundError('workflow not found', 'wf', undefined);
-  };
-  const covered = scopedReportOf();
-  expect(await statusOf(sendReportWithAnswer(world(true, 0, false, missing).app, 'QC1', covered.report, 'k1'))).toBe(
-    404,
-  );
-  const foreign = scopedReportOf(jurisdiction());
-  expect(await statusOf(sendReportWithAnswer(world(true, 0, false, missing).app, 'QC1', foreign.report, 'k1'))).toBe(
-    403,
-  );
-});
+test.each([
+  ['a closed case', 'workflow execution already completed', 409],
+  ['no workflow for the case', 'workflow not found', 404],
+])(
+  '%s: the key the API covers hears the case as it is (%s → %i), a key it would refuse gets 403, as when the API judged first',
+  async (_what, message, status) => {
+    const gone = () => {
+      throw new WorkflowNotFoundError(message, 'wf', undefined);
+    };
+    const covered = scopedReportOf();
+    expect(await statusOf(sendReportWithAnswer(world(true, 0, false, gone).app, 'QC1', covered.report, 'k1'))).toBe(
+      status,
+    );
+    const foreign = scopedReportOf(jurisdiction());
+    expect(await statusOf(sendReportWithAnswer(world(true, 0, false, gone).app, 'QC1', foreign.report, 'k1'))).toBe(
+      403,
+    );
+  },
+);

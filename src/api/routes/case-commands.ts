@@ -38,7 +38,7 @@ import {
 import { commandKey, sendCommand, sendReport, sendReportWithAnswer } from '../commands';
 import { HttpProblem, validationProblem } from '../problem';
 import { ANTIGEN_REPORTERS } from '../../domain/case/rules';
-import { authorizeCase, requireStreetForCommunity } from '../scope';
+import { authorizeCase, boundToNoHotel, requireStreetForCommunity } from '../scope';
 import { isScopedCheckType } from '../../workflows/case-types';
 
 /**
@@ -306,11 +306,10 @@ export const caseCommandRoutes: AnyRoute[] = [
       // hotel or medical key bound to no hotel (refused as before, after the case is looked up).
       const type = app.ops.knownType(params.caseNo);
       const scopeId = `${key!.id}:${params.caseNo}`;
-      const unbound = (key!.role === 'hotel' || key!.role === 'medical') && !key!.orgId;
       const scoped =
         app.config.API_SCOPED_CHECKS &&
         (type === undefined || isScopedCheckType(type)) &&
-        !unbound &&
+        !boundToNoHotel(key!) &&
         !refusedLately(app, scopeId)
           ? { update: scopedHealthCheckUpdate, input: { ...input, caller: keyScopeOf(key!) } }
           : undefined;
