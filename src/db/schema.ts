@@ -133,6 +133,11 @@ export const cases = pgTable(
      * case's activity (false); null for writes without a fence (drizzle/0011).
      */
     writtenInTask: boolean('written_in_task'),
+    /**
+     * The row as the API's case summary (schemas CaseSummary), JSON text kept by a trigger on every
+     * write (drizzle/0012): the supervisor list answers pages of it as they are, no formatting.
+     */
+    summaryJson: text('summary_json'),
     updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
   },
   (t) => [

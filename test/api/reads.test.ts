@@ -99,7 +99,7 @@ describe('GET /api/v1/cases', () => {
     });
     expect(Object.keys(res.body.items[0])).not.toEqual(expect.arrayContaining(['idNumber', 'phone', 'homeAddress']));
   });
-  test('each row the database builds as JSON equals toSummary of the same row (every field, every format)', async () => {
+  test('each row the database keeps as JSON equals toSummary of the same row (every field, every format, every writer)', async () => {
     // Edge values: microseconds (truncated to milliseconds, as Date does), nulls, a year before
     // 1970, quotes, backslashes and characters outside ASCII in text, a room number joined in.
     const rows = [
@@ -149,6 +149,60 @@ describe('GET /api/v1/cases', () => {
     expect(listed[0].roomNo).toBe('103');
     // Key order too (the bytes differ only in the spaces json_build_object puts around ":" and ",").
     expect(Object.keys(listed[1])).toEqual(Object.keys(toSummary({ ...stored[1]!.c, roomNo: null })));
+    // Each row's copy was made by the trigger on its insert and its update (drizzle/0012).
+    expect(stored.every((r) => typeof r.c.summaryJson === 'string')).toBe(true);
+
+    // The workflows' writer (an upsert through shaodian_record_case) keeps the copy too.
+    const row = { ...stored[0]!.c, phase: 'RELEASED', endedAt: new Date('2022-04-11T03:04:05.678Z') };
+    const w = {
+      row: Object.fromEntries(
+        Object.entries({
+          case_no: row.caseNo,
+          workflow_id: row.workflowId,
+          request_id: row.requestId,
+          district: row.district,
+          street: row.street,
+          display_name: row.displayName,
+          phase: row.phase,
+          colour: row.colour,
+          policy_name: row.policyName,
+          hotel_id: row.hotelId,
+          room_id: row.roomId,
+          requested_at: row.requestedAt,
+          release_due: row.releaseDue,
+          pending_results: 0,
+          open_escalations: 0,
+          open_red_escalations: 0,
+          inspection_status: 'passed',
+          ended_at: row.endedAt,
+          state_version: row.stateVersion + 1,
+        }).map(([k, v]) => [k, v instanceof Date ? v.toISOString() : v]),
+      ),
+      events: [],
+    };
+    await h.db.execute(sql`select shaodian_record_case(${JSON.stringify(w)}::jsonb)`);
+    // A row without its copy (written with triggers off) is built on the spot, the same.
+    await h.db.transaction(async (tx) => {
+      await tx.execute(sql`set local session_replication_role = replica`);
+      await tx.execute(sql`update cases set summary_json = null where case_no = ${rows[1]!.caseNo}`);
+    });
+    const again = (await get('/api/v1/cases?street=S9', 'admin')).body.items;
+    const now = await h.db
+      .select({ c: cases, roomNo: rooms.roomNo })
+      .from(cases)
+      .leftJoin(rooms, eq(rooms.id, cases.roomId))
+      .where(eq(cases.street, 'S9'))
+      .orderBy(cases.caseNo);
+    expect(now[1]!.c.summaryJson).toBeNull();
+    expect(again).toEqual(now.map((r) => toSummary({ ...r.c, roomNo: r.roomNo })));
+    expect(again[0]).toMatchObject({
+      phase: 'RELEASED',
+      endedAt: '2022-04-11T03:04:05.678Z',
+      inspectionStatus: 'passed',
+      roomNo: '103',
+      pendingResults: 0,
+    });
+    expect(again[0].updatedAt).not.toBe(listed[0].updatedAt);
     await h.db.delete(cases).where(eq(cases.street, 'S9'));
   });
 });

@@ -50,30 +50,22 @@ async function selectCases(app: ApiContext, where: SQL[], limit: number, order: 
   return rows.map((r) => toSummary({ ...r.c, roomNo: r.roomNo }));
 }
 
-/** A timestamptz as the API prints instants (Date#toISOString: UTC, milliseconds, "Z"), in SQL. */
-const isoSql = (column: string) => `to_char(cases.${column} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
-
 /**
- * One case summary (schemas CaseSummary, read-helpers toSummary) built by Postgres as JSON
- * text: the API passes the page's rows through without mapping, parsing dates or stringifying.
- * Same fields, same order, same formats as toSummary (test/api/reads.test.ts compares them).
+ * One case summary (schemas CaseSummary, read-helpers toSummary) as JSON text: the row's own copy,
+ * kept by a trigger on every write (drizzle/0012, `shaodian_case_summary_json`), so a page reads
+ * text and formats nothing. Same fields, same order, same formats as toSummary
+ * (test/api/reads.test.ts compares them). A row without its copy (none is expected: every writer
+ * goes through the trigger) is built by the same SQL function on the spot.
  */
-const SUMMARY_JSON = sql<string>`${sql.raw(`json_build_object(
-  'caseNo', cases.case_no, 'workflowId', cases.workflow_id, 'district', cases.district, 'street', cases.street,
-  'displayName', cases.display_name, 'phase', cases.phase, 'colour', cases.colour, 'policyName', cases.policy_name,
-  'hotelId', cases.hotel_id, 'roomId', cases.room_id, 'roomNo', rooms.room_no,
-  'requestedAt', ${isoSql('requested_at')}, 'arrivedAt', ${isoSql('arrived_at')},
-  'stayStart', ${isoSql('stay_start')}, 'releaseDue', ${isoSql('release_due')},
-  'nextCheckDue', ${isoSql('next_check_due')}, 'pendingResults', cases.pending_results,
-  'openEscalations', cases.open_escalations, 'openRedEscalations', cases.open_red_escalations,
-  'inspectionStatus', cases.inspection_status, 'endedAt', ${isoSql('ended_at')}, 'updatedAt', ${isoSql('updated_at')}
-)::text`)}`;
+const SUMMARY_JSON = sql<string>`coalesce(${cases.summaryJson}, shaodian_case_summary_json(${cases},
+  (select ${rooms.roomNo} from ${rooms} where ${rooms.id} = ${cases.roomId})))`;
 
 /**
  * The supervisor list as prepared statements, one per combination of filters (a handful in
  * practice; values are placeholders, so each is planned once), each row already JSON.
  * Profiled (docs/PERFORMANCE.md), a page's time went to planning the query on every call,
- * drizzle's row mapping, date parsing, toSummary and JSON.stringify; none of them happen here.
+ * drizzle's row mapping, date parsing, toSummary and JSON.stringify, then to Postgres building
+ * each row's JSON; none of them happen here.
  */
 function buildListStatement(db: ApiContext['db'], shape: string[], name: string) {
   const p = (n: string) => sql.placeholder(n);
@@ -93,7 +85,6 @@ function buildListStatement(db: ApiContext['db'], shape: string[], name: string)
   return db
     .select({ caseNo: cases.caseNo, json: SUMMARY_JSON })
     .from(cases)
-    .leftJoin(rooms, eq(rooms.id, cases.roomId))
     .where(where.length ? and(...where) : undefined)
     .orderBy(asc(cases.caseNo))
     .limit(p('limit'))
