@@ -787,6 +787,9 @@ async function supervisorList(ctx: Ctx): Promise<void> {
   const sqlLat: number[] = [];
   let mismatches = 0;
   let pages = 0;
+  // BENCH_PROFILE_DIR: a CPU profile of our processes over exactly the pages walked.
+  const profiling = process.env.BENCH_PROFILE_DIR && ctx.sys.profile ? ctx.sys.profile.bind(ctx.sys) : undefined;
+  await profiling?.('start', 'list');
   for (let rep = 0; rep < o.listRepeats; rep++) {
     for (const f of filters) {
       let cursor: string | null = null;
@@ -817,6 +820,7 @@ async function supervisorList(ctx: Ctx): Promise<void> {
     }
   }
 
+  await profiling?.('stop', 'list');
   // Temporal's own list by search attributes, over the workflows it has (the real cases only).
   const tLat: number[] = [];
   let temporalRows = 0;

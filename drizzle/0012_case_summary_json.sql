@@ -1,28 +1,38 @@
 ALTER TABLE "cases" ADD COLUMN "summary_json" text;
 --> statement-breakpoint
 -- The supervisor list answers each row as the API's case summary (schemas CaseSummary,
--- src/api/routes/read-helpers.ts toSummary): the same fields in the same order, instants as
--- Date#toISOString prints them (UTC, milliseconds, "Z"). Building that JSON for every row of every
--- page cost Postgres about 0.4 ms a page of 50, twice the query's own work (docs/PERFORMANCE.md);
--- it is now built once, when the row is written, by the trigger below, and a page reads it as text.
--- The room's number is a function of the room's id (rooms are never renamed or deleted: a room's
--- id is its hotel's id and its number), so the row's copy cannot go stale.
+-- src/api/routes/read-helpers.ts toSummary) in the very bytes JSON.stringify(toSummary(row)) gives:
+-- the same fields in the same order, no spaces, strings escaped as JSON.stringify escapes them
+-- (to_json), instants as Date#toISOString prints them (UTC, milliseconds, "Z"). Building a JSON
+-- object for every row of every page cost Postgres about 0.4 ms a page of 50, twice the query's own
+-- work (docs/PERFORMANCE.md); it is now built once, when the row is written, by the trigger below,
+-- and a page reads it as text. The room's number is a function of the room's id (rooms are never
+-- renamed or deleted: a room's id is its hotel's id and its number), so the copy cannot go stale.
 CREATE OR REPLACE FUNCTION shaodian_case_summary_json(c cases, p_room_no text) RETURNS text
 LANGUAGE sql STABLE AS $fn$
-  SELECT json_build_object(
-    'caseNo', c.case_no, 'workflowId', c.workflow_id, 'district', c.district, 'street', c.street,
-    'displayName', c.display_name, 'phase', c.phase, 'colour', c.colour, 'policyName', c.policy_name,
-    'hotelId', c.hotel_id, 'roomId', c.room_id, 'roomNo', p_room_no,
-    'requestedAt', to_char(c.requested_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-    'arrivedAt', to_char(c.arrived_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-    'stayStart', to_char(c.stay_start AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-    'releaseDue', to_char(c.release_due AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-    'nextCheckDue', to_char(c.next_check_due AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-    'pendingResults', c.pending_results, 'openEscalations', c.open_escalations,
-    'openRedEscalations', c.open_red_escalations, 'inspectionStatus', c.inspection_status,
-    'endedAt', to_char(c.ended_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-    'updatedAt', to_char(c.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
-  )::text
+  SELECT
+    '{"caseNo":' || coalesce(to_json(c.case_no)::text, 'null') ||
+    ',"workflowId":' || coalesce(to_json(c.workflow_id)::text, 'null') ||
+    ',"district":' || coalesce(to_json(c.district)::text, 'null') ||
+    ',"street":' || coalesce(to_json(c.street)::text, 'null') ||
+    ',"displayName":' || coalesce(to_json(c.display_name)::text, 'null') ||
+    ',"phase":' || coalesce(to_json(c.phase)::text, 'null') ||
+    ',"colour":' || coalesce(to_json(c.colour)::text, 'null') ||
+    ',"policyName":' || coalesce(to_json(c.policy_name)::text, 'null') ||
+    ',"hotelId":' || coalesce(to_json(c.hotel_id)::text, 'null') ||
+    ',"roomId":' || coalesce(to_json(c.room_id)::text, 'null') ||
+    ',"roomNo":' || coalesce(to_json(p_room_no)::text, 'null') ||
+    ',"requestedAt":' || coalesce('"' || to_char(c.requested_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"', 'null') ||
+    ',"arrivedAt":' || coalesce('"' || to_char(c.arrived_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"', 'null') ||
+    ',"stayStart":' || coalesce('"' || to_char(c.stay_start AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"', 'null') ||
+    ',"releaseDue":' || coalesce('"' || to_char(c.release_due AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"', 'null') ||
+    ',"nextCheckDue":' || coalesce('"' || to_char(c.next_check_due AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"', 'null') ||
+    ',"pendingResults":' || coalesce(c.pending_results::text, 'null') ||
+    ',"openEscalations":' || coalesce(c.open_escalations::text, 'null') ||
+    ',"openRedEscalations":' || coalesce(c.open_red_escalations::text, 'null') ||
+    ',"inspectionStatus":' || coalesce(to_json(c.inspection_status)::text, 'null') ||
+    ',"endedAt":' || coalesce('"' || to_char(c.ended_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"', 'null') ||
+    ',"updatedAt":' || coalesce('"' || to_char(c.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"', 'null') || '}'
 $fn$;
 --> statement-breakpoint
 -- Every writer of a case's row (the transfer's insert, shaodian_record_case, a repair, a test's or
