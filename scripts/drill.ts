@@ -19,7 +19,8 @@
  * extended, escalations by kind and peak occupancy, then checks the invariants: no room held
  * by two cases; nobody released before the end date, without the required negatives or
  * without an approved address; every case terminal or legitimately running; the read model
- * equal to the workflow's view (viewQuery). Exit code 1 when an invariant fails.
+ * equal to the workflow's view (viewQuery), and the list's copy of each row equal to the row. Exit
+ * code 1 when an invariant fails.
  *
  * The drill reads the read model directly to see what is due (what the dashboard shows);
  * every action goes through the API.
@@ -974,7 +975,11 @@ async function checkInvariants(
   const readRow = async (caseNo: string): Promise<Record<string, unknown> | undefined> => {
     const rr = await sys.db.execute(sql`
       select case_no, phase, colour, hotel_id, room_id, release_due, ended_at, inspection_status,
-        open_escalations, pending_results, state_version from cases where case_no = ${caseNo}`);
+        open_escalations, pending_results, state_version,
+        -- The list's copy of the row (drizzle/0012) is the row's summary as stored now.
+        summary_json is not distinct from shaodian_case_summary_json(cases,
+          (select room_no from rooms where rooms.id = cases.room_id)) as summary_kept
+      from cases where case_no = ${caseNo}`);
     return ((Array.isArray(rr) ? rr : ((rr as { rows?: unknown[] }).rows ?? [])) as Record<string, unknown>[])[0];
   };
   await mapLimit(caseNos, 16, async (caseNo) => {
@@ -1075,6 +1080,7 @@ async function checkInvariants(
     if (Number(row.pending_results) !== pending)
       diffs.push(`pendingResults ${String(row.pending_results)} vs ${pending}`);
     if (Number(row.state_version) !== s.version) diffs.push(`version ${String(row.state_version)} vs ${s.version}`);
+    if (row.summary_kept !== true) diffs.push("the list's copy of the row is not the row's summary");
     return diffs;
   }
 
