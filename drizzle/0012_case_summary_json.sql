@@ -6,8 +6,8 @@ ALTER TABLE "cases" ADD COLUMN "summary_json" text;
 -- (to_json), instants as Date#toISOString prints them (UTC, milliseconds, "Z"). Building a JSON
 -- object for every row of every page cost Postgres about 0.4 ms a page of 50, twice the query's own
 -- work (docs/PERFORMANCE.md); it is now built once, when the row is written, by the trigger below,
--- and a page reads it as text. The room's number is a function of the room's id (rooms are never
--- renamed or deleted: a room's id is its hotel's id and its number), so the copy cannot go stale.
+-- and a page reads it as text. The room's number comes from `rooms`: a trigger there (below) makes
+-- the copies of the cases in a room again when the room is added, renumbered or removed.
 CREATE OR REPLACE FUNCTION shaodian_case_summary_json(c cases, p_room_no text) RETURNS text
 LANGUAGE sql STABLE AS $fn$
   SELECT
@@ -53,5 +53,28 @@ $fn$;
 CREATE TRIGGER cases_summary_json BEFORE INSERT OR UPDATE ON cases
   FOR EACH ROW EXECUTE FUNCTION shaodian_case_summary_keep();
 --> statement-breakpoint
--- The rows already there (one rewrite of the table, at the upgrade: docs/OPERATIONS.md).
-UPDATE cases SET summary_json = NULL;
+-- ALWAYS: a session that turns replica triggers off (session_replication_role = replica, as a
+-- restore or a logical replica does) still keeps the copy with the row.
+ALTER TABLE cases ENABLE ALWAYS TRIGGER cases_summary_json;
+--> statement-breakpoint
+-- A room added after a case that names it, renumbered, or removed: the cases in it are written
+-- again (their copies made afresh). A case's room is in its hotel (a room's id is its hotel's id
+-- and its number), so the hotel's index finds them. The application renumbers and removes no
+-- room, and a case's room comes from a reservation of a room already there: this is the guard.
+CREATE OR REPLACE FUNCTION shaodian_room_summary_touch() RETURNS trigger
+LANGUAGE plpgsql AS $fn$
+BEGIN
+  IF TG_OP = 'INSERT' OR TG_OP = 'UPDATE' THEN
+    UPDATE cases SET summary_json = NULL WHERE hotel_id = NEW.hotel_id AND room_id = NEW.id;
+  END IF;
+  IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND OLD.id IS DISTINCT FROM NEW.id) THEN
+    UPDATE cases SET summary_json = NULL WHERE hotel_id = OLD.hotel_id AND room_id = OLD.id;
+  END IF;
+  RETURN NULL;
+END
+$fn$;
+--> statement-breakpoint
+CREATE TRIGGER rooms_case_summaries AFTER INSERT OR DELETE OR UPDATE OF id, hotel_id, room_no ON rooms
+  FOR EACH ROW EXECUTE FUNCTION shaodian_room_summary_touch();
+--> statement-breakpoint
+ALTER TABLE rooms ENABLE ALWAYS TRIGGER rooms_case_summaries;

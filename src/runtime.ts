@@ -16,6 +16,7 @@ import { SIMULATED_LAB_ID } from './integrations/lab';
 import type { CallbackTarget } from './integrations/simulator';
 import { loadConfigOrExit, type Config } from './config';
 import { openDatabase, type Database } from './db';
+import { fillCaseSummaries } from './db/summary-fill';
 import { createLogger, type Logger } from './log';
 import type { RecordCaseInput } from './activities/types';
 import { resolveTemporalCli } from './temporal/cli';
@@ -99,6 +100,17 @@ export async function startRuntime(config: Config, parts: RuntimeParts, log: Log
     stops.push(() => database.close());
     log.info('database ready', { where: database.where });
     await seedDemoIfEmpty(config, database, log);
+    if (parts.api) {
+      // The list's copies of rows written before migration 0012, in the background, a batch at a time.
+      const fill = new AbortController();
+      const filling = fillCaseSummaries(database.db, { signal: fill.signal, log }).catch((err: unknown) =>
+        log.warn('case summaries not filled; the list builds them on the spot', { err: String(err) }),
+      );
+      stops.push(async () => {
+        fill.abort();
+        await filling;
+      });
+    }
 
     const apiUrl = `http://${config.API_HOST === '0.0.0.0' ? '127.0.0.1' : config.API_HOST}:${config.PORT}`;
 

@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 
 import { Client, Connection } from '@temporalio/client';
-import { eq, sql } from 'drizzle-orm';
+import { eq, sql, type SQL } from 'drizzle-orm';
 import request from 'supertest';
 
 import { createApp } from '../../src/api/app';
@@ -9,6 +9,7 @@ import { createApiKey } from '../../src/auth/keys';
 import { createLogger } from '../../src/log';
 import { toSummary } from '../../src/api/routes/read-helpers';
 import { cases, rooms } from '../../src/db/schema';
+import { fillCaseSummaries } from '../../src/db/summary-fill';
 import { createTestDatabase } from '../support/db';
 import { freePort } from '../support/ports';
 import { createHarness, seedReadModel, validTransfer, type Harness } from './harness';
@@ -22,6 +23,14 @@ beforeAll(async () => {
   await seedReadModel(h.db, NOW);
 });
 afterAll(async () => h?.close());
+
+/** A write made with the copy's trigger off, as rows written before migration 0012 were. */
+const withoutCopyTrigger = (q: SQL) =>
+  h.db.transaction(async (tx) => {
+    await tx.execute(sql`alter table cases disable trigger cases_summary_json`);
+    await tx.execute(q);
+    await tx.execute(sql`alter table cases enable always trigger cases_summary_json`);
+  });
 
 const get = (path: string, key: Parameters<Harness['auth']>[0] = 'supervisor') =>
   request(h.app).get(path).set(h.auth(key));
@@ -185,23 +194,36 @@ describe('GET /api/v1/cases', () => {
       events: [],
     };
     await h.db.execute(sql`select shaodian_record_case(${JSON.stringify(w)}::jsonb)`);
-    // A row without its copy (written with triggers off) is built on the spot, the same.
+    // A session with replica triggers off (a restore, a logical replica) still keeps the copy.
     await h.db.transaction(async (tx) => {
       await tx.execute(sql`set local session_replication_role = replica`);
-      await tx.execute(sql`update cases set summary_json = null where case_no = ${rows[1]!.caseNo}`);
+      await tx.execute(sql`update cases set inspection_status = 'failed' where case_no = ${rows[2]!.caseNo}`);
     });
-    const pageAgain = await get('/api/v1/cases?street=S9', 'admin');
-    const again = pageAgain.body.items;
-    const now = await h.db
-      .select({ c: cases, roomNo: rooms.roomNo })
-      .from(cases)
-      .leftJoin(rooms, eq(rooms.id, cases.roomId))
-      .where(eq(cases.street, 'S9'))
-      .orderBy(cases.caseNo);
-    expect(now[1]!.c.summaryJson).toBeNull();
-    expect(pageAgain.text).toBe(
-      JSON.stringify({ items: now.map((r) => toSummary({ ...r.c, roomNo: r.roomNo })), nextCursor: null }),
+    // A new case by the workflows' writer (its insert, not its update) has its copy too.
+    await h.db.execute(
+      sql`select shaodian_record_case(${JSON.stringify({ ...w, row: { ...w.row, case_no: 'QCJSON000004', request_id: 'req-QCJSON000004', workflow_id: 'case-QCJSON000004', state_version: 1 } })}::jsonb)`,
     );
+    // Rows without a copy (as rows written before migration 0012: made here with the trigger
+    // off) are built on the spot, the same, the room's number too.
+    await withoutCopyTrigger(
+      sql`update cases set summary_json = null where case_no in (${rows[0]!.caseNo}, ${rows[1]!.caseNo})`,
+    );
+    const storedS9 = () =>
+      h.db
+        .select({ c: cases, roomNo: rooms.roomNo })
+        .from(cases)
+        .leftJoin(rooms, eq(rooms.id, cases.roomId))
+        .where(eq(cases.street, 'S9'))
+        .orderBy(cases.caseNo);
+    const pageText = async () => (await get('/api/v1/cases?street=S9', 'admin')).text;
+    const expected = (rs: Awaited<ReturnType<typeof storedS9>>) =>
+      JSON.stringify({ items: rs.map((r) => toSummary({ ...r.c, roomNo: r.roomNo })), nextCursor: null });
+    const now = await storedS9();
+    // QCSEED000006, seeded in D2/S9, had its copy from its insert.
+    expect(now.map((r) => r.c.summaryJson === null)).toEqual([true, true, false, false, false]);
+    const pageAgain = await pageText();
+    expect(pageAgain).toBe(expected(now));
+    const again = JSON.parse(pageAgain).items;
     expect(again[0]).toMatchObject({
       phase: 'RELEASED',
       endedAt: '2022-04-11T03:04:05.678Z',
@@ -210,7 +232,47 @@ describe('GET /api/v1/cases', () => {
       pendingResults: 0,
     });
     expect(again[0].updatedAt).not.toBe(listed[0].updatedAt);
+    expect(again[2].inspectionStatus).toBe('failed');
+    expect(again[3]).toMatchObject({ caseNo: 'QCJSON000004', phase: 'RELEASED', roomNo: '103' });
+    // The fill (run at the API's start) makes the missing copies, the same, and then nothing more.
+    expect(await fillCaseSummaries(h.db, { batch: 1, pauseMs: 0 })).toBe(2);
+    expect(await fillCaseSummaries(h.db)).toBe(0);
+    const filled = await storedS9();
+    expect(filled.every((r) => typeof r.c.summaryJson === 'string')).toBe(true);
+    expect(await pageText()).toBe(expected(filled));
     await h.db.delete(cases).where(eq(cases.street, 'S9'));
+  });
+});
+
+describe('the copies follow their rooms', () => {
+  test('a room added after its case, renumbered, or removed', async () => {
+    const listed = async () =>
+      (await get('/api/v1/cases?street=S8', 'admin')).body.items.map((c: { roomNo: string | null }) => c.roomNo);
+    await h.db.insert(cases).values({
+      caseNo: 'QCROOM000001',
+      workflowId: 'case-QCROOM000001',
+      requestId: 'req-QCROOM000001',
+      district: 'D1',
+      street: 'S8',
+      phase: 'OBSERVATION',
+      policyName: 'standard',
+      hotelId: 'H1',
+      roomId: 'H1-990',
+      requestedAt: new Date(),
+    });
+    expect(await listed()).toEqual([null]);
+    await h.db.insert(rooms).values({ id: 'H1-990', hotelId: 'H1', roomNo: '990', floor: 9 });
+    expect(await listed()).toEqual(['990']);
+    await h.db.update(rooms).set({ roomNo: '990A' }).where(eq(rooms.id, 'H1-990'));
+    expect(await listed()).toEqual(['990A']);
+    // A room's other changes (its state, as every reservation makes) leave the cases alone.
+    const [before] = await h.db.select().from(cases).where(eq(cases.caseNo, 'QCROOM000001'));
+    await h.db.update(rooms).set({ state: 'occupied' }).where(eq(rooms.id, 'H1-990'));
+    const [after] = await h.db.select().from(cases).where(eq(cases.caseNo, 'QCROOM000001'));
+    expect(after!.updatedAt).toEqual(before!.updatedAt);
+    await h.db.delete(rooms).where(eq(rooms.id, 'H1-990'));
+    expect(await listed()).toEqual([null]);
+    await h.db.delete(cases).where(eq(cases.street, 'S8'));
   });
 });
 
