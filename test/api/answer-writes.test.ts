@@ -1,20 +1,15 @@
 import crypto from 'node:crypto';
 
-import type { Worker } from '@temporalio/worker';
 import { eq } from 'drizzle-orm';
 import fc from 'fast-check';
 
 import { createActivities } from '../../src/activities';
-import type { CaseActivities } from '../../src/activities/types';
 import { updateIdFor } from '../../src/api/commands';
 import { workflowIdFor } from '../../src/api/ids';
 import { cases, hotels, rooms } from '../../src/db/schema';
-import { createIntegrations, type Integrations } from '../../src/integrations';
-import { createLogger } from '../../src/log';
-import { createWorker } from '../../src/worker';
 import { healthCheckUpdate, type HealthCheckInput } from '../../src/workflows/messages';
 import * as cmp from './read-model-compare';
-import { createHarness, type Harness } from './harness';
+import { createHarness, type Harness, startTestWorker, type TestWorker } from './harness';
 
 /**
  * The read model written by the answer (ANSWER_WRITES_PATCH, src/api/answer-writes.ts): a health
@@ -25,9 +20,7 @@ import { createHarness, type Harness } from './harness';
  * for an API that died between the case's answer and its write.
  */
 let h: Harness;
-let worker: Worker;
-let running: Promise<void>;
-let integrations: Integrations;
+let worker: TestWorker | undefined;
 /** The API's next n read-model writes fail (the database refuses them); the worker's do not. */
 const faults = { apiWrites: 0 };
 
@@ -44,35 +37,27 @@ beforeAll(async () => {
     .values(
       Array.from({ length: 40 }, (_, i) => ({ id: `HA-${101 + i}`, hotelId: 'HA', roomNo: String(101 + i), floor: 1 })),
     );
-  const log = createLogger('warn');
-  integrations = createIntegrations(h.config, { db: h.db, log });
-  // The worker writes through a database object of its own, so a fault of the API's writes
-  // (below) cannot touch it.
-  const workerDb = Object.create(h.db) as typeof h.db;
-  const activities: CaseActivities = createActivities({ db: workerDb, integrations, log });
-  // The API's database: its read-model write (`shaodian_record_case`) fails while asked to.
-  const execute = h.db.execute.bind(h.db);
-  h.db.execute = ((q: Parameters<typeof execute>[0]) => {
-    if (faults.apiWrites > 0 && JSON.stringify(q).includes('shaodian_record_case')) {
-      faults.apiWrites--;
-      return Promise.reject(new Error('read model refused the write (test)'));
-    }
-    return execute(q);
-  }) as typeof h.db.execute;
-  (workerDb as { execute: unknown }).execute = execute;
-  worker = await createWorker({
-    connection: h.temporal.nativeConnection,
-    config: h.config,
-    codec: h.temporal.codec,
-    activities,
-    taskQueue: h.config.TEMPORAL_TASK_QUEUE,
+  worker = await startTestWorker(h, {
+    activities: (db, integrations, log) => {
+      // The worker writes through a database object of its own, so a fault of the API's writes
+      // (below) cannot touch it.
+      const workerDb = Object.create(db) as typeof db;
+      // The API's database: its read-model write (`shaodian_record_case`) fails while asked to.
+      const execute = db.execute.bind(db);
+      db.execute = ((q: Parameters<typeof execute>[0]) => {
+        if (faults.apiWrites > 0 && JSON.stringify(q).includes('shaodian_record_case')) {
+          faults.apiWrites--;
+          return Promise.reject(new Error('read model refused the write (test)'));
+        }
+        return execute(q);
+      }) as typeof db.execute;
+      (workerDb as { execute: unknown }).execute = execute;
+      return createActivities({ db: workerDb, integrations, log });
+    },
   });
-  running = worker.run();
 });
 afterAll(async () => {
-  integrations?.close();
-  worker?.shutdown();
-  await running;
+  await worker?.stop();
   await h?.close();
 });
 

@@ -3,23 +3,28 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-import type { Worker } from '@temporalio/worker';
 import { and, eq } from 'drizzle-orm';
 import type { Server } from 'node:http';
 
 import { chromium, type Page } from 'playwright-core';
 import request from 'supertest';
 
-import { createActivities } from '../../src/activities';
 import { createApp } from '../../src/api/app';
 import { createApiKey } from '../../src/auth/keys';
 import { caseEvents, cases, certificates } from '../../src/db/schema';
-import { createIntegrations, type Integrations } from '../../src/integrations';
 import { createLogger } from '../../src/log';
-import { createWorker } from '../../src/worker';
 import type { CaseView as CaseState } from '../../src/domain/case/view';
 import { freePort } from '../support/ports';
-import { createHarness, type Harness, type KeyName, liveState, seedReadModel, validTransfer } from './harness';
+import {
+  createHarness,
+  type Harness,
+  type KeyName,
+  liveState,
+  seedReadModel,
+  validTransfer,
+  startTestWorker,
+  type TestWorker,
+} from './harness';
 
 /**
  * The release certificate: a whole stay through the API on the drill clock, then the PDF for the
@@ -29,9 +34,7 @@ import { createHarness, type Harness, type KeyName, liveState, seedReadModel, va
  * log (GET /cases/{caseNo}/events), the downloads in it.
  */
 let h: Harness;
-let worker: Worker;
-let running: Promise<void>;
-let integrations: Integrations;
+let worker: TestWorker | undefined;
 let caseNo: string;
 let labKey: { Authorization: string };
 const NAME = '张小明';
@@ -40,22 +43,11 @@ const ARTIFACTS = path.resolve(__dirname, '..', 'artifacts');
 beforeAll(async () => {
   h = await createHarness({ label: 'cert', env: { DRILL_DAY_SECONDS: '1' } });
   await seedReadModel(h.db);
-  const log = createLogger('warn');
-  integrations = createIntegrations(h.config, { db: h.db, log });
-  worker = await createWorker({
-    connection: h.temporal.nativeConnection,
-    config: h.config,
-    codec: h.temporal.codec,
-    activities: createActivities({ db: h.db, integrations, log }),
-    taskQueue: h.config.TEMPORAL_TASK_QUEUE,
-  });
-  running = worker.run();
+  worker = await startTestWorker(h);
   caseNo = await releasedCase();
 }, 120_000);
 afterAll(async () => {
-  integrations?.close();
-  worker?.shutdown();
-  await running;
+  await worker?.stop();
   await h?.close();
 });
 

@@ -1,13 +1,8 @@
-import type { Worker } from '@temporalio/worker';
 import { and, eq } from 'drizzle-orm';
 import request from 'supertest';
 
-import { createActivities } from '../../src/activities';
 import { caseEvents, cases, directiveCases, rooms } from '../../src/db/schema';
 import type { CaseView } from '../../src/domain/case/view';
-import { createIntegrations, type Integrations } from '../../src/integrations';
-import { createLogger } from '../../src/log';
-import { createWorker } from '../../src/worker';
 import { waitFor as poll } from '../support/wait';
 
 /** Polls `get` until `ok` holds of what it returns. */
@@ -21,7 +16,15 @@ const waitFor = <T>(get: () => Promise<T>, ok: (v: T) => boolean, what: string, 
     ms,
     250,
   );
-import { createHarness, liveState, seedReadModel, validTransfer, type Harness } from './harness';
+import {
+  createHarness,
+  liveState,
+  seedReadModel,
+  validTransfer,
+  type Harness,
+  startTestWorker,
+  type TestWorker,
+} from './harness';
 
 /**
  * Policies as data and directives, through the API with a real worker (issue 12). A policy day
@@ -31,28 +34,15 @@ import { createHarness, liveState, seedReadModel, validTransfer, type Harness } 
 const DAY_S = 2;
 const DAY = DAY_S * 1000;
 let h: Harness;
-let worker: Worker;
-let running: Promise<void>;
-let integrations: Integrations;
+let worker: TestWorker | undefined;
 
 beforeAll(async () => {
   h = await createHarness({ label: 'directives', env: { DRILL_DAY_SECONDS: String(DAY_S) } });
   await seedReadModel(h.db);
-  const log = createLogger('warn');
-  integrations = createIntegrations(h.config, { db: h.db, log });
-  worker = await createWorker({
-    connection: h.temporal.nativeConnection,
-    config: h.config,
-    codec: h.temporal.codec,
-    activities: createActivities({ db: h.db, integrations, log }),
-    taskQueue: h.config.TEMPORAL_TASK_QUEUE,
-  });
-  running = worker.run();
+  worker = await startTestWorker(h);
 });
 afterAll(async () => {
-  integrations?.close();
-  worker?.shutdown();
-  await running;
+  await worker?.stop();
   await h?.close();
 });
 

@@ -1,16 +1,19 @@
-import type { Worker } from '@temporalio/worker';
 import { and, eq } from 'drizzle-orm';
 import request from 'supertest';
 
-import { createActivities } from '../../src/activities';
 import { caseEvents, cases } from '../../src/db/schema';
-import { createIntegrations, type Integrations } from '../../src/integrations';
-import { createLogger } from '../../src/log';
 import type { CaseView as CaseState } from '../../src/domain/case/view';
 import { workflowIdFor } from '../../src/api/ids';
 import { CaseColourKey, CasePhaseKey, OpenEscalationsKey } from '../../src/temporal/search-attributes';
-import { createWorker } from '../../src/worker';
-import { createHarness, type Harness, liveState, seedReadModel, validTransfer } from './harness';
+import {
+  createHarness,
+  type Harness,
+  liveState,
+  seedReadModel,
+  validTransfer,
+  startTestWorker,
+  type TestWorker,
+} from './harness';
 
 /**
  * One case through the API with a real worker, each step by the role that does it in the
@@ -18,28 +21,15 @@ import { createHarness, type Harness, liveState, seedReadModel, validTransfer } 
  * the community inspects the home, supervisors steer; then release. A day lasts 1 s.
  */
 let h: Harness;
-let worker: Worker;
-let running: Promise<void>;
-let integrations: Integrations;
+let worker: TestWorker | undefined;
 
 beforeAll(async () => {
   h = await createHarness({ label: 'e2e', env: { DRILL_DAY_SECONDS: '1' } });
   await seedReadModel(h.db);
-  const log = createLogger('warn');
-  integrations = createIntegrations(h.config, { db: h.db, log });
-  worker = await createWorker({
-    connection: h.temporal.nativeConnection,
-    config: h.config,
-    codec: h.temporal.codec,
-    activities: createActivities({ db: h.db, integrations, log }),
-    taskQueue: h.config.TEMPORAL_TASK_QUEUE,
-  });
-  running = worker.run();
+  worker = await startTestWorker(h);
 });
 afterAll(async () => {
-  integrations?.close();
-  worker?.shutdown();
-  await running;
+  await worker?.stop();
   await h?.close();
 });
 

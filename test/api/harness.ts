@@ -15,8 +15,8 @@ import { loadConfig, type Config } from '../../src/config';
 import type { Db } from '../../src/db';
 import type { CaseView } from '../../src/domain/case/view';
 import { cases, escalations, hotels, rooms, samples } from '../../src/db/schema';
-import { createIntegrations } from '../../src/integrations';
-import { createLogger } from '../../src/log';
+import { createIntegrations, type Integrations } from '../../src/integrations';
+import { createLogger, type Logger } from '../../src/log';
 import { createWorker } from '../../src/worker';
 import { createTestDatabase, type TestDatabase } from '../support/db';
 import { connectTest, testNamespace, uniqueQueue } from '../support/temporal';
@@ -355,16 +355,22 @@ export async function caseInObservation(
 
 /**
  * A worker for the harness's task queue with the real activities (simulators behind them), as
- * `npm start` runs it; `stop()` shuts it down and waits for it. The suites that predate it set
- * their worker up by hand.
+ * `npm start` runs it; `stop()` shuts it down and waits for it.
  */
+export interface TestWorker {
+  stop(): Promise<void>;
+}
+
 export async function startTestWorker(
   h: Harness,
-  opts: { activities?: (db: Db) => CaseActivities } = {},
-): Promise<{ stop(): Promise<void> }> {
+  opts: {
+    /** The activities to run, given the harness's database and the simulators (to wrap either, as a test asks). */
+    activities?: (db: Db, integrations: Integrations, log: Logger) => CaseActivities;
+  } = {},
+): Promise<TestWorker> {
   const log = createLogger('warn');
   const integrations = createIntegrations(h.config, { db: h.db, log });
-  const activities = opts.activities?.(h.db) ?? createActivities({ db: h.db, integrations, log });
+  const activities = opts.activities?.(h.db, integrations, log) ?? createActivities({ db: h.db, integrations, log });
   const worker = await createWorker({
     connection: h.temporal.nativeConnection,
     config: h.config,

@@ -1,4 +1,3 @@
-import type { Worker } from '@temporalio/worker';
 import { ApplicationFailure } from '@temporalio/common';
 import { eq } from 'drizzle-orm';
 import request from 'supertest';
@@ -7,10 +6,7 @@ import { createActivities } from '../../src/activities';
 import type { CaseActivities } from '../../src/activities/types';
 import { cases, hotels, rooms } from '../../src/db/schema';
 import type { CaseView } from '../../src/domain/case/view';
-import { createIntegrations, type Integrations } from '../../src/integrations';
-import { createLogger } from '../../src/log';
-import { createWorker } from '../../src/worker';
-import { createHarness, type Harness, liveState, validTransfer } from './harness';
+import { createHarness, type Harness, liveState, validTransfer, startTestWorker, type TestWorker } from './harness';
 
 /**
  * Issue 9's defects, each driven through the public API against a real worker and dev server,
@@ -18,9 +14,7 @@ import { createHarness, type Harness, liveState, validTransfer } from './harness
  * orders of events nobody thought of; these show each field story end to end.
  */
 let h: Harness;
-let worker: Worker;
-let running: Promise<void>;
-let integrations: Integrations;
+let worker: TestWorker | undefined;
 const faults = { recordCase: false, hospitalDispatch: false, inspectionRequests: 0, inspectionCase: '' };
 
 beforeAll(async () => {
@@ -31,42 +25,35 @@ beforeAll(async () => {
     .values(
       Array.from({ length: 40 }, (_, i) => ({ id: `HS-${101 + i}`, hotelId: 'HS', roomNo: String(101 + i), floor: 1 })),
     );
-  const log = createLogger('warn');
-  integrations = createIntegrations(h.config, { db: h.db, log });
-  // Remote systems that refuse, as a test asks: the hospital vehicle, the street office.
-  const dispatch = integrations.transport.dispatch.bind(integrations.transport);
-  integrations.transport.dispatch = async (req) => {
-    if (faults.hospitalDispatch && req.purpose === 'hospital')
-      throw ApplicationFailure.nonRetryable('no vehicle', 'IntegrationRejected');
-    return dispatch(req);
-  };
-  const inspect = integrations.community.requestInspection.bind(integrations.community);
-  integrations.community.requestInspection = async (req) => {
-    if (faults.inspectionRequests > 0 && req.caseNo === faults.inspectionCase) {
-      faults.inspectionRequests--;
-      throw ApplicationFailure.nonRetryable('street office refused', 'IntegrationRejected');
-    }
-    return inspect(req);
-  };
-  const activities: CaseActivities = createActivities({ db: h.db, integrations, log });
-  const record = activities.recordCase;
-  activities.recordCase = async (input) => {
-    if (faults.recordCase) throw new Error('read model unavailable (test)');
-    return record(input);
-  };
-  worker = await createWorker({
-    connection: h.temporal.nativeConnection,
-    config: h.config,
-    codec: h.temporal.codec,
-    activities,
-    taskQueue: h.config.TEMPORAL_TASK_QUEUE,
+  worker = await startTestWorker(h, {
+    activities: (db, integrations, log) => {
+      // Remote systems that refuse, as a test asks: the hospital vehicle, the street office.
+      const dispatch = integrations.transport.dispatch.bind(integrations.transport);
+      integrations.transport.dispatch = async (req) => {
+        if (faults.hospitalDispatch && req.purpose === 'hospital')
+          throw ApplicationFailure.nonRetryable('no vehicle', 'IntegrationRejected');
+        return dispatch(req);
+      };
+      const inspect = integrations.community.requestInspection.bind(integrations.community);
+      integrations.community.requestInspection = async (req) => {
+        if (faults.inspectionRequests > 0 && req.caseNo === faults.inspectionCase) {
+          faults.inspectionRequests--;
+          throw ApplicationFailure.nonRetryable('street office refused', 'IntegrationRejected');
+        }
+        return inspect(req);
+      };
+      const activities: CaseActivities = createActivities({ db, integrations, log });
+      const record = activities.recordCase;
+      activities.recordCase = async (input) => {
+        if (faults.recordCase) throw new Error('read model unavailable (test)');
+        return record(input);
+      };
+      return activities;
+    },
   });
-  running = worker.run();
 });
 afterAll(async () => {
-  integrations?.close();
-  worker?.shutdown();
-  await running;
+  await worker?.stop();
   await h?.close();
 });
 afterEach(() => {

@@ -1,15 +1,19 @@
-import type { Worker } from '@temporalio/worker';
 import request from 'supertest';
 
-import { createActivities } from '../../src/activities';
 import { createApp } from '../../src/api/app';
 import { createMetrics, type ApiMetrics } from '../../src/api/metrics';
 import { workflowIdFor } from '../../src/api/ids';
 import type { CaseView } from '../../src/domain/case/view';
-import { createIntegrations, type Integrations } from '../../src/integrations';
 import { createLogger } from '../../src/log';
-import { createWorker } from '../../src/worker';
-import { createHarness, type Harness, liveState, seedReadModel, validTransfer } from './harness';
+import {
+  createHarness,
+  type Harness,
+  liveState,
+  seedReadModel,
+  validTransfer,
+  startTestWorker,
+  type TestWorker,
+} from './harness';
 
 /**
  * A health check's jurisdiction judged by the case itself (`recordHealthCheckInScope`,
@@ -20,28 +24,15 @@ import { createHarness, type Harness, liveState, seedReadModel, validTransfer } 
  * API judges every check itself.
  */
 let h: Harness;
-let worker: Worker;
-let running: Promise<void>;
-let integrations: Integrations;
+let worker: TestWorker | undefined;
 
 beforeAll(async () => {
   h = await createHarness({ label: 'scoped', env: { DRILL_DAY_SECONDS: '20' } });
   await seedReadModel(h.db);
-  const log = createLogger('warn');
-  integrations = createIntegrations(h.config, { db: h.db, log });
-  worker = await createWorker({
-    connection: h.temporal.nativeConnection,
-    config: h.config,
-    codec: h.temporal.codec,
-    activities: createActivities({ db: h.db, integrations, log }),
-    taskQueue: h.config.TEMPORAL_TASK_QUEUE,
-  });
-  running = worker.run();
+  worker = await startTestWorker(h);
 });
 afterAll(async () => {
-  integrations?.close();
-  worker?.shutdown();
-  await running;
+  await worker?.stop();
   await h?.close();
 });
 
