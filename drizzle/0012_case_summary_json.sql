@@ -1,4 +1,5 @@
-ALTER TABLE "cases" ADD COLUMN "summary_json" text;
+ALTER TABLE "cases" ADD COLUMN "summary_json" text;--> statement-breakpoint
+CREATE INDEX "cases_summary_missing" ON "cases" USING btree ("case_no") WHERE summary_json is null;
 --> statement-breakpoint
 -- The supervisor list answers each row as the API's case summary (schemas CaseSummary,
 -- src/api/routes/read-helpers.ts toSummary) in the very bytes JSON.stringify(toSummary(row)) gives:
@@ -6,9 +7,13 @@ ALTER TABLE "cases" ADD COLUMN "summary_json" text;
 -- (to_json), instants as Date#toISOString prints them (UTC, milliseconds, "Z"). Building a JSON
 -- object for every row of every page cost Postgres about 0.4 ms a page of 50, twice the query's own
 -- work (docs/PERFORMANCE.md); it is now built once, when the row is written, by the trigger below,
--- and a page reads it as text. The room's number comes from `rooms`: a trigger there (below) makes
--- the copies of the cases in a room again when the room is added, renumbered or removed.
-CREATE OR REPLACE FUNCTION shaodian_case_summary_json(c cases, p_room_no text) RETURNS text
+-- and a page reads it as text.
+--
+-- All but the room's number, which belongs to `rooms` and is joined in when a page is read: the
+-- copy holds chr(1) in its place, a character JSON text never holds raw (to_json escapes every
+-- control character), and the list replaces it with the number. So the copy depends on the row
+-- alone and no change to a room can leave it stale.
+CREATE OR REPLACE FUNCTION shaodian_case_summary_json(c cases) RETURNS text
 LANGUAGE sql STABLE AS $fn$
   SELECT
     '{"caseNo":' || coalesce(to_json(c.case_no)::text, 'null') ||
@@ -21,7 +26,7 @@ LANGUAGE sql STABLE AS $fn$
     ',"policyName":' || coalesce(to_json(c.policy_name)::text, 'null') ||
     ',"hotelId":' || coalesce(to_json(c.hotel_id)::text, 'null') ||
     ',"roomId":' || coalesce(to_json(c.room_id)::text, 'null') ||
-    ',"roomNo":' || coalesce(to_json(p_room_no)::text, 'null') ||
+    ',"roomNo":' || chr(1) ||
     ',"requestedAt":' || coalesce('"' || to_char(c.requested_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"', 'null') ||
     ',"arrivedAt":' || coalesce('"' || to_char(c.arrived_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"', 'null') ||
     ',"stayStart":' || coalesce('"' || to_char(c.stay_start AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"', 'null') ||
@@ -39,13 +44,8 @@ $fn$;
 -- the bench's own insert) goes through it: the copy is made from the row as it is stored.
 CREATE OR REPLACE FUNCTION shaodian_case_summary_keep() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
-DECLARE
-  v_room_no text;
 BEGIN
-  IF NEW.room_id IS NOT NULL THEN
-    SELECT r.room_no INTO v_room_no FROM rooms r WHERE r.id = NEW.room_id;
-  END IF;
-  NEW.summary_json := shaodian_case_summary_json(NEW, v_room_no);
+  NEW.summary_json := shaodian_case_summary_json(NEW);
   RETURN NEW;
 END
 $fn$;
@@ -56,25 +56,3 @@ CREATE TRIGGER cases_summary_json BEFORE INSERT OR UPDATE ON cases
 -- ALWAYS: a session that turns replica triggers off (session_replication_role = replica, as a
 -- restore or a logical replica does) still keeps the copy with the row.
 ALTER TABLE cases ENABLE ALWAYS TRIGGER cases_summary_json;
---> statement-breakpoint
--- A room added after a case that names it, renumbered, or removed: the cases in it are written
--- again (their copies made afresh). A case's room is in its hotel (a room's id is its hotel's id
--- and its number), so the hotel's index finds them. The application renumbers and removes no
--- room, and a case's room comes from a reservation of a room already there: this is the guard.
-CREATE OR REPLACE FUNCTION shaodian_room_summary_touch() RETURNS trigger
-LANGUAGE plpgsql AS $fn$
-BEGIN
-  IF TG_OP = 'INSERT' OR TG_OP = 'UPDATE' THEN
-    UPDATE cases SET summary_json = NULL WHERE hotel_id = NEW.hotel_id AND room_id = NEW.id;
-  END IF;
-  IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND OLD.id IS DISTINCT FROM NEW.id) THEN
-    UPDATE cases SET summary_json = NULL WHERE hotel_id = OLD.hotel_id AND room_id = OLD.id;
-  END IF;
-  RETURN NULL;
-END
-$fn$;
---> statement-breakpoint
-CREATE TRIGGER rooms_case_summaries AFTER INSERT OR DELETE OR UPDATE OF id, hotel_id, room_no ON rooms
-  FOR EACH ROW EXECUTE FUNCTION shaodian_room_summary_touch();
---> statement-breakpoint
-ALTER TABLE rooms ENABLE ALWAYS TRIGGER rooms_case_summaries;

@@ -977,8 +977,7 @@ async function checkInvariants(
       select case_no, phase, colour, hotel_id, room_id, release_due, ended_at, inspection_status,
         open_escalations, pending_results, state_version,
         -- The list's copy of the row (drizzle/0012) is the row's summary as stored now.
-        summary_json is not distinct from shaodian_case_summary_json(cases,
-          (select room_no from rooms where rooms.id = cases.room_id)) as summary_kept
+        summary_json is not distinct from shaodian_case_summary_json(cases) as summary_kept
       from cases where case_no = ${caseNo}`);
     return ((Array.isArray(rr) ? rr : ((rr as { rows?: unknown[] }).rows ?? [])) as Record<string, unknown>[])[0];
   };

@@ -147,6 +147,10 @@ export const cases = pgTable(
     index('cases_release_due').on(t.releaseDue, t.caseNo),
     index('cases_open_escalations').on(t.openEscalations, t.caseNo),
     index('cases_street').on(t.district, t.street, t.caseNo),
+    /** The rows whose list copy is still to be made (drizzle/0012; empty once the fill is done). */
+    index('cases_summary_missing')
+      .on(t.caseNo)
+      .where(sql`summary_json is null`),
   ],
 );
 

@@ -17,8 +17,9 @@ export interface SummaryFillOptions {
  * Makes the list's copy (drizzle/0012, `cases.summary_json`) of every case row that has none:
  * the rows written before the migration. The migration itself fills nothing, since a rewrite of
  * the whole table in its transaction would hold every read and write of `cases` for as long as
- * that takes; this walks the table by case number instead, a batch a transaction, and writes
- * only rows without a copy (the trigger makes it). Until a row is reached the list builds its
+ * that takes; this walks the rows without a copy by case number instead (the partial index
+ * `cases_summary_missing`, empty once they have one), a batch a transaction, and the trigger makes
+ * each copy. Until a row is reached the list builds its
  * summary on the spot, the same. Safe to run from many processes at once (a second one finds
  * nothing to write) and again (it then writes nothing). Returns the rows it filled.
  */
@@ -31,7 +32,8 @@ export async function fillCaseSummaries(db: Db, opts: SummaryFillOptions = {}): 
     if (opts.signal?.aborted) break;
     const keys = rowsOf<{ caseNo: string }>(
       await db.execute(sql`
-        select case_no as "caseNo" from cases where case_no > ${after} order by case_no limit ${batch}`),
+        select case_no as "caseNo" from cases where summary_json is null and case_no > ${after}
+        order by case_no limit ${batch}`),
     );
     if (keys.length === 0) break;
     const from = after;

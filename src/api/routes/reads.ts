@@ -52,13 +52,14 @@ async function selectCases(app: ApiContext, where: SQL[], limit: number, order: 
 
 /**
  * One case summary (schemas CaseSummary, read-helpers toSummary) as JSON text: the row's own copy,
- * kept by a trigger on every write (drizzle/0012, `shaodian_case_summary_json`), so a page reads
- * text and formats nothing. Same fields, same order, same formats as toSummary
- * (test/api/reads.test.ts compares them). A row without its copy (none is expected: every writer
- * goes through the trigger) is built by the same SQL function on the spot.
+ * kept by a trigger on every write (drizzle/0012, `shaodian_case_summary_json`), with the room's
+ * number (chr(1) in the copy) joined in, so a page formats nothing. Same fields, same order, same
+ * bytes as JSON.stringify(toSummary(row)) (test/api/reads.test.ts compares them). A row without its
+ * copy (written before the migration, until the fill reaches it) is built on the spot by the same
+ * function.
  */
-const SUMMARY_JSON = sql<string>`coalesce(${cases.summaryJson}, shaodian_case_summary_json(${cases},
-  (select ${rooms.roomNo} from ${rooms} where ${rooms.id} = ${cases.roomId})))`;
+const SUMMARY_JSON = sql<string>`replace(coalesce(${cases.summaryJson}, shaodian_case_summary_json(${cases})),
+  chr(1), coalesce(to_json(${rooms.roomNo})::text, 'null'))`;
 
 /**
  * The supervisor list as prepared statements, one per combination of filters (a handful in
@@ -85,6 +86,7 @@ function buildListStatement(db: ApiContext['db'], shape: string[], name: string)
   return db
     .select({ caseNo: cases.caseNo, json: SUMMARY_JSON })
     .from(cases)
+    .leftJoin(rooms, eq(rooms.id, cases.roomId))
     .where(where.length ? and(...where) : undefined)
     .orderBy(asc(cases.caseNo))
     .limit(p('limit'))
