@@ -17,37 +17,33 @@ export interface SummaryFillOptions {
  * Makes the list's copy (drizzle/0012, `cases.summary_json`) of every case row that has none:
  * the rows written before the migration. The migration itself fills nothing, since a rewrite of
  * the whole table in its transaction would hold every read and write of `cases` for as long as
- * that takes; this walks the rows without a copy by case number instead (the partial index
- * `cases_summary_missing`, empty once they have one), a batch a transaction, and the trigger makes
- * each copy. Until a row is reached the list builds its
- * summary on the spot, the same. Safe to run from many processes at once (a second one finds
- * nothing to write) and again (it then writes nothing). Returns the rows it filled.
+ * that takes; this takes the rows without a copy a batch a transaction, by case number (the
+ * partial index `cases_summary_missing`, empty once they have one), and the trigger makes each
+ * copy. Until a row is reached the list builds its summary on the spot, the same. Safe to run from
+ * many processes at once (each skips the rows another holds) and again (it then writes nothing).
+ * Returns the rows it filled.
  */
 export async function fillCaseSummaries(db: Db, opts: SummaryFillOptions = {}): Promise<number> {
   const batch = opts.batch ?? 1000;
   const pauseMs = opts.pauseMs ?? 20;
-  let after = '';
   let filled = 0;
   for (;;) {
     if (opts.signal?.aborted) break;
-    const keys = rowsOf<{ caseNo: string }>(
-      await db.execute(sql`
-        select case_no as "caseNo" from cases where summary_json is null and case_no > ${after}
-        order by case_no limit ${batch}`),
-    );
-    if (keys.length === 0) break;
-    const from = after;
-    after = keys[keys.length - 1]!.caseNo;
+    // The first rows of the partial index (only rows without a copy are in it; a written row
+    // leaves it), each made again by the trigger; rows another process holds are left to it.
     const written = rowsOf<{ n: number }>(
       await db.execute(sql`
         with w as (
           update cases set summary_json = null
-          where case_no > ${from} and case_no <= ${after} and summary_json is null
+          where case_no in (
+            select case_no from cases where summary_json is null order by case_no limit ${batch}
+            for update skip locked)
           returning 1)
         select count(*)::int as n from w`),
     );
-    filled += written[0]?.n ?? 0;
-    if (keys.length < batch) break;
+    const n = written[0]?.n ?? 0;
+    filled += n;
+    if (n < batch) break;
     if (pauseMs > 0) await new Promise((r) => setTimeout(r, pauseMs));
   }
   if (filled > 0) opts.log?.info('case summaries filled', { rows: filled });

@@ -147,21 +147,24 @@ describe('GET /api/v1/cases', () => {
       await h.db.execute(sql`
         update cases set requested_at = ${r.at}::timestamptz, release_due = ${r.at}::timestamptz + interval '1 microsecond'
         where case_no = ${r.caseNo}`);
+    const storedS9 = () =>
+      h.db
+        .select({ c: cases, roomNo: rooms.roomNo })
+        .from(cases)
+        .leftJoin(rooms, eq(rooms.id, cases.roomId))
+        .where(eq(cases.street, 'S9'))
+        .orderBy(cases.caseNo);
+    const pageText = async () => (await get('/api/v1/cases?street=S9', 'admin')).text;
+    const expected = (rs: Awaited<ReturnType<typeof storedS9>>) =>
+      JSON.stringify({ items: rs.map((r) => toSummary({ ...r.c, roomNo: r.roomNo })), nextCursor: null });
     const page = await get('/api/v1/cases?street=S9', 'admin');
     const listed = page.body.items;
-    const stored = await h.db
-      .select({ c: cases, roomNo: rooms.roomNo })
-      .from(cases)
-      .leftJoin(rooms, eq(rooms.id, cases.roomId))
-      .where(eq(cases.street, 'S9'))
-      .orderBy(cases.caseNo);
+    const stored = await storedS9();
     expect(listed).toEqual(stored.map((r) => toSummary({ ...r.c, roomNo: r.roomNo })));
     expect(listed[0].requestedAt).toBe('2022-04-10T02:00:00.999Z');
     expect(listed[0].roomNo).toBe('103');
     // The very bytes JSON.stringify gives: key order, no spaces, every string escaped alike.
-    expect(page.text).toBe(
-      JSON.stringify({ items: stored.map((r) => toSummary({ ...r.c, roomNo: r.roomNo })), nextCursor: null }),
-    );
+    expect(page.text).toBe(expected(stored));
     // Each row's copy was made by the trigger on its insert and its update (drizzle/0012).
     expect(stored.every((r) => typeof r.c.summaryJson === 'string')).toBe(true);
 
@@ -208,16 +211,6 @@ describe('GET /api/v1/cases', () => {
     await withoutCopyTrigger(
       sql`update cases set summary_json = null where case_no in (${rows[0]!.caseNo}, ${rows[1]!.caseNo})`,
     );
-    const storedS9 = () =>
-      h.db
-        .select({ c: cases, roomNo: rooms.roomNo })
-        .from(cases)
-        .leftJoin(rooms, eq(rooms.id, cases.roomId))
-        .where(eq(cases.street, 'S9'))
-        .orderBy(cases.caseNo);
-    const pageText = async () => (await get('/api/v1/cases?street=S9', 'admin')).text;
-    const expected = (rs: Awaited<ReturnType<typeof storedS9>>) =>
-      JSON.stringify({ items: rs.map((r) => toSummary({ ...r.c, roomNo: r.roomNo })), nextCursor: null });
     const now = await storedS9();
     // QCSEED000006, seeded in D2/S9, had its copy from its insert.
     expect(now.map((r) => r.c.summaryJson === null)).toEqual([true, true, false, false, false]);
